@@ -1,0 +1,25 @@
+// weft/src/cli/cli.h v1 — the subcommands; each takes the arguments after its name.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "dist/mpi_env.h"
+
+namespace weft {
+
+using Args = std::vector<std::string>;
+
+int cmd_train(const Args& args, const MpiEnv& mpi);       // weft train DECK [--section.key=value ...]
+int cmd_samples(const Args& args, const MpiEnv& mpi);     // weft samples DECK --num N --output FILE.jsonl
+int cmd_preprocess(const Args& args, const MpiEnv& mpi);  // weft preprocess --input F.jsonl ...
+
+// Loads and validates a deck (and that its input files exist) on every rank; if any rank fails, the first failing rank's message is raised as a
+// ConfigError there (and an empty one elsewhere), so the job exits together with one line.
+Config load_config_collectively(const std::string& deck, const Args& overrides, int world_size_for_checks);
+
+// Splits "DECK --a=b ..." into the deck path and the overrides; handles --help by printing the schema.
+// Returns false when help was printed.
+bool parse_deck_args(const Args& args, const char* usage, std::string& deck, Args& overrides, const MpiEnv& mpi);
+
+}  // namespace weft

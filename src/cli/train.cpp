@@ -1,0 +1,21 @@
+// weft/src/cli/train.cpp v1 — `weft train DECK`: build the layout, the model and the data; train.
+#include "cli/cli.h"
+#include "dist/process_grid.h"
+#include "train/setup.h"
+#include "train/trainer.h"
+
+namespace weft {
+
+int cmd_train(const Args& args, const MpiEnv& mpi) {
+  std::string deck;
+  Args overrides;
+  if (!parse_deck_args(args, "weft train DECK [--section.key=value ...]", deck, overrides, mpi)) return 0;
+  const Config cfg = load_config_collectively(deck, overrides, mpi.size());
+  const ProcessGrid grid(mpi.size(), mpi.rank(), parallel_sizes(cfg));
+  Comms comms = Comms::create(grid);
+  Trainer trainer(cfg, grid, comms);
+  trainer.train();
+  return 0;
+}
+
+}  // namespace weft

@@ -1,0 +1,99 @@
+// weft/src/config/config.h v1 — the typed configuration a deck produces, and where each value came from.
+//
+// Every field is declared once, with its type, default and one-line doc, in config/schema.cpp; decks are read by
+// config/deck.cpp and checked by config/validate.cpp. Field names follow the deck keys (Megatron's flag names).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace weft {
+
+struct RopeScalingConfig {
+  std::string type = "none";  // none | linear | llama3
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  std::string family = "llama";
+  std::string init = "random";
+  int64_t num_layers = 0;
+  int64_t hidden_size = 0;
+  int64_t ffn_hidden_size = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_query_groups = 0;  // 0: as many as heads (no GQA)
+  int64_t kv_channels = 0;       // 0: hidden_size / num_attention_heads
+  int64_t vocab_size = 0;
+  int64_t make_vocab_size_divisible_by = 128;
+  int64_t max_position_embeddings = 0;
+  double rope_theta = 10000.0;
+  RopeScalingConfig rope_scaling;
+  double norm_epsilon = 1e-5;
+  bool qkv_bias = false;
+  bool tie_embeddings = false;
+  int64_t sliding_window = 0;
+  double init_method_std = 0.02;
+};
+
+struct DataConfig {
+  std::string prefix;  // "PATH" or "W1 PATH1 W2 PATH2 ..." (Megatron's --data-path)
+  std::string split = "969,30,1";
+  int64_t seq_length = 0;
+  bool shuffle = true;
+  std::string tokenizer;  // "bytes" or a tokenizer.json path; gives the EOD id
+  int64_t eod_token = -1;
+  bool eod_mask_loss = false;
+};
+
+struct TrainConfig {
+  int64_t micro_batch_size = 1;
+  int64_t global_batch_size = 0;
+  int64_t train_iters = 0;
+  double lr = 0;
+  double min_lr = 0;
+  std::string lr_decay_style = "linear";
+  int64_t lr_warmup_iters = 0;
+  int64_t lr_decay_iters = 0;  // 0: train_iters
+  double weight_decay = 0.01;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  double clip_grad = 1.0;
+  int64_t seed = 1234;
+  std::string precision = "fp32";
+  int64_t eval_interval = 1000;
+  int64_t eval_iters = 100;
+};
+
+struct ParallelConfig {
+  int64_t tp = 1, pp = 1, cp = 1, ep = 1;
+  int64_t dp = 0;  // 0: world / (tp·pp·cp); otherwise must equal it
+};
+
+struct LogConfig {
+  std::string dir;
+  int64_t interval = 1;
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  ParallelConfig parallel;
+  LogConfig log;
+
+  std::string deck_path;
+  // key → where its value was set: "deck.ini:12", "command line" or "default".
+  std::map<std::string, std::string> origin;
+  // key → value as written, for every key that was set (saved beside runs and checkpoints).
+  std::map<std::string, std::string> values;
+
+  // "key 'parallel.tp' (deck.ini:12)" — how errors name a key.
+  std::string where(const std::string& key) const;
+};
+
+}  // namespace weft

@@ -1,0 +1,124 @@
+// weft/src/config/schema.cpp v1 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
+#include "config/schema.h"
+
+#include <iomanip>
+#include <ostream>
+
+namespace weft {
+namespace po = boost::program_options;
+
+namespace {
+
+template <typename T>
+po::typed_value<T>* opt(T* field, const char* type) {
+  return po::value<T>(field)->default_value(*field)->value_name(type);
+}
+template <typename T>
+po::typed_value<T>* required(T* field, const char* type) {
+  return po::value<T>(field)->required()->value_name(type);
+}
+// Doubles print their defaults compactly (1e-05, not 1.0000000000000001e-05).
+po::typed_value<double>* real(double* field) {
+  std::ostringstream os;
+  os << *field;
+  return po::value<double>(field)->default_value(*field, os.str())->value_name("float");
+}
+po::typed_value<bool>* flag(bool* field) {
+  return po::value<bool>(field)->default_value(*field, *field ? "true" : "false")->value_name("bool");
+}
+
+}  // namespace
+
+po::options_description deck_schema(Config& c) {
+  po::options_description d("deck keys");
+  ModelConfig& m = c.model;
+  d.add_options()
+      ("model.family", opt(&m.family, "llama|mistral|qwen2"), "architecture family (sets no shapes; presets do)")
+      ("model.init", opt(&m.init, "random"), "initial weights: random (Megatron's normal init)")
+      ("model.num_layers", required(&m.num_layers, "int"), "number of transformer layers")
+      ("model.hidden_size", required(&m.hidden_size, "int"), "model width")
+      ("model.ffn_hidden_size", required(&m.ffn_hidden_size, "int"), "SwiGLU inner width")
+      ("model.num_attention_heads", required(&m.num_attention_heads, "int"), "query heads")
+      ("model.num_query_groups", opt(&m.num_query_groups, "int"), "key/value heads (GQA); 0 = num_attention_heads")
+      ("model.kv_channels", opt(&m.kv_channels, "int"), "head dimension; 0 = hidden_size / num_attention_heads")
+      ("model.vocab_size", required(&m.vocab_size, "int"), "tokenizer vocabulary size")
+      ("model.make_vocab_size_divisible_by", opt(&m.make_vocab_size_divisible_by, "int"),
+       "pad the embedding rows to a multiple of this times parallel.tp (padding takes no probability)")
+      ("model.max_position_embeddings", required(&m.max_position_embeddings, "int"), "longest position RoPE covers")
+      ("model.rope_theta", real(&m.rope_theta), "RoPE base")
+      ("model.rope_scaling.type", opt(&m.rope_scaling.type, "none|linear|llama3"), "RoPE frequency scaling")
+      ("model.rope_scaling.factor", real(&m.rope_scaling.factor), "scaling factor (linear, llama3)")
+      ("model.rope_scaling.low_freq_factor", real(&m.rope_scaling.low_freq_factor), "llama3 low-frequency factor")
+      ("model.rope_scaling.high_freq_factor", real(&m.rope_scaling.high_freq_factor), "llama3 high-frequency factor")
+      ("model.rope_scaling.original_max_position_embeddings",
+       opt(&m.rope_scaling.original_max_position_embeddings, "int"), "llama3: context length before scaling")
+      ("model.norm_epsilon", real(&m.norm_epsilon), "RMSNorm epsilon")
+      ("model.qkv_bias", flag(&m.qkv_bias), "bias on the QKV projection (Qwen)")
+      ("model.tie_embeddings", flag(&m.tie_embeddings), "output layer shares the embedding matrix")
+      ("model.sliding_window", opt(&m.sliding_window, "int"), "attention window in tokens (Mistral); 0 = full")
+      ("model.init_method_std", real(&m.init_method_std), "std of the normal init; residual outputs get "
+       "std/sqrt(2·num_layers)");
+
+  DataConfig& a = c.data;
+  d.add_options()
+      ("data.prefix", opt(&a.prefix, "string"), "Megatron .bin/.idx prefix, or 'W1 P1 W2 P2 ...' to blend")
+      ("data.split", opt(&a.split, "string"), "train,valid,test weights over the documents, e.g. 969,30,1")
+      ("data.seq_length", required(&a.seq_length, "int"), "tokens per sample")
+      ("data.shuffle", flag(&a.shuffle), "Megatron's shuffled GPTDataset order; false = consecutive windows")
+      ("data.tokenizer", opt(&a.tokenizer, "string"), "'bytes' (256 byte ids + EOD 256) or a tokenizer.json path")
+      ("data.eod_token", opt(&a.eod_token, "int"), "end-of-document id; -1 = from data.tokenizer")
+      ("data.eod_mask_loss", flag(&a.eod_mask_loss), "no loss on EOD tokens");
+
+  TrainConfig& t = c.train;
+  d.add_options()
+      ("train.micro_batch_size", opt(&t.micro_batch_size, "int"), "samples per forward/backward on one rank")
+      ("train.global_batch_size", required(&t.global_batch_size, "int"),
+       "samples per optimizer step over all data-parallel ranks (micro_batch_size·dp·accumulation steps)")
+      ("train.train_iters", required(&t.train_iters, "int"), "optimizer steps")
+      ("train.lr", required(&t.lr, "float"), "peak learning rate")
+      ("train.min_lr", real(&t.min_lr), "learning rate floor after decay")
+      ("train.lr_decay_style", opt(&t.lr_decay_style, "constant|linear|cosine"), "decay after warmup")
+      ("train.lr_warmup_iters", opt(&t.lr_warmup_iters, "int"), "linear warmup steps from 0")
+      ("train.lr_decay_iters", opt(&t.lr_decay_iters, "int"), "steps over which to decay; 0 = train_iters")
+      ("train.weight_decay", real(&t.weight_decay), "decoupled weight decay (not on 1-D parameters)")
+      ("train.adam_beta1", real(&t.adam_beta1), "Adam beta1")
+      ("train.adam_beta2", real(&t.adam_beta2), "Adam beta2")
+      ("train.adam_eps", real(&t.adam_eps), "Adam epsilon")
+      ("train.clip_grad", real(&t.clip_grad), "global gradient-norm clip; 0 = off")
+      ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
+      ("train.precision", opt(&t.precision, "fp32"), "arithmetic precision (the CPU backend is fp32)")
+      ("train.eval_interval", opt(&t.eval_interval, "int"), "steps between validation runs; 0 = never")
+      ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run");
+
+  ParallelConfig& p = c.parallel;
+  d.add_options()
+      ("parallel.tp", opt(&p.tp, "int"), "tensor-parallel size")
+      ("parallel.pp", opt(&p.pp, "int"), "pipeline-parallel size")
+      ("parallel.cp", opt(&p.cp, "int"), "context-parallel size")
+      ("parallel.ep", opt(&p.ep, "int"), "expert-parallel size")
+      ("parallel.dp", opt(&p.dp, "int"), "data-parallel size; 0 = world size / (tp·pp·cp), else must equal it");
+
+  LogConfig& l = c.log;
+  d.add_options()
+      ("log.dir", opt(&l.dir, "string"), "where metrics.jsonl goes; empty = no file")
+      ("log.interval", opt(&l.interval, "int"), "steps between log lines");
+  return d;
+}
+
+void print_schema(std::ostream& os, const po::options_description& schema) {
+  std::string section;
+  for (const auto& o : schema.options()) {
+    const std::string& key = o->long_name();
+    const std::string sec = key.substr(0, key.find('.'));
+    if (sec != section) {
+      os << "\n[" << sec << "]\n";
+      section = sec;
+    }
+    std::string type = o->semantic()->name();
+    if (o->semantic()->is_required()) type += " (required)";
+    os << "  " << std::left << std::setw(44) << key.substr(sec.size() + 1) << std::setw(30) << type
+       << o->description() << "\n";
+  }
+}
+
+}  // namespace weft

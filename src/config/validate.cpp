@@ -1,0 +1,145 @@
+// weft/src/config/validate.cpp v1 — cross-key checks, each naming the key and where it was set.
+#include "config/validate.h"
+
+#include <filesystem>
+#include <regex>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace weft {
+namespace {
+
+class Checker {
+ public:
+  explicit Checker(const Config& c) : c_(c) {}
+  // Fails with "<key (where)>: <what was expected>" unless ok.
+  void require(bool ok, const std::string& key, const std::string& expected) const {
+    if (!ok) throw ConfigError(str(c_.where(key), ": ", expected));
+  }
+  void one_of(const std::string& value, std::initializer_list<const char*> choices, const std::string& key) const {
+    std::string list;
+    for (const char* ch : choices) {
+      if (value == ch) return;
+      list += (list.empty() ? "" : ", ") + std::string(ch);
+    }
+    require(false, key, str("expected one of ", list, ", got '", value, "'"));
+  }
+
+ private:
+  const Config& c_;
+};
+
+}  // namespace
+
+std::vector<double> parse_split(const Config& c) {
+  std::vector<double> w;
+  static const std::regex number(R"([.0-9]+)");
+  for (std::sregex_iterator it(c.data.split.begin(), c.data.split.end(), number), end; it != end; ++it)
+    w.push_back(std::stod(it->str()));
+  if (w.size() > 3 || w.empty()) throw ConfigError(str(c.where("data.split"), ": expected up to three weights, got '",
+                                                       c.data.split, "'"));
+  w.resize(3, 0.0);
+  double sum = w[0] + w[1] + w[2];
+  if (sum <= 0) throw ConfigError(str(c.where("data.split"), ": weights must not all be zero"));
+  for (double& x : w) x /= sum;
+  return w;
+}
+
+void validate_inputs(const Config& c) {
+  std::istringstream words(c.data.prefix);
+  for (std::string w; words >> w;) {
+    char* end = nullptr;
+    std::strtod(w.c_str(), &end);
+    if (end && *end == 0) continue;  // a blend weight
+    for (const char* ext : {".bin", ".idx"})
+      if (!std::filesystem::exists(w + ext))
+        throw ConfigError(str(c.where("data.prefix"), ": no file ", w, ext, " (make it with weft preprocess)"));
+  }
+}
+
+void validate_config(const Config& c, int world_size) {
+  const Checker k(c);
+  const ModelConfig& m = c.model;
+  k.one_of(m.family, {"llama", "mistral", "qwen2"}, "model.family");
+  k.one_of(m.init, {"random"}, "model.init");
+  k.require(m.num_layers > 0, "model.num_layers", "expected a positive integer");
+  k.require(m.hidden_size > 0, "model.hidden_size", "expected a positive integer");
+  k.require(m.ffn_hidden_size > 0, "model.ffn_hidden_size", "expected a positive integer");
+  k.require(m.num_attention_heads > 0, "model.num_attention_heads", "expected a positive integer");
+  k.require(m.vocab_size > 0, "model.vocab_size", "expected a positive integer");
+  k.require(m.max_position_embeddings > 0, "model.max_position_embeddings", "expected a positive integer");
+  k.require(m.make_vocab_size_divisible_by > 0, "model.make_vocab_size_divisible_by", "expected a positive integer");
+  const int64_t groups = m.num_query_groups ? m.num_query_groups : m.num_attention_heads;
+  k.require(m.num_query_groups >= 0 && m.num_attention_heads % groups == 0, "model.num_query_groups",
+            str("must divide model.num_attention_heads = ", m.num_attention_heads, ", got ", groups));
+  if (m.kv_channels == 0)
+    k.require(m.hidden_size % m.num_attention_heads == 0, "model.hidden_size",
+              str("must be divisible by model.num_attention_heads = ", m.num_attention_heads,
+                  " when model.kv_channels is not set"));
+  const int64_t head_dim = m.kv_channels ? m.kv_channels : m.hidden_size / m.num_attention_heads;
+  k.require(head_dim > 0 && head_dim % 2 == 0, "model.kv_channels", str("head dimension must be even for RoPE, got ",
+                                                                        head_dim));
+  k.one_of(m.rope_scaling.type, {"none", "linear", "llama3"}, "model.rope_scaling.type");
+  k.require(m.rope_scaling.factor > 0, "model.rope_scaling.factor", "expected a positive number");
+  k.require(m.rope_theta > 0, "model.rope_theta", "expected a positive number");
+  k.require(m.norm_epsilon > 0, "model.norm_epsilon", "expected a positive number");
+  k.require(m.sliding_window >= 0, "model.sliding_window", "expected 0 (off) or a positive window");
+  k.require(m.init_method_std > 0, "model.init_method_std", "expected a positive number");
+
+  const ParallelConfig& p = c.parallel;
+  k.require(p.tp >= 1, "parallel.tp", "expected an integer >= 1");
+  k.require(p.pp >= 1, "parallel.pp", "expected an integer >= 1");
+  k.require(p.cp >= 1, "parallel.cp", "expected an integer >= 1");
+  k.require(p.ep >= 1, "parallel.ep", "expected an integer >= 1");
+  const int64_t model_ranks = p.tp * p.pp * p.cp;
+  k.require(world_size % model_ranks == 0, "parallel.tp",
+            str("world size ", world_size, " must be a multiple of tp·pp·cp = ", p.tp, "·", p.pp, "·", p.cp, " = ",
+                model_ranks));
+  const int64_t dp = world_size / model_ranks;
+  k.require(p.dp == 0 || p.dp == dp, "parallel.dp",
+            str("world size ", world_size, " ≠ tp·pp·cp·dp = ", p.tp, "·", p.pp, "·", p.cp, "·", p.dp, " = ",
+                model_ranks * p.dp));
+  k.require(m.num_attention_heads % p.tp == 0, "parallel.tp",
+            str("must divide model.num_attention_heads = ", m.num_attention_heads, ", got ", p.tp));
+  k.require(groups % p.tp == 0, "parallel.tp", str("must divide model.num_query_groups = ", groups, ", got ", p.tp));
+  k.require(m.ffn_hidden_size % p.tp == 0, "parallel.tp",
+            str("must divide model.ffn_hidden_size = ", m.ffn_hidden_size, ", got ", p.tp));
+  k.require(p.pp <= m.num_layers, "parallel.pp", str("must not exceed model.num_layers = ", m.num_layers));
+  k.require(p.pp == 1, "parallel.pp", "pipeline parallelism is not available in this build yet; use 1");
+  k.require(p.cp == 1, "parallel.cp", "context parallelism is not available in this build yet; use 1");
+  k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model; use 1");
+
+  const DataConfig& d = c.data;
+  k.require(d.seq_length > 0, "data.seq_length", "expected a positive integer");
+  k.require(d.seq_length <= m.max_position_embeddings, "data.seq_length",
+            str("must not exceed model.max_position_embeddings = ", m.max_position_embeddings));
+  parse_split(c);
+
+  const TrainConfig& t = c.train;
+  k.require(t.micro_batch_size > 0, "train.micro_batch_size", "expected a positive integer");
+  k.require(t.global_batch_size > 0 && t.global_batch_size % (t.micro_batch_size * dp) == 0,
+            "train.global_batch_size",
+            str("must be a positive multiple of train.micro_batch_size·dp = ", t.micro_batch_size, "·", dp, " = ",
+                t.micro_batch_size * dp, ", got ", t.global_batch_size));
+  k.require(t.train_iters > 0, "train.train_iters", "expected a positive integer");
+  k.require(t.lr >= 0, "train.lr", "expected a non-negative number");
+  k.require(t.min_lr >= 0 && t.min_lr <= t.lr, "train.min_lr", str("must lie in [0, train.lr = ", t.lr, "]"));
+  k.one_of(t.lr_decay_style, {"constant", "linear", "cosine"}, "train.lr_decay_style");
+  k.require(t.lr_warmup_iters >= 0, "train.lr_warmup_iters", "expected a non-negative integer");
+  const int64_t decay = t.lr_decay_iters ? t.lr_decay_iters : t.train_iters;
+  k.require(t.lr_decay_iters >= 0 && t.lr_warmup_iters <= decay, "train.lr_warmup_iters",
+            str("must not exceed the decay steps (", decay, ")"));
+  k.require(t.adam_beta1 >= 0 && t.adam_beta1 < 1, "train.adam_beta1", "expected a number in [0, 1)");
+  k.require(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "train.adam_beta2", "expected a number in [0, 1)");
+  k.require(t.adam_eps > 0, "train.adam_eps", "expected a positive number");
+  k.require(t.weight_decay >= 0, "train.weight_decay", "expected a non-negative number");
+  k.require(t.clip_grad >= 0, "train.clip_grad", "expected a non-negative number (0 = off)");
+  k.require(t.seed >= 0 && t.seed <= 0xffffffffLL, "train.seed", "expected an integer in [0, 2^32)");
+  k.one_of(t.precision, {"fp32"}, "train.precision");
+  k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
+  k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");
+  k.require(c.log.interval > 0, "log.interval", "expected a positive integer");
+}
+
+}  // namespace weft

@@ -1,0 +1,32 @@
+// weft/src/data/batch.h v1 — one micro-batch as the model consumes it.
+#pragma once
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace weft {
+
+// rows samples of seq tokens, flattened to tokens = rows·seq. Attention never crosses a boundary in cu_seqlens
+// (row ends always are boundaries; packed documents add more).
+struct Batch {
+  int64_t rows = 0, seq = 0;
+  Tensor tokens;      // i32 [tokens]
+  Tensor labels;      // i32 [tokens], the next token
+  Tensor loss_mask;   // f32 [tokens], 1 where the token's loss counts
+  Tensor positions;   // i32 [tokens], RoPE positions
+  Tensor cu_seqlens;  // i32 [segments + 1], attention segment bounds over the flattened tokens
+
+  int64_t tokens_count() const { return rows * seq; }
+  // The same batch with every tensor on `device`.
+  Batch to(Device device) const {
+    Batch b = *this;
+    b.tokens = tokens.to(device);
+    b.labels = labels.to(device);
+    b.loss_mask = loss_mask.to(device);
+    b.positions = positions.to(device);
+    b.cu_seqlens = cu_seqlens.to(device);
+    return b;
+  }
+};
+
+}  // namespace weft

@@ -1,0 +1,204 @@
+// weft/src/data/indexed_dataset.cpp v1 — reading and writing Megatron .bin/.idx files.
+#include "data/indexed_dataset.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "util/error.h"
+
+namespace weft {
+namespace {
+
+constexpr char kMagic[9] = {'M', 'M', 'I', 'D', 'I', 'D', 'X', 0, 0};
+
+template <typename T>
+T load(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+template <typename Src>
+void widen(const uint8_t* src, int64_t n, int32_t* out, const std::string& file) {
+  for (int64_t i = 0; i < n; ++i) {
+    const Src v = load<Src>(src + i * sizeof(Src));
+    const double d = static_cast<double>(v);
+    WEFT_CHECK(d >= 0 && d <= 2147483647.0 && d == std::floor(d), file, ": token value ", d,
+               " is not a valid token id");
+    out[i] = static_cast<int32_t>(v);
+  }
+}
+
+void write_all(int fd, const void* data, size_t n, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail(str("cannot write '", path, "': ", std::strerror(errno)));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+size_t token_dtype_size(TokenDType t) {
+  switch (t) {
+    case TokenDType::u8:
+    case TokenDType::i8: return 1;
+    case TokenDType::i16:
+    case TokenDType::u16: return 2;
+    case TokenDType::i32:
+    case TokenDType::f32: return 4;
+    case TokenDType::i64:
+    case TokenDType::f64: return 8;
+  }
+  return 0;
+}
+
+TokenDType optimal_token_dtype(int64_t vocab_size) {
+  return vocab_size < 65500 ? TokenDType::u16 : TokenDType::i32;
+}
+
+IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
+  const std::string idx_path = prefix + ".idx", bin_path = prefix + ".bin";
+  idx_ = std::make_unique<MappedFile>(idx_path);
+  bin_ = std::make_unique<MappedFile>(bin_path);
+  const uint8_t* p = idx_->data();
+  const size_t n = idx_->size();
+  constexpr size_t kHeader = 9 + 8 + 1 + 8 + 8;
+  WEFT_CHECK(n >= kHeader, idx_path, ": ", n, " bytes is shorter than the ", kHeader, "-byte index header");
+  WEFT_CHECK(std::memcmp(p, kMagic, 9) == 0, idx_path, ": not a Megatron index (bad magic; expected MMIDIDX)");
+  const uint64_t version = load<uint64_t>(p + 9);
+  WEFT_CHECK(version == 1, idx_path, ": index version ", version, ", expected 1");
+  const uint8_t code = p[17];
+  WEFT_CHECK(code >= 1 && code <= 8, idx_path, ": unknown dtype code ", int(code), " (expected 1..8)");
+  dtype_ = static_cast<TokenDType>(code);
+  const uint64_t count = load<uint64_t>(p + 18), docs = load<uint64_t>(p + 26);
+  const uint64_t need = kHeader + count * (4 + 8) + docs * 8;
+  WEFT_CHECK(count < (uint64_t(1) << 40) && docs < (uint64_t(1) << 40) && need <= n, idx_path, ": header claims ",
+             count, " sequences and ", docs, " document entries (", need, " bytes), but the file has ", n);
+  count_ = static_cast<int64_t>(count);
+  doc_count_ = static_cast<int64_t>(docs);
+  // The arrays sit at 8-byte-unaligned offsets for most counts; copying would double memory for large corpora,
+  // and x86-64 and aarch64 both load unaligned words, so they are read in place.
+  lengths_ = reinterpret_cast<const int32_t*>(p + kHeader);
+  pointers_ = reinterpret_cast<const int64_t*>(p + kHeader + 4 * count);
+  docs_ = reinterpret_cast<const int64_t*>(p + kHeader + 12 * count);
+
+  const int64_t itemsize = static_cast<int64_t>(token_dtype_size(dtype_));
+  const int64_t bin_size = static_cast<int64_t>(bin_->size());
+  for (int64_t i = 0; i < count_; ++i) {
+    const int64_t len = lengths_[i], ptr = pointers_[i];
+    WEFT_CHECK(len >= 0 && ptr >= 0 && ptr % itemsize == 0 && ptr + len * itemsize <= bin_size, idx_path,
+               ": sequence ", i, " (pointer ", ptr, ", length ", len, ") lies outside ", bin_path, " (", bin_size,
+               " bytes)");
+  }
+  WEFT_CHECK(doc_count_ >= 1 && docs_[0] == 0 && docs_[doc_count_ - 1] == count_, idx_path,
+             ": document indices must run from 0 to the sequence count ", count_);
+  for (int64_t d = 1; d < doc_count_; ++d)
+    WEFT_CHECK(docs_[d] >= docs_[d - 1], idx_path, ": document indices decrease at entry ", d);
+}
+
+void IndexedDataset::read(int64_t seq, int64_t offset, int64_t length, int32_t* out) const {
+  WEFT_CHECK(seq >= 0 && seq < count_ && offset >= 0 && length >= 0 && offset + length <= lengths_[seq], prefix_,
+             ": read of tokens [", offset, ", ", offset + length, ") of sequence ", seq, " is out of range");
+  const size_t itemsize = token_dtype_size(dtype_);
+  const uint8_t* src = bin_->data() + pointers_[seq] + offset * static_cast<int64_t>(itemsize);
+  const std::string& f = bin_->path();
+  switch (dtype_) {
+    case TokenDType::u8: widen<uint8_t>(src, length, out, f); break;
+    case TokenDType::i8: widen<int8_t>(src, length, out, f); break;
+    case TokenDType::i16: widen<int16_t>(src, length, out, f); break;
+    case TokenDType::u16: widen<uint16_t>(src, length, out, f); break;
+    case TokenDType::i32: widen<int32_t>(src, length, out, f); break;
+    case TokenDType::i64: widen<int64_t>(src, length, out, f); break;
+    case TokenDType::f32: widen<float>(src, length, out, f); break;
+    case TokenDType::f64: widen<double>(src, length, out, f); break;
+  }
+}
+
+// ---------------------------------------------------------------- writer
+
+IndexedDatasetWriter::IndexedDatasetWriter(const std::string& prefix, TokenDType dtype)
+    : prefix_(prefix), dtype_(dtype) {
+  const std::string tmp = prefix_ + ".bin.tmp";
+  bin_fd_ = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (bin_fd_ < 0) fail(str("cannot create '", tmp, "': ", std::strerror(errno)));
+}
+
+IndexedDatasetWriter::~IndexedDatasetWriter() {
+  if (bin_fd_ < 0) return;
+  ::close(bin_fd_);
+  std::remove((prefix_ + ".bin.tmp").c_str());
+}
+
+void IndexedDatasetWriter::add_sequence(const std::vector<int32_t>& tokens) {
+  const size_t itemsize = token_dtype_size(dtype_);
+  const size_t base = buffer_.size();
+  buffer_.resize(base + tokens.size() * itemsize);
+  uint8_t* dst = buffer_.data() + base;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t t = tokens[i];
+    switch (dtype_) {
+      case TokenDType::u16: {
+        WEFT_CHECK(t >= 0 && t <= 65535, prefix_, ": token id ", t, " does not fit uint16");
+        const uint16_t v = static_cast<uint16_t>(t);
+        std::memcpy(dst + i * 2, &v, 2);
+        break;
+      }
+      case TokenDType::i32: std::memcpy(dst + i * 4, &t, 4); break;
+      default: fail(str(prefix_, ": the writer stores uint16 or int32 tokens"));
+    }
+  }
+  lengths_.push_back(static_cast<int32_t>(tokens.size()));
+  if (buffer_.size() >= (size_t(1) << 24)) flush();
+}
+
+void IndexedDatasetWriter::end_document() { docs_.push_back(static_cast<int64_t>(lengths_.size())); }
+
+void IndexedDatasetWriter::flush() {
+  write_all(bin_fd_, buffer_.data(), buffer_.size(), prefix_ + ".bin.tmp");
+  buffer_.clear();
+}
+
+void IndexedDatasetWriter::finish() {
+  flush();
+  if (::fsync(bin_fd_) != 0 || ::close(bin_fd_) != 0) fail(str("cannot close '", prefix_, ".bin.tmp'"));
+  bin_fd_ = -1;
+  const std::string idx_tmp = prefix_ + ".idx.tmp";
+  const int fd = ::open(idx_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) fail(str("cannot create '", idx_tmp, "': ", std::strerror(errno)));
+  std::vector<uint8_t> out(kMagic, kMagic + 9);
+  auto put = [&](const void* v, size_t n) {
+    const uint8_t* b = static_cast<const uint8_t*>(v);
+    out.insert(out.end(), b, b + n);
+  };
+  const uint64_t version = 1, count = lengths_.size(), docs = docs_.size();
+  const uint8_t code = static_cast<uint8_t>(dtype_);
+  put(&version, 8);
+  put(&code, 1);
+  put(&count, 8);
+  put(&docs, 8);
+  put(lengths_.data(), lengths_.size() * 4);
+  int64_t ptr = 0;
+  for (int32_t len : lengths_) {
+    put(&ptr, 8);
+    ptr += int64_t(len) * static_cast<int64_t>(token_dtype_size(dtype_));
+  }
+  put(docs_.data(), docs_.size() * 8);
+  write_all(fd, out.data(), out.size(), idx_tmp);
+  if (::fsync(fd) != 0 || ::close(fd) != 0) fail(str("cannot close '", idx_tmp, "'"));
+  if (std::rename((prefix_ + ".bin.tmp").c_str(), (prefix_ + ".bin").c_str()) != 0 ||
+      std::rename(idx_tmp.c_str(), (prefix_ + ".idx").c_str()) != 0)
+    fail(str("cannot move ", prefix_, ".bin/.idx into place: ", std::strerror(errno)));
+}
+
+}  // namespace weft

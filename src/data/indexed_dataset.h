@@ -1,0 +1,70 @@
+// weft/src/data/indexed_dataset.h v1 — Megatron's indexed dataset (.bin tokens + .idx index), read and written.
+//
+// .idx layout (little endian): "MMIDIDX\0\0", u64 version = 1, u8 dtype code, u64 sequence count, u64 document
+// count, i32 sequence lengths[count], i64 byte pointers[count], i64 document indices[document count] (the first
+// sequence of each document, then the total: [0, ..., count]). .bin: the tokens of every sequence, back to back.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/mapped_file.h"
+
+namespace weft {
+
+// Megatron's DType codes.
+enum class TokenDType : uint8_t { u8 = 1, i8 = 2, i16 = 3, i32 = 4, i64 = 5, f64 = 6, f32 = 7, u16 = 8 };
+size_t token_dtype_size(TokenDType t);
+// Megatron's choice for a vocabulary: uint16 below 65500 ids, else int32.
+TokenDType optimal_token_dtype(int64_t vocab_size);
+
+class IndexedDataset {
+ public:
+  // Maps prefix.idx and prefix.bin and validates the index against both files.
+  explicit IndexedDataset(const std::string& prefix);
+
+  const std::string& prefix() const { return prefix_; }
+  TokenDType dtype() const { return dtype_; }
+  int64_t num_sequences() const { return count_; }
+  int64_t num_documents() const { return doc_count_ - 1; }
+  int32_t sequence_length(int64_t i) const { return lengths_[i]; }
+  const int32_t* sequence_lengths() const { return lengths_; }
+  // Sequence indices bounding the documents: document d is sequences [doc[d], doc[d+1]).
+  const int64_t* document_indices() const { return docs_; }
+  // Tokens [offset, offset + length) of sequence `seq`, widened to int32.
+  void read(int64_t seq, int64_t offset, int64_t length, int32_t* out) const;
+
+ private:
+  std::string prefix_;
+  std::unique_ptr<MappedFile> idx_, bin_;
+  TokenDType dtype_ = TokenDType::u16;
+  int64_t count_ = 0, doc_count_ = 0;
+  const int32_t* lengths_ = nullptr;
+  const int64_t* pointers_ = nullptr;
+  const int64_t* docs_ = nullptr;
+};
+
+// Writes prefix.bin/.idx byte-for-byte as Megatron's IndexedDatasetBuilder does: add sequences, close documents.
+class IndexedDatasetWriter {
+ public:
+  IndexedDatasetWriter(const std::string& prefix, TokenDType dtype);
+  ~IndexedDatasetWriter();  // an unfinished writer removes its temporary files
+  IndexedDatasetWriter(const IndexedDatasetWriter&) = delete;
+  IndexedDatasetWriter& operator=(const IndexedDatasetWriter&) = delete;
+  void add_sequence(const std::vector<int32_t>& tokens);  // one sequence of the current document
+  void end_document();                                    // closes the current document
+  // Writes prefix.idx and closes prefix.bin; nothing is complete until this returns.
+  void finish();
+
+ private:
+  std::string prefix_;
+  TokenDType dtype_;
+  std::vector<int32_t> lengths_;
+  std::vector<int64_t> docs_{0};
+  std::vector<uint8_t> buffer_;
+  int bin_fd_ = -1;
+  void flush();
+};
+
+}  // namespace weft

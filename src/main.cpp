@@ -1,0 +1,51 @@
+// weft/src/main.cpp v1 — one executable, one subcommand per job: the table of contents of weft.
+//
+//   weft train DECK          pretrain a Llama-family model from an input deck (cli/train.cpp)
+//   weft samples DECK        print the samples training would consume (cli/samples.cpp)
+//   weft preprocess ...      JSONL → Megatron .bin/.idx (cli/preprocess.cpp)
+//
+// Errors: a bad deck or argument prints one line from rank 0 and exits 2 on every rank; any other failure prints
+// one line from the failing rank and aborts the whole MPI job with exit code 1.
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "cli/cli.h"
+#include "dist/mpi_env.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: weft <command> [args]\n"
+    "\n"
+    "commands:\n"
+    "  train DECK [--section.key=value ...]     train a model (mpirun -np N weft train DECK)\n"
+    "  samples DECK --num N --output F.jsonl    write the first N samples training would consume\n"
+    "  preprocess --input F.jsonl --tokenizer T --output-prefix P   tokenize JSONL into .bin/.idx\n"
+    "\n"
+    "weft <command> --help lists a command's options (train: every deck key).\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  weft::MpiEnv mpi(&argc, &argv);
+  const std::map<std::string, int (*)(const weft::Args&, const weft::MpiEnv&)> commands = {
+      {"train", weft::cmd_train}, {"samples", weft::cmd_samples}, {"preprocess", weft::cmd_preprocess}};
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    if (mpi.rank() == 0) std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const auto cmd = commands.find(argv[1]);
+  if (cmd == commands.end()) {
+    if (mpi.rank() == 0) std::fprintf(stderr, "weft: error: unknown command '%s'\n%s", argv[1], kUsage);
+    return 2;
+  }
+  try {
+    return cmd->second(weft::Args(argv + 2, argv + argc), mpi);
+  } catch (const weft::ConfigError& e) {
+    if (*e.what()) std::fprintf(stderr, "weft: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    mpi.abort(e.what(), 1);
+  }
+}

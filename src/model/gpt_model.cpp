@@ -1,0 +1,81 @@
+// weft/src/model/gpt_model.cpp v1 — assembling a stage of the decoder and running its pieces.
+#include "model/gpt_model.h"
+
+namespace weft {
+
+GptModel::GptModel(const ModelSpec& spec, const LayerContext& ctx, const StageLayout& stage)
+    : spec_(spec),
+      ctx_(ctx),
+      stage_(stage),
+      shard_(VocabShard::of(spec.vocab, spec.padded_vocab(ctx.tp_size()), ctx.tp_rank(), ctx.tp_size())),
+      rope_(RopeTables::build(spec, ctx.dtype, ctx.device)) {
+  const int64_t padded = spec.padded_vocab(ctx_.tp_size());
+  // A tied output layer needs the embedding on its stage (pipelines keep a second copy there, kept equal by
+  // reducing their gradients together).
+  if (stage.has_embedding || (stage.has_head && spec.tie_embeddings))
+    embedding_ = std::make_unique<VocabParallelEmbedding>(ctx_, spec.vocab, padded, spec.hidden, spec.init_std);
+  for (int64_t l = stage.first_layer; l < stage.end_layer; ++l)
+    layers_.push_back(std::make_unique<DecoderLayer>(ctx_, spec, l, rope_));
+  if (stage.has_head) {
+    final_norm_ = std::make_unique<RMSNorm>(ctx_, "decoder.final_layernorm.weight", spec.hidden, spec.norm_eps);
+    if (spec.tie_embeddings)
+      output_ = std::make_unique<ColumnParallelLinear>(ctx_, embedding_->weight);
+    else
+      output_ = std::make_unique<ColumnParallelLinear>(ctx_, "output_layer", spec.hidden, spec.vocab, shard_.blocks(),
+                                                       false, spec.init_std, shard_.rows);
+  }
+}
+
+Tensor GptModel::embed(const Batch& batch) {
+  WEFT_ASSERT(stage_.has_embedding);
+  return embedding_->forward(batch.tokens);
+}
+
+void GptModel::embed_backward(const Tensor& dx, const Batch& batch) { embedding_->backward(dx, batch.tokens); }
+
+Tensor GptModel::forward_layers(Tensor x, const Batch& batch, ModelSaved& s) {
+  s.layers.resize(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) x = layers_[i]->forward(x, batch, s.layers[i]);
+  return x;
+}
+
+Tensor GptModel::backward_layers(Tensor dx, const Batch& batch, ModelSaved& s) {
+  for (size_t i = layers_.size(); i-- > 0;) dx = layers_[i]->backward(dx, batch, s.layers[i]);
+  return dx;
+}
+
+Tensor GptModel::logits(const Tensor& x) {
+  Tensor rstd, input;
+  const Tensor normed = final_norm_->forward(x, rstd);
+  return output_->forward(normed, input);
+}
+
+Tensor GptModel::loss(const Tensor& x, const Batch& batch, ModelSaved& s) {
+  WEFT_ASSERT(stage_.has_head);
+  s.final_input = x;
+  const Tensor normed = final_norm_->forward(x, s.final_rstd);
+  s.logits = output_->forward(normed, s.head_input);
+  return vocab_parallel_cross_entropy(ctx_, s.logits, batch.labels, shard_, s.ce);
+}
+
+Tensor GptModel::loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale) {
+  vocab_parallel_cross_entropy_backward(s.logits, batch.labels, row_scale, shard_, s.ce);
+  const Tensor dnormed = output_->backward(s.logits, s.head_input);
+  Tensor dx = Tensor::zeros(s.final_input.shape(), s.final_input.dtype(), s.final_input.device());
+  final_norm_->backward(dx, dnormed, s.final_input, s.final_rstd);
+  s.logits = s.head_input = s.final_input = Tensor();
+  return dx;
+}
+
+std::vector<Parameter*> GptModel::parameters() {
+  std::vector<Parameter*> out;
+  if (embedding_) out.push_back(&embedding_->weight);
+  for (auto& l : layers_)
+    for (Parameter* p : l->parameters()) out.push_back(p);
+  if (final_norm_) out.push_back(&final_norm_->weight);
+  if (output_)
+    for (Parameter* p : output_->parameters()) out.push_back(p);
+  return out;
+}
+
+}  // namespace weft

@@ -1,0 +1,63 @@
+// weft/src/model/gpt_model.h v1 — the decoder-only language model held by one rank: its pipeline stage's layers,
+// plus the embedding on the first stage and final norm, output layer and loss on the last.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "model/layers.h"
+
+namespace weft {
+
+// Everything one micro-batch keeps between its forward and backward on this stage.
+struct ModelSaved {
+  std::vector<DecoderLayerSaved> layers;
+  Tensor final_input, final_rstd, head_input, logits;
+  CrossEntropySaved ce;
+};
+
+// Which part of the model a rank holds.
+struct StageLayout {
+  int64_t first_layer = 0, end_layer = 0;  // global layer indices [first, end)
+  bool has_embedding = true, has_head = true;
+  static StageLayout whole(const ModelSpec& spec) { return {0, spec.num_layers, true, true}; }
+};
+
+class GptModel {
+ public:
+  GptModel(const ModelSpec& spec, const LayerContext& ctx, const StageLayout& stage);
+  GptModel(const GptModel&) = delete;
+  GptModel& operator=(const GptModel&) = delete;
+
+  // tokens → hidden states [t, hidden] (t/tp rows under sequence parallelism). First stage.
+  Tensor embed(const Batch& batch);
+  void embed_backward(const Tensor& dx, const Batch& batch);
+  // This stage's decoder layers.
+  Tensor forward_layers(Tensor x, const Batch& batch, ModelSaved& s);
+  Tensor backward_layers(Tensor dx, const Batch& batch, ModelSaved& s);
+  // hidden → per-token cross-entropy [t] (stat dtype). Last stage.
+  Tensor loss(const Tensor& x, const Batch& batch, ModelSaved& s);
+  // The backward of Σ_t row_scale[t]·loss[t]: returns ∂/∂hidden.
+  Tensor loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale);
+  // hidden → logits over this rank's vocabulary shard [t, local vocab] (no loss). Last stage.
+  Tensor logits(const Tensor& x);
+
+  // Every parameter this rank holds, in a fixed order (the same order on ranks of equal layout).
+  std::vector<Parameter*> parameters();
+  const ModelSpec& spec() const { return spec_; }
+  const StageLayout& stage() const { return stage_; }
+  const VocabShard& vocab_shard() const { return shard_; }
+  const LayerContext& context() const { return ctx_; }
+
+ private:
+  ModelSpec spec_;
+  LayerContext ctx_;
+  StageLayout stage_;
+  VocabShard shard_;
+  RopeTables rope_;
+  std::unique_ptr<VocabParallelEmbedding> embedding_;
+  std::vector<std::unique_ptr<DecoderLayer>> layers_;
+  std::unique_ptr<RMSNorm> final_norm_;
+  std::unique_ptr<ColumnParallelLinear> output_;
+};
+
+}  // namespace weft

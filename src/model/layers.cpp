@@ -1,0 +1,186 @@
+// weft/src/model/layers.cpp v1 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
+#include "model/layers.h"
+
+#include <cmath>
+
+namespace weft {
+namespace {
+
+std::string layer_name(int64_t layer, const char* rest) { return str("decoder.layers.", layer, ".", rest); }
+
+// y += x, in place.
+void add_into(Tensor& y, const Tensor& x) { ops_for(y).add(y, x, 1.0); }
+
+}  // namespace
+
+RopeTables RopeTables::build(const ModelSpec& spec, DType dtype, Device device) {
+  const std::vector<double> inv = rope_inv_freq(spec);
+  const int64_t half = static_cast<int64_t>(inv.size()), n = spec.max_positions;
+  Tensor c = Tensor::empty({n, half}, DType::f64), s = Tensor::empty({n, half}, DType::f64);
+  for (int64_t p = 0; p < n; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      c.data<double>()[p * half + i] = std::cos(double(p) * inv[i]);
+      s.data<double>()[p * half + i] = std::sin(double(p) * inv[i]);
+    }
+  RopeTables t{Tensor::empty({n, half}, dtype), Tensor::empty({n, half}, dtype)};
+  cpu_ops().convert(t.cos, c);
+  cpu_ops().convert(t.sin, s);
+  t.cos = t.cos.to(device);
+  t.sin = t.sin.to(device);
+  return t;
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+RMSNorm::RMSNorm(const LayerContext& ctx, const std::string& name, int64_t hidden, double eps) : eps_(eps) {
+  weight = make_parameter(name, {hidden}, {hidden}, -1, {}, InitKind::ones, 0, ctx.dtype, ctx.device, ctx.seed);
+  weight.tp_duplicate = ctx.tp_size() > 1;
+}
+
+Tensor RMSNorm::forward(const Tensor& x, Tensor& rstd) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  rstd = Tensor::empty({x.size(0)}, stat_dtype(x.dtype()), x.device());
+  ops_for(x).rmsnorm_forward(y, rstd, x, weight.value, eps_);
+  return y;
+}
+
+void RMSNorm::backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& rstd) {
+  ops_for(x).rmsnorm_backward(dx, weight.grad, dy, x, weight.value, rstd, true);
+}
+
+// ---------------------------------------------------------------- self-attention
+
+namespace {
+
+std::vector<ShardBlock> qkv_blocks(const ModelSpec& s, const LayerContext& ctx) {
+  const int64_t local_groups = s.groups / ctx.tp_size();
+  const int64_t rows = local_groups * (s.q_per_group() + 2) * s.head_dim;
+  return {{0, ctx.tp_rank() * rows, rows}};
+}
+
+}  // namespace
+
+SelfAttention::SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope)
+    : qkv(ctx, layer_name(layer, "self_attention.linear_qkv"), spec.hidden,
+          (spec.heads + 2 * spec.groups) * spec.head_dim, qkv_blocks(spec, ctx), spec.qkv_bias, spec.init_std),
+      proj(ctx, layer_name(layer, "self_attention.linear_proj"), spec.heads * spec.head_dim, spec.hidden,
+           spec.init_std / std::sqrt(2.0 * double(spec.num_layers))),
+      rope_(&rope) {
+  params_.num_heads = spec.heads / ctx.tp_size();
+  params_.num_kv_heads = spec.groups / ctx.tp_size();
+  params_.head_dim = spec.head_dim;
+  params_.window = spec.sliding_window;
+  params_.scale = 1.0 / std::sqrt(double(spec.head_dim));
+}
+
+Tensor SelfAttention::forward(const Tensor& x, const Batch& batch, AttentionSaved& s) {
+  Ops& ops = ops_for(x);
+  const Tensor mixed = qkv.forward(x, s.qkv_input);
+  const int64_t t = mixed.size(0), d = params_.head_dim;
+  s.q = Tensor::empty({t, params_.num_heads, d}, x.dtype(), x.device());
+  s.k = Tensor::empty({t, params_.num_kv_heads, d}, x.dtype(), x.device());
+  s.v = Tensor::empty({t, params_.num_kv_heads, d}, x.dtype(), x.device());
+  ops.qkv_split(s.q, s.k, s.v, mixed);
+  ops.rope(s.q, batch.positions, rope_->cos, rope_->sin, false);
+  ops.rope(s.k, batch.positions, rope_->cos, rope_->sin, false);
+  s.out = Tensor::empty(s.q.shape(), x.dtype(), x.device());
+  s.lse = Tensor::empty({params_.num_heads, t}, stat_dtype(x.dtype()), x.device());
+  ops.attention_forward(s.out, s.lse, s.q, s.k, s.v, batch.cu_seqlens, params_);
+  Tensor unused;
+  return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused);
+}
+
+Tensor SelfAttention::backward(const Tensor& dy, const Batch& batch, AttentionSaved& s) {
+  Ops& ops = ops_for(dy);
+  const int64_t t = s.q.size(0);
+  const Tensor dout = proj.backward(dy, s.out.reshape({t, params_.num_heads * params_.head_dim}))
+                          .reshape(s.out.shape());
+  Tensor dq = Tensor::empty(s.q.shape(), dy.dtype(), dy.device());
+  Tensor dk = Tensor::empty(s.k.shape(), dy.dtype(), dy.device());
+  Tensor dv = Tensor::empty(s.v.shape(), dy.dtype(), dy.device());
+  ops.attention_backward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, batch.cu_seqlens, params_);
+  ops.rope(dq, batch.positions, rope_->cos, rope_->sin, true);
+  ops.rope(dk, batch.positions, rope_->cos, rope_->sin, true);
+  Tensor dmixed = Tensor::empty({t, qkv.weight.value.size(0)}, dy.dtype(), dy.device());
+  ops.qkv_merge(dmixed, dq, dk, dv);
+  return qkv.backward(dmixed, s.qkv_input);
+}
+
+std::vector<Parameter*> SelfAttention::parameters() {
+  std::vector<Parameter*> out = qkv.parameters();
+  out.push_back(&proj.weight);
+  return out;
+}
+
+// ---------------------------------------------------------------- SwiGLU MLP
+
+namespace {
+
+std::vector<ShardBlock> fc1_blocks(const ModelSpec& s, const LayerContext& ctx) {
+  const int64_t local = s.ffn / ctx.tp_size(), r = ctx.tp_rank();
+  return {{0, r * local, local}, {local, s.ffn + r * local, local}};
+}
+
+}  // namespace
+
+SwiGluMlp::SwiGluMlp(const LayerContext& ctx, const ModelSpec& spec, int64_t layer)
+    : fc1(ctx, layer_name(layer, "mlp.linear_fc1"), spec.hidden, 2 * spec.ffn, fc1_blocks(spec, ctx), false,
+          spec.init_std),
+      fc2(ctx, layer_name(layer, "mlp.linear_fc2"), spec.ffn, spec.hidden,
+          spec.init_std / std::sqrt(2.0 * double(spec.num_layers))) {}
+
+Tensor SwiGluMlp::forward(const Tensor& x, MlpSaved& s) {
+  s.fc1_out = fc1.forward(x, s.fc1_input);
+  s.fc2_input = Tensor::empty({s.fc1_out.size(0), s.fc1_out.size(1) / 2}, x.dtype(), x.device());
+  ops_for(x).swiglu_forward(s.fc2_input, s.fc1_out);
+  Tensor unused;
+  return fc2.forward(s.fc2_input, unused);
+}
+
+Tensor SwiGluMlp::backward(const Tensor& dy, MlpSaved& s) {
+  const Tensor dact = fc2.backward(dy, s.fc2_input);
+  Tensor dfc1 = Tensor::empty(s.fc1_out.shape(), dy.dtype(), dy.device());
+  ops_for(dy).swiglu_backward(dfc1, dact, s.fc1_out);
+  return fc1.backward(dfc1, s.fc1_input);
+}
+
+std::vector<Parameter*> SwiGluMlp::parameters() { return {&fc1.weight, &fc2.weight}; }
+
+// ---------------------------------------------------------------- decoder layer
+
+DecoderLayer::DecoderLayer(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope)
+    : input_norm(ctx, layer_name(layer, "input_layernorm.weight"), spec.hidden, spec.norm_eps),
+      attention(ctx, spec, layer, rope),
+      mlp_norm(ctx, layer_name(layer, "pre_mlp_layernorm.weight"), spec.hidden, spec.norm_eps),
+      mlp(ctx, spec, layer) {}
+
+Tensor DecoderLayer::forward(const Tensor& x, const Batch& batch, DecoderLayerSaved& s) {
+  s.input = x;
+  const Tensor n1 = input_norm.forward(x, s.rstd1);
+  s.mid = attention.forward(n1, batch, s.attention);
+  add_into(s.mid, x);
+  const Tensor n2 = mlp_norm.forward(s.mid, s.rstd2);
+  Tensor out = mlp.forward(n2, s.mlp);
+  add_into(out, s.mid);
+  return out;
+}
+
+Tensor DecoderLayer::backward(Tensor dy, const Batch& batch, DecoderLayerSaved& s) {
+  // dy flows straight through both residual connections; each branch adds its input gradient to it.
+  const Tensor dn2 = mlp.backward(dy, s.mlp);
+  mlp_norm.backward(dy, dn2, s.mid, s.rstd2);
+  const Tensor dn1 = attention.backward(dy, batch, s.attention);
+  input_norm.backward(dy, dn1, s.input, s.rstd1);
+  s = DecoderLayerSaved{};  // activations are freed as soon as the backward has consumed them
+  return dy;
+}
+
+std::vector<Parameter*> DecoderLayer::parameters() {
+  std::vector<Parameter*> out{&input_norm.weight};
+  for (Parameter* p : attention.parameters()) out.push_back(p);
+  out.push_back(&mlp_norm.weight);
+  for (Parameter* p : mlp.parameters()) out.push_back(p);
+  return out;
+}
+
+}  // namespace weft

@@ -1,0 +1,93 @@
+// weft/src/model/layers.h v1 — the decoder's layers, each with its forward and backward side by side.
+//
+// A layer's forward fills a *Saved struct with exactly the tensors its backward reads; the struct is the one
+// place that says what the layer keeps alive between the passes (and what recomputation would rebuild).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "data/batch.h"
+#include "model/model_spec.h"
+#include "ops/ops.h"
+#include "parallel/tensor_parallel.h"
+
+namespace weft {
+
+// cos/sin of position·inv_freq for every position, [max_positions, head_dim/2], in the model's dtype.
+struct RopeTables {
+  Tensor cos, sin;
+  static RopeTables build(const ModelSpec& spec, DType dtype, Device device);
+};
+
+class RMSNorm {
+ public:
+  RMSNorm(const LayerContext& ctx, const std::string& name, int64_t hidden, double eps);
+  // y = x / rms(x) · w; rstd kept for the backward.
+  Tensor forward(const Tensor& x, Tensor& rstd);
+  // dx += ∂L/∂x; accumulates dw.
+  void backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& rstd);
+  Parameter weight;
+
+ private:
+  double eps_;
+};
+
+struct AttentionSaved {
+  Tensor qkv_input, q, k, v, out, lse;
+};
+
+// Self-attention: fused QKV (column-parallel, Megatron's per-group interleave), RoPE, causal GQA attention with
+// optional sliding window and document boundaries, output projection (row-parallel).
+class SelfAttention {
+ public:
+  SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope);
+  Tensor forward(const Tensor& x, const Batch& batch, AttentionSaved& s);
+  Tensor backward(const Tensor& dy, const Batch& batch, AttentionSaved& s);
+  std::vector<Parameter*> parameters();
+
+  ColumnParallelLinear qkv;
+  RowParallelLinear proj;
+
+ private:
+  AttentionParams params_;
+  const RopeTables* rope_;
+};
+
+struct MlpSaved {
+  Tensor fc1_input, fc1_out, fc2_input;
+};
+
+// SwiGLU MLP: fc1 = [gate; up] (column-parallel, each rank its slice of both), silu(gate)·up, fc2 (row-parallel).
+class SwiGluMlp {
+ public:
+  SwiGluMlp(const LayerContext& ctx, const ModelSpec& spec, int64_t layer);
+  Tensor forward(const Tensor& x, MlpSaved& s);
+  Tensor backward(const Tensor& dy, MlpSaved& s);
+  std::vector<Parameter*> parameters();
+
+  ColumnParallelLinear fc1;
+  RowParallelLinear fc2;
+};
+
+struct DecoderLayerSaved {
+  Tensor input, rstd1, mid, rstd2;
+  AttentionSaved attention;
+  MlpSaved mlp;
+};
+
+// Pre-norm residual block: h = x + attn(norm(x)); out = h + mlp(norm(h)).
+class DecoderLayer {
+ public:
+  DecoderLayer(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope);
+  Tensor forward(const Tensor& x, const Batch& batch, DecoderLayerSaved& s);
+  // dy is consumed (reused as a buffer); returns dx.
+  Tensor backward(Tensor dy, const Batch& batch, DecoderLayerSaved& s);
+  std::vector<Parameter*> parameters();
+
+  RMSNorm input_norm;
+  SelfAttention attention;
+  RMSNorm mlp_norm;
+  SwiGluMlp mlp;
+};
+
+}  // namespace weft

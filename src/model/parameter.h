@@ -1,0 +1,50 @@
+// weft/src/model/parameter.h v1 — a trainable tensor: its logical (layout-independent) identity and local shard.
+//
+// Every parameter has one name and one global shape whatever the tp/pp layout; `blocks` say which global rows
+// (or columns) the local tensor holds. Initialisation draws each element from a counter-based normal keyed by
+// (seed, name, global index), so a model initialises identically at any layout — the basis of the layout
+// equivalence tests and of reshardable checkpoints.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace weft {
+
+// Local indices [local_begin, local_begin + length) along the shard dim are global [global_begin, ...).
+struct ShardBlock {
+  int64_t local_begin, global_begin, length;
+};
+
+enum class InitKind { normal, ones, zeros };
+
+struct Parameter {
+  std::string name;      // Megatron-core style, e.g. decoder.layers.3.mlp.linear_fc1.weight
+  Shape global_shape;    // logical shape (vocabulary unpadded)
+  int shard_dim = -1;    // -1: the whole tensor on every rank of its tensor-parallel group
+  std::vector<ShardBlock> blocks;
+  Tensor value;          // local shard (padding rows included)
+  Tensor grad;           // same shape; accumulates over micro-batches
+  InitKind init = InitKind::normal;
+  double init_std = 0;
+  bool weight_decay = true;     // Megatron: no decay on 1-D parameters (norms, biases)
+  bool tp_duplicate = false;    // a full copy on every tp rank: counted once in the gradient norm
+
+  int64_t numel() const { return value.numel(); }
+};
+
+// Makes a parameter with value and zeroed grad of `local_shape` and initialises it.
+// `blocks` empty with shard_dim >= 0 is not allowed; shard_dim = -1 means replicated.
+Parameter make_parameter(const std::string& name, const Shape& global_shape, const Shape& local_shape, int shard_dim,
+                         std::vector<ShardBlock> blocks, InitKind init, double init_std, DType dtype, Device device,
+                         uint64_t seed);
+
+// The global flat index of every local element (-1 for padding that maps to nothing).
+std::vector<int64_t> global_indices(const Parameter& p);
+
+// A standard normal deviate determined by (seed, name, index) alone.
+double counter_normal(uint64_t seed, const std::string& name, int64_t index);
+
+}  // namespace weft

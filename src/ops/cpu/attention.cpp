@@ -1,0 +1,186 @@
+// weft/src/ops/cpu/attention.cpp v1 — CPU reference attention: QKV layout changes and exact softmax attention.
+//
+// The forward keeps only out and the log-sum-exp per (head, query), like flash attention, and the backward
+// recomputes the probabilities from them; so the CPU and CUDA implementations share one interface and one set
+// of saved tensors.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "ops/cpu/cpu_ops.h"
+
+namespace weft {
+namespace {
+
+struct QkvLayout {
+  int64_t tokens, groups, q_per_group, dim;
+};
+
+QkvLayout qkv_layout(const Tensor& qkv, const Tensor& q, const Tensor& k, const Tensor& v) {
+  WEFT_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.shape() == k.shape(), "qkv: expected q [t, heads, d] and k, v ",
+             "[t, groups, d], got ", q.describe(), ", ", k.describe(), ", ", v.describe());
+  QkvLayout l{q.size(0), k.size(1), q.size(1) / k.size(1), q.size(2)};
+  WEFT_CHECK(l.q_per_group * l.groups == q.size(1) && qkv.numel() == l.tokens * l.groups * (l.q_per_group + 2) * l.dim,
+             "qkv: ", qkv.describe(), " does not match q ", q.describe(), " and k ", k.describe());
+  return l;
+}
+
+// Calls visit(qkv_offset, head_tensor, head_offset, dim) for every head vector of every token.
+template <typename Visit>
+void for_each_qkv_head(const QkvLayout& l, Visit&& visit) {
+  const int64_t stride = (l.q_per_group + 2) * l.dim;
+  for (int64_t t = 0; t < l.tokens; ++t)
+    for (int64_t g = 0; g < l.groups; ++g) {
+      const int64_t base = (t * l.groups + g) * stride;
+      for (int64_t j = 0; j < l.q_per_group; ++j)
+        visit(base + j * l.dim, 0, (t * l.groups * l.q_per_group + g * l.q_per_group + j) * l.dim);
+      visit(base + l.q_per_group * l.dim, 1, (t * l.groups + g) * l.dim);
+      visit(base + (l.q_per_group + 1) * l.dim, 2, (t * l.groups + g) * l.dim);
+    }
+}
+
+struct Segment {
+  int64_t begin, end;
+};
+
+std::vector<Segment> segments_of(const Tensor& cu_seqlens, int64_t tokens) {
+  WEFT_CHECK(cu_seqlens.dtype() == DType::i32 && cu_seqlens.numel() >= 2, "attention: cu_seqlens must be i32 with ",
+             ">= 2 entries, got ", cu_seqlens.describe());
+  const int32_t* cu = cu_seqlens.data<int32_t>();
+  std::vector<Segment> segs;
+  WEFT_CHECK(cu[0] == 0 && cu[cu_seqlens.numel() - 1] == tokens, "attention: cu_seqlens must run from 0 to ", tokens);
+  for (int64_t s = 0; s + 1 < cu_seqlens.numel(); ++s) {
+    WEFT_CHECK(cu[s] <= cu[s + 1], "attention: cu_seqlens must not decrease");
+    segs.push_back({cu[s], cu[s + 1]});
+  }
+  return segs;
+}
+
+// The first key visible to query i of a segment starting at `begin`.
+inline int64_t first_key(int64_t i, int64_t begin, int64_t window) {
+  return window > 0 ? std::max(begin, i - window + 1) : begin;
+}
+
+}  // namespace
+
+void CpuOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) {
+  const QkvLayout l = qkv_layout(qkv, q, k, v);
+  dispatch_float(qkv, [&]<typename T>() {
+    const T* src = qkv.data<T>();
+    T* dst[3] = {q.data<T>(), k.data<T>(), v.data<T>()};
+    for_each_qkv_head(l, [&](int64_t from, int which, int64_t to) {
+      std::copy(src + from, src + from + l.dim, dst[which] + to);
+    });
+  });
+}
+
+void CpuOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  const QkvLayout l = qkv_layout(dqkv, dq, dk, dv);
+  dispatch_float(dqkv, [&]<typename T>() {
+    T* dst = dqkv.data<T>();
+    const T* src[3] = {dq.data<T>(), dk.data<T>(), dv.data<T>()};
+    for_each_qkv_head(l, [&](int64_t to, int which, int64_t from) {
+      std::copy(src[which] + from, src[which] + from + l.dim, dst + to);
+    });
+  });
+}
+
+void CpuOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                               const Tensor& cu_seqlens, const AttentionParams& p) {
+  const int64_t tokens = q.size(0), H = p.num_heads, Hk = p.num_kv_heads, D = p.head_dim;
+  WEFT_CHECK(q.numel() == tokens * H * D && k.numel() == tokens * Hk * D && v.shape() == k.shape() &&
+                 out.shape() == q.shape() && lse.numel() == H * tokens && H % Hk == 0,
+             "attention_forward: bad shapes q ", q.describe(), " k ", k.describe(), " out ", out.describe(), " lse ",
+             lse.describe());
+  const auto segs = segments_of(cu_seqlens, tokens);
+  const int64_t rep = H / Hk;
+  dispatch_float(q, [&]<typename T>() {
+    const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>();
+    T* op = out.data<T>();
+    std::vector<double> score, acc(D);
+    for (const Segment& s : segs)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t hk = h / rep;
+        for (int64_t i = s.begin; i < s.end; ++i) {
+          const int64_t j0 = first_key(i, s.begin, p.window);
+          const T* qi = qp + (i * H + h) * D;
+          score.assign(static_cast<size_t>(i - j0 + 1), 0.0);
+          double mx = -INFINITY;
+          for (int64_t j = j0; j <= i; ++j) {
+            const T* kj = kp + (j * Hk + hk) * D;
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * double(kj[d]);
+            score[j - j0] = dot * p.scale;
+            mx = std::max(mx, score[j - j0]);
+          }
+          double sum = 0;
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (int64_t j = j0; j <= i; ++j) {
+            const double e = std::exp(score[j - j0] - mx);
+            sum += e;
+            const T* vj = vp + (j * Hk + hk) * D;
+            for (int64_t d = 0; d < D; ++d) acc[d] += e * double(vj[d]);
+          }
+          for (int64_t d = 0; d < D; ++d) op[(i * H + h) * D + d] = T(acc[d] / sum);
+          const double l = mx + std::log(sum);
+          if (lse.dtype() == DType::f64) lse.data<double>()[h * tokens + i] = l;
+          else lse.data<float>()[h * tokens + i] = static_cast<float>(l);
+        }
+      }
+  });
+}
+
+void CpuOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
+                                const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                                const Tensor& cu_seqlens, const AttentionParams& p) {
+  const int64_t tokens = q.size(0), H = p.num_heads, Hk = p.num_kv_heads, D = p.head_dim;
+  WEFT_CHECK(dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape() &&
+                 dout.shape() == out.shape(),
+             "attention_backward: gradient shapes do not match their tensors");
+  const auto segs = segments_of(cu_seqlens, tokens);
+  const int64_t rep = H / Hk;
+  zero(dq);
+  zero(dk);
+  zero(dv);
+  dispatch_float(q, [&]<typename T>() {
+    const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>(), *op = out.data<T>(), *gp = dout.data<T>();
+    T *dqp = dq.data<T>(), *dkp = dk.data<T>(), *dvp = dv.data<T>();
+    std::vector<double> dqi(D);
+    for (const Segment& s : segs)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t hk = h / rep;
+        for (int64_t i = s.begin; i < s.end; ++i) {
+          const int64_t j0 = first_key(i, s.begin, p.window);
+          const T* qi = qp + (i * H + h) * D;
+          const T* gi = gp + (i * H + h) * D;
+          const T* oi = op + (i * H + h) * D;
+          const double l = lse.dtype() == DType::f64 ? lse.data<double>()[h * tokens + i]
+                                                     : double(lse.data<float>()[h * tokens + i]);
+          double delta = 0;  // Σ_d dout·out = Σ_j P_ij dP_ij
+          for (int64_t d = 0; d < D; ++d) delta += double(gi[d]) * double(oi[d]);
+          std::fill(dqi.begin(), dqi.end(), 0.0);
+          for (int64_t j = j0; j <= i; ++j) {
+            const T* kj = kp + (j * Hk + hk) * D;
+            const T* vj = vp + (j * Hk + hk) * D;
+            double dot = 0, dp = 0;
+            for (int64_t d = 0; d < D; ++d) {
+              dot += double(qi[d]) * double(kj[d]);
+              dp += double(gi[d]) * double(vj[d]);
+            }
+            const double prob = std::exp(dot * p.scale - l);
+            const double ds = prob * (dp - delta) * p.scale;
+            T* dkj = dkp + (j * Hk + hk) * D;
+            T* dvj = dvp + (j * Hk + hk) * D;
+            for (int64_t d = 0; d < D; ++d) {
+              dqi[d] += ds * double(kj[d]);
+              dkj[d] += T(ds * double(qi[d]));
+              dvj[d] += T(prob * double(gi[d]));
+            }
+          }
+          for (int64_t d = 0; d < D; ++d) dqp[(i * H + h) * D + d] = T(dqi[d]);
+        }
+      }
+  });
+}
+
+}  // namespace weft

@@ -1,0 +1,118 @@
+// weft/src/ops/ops.h v1 — the op list: every kernel the model, the loss and the optimizer need.
+//
+// One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
+// fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
+// Conventions: 2-D tensors are row-major [rows, cols]; activations are [tokens, features] with tokens = batch·seq
+// flattened; "+=" in a doc line means the op accumulates into that output.
+#pragma once
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace weft {
+
+struct AttentionParams {
+  int64_t num_heads = 0;     // query heads in q
+  int64_t num_kv_heads = 0;  // key/value heads in k, v (GQA: num_heads is a multiple)
+  int64_t head_dim = 0;
+  int64_t window = 0;        // > 0: query i sees key j only if i - j < window (sliding window); 0: unlimited
+  double scale = 1.0;        // softmax scale, usually 1/sqrt(head_dim)
+};
+
+struct AdamWParams {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  int64_t step = 1;  // 1-based, for bias correction
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  // ---- memory
+  virtual void* allocate(size_t bytes) = 0;                       // device memory, uninitialised
+  virtual void deallocate(void* ptr) = 0;                         // frees what allocate returned
+  virtual void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
+  virtual void zero(Tensor& t) = 0;                               // t = 0
+  virtual void synchronize() = 0;                                 // waits for queued work
+
+  // ---- elementwise and reductions
+  virtual void convert(Tensor& dst, const Tensor& src) = 0;       // dst = src in dst's dtype (same shape)
+  virtual void add(Tensor& y, const Tensor& x, double alpha) = 0; // y += alpha·x
+  virtual void scale(Tensor& y, double alpha) = 0;                // y *= alpha
+  virtual double sum_squares(const Tensor& x) = 0;                // Σ x² in double
+
+  // ---- dense algebra
+  // c = alpha·op(a)·op(b) + beta·c with op(m) = m or mᵀ; all 2-D row-major.
+  virtual void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
+                    double beta) = 0;
+  virtual void bias_add(Tensor& y, const Tensor& bias) = 0;       // y[r, :] += bias
+  virtual void bias_grad(Tensor& dbias, const Tensor& dy) = 0;    // dbias += Σ_r dy[r, :]
+
+  // ---- normalisation
+  // y = x / rms(x) · w per row; rstd[r] = 1/sqrt(mean(x[r]²) + eps) saved in fp32.
+  virtual void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) = 0;
+  // dx (+)= ∂L/∂x (accumulates when `accumulate`), dw += ∂L/∂w.
+  virtual void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
+                                const Tensor& rstd, bool accumulate) = 0;
+
+  // ---- rotary position embedding (rotate-half layout, as HF and Megatron)
+  // x [tokens, heads, head_dim] rotated in place by angle positions[t]·inv_freq; cos/sin [max_pos, head_dim/2].
+  // inverse = true rotates by the negative angle: the backward of the forward rotation.
+  virtual void rope(Tensor& x, const Tensor& positions, const Tensor& cos, const Tensor& sin, bool inverse) = 0;
+
+  // ---- attention
+  // qkv [tokens, groups·(q_per_group + 2)·head_dim] (Megatron: per query group its q heads, then k, then v)
+  // → q [tokens, groups·q_per_group, head_dim], k, v [tokens, groups, head_dim].
+  virtual void qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) = 0;
+  // The backward of qkv_split: dqkv = interleave(dq, dk, dv).
+  virtual void qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv) = 0;
+  // Causal softmax(q·kᵀ·scale)·v within each segment [cu_seqlens[s], cu_seqlens[s+1]) of the token axis;
+  // out [tokens, heads, head_dim]; lse [heads, tokens] = log Σ exp(scores), fp32, kept for the backward.
+  virtual void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& cu_seqlens, const AttentionParams& p) = 0;
+  // dq, dk, dv (overwritten) from dout, recomputing probabilities from lse.
+  virtual void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
+                                  const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                                  const Tensor& cu_seqlens, const AttentionParams& p) = 0;
+
+  // ---- MLP
+  // out [t, f] = silu(in[t, :f]) · in[t, f:] for in [t, 2f] (gate then up, as Megatron's fc1).
+  virtual void swiglu_forward(Tensor& out, const Tensor& in) = 0;
+  // din [t, 2f] (overwritten) from dout [t, f].
+  virtual void swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) = 0;
+
+  // ---- embedding (vocab-parallel: this shard holds rows [vocab_start, vocab_start + table rows))
+  // out[t] = table[ids[t] - vocab_start], or 0 where ids[t] is outside the shard.
+  virtual void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, int64_t vocab_start) = 0;
+  // dtable[ids[t] - vocab_start] += dout[t] for ids inside the shard.
+  virtual void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) = 0;
+
+  // ---- cross-entropy over a vocab shard: logits [t, cols]; only the first `valid_cols` columns are real
+  // vocabulary (the rest is TP padding and takes no probability). Labels are global ids.
+  virtual void cross_entropy_max(Tensor& row_max, const Tensor& logits, int64_t valid_cols) = 0;  // fp32 [t]
+  // sum_exp[t] = Σ exp(logit − row_max[t]); target_logit[t] = logits[t, label − vocab_start] or 0 if not here.
+  virtual void cross_entropy_sums(Tensor& sum_exp, Tensor& target_logit, const Tensor& logits,
+                                  const Tensor& row_max, const Tensor& labels, int64_t vocab_start,
+                                  int64_t valid_cols) = 0;
+  // loss[t] = log(sum_exp[t]) + row_max[t] − target_logit[t].
+  virtual void cross_entropy_loss(Tensor& loss, const Tensor& row_max, const Tensor& sum_exp,
+                                  const Tensor& target_logit) = 0;
+  // dlogits[t] = row_scale[t]·(softmax(logits[t]) − onehot(label)); dlogits may be logits itself (in place).
+  virtual void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& row_max,
+                                      const Tensor& sum_exp, const Tensor& labels, const Tensor& row_scale,
+                                      int64_t vocab_start, int64_t valid_cols) = 0;
+
+  // ---- optimizer
+  // One AdamW step (decoupled decay, bias correction) on fp32 master weights `param` with fp32 moments m, v.
+  virtual void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) = 0;
+};
+
+// The implementation for tensors on `device` (throws if weft was built without it).
+Ops& ops_for(Device device);
+inline Ops& ops_for(const Tensor& t) { return ops_for(t.device()); }
+// Installs the implementation for `device`; called once at start-up by each backend.
+void register_ops(Device device, Ops* ops);
+// The CPU reference implementation.
+Ops& cpu_ops();
+
+}  // namespace weft

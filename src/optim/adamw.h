@@ -1,0 +1,29 @@
+// weft/src/optim/adamw.h v1 — AdamW over a model's parameters, with Megatron's weight-decay rule.
+#pragma once
+#include <vector>
+
+#include "model/parameter.h"
+#include "ops/ops.h"
+
+namespace weft {
+
+struct AdamWConfig {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<Parameter*> params, const AdamWConfig& cfg);
+  // One step at learning rate `lr` from the parameters' current gradients (already reduced and clipped).
+  // 1-D parameters (norms, biases) get no weight decay.
+  void step(double lr);
+  int64_t steps() const { return steps_; }
+
+ private:
+  std::vector<Parameter*> params_;
+  AdamWConfig cfg_;
+  std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace weft

@@ -1,0 +1,157 @@
+// weft/src/parallel/tensor_parallel.cpp v1 — column/row-parallel linears, vocab-parallel embedding and loss.
+#include "parallel/tensor_parallel.h"
+
+#include <algorithm>
+
+#include "ops/ops.h"
+
+namespace weft {
+
+Tensor gather_sequence(const Tensor& x, const LayerContext& ctx) {
+  if (!ctx.sequence_parallel || ctx.tp_size() == 1) return x;
+  Tensor full = Tensor::empty({x.size(0) * ctx.tp_size(), x.size(1)}, x.dtype(), x.device());
+  ctx.tp->all_gather(full, x);
+  return full;
+}
+
+Tensor reduce_sequence(Tensor& partial, const LayerContext& ctx) {
+  if (ctx.tp_size() == 1) return partial;
+  if (!ctx.sequence_parallel) {
+    ctx.tp->all_reduce(partial);
+    return partial;
+  }
+  WEFT_CHECK(partial.size(0) % ctx.tp_size() == 0, "sequence parallel: ", partial.size(0),
+             " tokens do not split over tp = ", ctx.tp_size());
+  Tensor part = Tensor::empty({partial.size(0) / ctx.tp_size(), partial.size(1)}, partial.dtype(), partial.device());
+  ctx.tp->reduce_scatter(part, partial);
+  return part;
+}
+
+// ---------------------------------------------------------------- column-parallel linear
+
+ColumnParallelLinear::ColumnParallelLinear(const LayerContext& ctx, const std::string& name, int64_t in,
+                                           int64_t out_global, std::vector<ShardBlock> blocks, bool bias,
+                                           double init_std, int64_t out_local)
+    : ctx_(&ctx) {
+  if (out_local < 0) {
+    out_local = 0;
+    for (const ShardBlock& b : blocks) out_local += b.length;
+  }
+  weight = make_parameter(name + ".weight", {out_global, in}, {out_local, in}, 0, blocks, InitKind::normal, init_std,
+                          ctx.dtype, ctx.device, ctx.seed);
+  if (bias)
+    this->bias = make_parameter(name + ".bias", {out_global}, {out_local}, 0, blocks, InitKind::zeros, 0, ctx.dtype,
+                                ctx.device, ctx.seed);
+}
+
+ColumnParallelLinear::ColumnParallelLinear(const LayerContext& ctx, Parameter& shared_weight)
+    : ctx_(&ctx), shared_(&shared_weight) {}
+
+Tensor ColumnParallelLinear::forward(const Tensor& x, Tensor& saved_input) {
+  saved_input = gather_sequence(x, *ctx_);
+  Tensor y = Tensor::empty({saved_input.size(0), w().value.size(0)}, x.dtype(), x.device());
+  Ops& ops = ops_for(x);
+  ops.gemm(y, saved_input, false, w().value, true, 1.0, 0.0);
+  if (bias.value.defined()) ops.bias_add(y, bias.value);
+  return y;
+}
+
+Tensor ColumnParallelLinear::backward(const Tensor& dy, const Tensor& saved_input) {
+  Ops& ops = ops_for(dy);
+  ops.gemm(w().grad, dy, true, saved_input, false, 1.0, 1.0);
+  if (bias.value.defined()) ops.bias_grad(bias.grad, dy);
+  Tensor dx = Tensor::empty(saved_input.shape(), dy.dtype(), dy.device());
+  ops.gemm(dx, dy, false, w().value, false, 1.0, 0.0);
+  return reduce_sequence(dx, *ctx_);
+}
+
+std::vector<Parameter*> ColumnParallelLinear::parameters() {
+  std::vector<Parameter*> out;
+  if (!shared_) out.push_back(&weight);
+  if (bias.value.defined()) out.push_back(&bias);
+  return out;
+}
+
+// ---------------------------------------------------------------- row-parallel linear
+
+RowParallelLinear::RowParallelLinear(const LayerContext& ctx, const std::string& name, int64_t in_global,
+                                     int64_t out, double init_std)
+    : ctx_(&ctx) {
+  const int64_t in_local = in_global / ctx.tp_size();
+  weight = make_parameter(name + ".weight", {out, in_global}, {out, in_local}, 1,
+                          {{0, ctx.tp_rank() * in_local, in_local}}, InitKind::normal, init_std, ctx.dtype,
+                          ctx.device, ctx.seed);
+}
+
+Tensor RowParallelLinear::forward(const Tensor& x, Tensor& saved_input) {
+  saved_input = x;
+  Tensor y = Tensor::empty({x.size(0), weight.value.size(0)}, x.dtype(), x.device());
+  ops_for(x).gemm(y, x, false, weight.value, true, 1.0, 0.0);
+  return reduce_sequence(y, *ctx_);
+}
+
+Tensor RowParallelLinear::backward(const Tensor& dy, const Tensor& saved_input) {
+  const Tensor dy_full = gather_sequence(dy, *ctx_);
+  Ops& ops = ops_for(dy);
+  ops.gemm(weight.grad, dy_full, true, saved_input, false, 1.0, 1.0);
+  Tensor dx = Tensor::empty(saved_input.shape(), dy.dtype(), dy.device());
+  ops.gemm(dx, dy_full, false, weight.value, false, 1.0, 0.0);
+  return dx;
+}
+
+// ---------------------------------------------------------------- vocab-parallel embedding
+
+VocabShard VocabShard::of(int64_t vocab, int64_t padded_vocab, int tp_rank, int tp_size) {
+  VocabShard s;
+  s.rows = padded_vocab / tp_size;
+  s.start = tp_rank * s.rows;
+  s.valid = std::max<int64_t>(0, std::min(s.rows, vocab - s.start));
+  return s;
+}
+
+VocabParallelEmbedding::VocabParallelEmbedding(const LayerContext& ctx, int64_t vocab, int64_t padded_vocab,
+                                               int64_t hidden, double init_std)
+    : shard(VocabShard::of(vocab, padded_vocab, ctx.tp_rank(), ctx.tp_size())), ctx_(&ctx) {
+  weight = make_parameter("embedding.word_embeddings.weight", {vocab, hidden}, {shard.rows, hidden}, 0,
+                          shard.blocks(), InitKind::normal, init_std, ctx.dtype, ctx.device, ctx.seed);
+}
+
+Tensor VocabParallelEmbedding::forward(const Tensor& ids) {
+  Tensor out = Tensor::empty({ids.numel(), weight.value.size(1)}, weight.value.dtype(), weight.value.device());
+  ops_for(out).embedding_forward(out, ids, weight.value, shard.start);
+  return reduce_sequence(out, *ctx_);
+}
+
+void VocabParallelEmbedding::backward(const Tensor& dy, const Tensor& ids) {
+  const Tensor full = gather_sequence(dy, *ctx_);
+  ops_for(full).embedding_backward(weight.grad, full, ids, shard.start);
+}
+
+// ---------------------------------------------------------------- vocab-parallel cross-entropy
+
+Tensor vocab_parallel_cross_entropy(const LayerContext& ctx, const Tensor& logits, const Tensor& labels,
+                                    const VocabShard& shard, CrossEntropySaved& saved) {
+  Ops& ops = ops_for(logits);
+  const int64_t t = logits.size(0);
+  const DType sd = stat_dtype(logits.dtype());
+  saved.row_max = Tensor::empty({t}, sd, logits.device());
+  ops.cross_entropy_max(saved.row_max, logits, shard.valid);
+  ctx.tp->all_reduce(saved.row_max, ReduceOp::max);
+  // sum_exp and the target logit travel together in one all-reduce.
+  Tensor sums = Tensor::empty({2, t}, sd, logits.device());
+  Tensor sum_exp = sums.rows(0, 1).reshape({t}), target = sums.rows(1, 2).reshape({t});
+  ops.cross_entropy_sums(sum_exp, target, logits, saved.row_max, labels, shard.start, shard.valid);
+  ctx.tp->all_reduce(sums);
+  saved.sum_exp = sum_exp;
+  Tensor loss = Tensor::empty({t}, sd, logits.device());
+  ops.cross_entropy_loss(loss, saved.row_max, sum_exp, target);
+  return loss;
+}
+
+void vocab_parallel_cross_entropy_backward(Tensor& logits, const Tensor& labels, const Tensor& row_scale,
+                                           const VocabShard& shard, const CrossEntropySaved& saved) {
+  ops_for(logits).cross_entropy_backward(logits, logits, saved.row_max, saved.sum_exp, labels, row_scale,
+                                         shard.start, shard.valid);
+}
+
+}  // namespace weft

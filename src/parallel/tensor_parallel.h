@@ -1,0 +1,107 @@
+// weft/src/parallel/tensor_parallel.h v1 — Megatron's tensor-parallel building blocks.
+//
+// Column-parallel linear (output features split over tp ranks), row-parallel linear (input features split, output
+// summed over tp), vocab-parallel embedding and cross-entropy. With sequence parallelism the token axis of the
+// activations between these blocks is split over tp ranks too: all-gather before a column layer, reduce-scatter
+// after a row layer. tp = 1 is the same code with a group of one, where every collective is a no-op.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "dist/comm.h"
+#include "model/parameter.h"
+
+namespace weft {
+
+// What every layer needs to create and place its parameters and activations.
+struct LayerContext {
+  Comm* tp = nullptr;              // tensor-parallel group
+  bool sequence_parallel = false;  // activations between blocks hold tokens / tp
+  DType dtype = DType::f32;        // parameter and activation dtype
+  Device device = Device::cpu;
+  uint64_t seed = 0;               // initialisation seed
+  int tp_rank() const { return tp->rank(); }
+  int tp_size() const { return tp->size(); }
+};
+
+// [tokens/tp, h] → [tokens, h] under sequence parallelism; x itself otherwise.
+Tensor gather_sequence(const Tensor& x, const LayerContext& ctx);
+// Partial sums [tokens, h] → summed over tp: [tokens/tp, h] (reduce-scatter) under sequence parallelism,
+// [tokens, h] (all-reduce, in place) otherwise.
+Tensor reduce_sequence(Tensor& partial, const LayerContext& ctx);
+
+// y = x·Wᵀ (+ b) with W's output rows split over tp ranks as `blocks` of the global rows.
+class ColumnParallelLinear {
+ public:
+  // out_local: local rows, when padding makes it more than the blocks cover (vocabulary); -1 = Σ block lengths.
+  ColumnParallelLinear(const LayerContext& ctx, const std::string& name, int64_t in, int64_t out_global,
+                       std::vector<ShardBlock> blocks, bool bias, double init_std, int64_t out_local = -1);
+  // Uses another layer's weight (tied embeddings); the owner keeps and registers it.
+  ColumnParallelLinear(const LayerContext& ctx, Parameter& shared_weight);
+  // x [t, in] (t/tp rows under sequence parallelism) → y [t, out_local]; keeps the full input in `saved_input`.
+  Tensor forward(const Tensor& x, Tensor& saved_input);
+  // dy [t, out_local] → dx [t, in] (summed over tp; t/tp rows under sequence parallelism); accumulates dW, db.
+  Tensor backward(const Tensor& dy, const Tensor& saved_input);
+  // The parameters this layer owns (not a shared weight).
+  std::vector<Parameter*> parameters();
+  Parameter& w() { return shared_ ? *shared_ : weight; }
+
+  Parameter weight, bias;  // weight unused when shared; bias undefined when not used
+
+ private:
+  const LayerContext* ctx_;
+  Parameter* shared_ = nullptr;
+};
+
+// y = x·Wᵀ with W's input columns split over tp ranks; the partial products are summed over tp.
+class RowParallelLinear {
+ public:
+  RowParallelLinear(const LayerContext& ctx, const std::string& name, int64_t in_global, int64_t out, double init_std);
+  // x [t, in_local] → y [t, out] (t/tp rows under sequence parallelism); keeps x in `saved_input`.
+  Tensor forward(const Tensor& x, Tensor& saved_input);
+  // dy [t, out] (t/tp rows under sequence parallelism) → dx [t, in_local]; accumulates dW.
+  Tensor backward(const Tensor& dy, const Tensor& saved_input);
+  std::vector<Parameter*> parameters() { return {&weight}; }
+
+  Parameter weight;
+
+ private:
+  const LayerContext* ctx_;
+};
+
+// The vocabulary split in equal row ranges over tp ranks, padded to `padded_vocab` rows in all.
+struct VocabShard {
+  int64_t start = 0, rows = 0, valid = 0;  // first global id, local rows, local rows that are real vocabulary
+  static VocabShard of(int64_t vocab, int64_t padded_vocab, int tp_rank, int tp_size);
+  std::vector<ShardBlock> blocks() const { return {{0, start, valid}}; }
+};
+
+class VocabParallelEmbedding {
+ public:
+  VocabParallelEmbedding(const LayerContext& ctx, int64_t vocab, int64_t padded_vocab, int64_t hidden,
+                         double init_std);
+  // ids [t] → [t, hidden] (t/tp rows under sequence parallelism).
+  Tensor forward(const Tensor& ids);
+  // Accumulates the table gradient from dy (shaped like forward's output).
+  void backward(const Tensor& dy, const Tensor& ids);
+
+  Parameter weight;
+  VocabShard shard;
+
+ private:
+  const LayerContext* ctx_;
+};
+
+// Per-token cross-entropy over vocab-parallel logits; the statistics it keeps for the backward.
+struct CrossEntropySaved {
+  Tensor row_max, sum_exp;
+};
+
+// logits [t, local vocab] → loss [t] (identical on every tp rank).
+Tensor vocab_parallel_cross_entropy(const LayerContext& ctx, const Tensor& logits, const Tensor& labels,
+                                    const VocabShard& shard, CrossEntropySaved& saved);
+// Overwrites logits with row_scale[t]·∂loss[t]/∂logits.
+void vocab_parallel_cross_entropy_backward(Tensor& logits, const Tensor& labels, const Tensor& row_scale,
+                                           const VocabShard& shard, const CrossEntropySaved& saved);
+
+}  // namespace weft

@@ -1,0 +1,145 @@
+// weft/src/train/trainer.cpp v1 — the training loop.
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "config/validate.h"
+#include "optim/grad_norm.h"
+#include "parallel/schedules.h"
+#include "train/setup.h"
+
+namespace weft {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The mean of `value` over the ranks of `comm`.
+double mean_over(Comm& comm, double value) {
+  Tensor t = Tensor::from_vector<double>({value}, {1});
+  comm.all_reduce(t);
+  return t.data<double>()[0] / comm.size();
+}
+
+}  // namespace
+
+Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
+    : cfg_(cfg),
+      grid_(grid),
+      comms_(comms),
+      spec_(ModelSpec::from_config(cfg.model)),
+      metrics_(cfg.log.dir, grid.rank() == 0, true) {
+  ctx_.tp = comms_.tp.get();
+  ctx_.dtype = DType::f32;
+  ctx_.device = Device::cpu;
+  ctx_.seed = static_cast<uint64_t>(cfg.train.seed);
+  model_ = std::make_unique<GptModel>(spec_, ctx_, StageLayout::whole(spec_));
+  params_ = model_->parameters();
+  grads_ = std::make_unique<GradBuffer>(params_);
+  optimizer_ = std::make_unique<AdamW>(
+      params_, AdamWConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay});
+  lr_ = LrSchedule{cfg.train.lr, cfg.train.min_lr, cfg.train.lr_warmup_iters,
+                   cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters,
+                   cfg.train.lr_decay_style};
+  num_micro_batches_ = cfg.train.global_batch_size / (cfg.train.micro_batch_size * grid.dp_size());
+
+  const BatchOptions bopt = batch_options(cfg, grid.dp_size(), grid.dp_rank());
+  train_data_ = build_samples(cfg, 0, train_samples(cfg));
+  train_batches_ = std::make_unique<MicroBatches>(*train_data_, bopt);
+  if (cfg.train.eval_iters > 0 && parse_split(cfg)[1] > 0) {
+    valid_data_ = build_samples(cfg, 1, valid_samples(cfg));
+    valid_batches_ = std::make_unique<MicroBatches>(*valid_data_, bopt);
+  }
+}
+
+void Trainer::log_start() const {
+  if (!is_logger()) return;
+  std::printf("weft: %s model, %lld layers, hidden %lld, %lld heads (%lld query groups), vocab %lld: %.2fM parameters\n",
+              spec_.family.c_str(), (long long)spec_.num_layers, (long long)spec_.hidden, (long long)spec_.heads,
+              (long long)spec_.groups, (long long)spec_.vocab, double(spec_.num_parameters()) / 1e6);
+  std::printf("weft: %d ranks = tp %d · cp %d · pp %d · dp %d; %lld micro-batches of %lld × %lld tokens per step\n",
+              grid_.world_size(), grid_.tp_size(), grid_.cp_size(), grid_.pp_size(), grid_.dp_size(),
+              (long long)num_micro_batches_, (long long)cfg_.train.micro_batch_size, (long long)cfg_.data.seq_length);
+  std::printf("weft: data %s: %lld train samples%s\n", cfg_.data.prefix.c_str(), (long long)train_data_->size(),
+              valid_data_ ? str(", ", valid_data_->size(), " validation samples").c_str() : "");
+  std::fflush(stdout);
+}
+
+double Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
+  grads_->zero();
+  const int64_t consumed = iteration * cfg_.train.global_batch_size;
+  const double loss = forward_backward_no_pipelining(
+      *model_, [&](int64_t m) { return train_batches_->get(consumed, m); }, num_micro_batches_, false);
+  grads_->all_reduce_mean(*comms_.dp);
+  *grad_norm = global_grad_norm(params_, *comms_.mp, grid_.tp_rank());
+  clip_gradients(params_, *grad_norm, cfg_.train.clip_grad);
+  optimizer_->step(lr);
+  return mean_over(*comms_.dp, loss);
+}
+
+double Trainer::evaluate(int64_t run) {
+  double total = 0;
+  for (int64_t i = 0; i < cfg_.train.eval_iters; ++i) {
+    const int64_t consumed = (run * cfg_.train.eval_iters + i) * cfg_.train.global_batch_size;
+    total += forward_backward_no_pipelining(
+        *model_, [&](int64_t m) { return valid_batches_->get(consumed, m); }, num_micro_batches_, true);
+  }
+  return mean_over(*comms_.dp, total / double(cfg_.train.eval_iters));
+}
+
+void Trainer::train() {
+  log_start();
+  const int64_t iters = cfg_.train.train_iters;
+  const int64_t tokens_per_step = cfg_.train.global_batch_size * cfg_.data.seq_length;
+  const auto start = Clock::now();
+  auto window_start = start;
+  double window_loss = 0;
+  int64_t window_iters = 0, eval_runs = 0;
+
+  auto validate = [&](int64_t iteration) {
+    if (!valid_batches_) return;
+    const double loss = evaluate(eval_runs++);
+    if (!is_logger()) return;
+    std::printf("validation at iteration %lld | loss %.6f | ppl %.3f\n", (long long)iteration, loss, std::exp(loss));
+    std::fflush(stdout);
+    metrics_.write({{"iteration", iteration}, {"val_loss", loss}});
+  };
+
+  for (int64_t it = 0; it < iters; ++it) {
+    const double lr = lr_.at(it);
+    double grad_norm = 0;
+    const double loss = train_step(it, lr, &grad_norm);
+    window_loss += loss;
+    ++window_iters;
+    const int64_t done = it + 1;
+    if (done % cfg_.log.interval == 0 || done == iters) {
+      const double window_s = seconds_since(window_start), elapsed = seconds_since(start);
+      const double tokens_per_s = double(tokens_per_step * window_iters) / window_s;
+      const double eta = elapsed / double(done) * double(iters - done);
+      const double mean_loss = window_loss / double(window_iters);
+      if (is_logger()) {
+        std::printf("iteration %6lld/%lld | loss %.6f | lr %.4e | grad norm %.4f | tokens/s %.0f | elapsed %s | "
+                    "ETA %s\n",
+                    (long long)done, (long long)iters, mean_loss, lr, grad_norm, tokens_per_s,
+                    format_duration(elapsed).c_str(), format_duration(eta).c_str());
+        std::fflush(stdout);
+        metrics_.write({{"iteration", done},
+                        {"loss", mean_loss},
+                        {"lr", lr},
+                        {"grad_norm", grad_norm},
+                        {"tokens_per_s", tokens_per_s},
+                        {"elapsed_s", elapsed},
+                        {"consumed_samples", done * cfg_.train.global_batch_size}});
+      }
+      window_loss = 0;
+      window_iters = 0;
+      window_start = Clock::now();
+    }
+    if (cfg_.train.eval_interval > 0 && done % cfg_.train.eval_interval == 0 && done != iters) validate(done);
+  }
+  validate(iters);
+}
+
+}  // namespace weft

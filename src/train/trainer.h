@@ -1,0 +1,45 @@
+// weft/src/train/trainer.h v1 — the training loop: micro-batches, gradient reduction, clipping, AdamW, logging,
+// validation.
+#pragma once
+#include <memory>
+
+#include "config/config.h"
+#include "data/batches.h"
+#include "dist/process_grid.h"
+#include "model/gpt_model.h"
+#include "optim/adamw.h"
+#include "optim/lr_schedule.h"
+#include "parallel/grad_buffer.h"
+#include "train/metrics.h"
+
+namespace weft {
+
+class Trainer {
+ public:
+  Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms);
+  // Runs train.train_iters steps, validating every train.eval_interval steps and at the end.
+  void train();
+
+ private:
+  double train_step(int64_t iteration, double lr, double* grad_norm);
+  double evaluate(int64_t run);
+  void log_start() const;
+  bool is_logger() const { return grid_.rank() == 0; }
+
+  const Config& cfg_;
+  const ProcessGrid& grid_;
+  Comms& comms_;
+  ModelSpec spec_;
+  LayerContext ctx_;
+  std::unique_ptr<GptModel> model_;
+  std::vector<Parameter*> params_;
+  std::unique_ptr<GradBuffer> grads_;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule lr_;
+  std::unique_ptr<BlendedSamples> train_data_, valid_data_;
+  std::unique_ptr<MicroBatches> train_batches_, valid_batches_;
+  MetricsLog metrics_;
+  int64_t num_micro_batches_ = 1;
+};
+
+}  // namespace weft

@@ -1,0 +1,224 @@
+// weft/test/unit/ops_test.cpp v1 — the CPU reference ops: backward ops against central finite differences in
+// double precision (step 1e-6: truncation error ~h² ≈ 1e-12 and rounding ~ε/h ≈ 1e-10, so a relative
+// agreement of 1e-6 leaves a wide margin while still catching any wrong term), GEMM against a naive product,
+// AdamW against its closed form.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "ops/cpu/cpu_ops.h"
+#include "test_util.h"
+
+using namespace weft;
+using weft::test::expect_gradient;
+using weft::test::random_tensor;
+
+namespace {
+
+Ops& cpu() { return cpu_ops(); }
+
+double dot(const Tensor& a, const Tensor& b) {
+  double s = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) s += a.data<double>()[i] * b.data<double>()[i];
+  return s;
+}
+
+}  // namespace
+
+TEST(CpuGemm, MatchesNaiveProductForEveryTransposeAndRaggedSizes) {
+  std::mt19937 gen(11);
+  for (auto [m, n, k] : {std::tuple{7, 19, 300}, {1, 1, 1}, {33, 17, 5}, {4, 16, 256}, {65, 3, 513}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (DType dt : {DType::f32, DType::f64}) {
+          Tensor a = random_tensor(ta ? Shape{k, m} : Shape{m, k}, dt, gen);
+          Tensor b = random_tensor(tb ? Shape{n, k} : Shape{k, n}, dt, gen);
+          Tensor c = random_tensor({m, n}, dt, gen);
+          const std::vector<double> av = a.to_doubles(), bv = b.to_doubles(), c0 = c.to_doubles();
+          cpu().gemm(c, a, ta, b, tb, 0.5, 2.0);
+          const std::vector<double> got = c.to_doubles();
+          for (int i = 0; i < m; ++i)
+            for (int j = 0; j < n; ++j) {
+              double ref = 0;
+              for (int p = 0; p < k; ++p) ref += av[ta ? p * m + i : i * k + p] * bv[tb ? j * k + p : p * n + j];
+              ref = 0.5 * ref + 2.0 * c0[i * n + j];
+              const double tol = dt == DType::f32 ? 1e-4 * std::sqrt(double(k)) : 1e-12 * k;
+              ASSERT_NEAR(got[i * n + j], ref, tol) << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb;
+            }
+        }
+}
+
+TEST(CpuOps, RmsNormBackward) {
+  std::mt19937 gen(1);
+  Tensor x = random_tensor({5, 16}, DType::f64, gen), w = random_tensor({16}, DType::f64, gen);
+  const Tensor r = random_tensor({5, 16}, DType::f64, gen);
+  Tensor y = Tensor::empty({5, 16}, DType::f64), rstd = Tensor::empty({5}, DType::f64);
+  auto loss = [&] {
+    cpu().rmsnorm_forward(y, rstd, x, w, 1e-5);
+    return dot(y, r);
+  };
+  loss();
+  Tensor dx = Tensor::zeros({5, 16}, DType::f64), dw = Tensor::zeros({16}, DType::f64);
+  cpu().rmsnorm_backward(dx, dw, r, x, w, rstd, false);
+  expect_gradient(x, loss, dx, "rmsnorm dx", gen);
+  expect_gradient(w, loss, dw, "rmsnorm dw", gen);
+  // accumulate = true adds to what dx held.
+  Tensor acc = Tensor::zeros({5, 16}, DType::f64);
+  cpu().add(acc, dx, 1.0);
+  Tensor dw2 = Tensor::zeros({16}, DType::f64);
+  cpu().rmsnorm_backward(acc, dw2, r, x, w, rstd, true);
+  for (int64_t i = 0; i < acc.numel(); ++i) EXPECT_NEAR(acc.data<double>()[i], 2 * dx.data<double>()[i], 1e-12);
+}
+
+TEST(CpuOps, RopeBackwardIsInverseRotation) {
+  std::mt19937 gen(2);
+  const int64_t t = 6, heads = 3, d = 8, positions = 20;
+  Tensor x = random_tensor({t, heads, d}, DType::f64, gen);
+  const Tensor r = random_tensor({t, heads, d}, DType::f64, gen);
+  Tensor pos = Tensor::empty({t}, DType::i32);
+  for (int64_t i = 0; i < t; ++i) pos.data<int32_t>()[i] = static_cast<int32_t>((i * 7) % positions);
+  Tensor cs = Tensor::empty({positions, d / 2}, DType::f64), sn = Tensor::empty({positions, d / 2}, DType::f64);
+  for (int64_t p = 0; p < positions; ++p)
+    for (int64_t i = 0; i < d / 2; ++i) {
+      const double ang = double(p) * std::pow(10000.0, -2.0 * double(i) / double(d));
+      cs.data<double>()[p * d / 2 + i] = std::cos(ang);
+      sn.data<double>()[p * d / 2 + i] = std::sin(ang);
+    }
+  auto loss = [&] {
+    Tensor y = x.clone();
+    cpu().rope(y, pos, cs, sn, false);
+    return dot(y, r);
+  };
+  Tensor dx = r.clone();
+  cpu().rope(dx, pos, cs, sn, true);
+  expect_gradient(x, loss, dx, "rope dx", gen);
+  // forward then inverse is the identity
+  Tensor y = x.clone();
+  cpu().rope(y, pos, cs, sn, false);
+  cpu().rope(y, pos, cs, sn, true);
+  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(y.data<double>()[i], x.data<double>()[i], 1e-12);
+}
+
+TEST(CpuOps, SwiGluBackward) {
+  std::mt19937 gen(3);
+  Tensor in = random_tensor({5, 14}, DType::f64, gen, 2.0);
+  const Tensor r = random_tensor({5, 7}, DType::f64, gen);
+  Tensor out = Tensor::empty({5, 7}, DType::f64);
+  auto loss = [&] {
+    cpu().swiglu_forward(out, in);
+    return dot(out, r);
+  };
+  Tensor din = Tensor::empty({5, 14}, DType::f64);
+  cpu().swiglu_backward(din, r, in);
+  expect_gradient(in, loss, din, "swiglu", gen, 70);
+}
+
+TEST(CpuOps, EmbeddingForwardBackwardOnAShard) {
+  std::mt19937 gen(4);
+  Tensor table = random_tensor({6, 5}, DType::f64, gen);
+  Tensor ids = Tensor::from_vector<int32_t>({10, 3, 12, 15, 10, 11}, {6});  // shard holds ids [10, 16)
+  const Tensor r = random_tensor({6, 5}, DType::f64, gen);
+  Tensor out = Tensor::empty({6, 5}, DType::f64);
+  auto loss = [&] {
+    cpu().embedding_forward(out, ids, table, 10);
+    return dot(out, r);
+  };
+  loss();
+  for (int64_t c = 0; c < 5; ++c) EXPECT_EQ(out.data<double>()[1 * 5 + c], 0.0);  // id 3 is not on this shard
+  Tensor dtable = Tensor::zeros({6, 5}, DType::f64);
+  cpu().embedding_backward(dtable, r, ids, 10);
+  expect_gradient(table, loss, dtable, "embedding", gen, 30);
+}
+
+TEST(CpuOps, CrossEntropyWithPaddedColumns) {
+  std::mt19937 gen(5);
+  const int64_t t = 6, cols = 11, valid = 9;
+  Tensor logits = random_tensor({t, cols}, DType::f64, gen, 3.0);
+  Tensor labels = Tensor::from_vector<int32_t>({0, 8, 3, 5, 1, 7}, {t});
+  const Tensor scale = random_tensor({t}, DType::f64, gen);
+  Tensor mx = Tensor::empty({t}, DType::f64), se = Tensor::empty({t}, DType::f64), tl = Tensor::empty({t}, DType::f64),
+         loss_t = Tensor::empty({t}, DType::f64);
+  auto loss = [&] {
+    cpu().cross_entropy_max(mx, logits, valid);
+    cpu().cross_entropy_sums(se, tl, logits, mx, labels, 0, valid);
+    cpu().cross_entropy_loss(loss_t, mx, se, tl);
+    return dot(loss_t, scale);
+  };
+  loss();
+  // Reference: log-softmax over the valid columns only.
+  for (int64_t r = 0; r < t; ++r) {
+    double m = -1e300, s = 0;
+    for (int64_t c = 0; c < valid; ++c) m = std::max(m, logits.data<double>()[r * cols + c]);
+    for (int64_t c = 0; c < valid; ++c) s += std::exp(logits.data<double>()[r * cols + c] - m);
+    const double ref = std::log(s) + m - logits.data<double>()[r * cols + labels.data<int32_t>()[r]];
+    EXPECT_NEAR(loss_t.data<double>()[r], ref, 1e-12);
+  }
+  Tensor dlogits = Tensor::empty({t, cols}, DType::f64);
+  cpu().cross_entropy_backward(dlogits, logits, mx, se, labels, scale, 0, valid);
+  expect_gradient(logits, loss, dlogits, "cross-entropy", gen, 66);
+  for (int64_t r = 0; r < t; ++r)
+    for (int64_t c = valid; c < cols; ++c) EXPECT_EQ(dlogits.data<double>()[r * cols + c], 0.0);
+}
+
+TEST(CpuOps, QkvMergeIsTheAdjointOfSplit) {
+  std::mt19937 gen(6);
+  const int64_t t = 3, groups = 2, qpg = 3, d = 4;
+  const Tensor qkv = random_tensor({t, groups * (qpg + 2) * d}, DType::f64, gen);
+  Tensor q = Tensor::empty({t, groups * qpg, d}, DType::f64), k = Tensor::empty({t, groups, d}, DType::f64),
+         v = Tensor::empty({t, groups, d}, DType::f64);
+  cpu().qkv_split(q, k, v, qkv);
+  // Megatron layout: group g of token 1 starts at (1·groups + g)·(qpg+2)·d with its q heads, then k, then v.
+  EXPECT_EQ(q.data<double>()[((1 * groups * qpg) + 1 * qpg + 2) * d], qkv.data<double>()[(1 * groups + 1) * 5 * d + 2 * d]);
+  EXPECT_EQ(k.data<double>()[(1 * groups + 1) * d], qkv.data<double>()[(1 * groups + 1) * 5 * d + 3 * d]);
+  EXPECT_EQ(v.data<double>()[(1 * groups + 1) * d], qkv.data<double>()[(1 * groups + 1) * 5 * d + 4 * d]);
+  const Tensor dq = random_tensor(q.shape(), DType::f64, gen), dk = random_tensor(k.shape(), DType::f64, gen),
+               dv = random_tensor(v.shape(), DType::f64, gen);
+  Tensor dqkv = Tensor::empty(qkv.shape(), DType::f64);
+  cpu().qkv_merge(dqkv, dq, dk, dv);
+  EXPECT_NEAR(dot(q, dq) + dot(k, dk) + dot(v, dv), dot(qkv, dqkv), 1e-10);
+}
+
+TEST(CpuOps, AttentionBackwardWithGqaWindowAndDocuments) {
+  for (int64_t window : {0, 3}) {
+    std::mt19937 gen(7 + window);
+    const int64_t t = 12, h = 4, hk = 2, d = 8;
+    Tensor q = random_tensor({t, h, d}, DType::f64, gen), k = random_tensor({t, hk, d}, DType::f64, gen),
+           v = random_tensor({t, hk, d}, DType::f64, gen);
+    const Tensor r = random_tensor({t, h, d}, DType::f64, gen);
+    const Tensor cu = Tensor::from_vector<int32_t>({0, 5, 12}, {3});  // two documents
+    AttentionParams p{h, hk, d, window, 1.0 / std::sqrt(double(d))};
+    Tensor out = Tensor::empty({t, h, d}, DType::f64), lse = Tensor::empty({h, t}, DType::f64);
+    auto loss = [&] {
+      cpu().attention_forward(out, lse, q, k, v, cu, p);
+      return dot(out, r);
+    };
+    loss();
+    // The first token of each document sees only itself: its output is its own value vector.
+    for (int64_t head = 0; head < h; ++head)
+      for (int64_t i = 0; i < d; ++i)
+        EXPECT_NEAR(out.data<double>()[(5 * h + head) * d + i], v.data<double>()[(5 * hk + head / 2) * d + i], 1e-12);
+    Tensor dq = Tensor::empty(q.shape(), DType::f64), dk = Tensor::empty(k.shape(), DType::f64),
+           dv = Tensor::empty(v.shape(), DType::f64);
+    cpu().attention_backward(dq, dk, dv, r, q, k, v, out, lse, cu, p);
+    expect_gradient(q, loss, dq, "attention dq", gen);
+    expect_gradient(k, loss, dk, "attention dk", gen);
+    expect_gradient(v, loss, dv, "attention dv", gen);
+  }
+}
+
+TEST(CpuOps, AdamWMatchesClosedForm) {
+  std::mt19937 gen(8);
+  Tensor w = random_tensor({10}, DType::f64, gen), m = Tensor::zeros({10}, DType::f64),
+         v = Tensor::zeros({10}, DType::f64);
+  const Tensor w0 = w.clone();
+  const AdamWParams p{1e-2, 0.9, 0.95, 1e-8, 0.1, 1};
+  const Tensor g = random_tensor({10}, DType::f64, gen);
+  cpu().adamw(w, g, m, v, p);
+  for (int i = 0; i < 10; ++i) {
+    const double gi = g.data<double>()[i];
+    const double mh = (0.1 * gi) / 0.1, vh = (0.05 * gi * gi) / 0.05;
+    const double ref = w0.data<double>()[i] * (1 - 1e-2 * 0.1) - 1e-2 * mh / (std::sqrt(vh) + 1e-8);
+    EXPECT_NEAR(w.data<double>()[i], ref, 1e-12);
+  }
+}
