@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "data/batches.h"
@@ -195,4 +196,28 @@ TEST(MicroBatches, MegatronSamplerOrderAndEodMask) {
   }
   opt.vocab_size = 1000;  // ids above it must be refused
   EXPECT_THROW(MicroBatches(src, opt).get(0, 0), Error);
+}
+
+TEST(NumpyRandom, ShufflesMatchNumpy) {
+  // Made by test/reference/make_numpy_fixture.py with numpy's RandomState.
+  const auto ref = load_json(fixture("numpy/shuffles.json"));
+  for (const auto& c : ref["cases"]) {
+    NumpyRandomState rng(c["seed"].get<uint32_t>());
+    const int64_t n = c["n"];
+    std::vector<int64_t> a(static_cast<size_t>(n));
+    std::iota(a.begin(), a.end(), 0);
+    rng.shuffle(a);
+    std::vector<int64_t> b{0, 1, 2, 3, 4};
+    rng.shuffle(b);
+    const std::string what = "seed " + std::to_string(c["seed"].get<uint64_t>()) + " n " + std::to_string(n);
+    if (c.contains("shuffled")) {
+      EXPECT_EQ(a, c["shuffled"].get<std::vector<int64_t>>()) << what;
+    } else {
+      EXPECT_EQ(std::vector<int64_t>(a.begin(), a.begin() + 16), c["head"].get<std::vector<int64_t>>()) << what;
+      unsigned __int128 sum = 0;
+      for (int64_t i = 0; i < n; ++i) sum += static_cast<unsigned __int128>(i) * static_cast<uint64_t>(a[i]);
+      EXPECT_EQ(static_cast<uint64_t>(sum % ((uint64_t(1) << 61) - 1)), c["checksum"].get<uint64_t>()) << what;
+    }
+    EXPECT_EQ(b, c["then"].get<std::vector<int64_t>>()) << what;
+  }
 }

@@ -1,0 +1,52 @@
+// weft/test/unit/optim_test.cpp v1 — Megatron's LR schedule, clipping and the weight-decay rule.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "optim/adamw.h"
+#include "optim/grad_norm.h"
+#include "optim/lr_schedule.h"
+
+using namespace weft;
+
+TEST(LrSchedule, WarmupThenCosineToMinLr) {
+  const LrSchedule s{1e-3, 1e-4, 10, 110, "cosine"};
+  EXPECT_DOUBLE_EQ(s.at(0), 0.0);           // Megatron starts warmup from 0
+  EXPECT_DOUBLE_EQ(s.at(5), 5e-4);
+  EXPECT_DOUBLE_EQ(s.at(10), 1e-3);         // end of warmup is the peak
+  EXPECT_NEAR(s.at(60), 1e-4 + 0.5 * (std::cos(std::numbers::pi * 0.5) + 1) * 9e-4, 1e-15);
+  EXPECT_NEAR(s.at(110), 1e-4, 1e-15);
+  EXPECT_DOUBLE_EQ(s.at(200), 1e-4);         // past decay: min_lr
+}
+
+TEST(LrSchedule, LinearAndConstant) {
+  const LrSchedule lin{2e-3, 0.0, 0, 100, "linear"};
+  EXPECT_DOUBLE_EQ(lin.at(0), 2e-3);
+  EXPECT_DOUBLE_EQ(lin.at(25), 1.5e-3);
+  EXPECT_DOUBLE_EQ(lin.at(100), 0.0);
+  const LrSchedule flat{2e-3, 0.0, 4, 100, "constant"};
+  EXPECT_DOUBLE_EQ(flat.at(2), 1e-3);
+  EXPECT_DOUBLE_EQ(flat.at(50), 2e-3);
+  EXPECT_DOUBLE_EQ(flat.at(500), 2e-3);
+}
+
+TEST(AdamW, NoWeightDecayOnOneDimensionalParameters) {
+  Parameter w = make_parameter("w", {2, 2}, {2, 2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
+  Parameter b = make_parameter("b", {2}, {2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
+  EXPECT_TRUE(w.weight_decay);
+  EXPECT_FALSE(b.weight_decay);
+  AdamW opt({&w, &b}, {0.9, 0.999, 1e-8, 0.5});
+  opt.step(0.1);  // zero gradients: only decay moves a parameter
+  EXPECT_NEAR(w.value.to_doubles()[0], 1.0 - 0.1 * 0.5, 1e-12);
+  EXPECT_DOUBLE_EQ(b.value.to_doubles()[0], 1.0);
+}
+
+TEST(GradClip, ScalesOnlyAboveTheThreshold) {
+  Parameter p = make_parameter("p", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
+  for (int i = 0; i < 4; ++i) p.grad.data<double>()[i] = 1.5;  // norm 3
+  clip_gradients({&p}, 3.0, 6.0);
+  EXPECT_DOUBLE_EQ(p.grad.data<double>()[0], 1.5);
+  clip_gradients({&p}, 3.0, 1.0);
+  EXPECT_NEAR(p.grad.data<double>()[0], 1.5 / (3.0 + 1e-6), 1e-12);
+}
