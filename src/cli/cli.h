@@ -13,6 +13,8 @@ using Args = std::vector<std::string>;
 int cmd_train(const Args& args, const MpiEnv& mpi);       // weft train DECK [--section.key=value ...]
 int cmd_samples(const Args& args, const MpiEnv& mpi);     // weft samples DECK --num N --output FILE.jsonl
 int cmd_preprocess(const Args& args, const MpiEnv& mpi);  // weft preprocess --input F.jsonl ...
+int cmd_convert(const Args& args, const MpiEnv& mpi);     // weft convert --from DIR --to DIR --format hf|native
+int cmd_forward(const Args& args, const MpiEnv& mpi);     // weft forward --model DIR --input ids.npy ...
 
 // Loads and validates a deck (and that its input files exist) on every rank; if any rank fails, the first failing rank's message is raised as a
 // ConfigError there (and an empty one elsewhere), so the job exits together with one line.

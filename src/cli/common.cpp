@@ -7,6 +7,7 @@
 #include "config/deck.h"
 #include "config/schema.h"
 #include "config/validate.h"
+#include "train/setup.h"
 
 namespace weft {
 
@@ -32,6 +33,7 @@ Config load_config_collectively(const std::string& deck, const Args& overrides, 
   std::string error;
   try {
     cfg = load_config(deck, overrides);
+    resolve_model(cfg);
     validate_config(cfg, world_size_for_checks);
     validate_inputs(cfg);
   } catch (const ConfigError& e) {

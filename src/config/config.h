@@ -67,11 +67,18 @@ struct TrainConfig {
   std::string precision = "fp32";
   int64_t eval_interval = 1000;
   int64_t eval_iters = 100;
+  int64_t exit_interval = 0;  // stop (after saving) once the iteration is a multiple of this; 0 = never
 };
 
 struct ParallelConfig {
   int64_t tp = 1, pp = 1, cp = 1, ep = 1;
   int64_t dp = 0;  // 0: world / (tp·pp·cp); otherwise must equal it
+};
+
+struct CheckpointConfig {
+  std::string save;           // directory to save into; empty = no saves
+  std::string load;           // directory to resume from (its `latest`); empty = fresh start
+  int64_t save_interval = 0;  // steps between saves; 0 = only at the end
 };
 
 struct LogConfig {
@@ -84,6 +91,7 @@ struct Config {
   DataConfig data;
   TrainConfig train;
   ParallelConfig parallel;
+  CheckpointConfig checkpoint;
   LogConfig log;
 
   std::string deck_path;

@@ -27,6 +27,9 @@ po::typed_value<bool>* flag(bool* field) {
   return po::value<bool>(field)->default_value(*field, *field ? "true" : "false")->value_name("bool");
 }
 
+// Shape keys: model.init = hf:DIR / native:DIR supplies them (and checks any the deck sets).
+#define kFromInit " (required unless model.init supplies the shape)"
+
 }  // namespace
 
 po::options_description deck_schema(Config& c) {
@@ -34,17 +37,19 @@ po::options_description deck_schema(Config& c) {
   ModelConfig& m = c.model;
   d.add_options()
       ("model.family", opt(&m.family, "llama|mistral|qwen2"), "architecture family (sets no shapes; presets do)")
-      ("model.init", opt(&m.init, "random"), "initial weights: random (Megatron's normal init)")
-      ("model.num_layers", required(&m.num_layers, "int"), "number of transformer layers")
-      ("model.hidden_size", required(&m.hidden_size, "int"), "model width")
-      ("model.ffn_hidden_size", required(&m.ffn_hidden_size, "int"), "SwiGLU inner width")
-      ("model.num_attention_heads", required(&m.num_attention_heads, "int"), "query heads")
+      ("model.init", opt(&m.init, "random|hf:DIR|native:DIR"),
+       "initial weights: Megatron's normal init, a HuggingFace directory, or a weft checkpoint (weights only); "
+       "hf/native also give the model shape")
+      ("model.num_layers", opt(&m.num_layers, "int"), "number of transformer layers" kFromInit)
+      ("model.hidden_size", opt(&m.hidden_size, "int"), "model width" kFromInit)
+      ("model.ffn_hidden_size", opt(&m.ffn_hidden_size, "int"), "SwiGLU inner width" kFromInit)
+      ("model.num_attention_heads", opt(&m.num_attention_heads, "int"), "query heads" kFromInit)
       ("model.num_query_groups", opt(&m.num_query_groups, "int"), "key/value heads (GQA); 0 = num_attention_heads")
       ("model.kv_channels", opt(&m.kv_channels, "int"), "head dimension; 0 = hidden_size / num_attention_heads")
-      ("model.vocab_size", required(&m.vocab_size, "int"), "tokenizer vocabulary size")
+      ("model.vocab_size", opt(&m.vocab_size, "int"), "tokenizer vocabulary size" kFromInit)
       ("model.make_vocab_size_divisible_by", opt(&m.make_vocab_size_divisible_by, "int"),
        "pad the embedding rows to a multiple of this times parallel.tp (padding takes no probability)")
-      ("model.max_position_embeddings", required(&m.max_position_embeddings, "int"), "longest position RoPE covers")
+      ("model.max_position_embeddings", opt(&m.max_position_embeddings, "int"), "longest position RoPE covers" kFromInit)
       ("model.rope_theta", real(&m.rope_theta), "RoPE base")
       ("model.rope_scaling.type", opt(&m.rope_scaling.type, "none|linear|llama3"), "RoPE frequency scaling")
       ("model.rope_scaling.factor", real(&m.rope_scaling.factor), "scaling factor (linear, llama3)")
@@ -88,7 +93,16 @@ po::options_description deck_schema(Config& c) {
       ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
       ("train.precision", opt(&t.precision, "fp32"), "arithmetic precision (the CPU backend is fp32)")
       ("train.eval_interval", opt(&t.eval_interval, "int"), "steps between validation runs; 0 = never")
-      ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run");
+      ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run")
+      ("train.exit_interval", opt(&t.exit_interval, "int"), "stop after a step that is a multiple of this "
+       "(saving first when checkpoint.save is set); 0 = run to train_iters");
+
+  CheckpointConfig& k = c.checkpoint;
+  d.add_options()
+      ("checkpoint.save", opt(&k.save, "string"), "directory for checkpoints (iter_N/ + latest); empty = none")
+      ("checkpoint.load", opt(&k.load, "string"), "resume from this directory's latest checkpoint: weights, "
+       "optimizer, iteration, data position")
+      ("checkpoint.save_interval", opt(&k.save_interval, "int"), "steps between saves; 0 = at the end only");
 
   ParallelConfig& p = c.parallel;
   d.add_options()

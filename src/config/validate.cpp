@@ -62,13 +62,17 @@ void validate_config(const Config& c, int world_size) {
   const Checker k(c);
   const ModelConfig& m = c.model;
   k.one_of(m.family, {"llama", "mistral", "qwen2"}, "model.family");
-  k.one_of(m.init, {"random"}, "model.init");
-  k.require(m.num_layers > 0, "model.num_layers", "expected a positive integer");
-  k.require(m.hidden_size > 0, "model.hidden_size", "expected a positive integer");
-  k.require(m.ffn_hidden_size > 0, "model.ffn_hidden_size", "expected a positive integer");
-  k.require(m.num_attention_heads > 0, "model.num_attention_heads", "expected a positive integer");
-  k.require(m.vocab_size > 0, "model.vocab_size", "expected a positive integer");
-  k.require(m.max_position_embeddings > 0, "model.max_position_embeddings", "expected a positive integer");
+  k.require(m.init == "random" || m.init.rfind("hf:", 0) == 0 || m.init.rfind("native:", 0) == 0, "model.init",
+            str("expected random, hf:DIR or native:DIR, got '", m.init, "'"));
+  for (auto [key, value] : {std::pair{"model.num_layers", m.num_layers}, {"model.hidden_size", m.hidden_size},
+                            {"model.ffn_hidden_size", m.ffn_hidden_size},
+                            {"model.num_attention_heads", m.num_attention_heads}, {"model.vocab_size", m.vocab_size},
+                            {"model.max_position_embeddings", m.max_position_embeddings}}) {
+    if (!c.origin.count(key) && value == 0)
+      throw ConfigError(str(c.deck_path, ": missing required key '", key, "' (set it, include a preset, or use "
+                            "model.init = hf:DIR)"));
+    k.require(value > 0, key, "expected a positive integer");
+  }
   k.require(m.make_vocab_size_divisible_by > 0, "model.make_vocab_size_divisible_by", "expected a positive integer");
   const int64_t groups = m.num_query_groups ? m.num_query_groups : m.num_attention_heads;
   k.require(m.num_query_groups >= 0 && m.num_attention_heads % groups == 0, "model.num_query_groups",
@@ -140,6 +144,8 @@ void validate_config(const Config& c, int world_size) {
   k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");
   k.require(c.log.interval > 0, "log.interval", "expected a positive integer");
+  k.require(t.exit_interval >= 0, "train.exit_interval", "expected a non-negative integer");
+  k.require(c.checkpoint.save_interval >= 0, "checkpoint.save_interval", "expected a non-negative integer");
 }
 
 }  // namespace weft

@@ -18,6 +18,11 @@ class AdamW {
   // 1-D parameters (norms, biases) get no weight decay.
   void step(double lr);
   int64_t steps() const { return steps_; }
+  // The moments, one per parameter in construction order (checkpointing reads and restores them).
+  std::vector<Tensor>& exp_avg() { return exp_avg_; }
+  std::vector<Tensor>& exp_avg_sq() { return exp_avg_sq_; }
+  const std::vector<Parameter*>& parameters() const { return params_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
 
  private:
   std::vector<Parameter*> params_;

@@ -26,4 +26,8 @@ BatchOptions batch_options(const Config& c, int64_t dp_size, int64_t dp_rank);
 
 ParallelSizes parallel_sizes(const Config& c);
 
+// When model.init names HF or native weights, fills [model] from their config; model keys the deck sets anyway
+// must agree with it (ConfigError naming the key otherwise).
+void resolve_model(Config& c);
+
 }  // namespace weft

@@ -7,6 +7,7 @@
 #include "config/validate.h"
 #include "optim/grad_norm.h"
 #include "parallel/schedules.h"
+#include "train/checkpointing.h"
 #include "train/setup.h"
 
 namespace weft {
@@ -30,7 +31,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
       grid_(grid),
       comms_(comms),
       spec_(ModelSpec::from_config(cfg.model)),
-      metrics_(cfg.log.dir, grid.rank() == 0, true) {
+      metrics_(cfg.log.dir, grid.rank() == 0, cfg.checkpoint.load.empty()) {
   ctx_.tp = comms_.tp.get();
   ctx_.dtype = DType::f32;
   ctx_.device = Device::cpu;
@@ -44,6 +45,8 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
                    cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters,
                    cfg.train.lr_decay_style};
   num_micro_batches_ = cfg.train.global_batch_size / (cfg.train.micro_batch_size * grid.dp_size());
+  if (!cfg.checkpoint.load.empty()) start_iteration_ = resume_checkpoint(cfg, *model_, *optimizer_);
+  else load_initial_weights(cfg, *model_);
 
   const BatchOptions bopt = batch_options(cfg, grid.dp_size(), grid.dp_rank());
   train_data_ = build_samples(cfg, 0, train_samples(cfg));
@@ -64,6 +67,10 @@ void Trainer::log_start() const {
               (long long)num_micro_batches_, (long long)cfg_.train.micro_batch_size, (long long)cfg_.data.seq_length);
   std::printf("weft: data %s: %lld train samples%s\n", cfg_.data.prefix.c_str(), (long long)train_data_->size(),
               valid_data_ ? str(", ", valid_data_->size(), " validation samples").c_str() : "");
+  if (start_iteration_ > 0)
+    std::printf("weft: resumed from %s at iteration %lld\n", cfg_.checkpoint.load.c_str(), (long long)start_iteration_);
+  else if (cfg_.model.init != "random")
+    std::printf("weft: weights from %s\n", cfg_.model.init.c_str());
   std::fflush(stdout);
 }
 
@@ -96,7 +103,9 @@ void Trainer::train() {
   const auto start = Clock::now();
   auto window_start = start;
   double window_loss = 0;
-  int64_t window_iters = 0, eval_runs = 0;
+  int64_t window_iters = 0;
+  // Validation runs consume the validation set in order; a resumed run continues where the saved one stood.
+  int64_t eval_runs = cfg_.train.eval_interval > 0 ? start_iteration_ / cfg_.train.eval_interval : 0;
 
   auto validate = [&](int64_t iteration) {
     if (!valid_batches_) return;
@@ -107,7 +116,7 @@ void Trainer::train() {
     metrics_.write({{"iteration", iteration}, {"val_loss", loss}});
   };
 
-  for (int64_t it = 0; it < iters; ++it) {
+  for (int64_t it = start_iteration_; it < iters; ++it) {
     const double lr = lr_.at(it);
     double grad_norm = 0;
     const double loss = train_step(it, lr, &grad_norm);
@@ -117,7 +126,7 @@ void Trainer::train() {
     if (done % cfg_.log.interval == 0 || done == iters) {
       const double window_s = seconds_since(window_start), elapsed = seconds_since(start);
       const double tokens_per_s = double(tokens_per_step * window_iters) / window_s;
-      const double eta = elapsed / double(done) * double(iters - done);
+      const double eta = elapsed / double(done - start_iteration_) * double(iters - done);
       const double mean_loss = window_loss / double(window_iters);
       if (is_logger()) {
         std::printf("iteration %6lld/%lld | loss %.6f | lr %.4e | grad norm %.4f | tokens/s %.0f | elapsed %s | "
@@ -138,8 +147,27 @@ void Trainer::train() {
       window_start = Clock::now();
     }
     if (cfg_.train.eval_interval > 0 && done % cfg_.train.eval_interval == 0 && done != iters) validate(done);
+    const bool exiting = cfg_.train.exit_interval > 0 && done % cfg_.train.exit_interval == 0 && done != iters;
+    const bool periodic = cfg_.checkpoint.save_interval > 0 && done % cfg_.checkpoint.save_interval == 0;
+    if ((periodic || exiting) && done != iters) save(done);
+    if (exiting) {
+      if (is_logger()) std::printf("weft: exiting at iteration %lld (train.exit_interval)\n", (long long)done);
+      return;
+    }
   }
   validate(iters);
+  save(iters);
+}
+
+void Trainer::save(int64_t iteration) {
+  if (cfg_.checkpoint.save.empty()) return;
+  const auto t0 = Clock::now();
+  save_checkpoint(cfg_, grid_, comms_, *model_, *optimizer_, iteration);
+  if (is_logger()) {
+    std::printf("weft: saved checkpoint iter_%07lld to %s in %.1f s\n", (long long)iteration,
+                cfg_.checkpoint.save.c_str(), seconds_since(t0));
+    std::fflush(stdout);
+  }
 }
 
 }  // namespace weft

@@ -17,12 +17,14 @@ namespace weft {
 class Trainer {
  public:
   Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms);
-  // Runs train.train_iters steps, validating every train.eval_interval steps and at the end.
+  // Runs from the start (or the resumed iteration) to train.train_iters, validating every train.eval_interval
+  // steps, saving every checkpoint.save_interval steps and at the end, stopping early at train.exit_interval.
   void train();
 
  private:
   double train_step(int64_t iteration, double lr, double* grad_norm);
   double evaluate(int64_t run);
+  void save(int64_t iteration);
   void log_start() const;
   bool is_logger() const { return grid_.rank() == 0; }
 
@@ -40,6 +42,7 @@ class Trainer {
   std::unique_ptr<MicroBatches> train_batches_, valid_batches_;
   MetricsLog metrics_;
   int64_t num_micro_batches_ = 1;
+  int64_t start_iteration_ = 0;  // > 0 when resumed from a checkpoint
 };
 
 }  // namespace weft

@@ -7,58 +7,17 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "../unit/test_util.h"
+#include "cli_util.h"
 
-using weft::test::fixture;
-using weft::test::source_dir;
-using weft::test::TempDir;
+using namespace weft::test;
 
 namespace {
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v) throw std::runtime_error(std::string("test needs $") + name + " (run it through ctest)");
-  return v;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs `weft args` on `np` ranks (np = 0: without mpirun) and captures its exit status and output.
-Result run_weft(const TempDir& dir, const std::string& args, int np = 0) {
-  const std::string launcher = np > 0 ? env("WEFT_MPIEXEC") + " -np " + std::to_string(np) + " " : "";
-  const std::string cmd = launcher + env("WEFT_BIN") + " " + args + " >" + dir.file("stdout") + " 2>" +
-                          dir.file("stderr");
-  Result r;
-  const int raw = std::system(cmd.c_str());
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(dir.file("stdout"));
-  r.err = slurp(dir.file("stderr"));
-  return r;
-}
-
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 // The demo corpus as a byte-level dataset in `dir`; returns its prefix.
 std::string byte_dataset(const TempDir& dir) {
   const std::string prefix = dir.file("moby");
-  const Result r = run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
-                          "--output-prefix " + prefix + " --append-eod");
+  const Result r = run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer "
+                                 "bytes --output-prefix " + prefix + " --append-eod");
   EXPECT_EQ(r.status, 0) << r.err;
   return prefix;
 }
@@ -72,6 +31,7 @@ std::string tiny_deck(const TempDir& dir, const std::string& prefix, const std::
 }
 
 }  // namespace
+
 
 TEST(Cli, DataParallelMatchesGradientAccumulation) {
   TempDir dir;

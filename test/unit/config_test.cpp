@@ -100,7 +100,8 @@ TEST(DeckErrors, MissingRequiredKey) {
   TempDir dir;
   dir.write("tiny.ini", std::string(kModel).replace(std::string(kModel).find("vocab_size = 512\n"), 17, ""));
   const std::string deck = dir.write("run.ini", kDeck);
-  expect_mentions(error_of([&] { load_config(deck, {}); }), {deck, "missing required key 'model.vocab_size'"});
+  expect_mentions(error_of([&] { validate_config(load_config(deck, {}), 1); }),
+                  {deck, "missing required key 'model.vocab_size'"});
 }
 
 TEST(DeckErrors, SyntaxAndIncludes) {

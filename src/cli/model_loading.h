@@ -1,0 +1,22 @@
+// weft/src/cli/model_loading.h v1 — a whole model (pp = 1, tensor-parallel over the world) with its weights, for
+// the subcommands that read checkpoints rather than train: convert, forward.
+#pragma once
+#include <memory>
+
+#include "dist/process_grid.h"
+#include "io/model_io.h"
+
+namespace weft {
+
+struct LoadedModel {
+  std::unique_ptr<ProcessGrid> grid;
+  Comms comms;
+  std::unique_ptr<LayerContext> ctx;
+  std::unique_ptr<GptModel> model;
+};
+
+// Builds the model `src` describes split over every rank (tp = world size) and loads its weights.
+// Errors (heads not divisible by the world size, bad files) are ConfigErrors or Errors naming the cause.
+LoadedModel load_model(const WeightSource& src, int world_size, int rank);
+
+}  // namespace weft

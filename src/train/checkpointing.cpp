@@ -1,0 +1,83 @@
+// weft/src/train/checkpointing.cpp v1 — what a checkpoint holds and how a run resumes from it.
+#include "train/checkpointing.h"
+
+#include "io/checkpoint.h"
+#include "io/model_io.h"
+
+namespace weft {
+
+void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, GptModel& model, AdamW& optimizer,
+                     int64_t iteration) {
+  CheckpointWriter writer(cfg.checkpoint.save, iteration, *comms.world);
+  // Data-parallel replicas hold identical state: the first one of each (tp, pp) position writes it.
+  if (grid.dp_rank() == 0 && grid.cp_rank() == 0) {
+    std::vector<ShardedTensor> tensors = model_tensors(model);
+    const auto& params = optimizer.parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      tensors.push_back(sharded("optim/exp_avg", *params[i], optimizer.exp_avg()[i]));
+      tensors.push_back(sharded("optim/exp_avg_sq", *params[i], optimizer.exp_avg_sq()[i]));
+    }
+    writer.write_shard(str("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(), ".h5"), tensors);
+  }
+  nlohmann::json meta = {
+      {"format", "weft-checkpoint"},
+      {"version", kCheckpointFormatVersion},
+      {"iteration", iteration},
+      {"consumed_samples", iteration * cfg.train.global_batch_size},
+      {"optimizer", {{"type", "adamw"}, {"steps", optimizer.steps()}}},
+      {"lr_schedule", {{"max_lr", cfg.train.lr}, {"min_lr", cfg.train.min_lr}, {"style", cfg.train.lr_decay_style},
+                       {"warmup_iters", cfg.train.lr_warmup_iters},
+                       {"decay_iters", cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters},
+                       {"steps", optimizer.steps()}}},
+      // Weights and the data order derive from the seed alone; weft keeps no other random state (no dropout).
+      {"rng", {{"seed", cfg.train.seed}}},
+      {"layout", {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()}, {"cp", grid.cp_size()}}},
+      {"model", spec_to_json(model.spec())},
+      {"deck", {{"path", cfg.deck_path}, {"values", cfg.values}}}};
+  writer.commit(meta);
+}
+
+namespace {
+
+void check_same_model(const ModelSpec& mine, const CheckpointReader& r) {
+  const nlohmann::json want = spec_to_json(mine), have = r.metadata().value("model", nlohmann::json::object());
+  for (auto& [key, value] : want.items()) {
+    if (key == "init_method_std" || key == "make_vocab_size_divisible_by") continue;  // no effect on saved tensors
+    WEFT_CHECK(have.contains(key) && have[key] == value, r.path(), ": saved model has ", key, " = ",
+               have.contains(key) ? have[key].dump() : "nothing", ", the deck's model has ", value.dump(),
+               " (config/checkpoint mismatch)");
+  }
+}
+
+}  // namespace
+
+int64_t resume_checkpoint(const Config& cfg, GptModel& model, AdamW& optimizer) {
+  const CheckpointReader r(cfg.checkpoint.load);
+  check_same_model(model.spec(), r);
+  load_native_weights(model, r);
+  const auto& params = optimizer.parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Parameter& p = *params[i];
+    r.read("optim/exp_avg/" + p.name, optimizer.exp_avg()[i], p.global_shape, p.shard_dim, p.blocks);
+    r.read("optim/exp_avg_sq/" + p.name, optimizer.exp_avg_sq()[i], p.global_shape, p.shard_dim, p.blocks);
+  }
+  optimizer.set_steps(r.metadata().at("optimizer").at("steps").get<int64_t>());
+  const int64_t iteration = r.metadata().at("iteration").get<int64_t>();
+  WEFT_CHECK(r.metadata().at("consumed_samples").get<int64_t>() == iteration * cfg.train.global_batch_size,
+             r.path(), ": saved with a different train.global_batch_size (", r.metadata().at("consumed_samples"),
+             " samples in ", iteration, " steps)");
+  return iteration;
+}
+
+void load_initial_weights(const Config& cfg, GptModel& model) {
+  const WeightSource src = WeightSource::parse(cfg.model.init);
+  if (src.kind == WeightSource::hf) {
+    load_hf_weights(model, src.dir);
+  } else if (src.kind == WeightSource::native) {
+    const CheckpointReader r(src.dir);
+    check_same_model(model.spec(), r);
+    load_native_weights(model, r);
+  }
+}
+
+}  // namespace weft

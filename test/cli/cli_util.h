@@ -1,0 +1,62 @@
+// weft/test/cli/cli_util.h v1 — running the weft executable from tests and reading what it wrote.
+#pragma once
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "../unit/test_util.h"
+
+namespace weft::test {
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+inline std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v) throw std::runtime_error(std::string("test needs $") + name + " (run it through ctest)");
+  return v;
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `weft args` on `np` ranks (np = 0: without mpirun) and captures its exit status and output.
+inline Result run_weft(const TempDir& dir, const std::string& args, int np = 0) {
+  const std::string launcher = np > 0 ? env("WEFT_MPIEXEC") + " -np " + std::to_string(np) + " " : "";
+  const std::string cmd = launcher + env("WEFT_BIN") + " " + args + " >" + dir.file("stdout") + " 2>" +
+                          dir.file("stderr");
+  Result r;
+  const int raw = std::system(cmd.c_str());
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = slurp(dir.file("stdout"));
+  r.err = slurp(dir.file("stderr"));
+  return r;
+}
+
+inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// The training lines (those with a loss) of a metrics.jsonl.
+inline std::vector<nlohmann::json> train_lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  for (auto& j : read_jsonl(path))
+    if (j.contains("loss")) out.push_back(j);
+  return out;
+}
+
+}  // namespace weft::test
