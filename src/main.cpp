@@ -5,6 +5,7 @@
 //   weft preprocess ...      JSONL → Megatron .bin/.idx (cli/preprocess.cpp)
 //   weft convert ...         HuggingFace ↔ native checkpoints (cli/convert.cpp)
 //   weft forward ...         logits and loss of token ids under a checkpoint (cli/forward.cpp)
+//   weft tokenize ...        text ↔ ids with a tokenizer.json (cli/tokenize.cpp)
 //
 // Errors: a bad deck or argument prints one line from rank 0 and exits 2 on every rank; any other failure prints
 // one line from the failing rank and aborts the whole MPI job with exit code 1.
@@ -23,7 +24,8 @@ const char* kUsage =
     "commands:\n"
     "  train DECK [--section.key=value ...]     train a model (mpirun -np N weft train DECK)\n"
     "  samples DECK --num N --output F.jsonl    write the first N samples training would consume\n"
-    "  preprocess --input F.jsonl --tokenizer T --output-prefix P   tokenize JSONL into .bin/.idx\n"
+    "  preprocess --input F.jsonl --tokenizer T --output-prefix P   tokenize JSONL into .bin/.idx (--sft: chats)\n"
+    "  tokenize --tokenizer T [--decode]            text ↔ ids, for checking a tokenizer\n"
     "  convert --from DIR --to DIR --format hf|native   convert checkpoints (any tp: mpirun -np N)\n"
     "  forward --model DIR --input ids.npy --output logits.npy   logits and loss of token ids\n"
     "\n"
@@ -35,7 +37,7 @@ int main(int argc, char** argv) {
   weft::MpiEnv mpi(&argc, &argv);
   const std::map<std::string, int (*)(const weft::Args&, const weft::MpiEnv&)> commands = {
       {"train", weft::cmd_train},     {"samples", weft::cmd_samples}, {"preprocess", weft::cmd_preprocess},
-      {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}};
+      {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}, {"tokenize", weft::cmd_tokenize}};
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     if (mpi.rank() == 0) std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -15,6 +15,7 @@ int cmd_samples(const Args& args, const MpiEnv& mpi);     // weft samples DECK -
 int cmd_preprocess(const Args& args, const MpiEnv& mpi);  // weft preprocess --input F.jsonl ...
 int cmd_convert(const Args& args, const MpiEnv& mpi);     // weft convert --from DIR --to DIR --format hf|native
 int cmd_forward(const Args& args, const MpiEnv& mpi);     // weft forward --model DIR --input ids.npy ...
+int cmd_tokenize(const Args& args, const MpiEnv& mpi);    // weft tokenize --tokenizer PATH [--decode]
 
 // Loads and validates a deck (and that its input files exist) on every rank; if any rank fails, the first failing rank's message is raised as a
 // ConfigError there (and an empty one elsewhere), so the job exits together with one line.

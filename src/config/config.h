@@ -47,6 +47,10 @@ struct DataConfig {
   std::string tokenizer;  // "bytes" or a tokenizer.json path; gives the EOD id
   int64_t eod_token = -1;
   bool eod_mask_loss = false;
+  bool reset_position_ids = false;
+  bool reset_attention_mask = false;
+  bool sft = false;   // prefix holds `weft preprocess --sft` chats (+ PREFIX_loss_mask)
+  bool pack = true;   // SFT: pack several chats per row
 };
 
 struct TrainConfig {

@@ -72,7 +72,11 @@ po::options_description deck_schema(Config& c) {
       ("data.shuffle", flag(&a.shuffle), "Megatron's shuffled GPTDataset order; false = consecutive windows")
       ("data.tokenizer", opt(&a.tokenizer, "string"), "'bytes' (256 byte ids + EOD 256) or a tokenizer.json path")
       ("data.eod_token", opt(&a.eod_token, "int"), "end-of-document id; -1 = from data.tokenizer")
-      ("data.eod_mask_loss", flag(&a.eod_mask_loss), "no loss on EOD tokens");
+      ("data.eod_mask_loss", flag(&a.eod_mask_loss), "no loss where the input token is EOD (Megatron)")
+      ("data.reset_position_ids", flag(&a.reset_position_ids), "positions restart after each EOD (Megatron)")
+      ("data.reset_attention_mask", flag(&a.reset_attention_mask), "attention does not cross an EOD (Megatron)")
+      ("data.sft", flag(&a.sft), "prefix holds chats from `weft preprocess --sft`: loss on assistant tokens only")
+      ("data.pack", flag(&a.pack), "SFT: pack several chats into each row (positions and attention per chat)");
 
   TrainConfig& t = c.train;
   d.add_options()

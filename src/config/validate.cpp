@@ -52,9 +52,10 @@ void validate_inputs(const Config& c) {
     char* end = nullptr;
     std::strtod(w.c_str(), &end);
     if (end && *end == 0) continue;  // a blend weight
-    for (const char* ext : {".bin", ".idx"})
-      if (!std::filesystem::exists(w + ext))
-        throw ConfigError(str(c.where("data.prefix"), ": no file ", w, ext, " (make it with weft preprocess)"));
+    for (const std::string& file : {w + ".bin", w + ".idx", c.data.sft ? w + "_loss_mask.idx" : w + ".idx"})
+      if (!std::filesystem::exists(file))
+        throw ConfigError(str(c.where("data.prefix"), ": no file ", file, " (make it with weft preprocess",
+                              c.data.sft ? " --sft" : "", ")"));
   }
 }
 

@@ -1,6 +1,7 @@
 // weft/src/data/batches.cpp v1 — samples → token/label/mask/position tensors.
 #include "data/batches.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "util/error.h"
@@ -21,25 +22,36 @@ Batch MicroBatches::samples(int64_t first, int64_t rows) const {
   b.labels = Tensor::empty({rows * S}, DType::i32);
   b.loss_mask = Tensor::empty({rows * S}, DType::f32);
   b.positions = Tensor::empty({rows * S}, DType::i32);
-  b.cu_seqlens = Tensor::empty({rows + 1}, DType::i32);
-  std::vector<int32_t> window(static_cast<size_t>(S + 1));
+  std::vector<int32_t> cu;
+  SampleRow row;
   for (int64_t r = 0; r < rows; ++r) {
     WEFT_CHECK(first + r < src_->size(), "the dataset has ", src_->size(), " samples; sample ", first + r,
                " was asked for (more train/eval iterations than the data holds?)");
-    src_->sample(first + r, window.data());
+    src_->row(first + r, row);
+    std::vector<int32_t> starts = row.starts;
+    int32_t position_base = 0;
     for (int64_t t = 0; t < S; ++t) {
       const int64_t at = r * S + t;
-      for (int32_t id : {window[t], window[t + 1]})
+      for (int32_t id : {row.inputs[t], row.labels[t]})
         WEFT_CHECK(id >= 0 && id < opt_.vocab_size, "sample ", first + r, " holds token id ", id,
                    ", outside model.vocab_size = ", opt_.vocab_size, " (data.prefix made with another tokenizer?)");
-      b.tokens.data<int32_t>()[at] = window[t];
-      b.labels.data<int32_t>()[at] = window[t + 1];
-      b.loss_mask.data<float>()[at] = (opt_.eod_mask_loss && window[t] == opt_.eod) ? 0.f : 1.f;
-      b.positions.data<int32_t>()[at] = static_cast<int32_t>(t);
+      const bool eod = opt_.eod >= 0 && row.inputs[t] == opt_.eod;
+      b.tokens.data<int32_t>()[at] = row.inputs[t];
+      b.labels.data<int32_t>()[at] = row.labels[t];
+      b.loss_mask.data<float>()[at] = (opt_.eod_mask_loss && eod) ? 0.f : row.loss_mask[t];
+      b.positions.data<int32_t>()[at] = row.positions[t] - position_base;
+      // Megatron resets after the EOD token: the next position starts a new document.
+      if (eod && t + 1 < S) {
+        if (opt_.reset_position_ids) position_base = row.positions[t + 1];
+        if (opt_.reset_attention_mask) starts.push_back(static_cast<int32_t>(t + 1));
+      }
     }
-    b.cu_seqlens.data<int32_t>()[r] = static_cast<int32_t>(r * S);
+    std::sort(starts.begin(), starts.end());
+    starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+    for (int32_t s : starts) cu.push_back(static_cast<int32_t>(r * S + s));
   }
-  b.cu_seqlens.data<int32_t>()[rows] = static_cast<int32_t>(rows * S);
+  cu.push_back(static_cast<int32_t>(rows * S));
+  b.cu_seqlens = Tensor::from_vector(cu, {static_cast<int64_t>(cu.size())});
   return b;
 }
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "data/batch.h"
-#include "data/gpt_dataset.h"
+#include "data/sample_source.h"
 
 namespace weft {
 
@@ -15,6 +15,8 @@ struct BatchOptions {
   int64_t dp_size = 1, dp_rank = 0;
   int32_t eod = -1;             // end-of-document id (-1: none)
   bool eod_mask_loss = false;   // Megatron: no loss where the input token is EOD
+  bool reset_position_ids = false;    // Megatron: positions restart after each EOD
+  bool reset_attention_mask = false;  // Megatron: attention does not cross an EOD
   int64_t vocab_size = 0;       // ids must lie below this
 };
 

@@ -203,4 +203,18 @@ void BlendedSamples::sample(int64_t i, int32_t* out) const {
   parts_[dataset_index_[i]]->sample(dataset_sample_index_[i], out);
 }
 
+void BlendedSamples::row(int64_t i, SampleRow& out) const {
+  const int64_t S = seq_length_;
+  std::vector<int32_t> window(static_cast<size_t>(S + 1));
+  sample(i, window.data());
+  out.resize(S);
+  for (int64_t t = 0; t < S; ++t) {
+    out.inputs[t] = window[t];
+    out.labels[t] = window[t + 1];
+    out.positions[t] = static_cast<int32_t>(t);
+    out.loss_mask[t] = 1.f;
+  }
+  out.starts = {0};
+}
+
 }  // namespace weft

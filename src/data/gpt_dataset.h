@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/indexed_dataset.h"
+#include "data/sample_source.h"
 
 namespace weft {
 
@@ -42,15 +43,6 @@ class GptDataset {
   std::vector<int64_t> shuffle_index_;
 };
 
-// Anything that yields fixed-length token samples.
-class SampleSource {
- public:
-  virtual ~SampleSource() = default;
-  virtual int64_t size() const = 0;
-  virtual int64_t seq_length() const = 0;
-  virtual void sample(int64_t i, int32_t* out) const = 0;  // seq_length + 1 tokens
-};
-
 // data.prefix parsed: one path without a weight, or a weight before every path (normalised to sum 1).
 struct Blend {
   std::vector<std::string> paths;
@@ -67,7 +59,10 @@ class BlendedSamples final : public SampleSource {
                  const GptDatasetOptions& opt);
   int64_t size() const override { return static_cast<int64_t>(dataset_index_.size()); }
   int64_t seq_length() const override { return seq_length_; }
-  void sample(int64_t i, int32_t* out) const override;
+  // The seq_length + 1 tokens of sample i.
+  void sample(int64_t i, int32_t* out) const;
+  // Sample i as a row: inputs = tokens[:-1], labels = tokens[1:], every prediction counts, one segment.
+  void row(int64_t i, SampleRow& out) const override;
   // The datasets being blended (for vocabulary checks and messages).
   const std::vector<std::unique_ptr<GptDataset>>& parts() const { return parts_; }
 

@@ -155,7 +155,12 @@ void IndexedDatasetWriter::add_sequence(const std::vector<int32_t>& tokens) {
         break;
       }
       case TokenDType::i32: std::memcpy(dst + i * 4, &t, 4); break;
-      default: fail(str(prefix_, ": the writer stores uint16 or int32 tokens"));
+      case TokenDType::u8: {
+        WEFT_CHECK(t >= 0 && t <= 255, prefix_, ": value ", t, " does not fit uint8");
+        dst[i] = static_cast<uint8_t>(t);
+        break;
+      }
+      default: fail(str(prefix_, ": the writer stores uint8, uint16 or int32 values"));
     }
   }
   lengths_.push_back(static_cast<int32_t>(tokens.size()));
@@ -199,6 +204,31 @@ void IndexedDatasetWriter::finish() {
   if (std::rename((prefix_ + ".bin.tmp").c_str(), (prefix_ + ".bin").c_str()) != 0 ||
       std::rename(idx_tmp.c_str(), (prefix_ + ".idx").c_str()) != 0)
     fail(str("cannot move ", prefix_, ".bin/.idx into place: ", std::strerror(errno)));
+}
+
+}  // namespace weft
+
+namespace weft {
+
+void merge_indexed_datasets(const std::vector<std::string>& parts, const std::string& prefix) {
+  WEFT_CHECK(!parts.empty(), "merge: no parts");
+  std::vector<std::unique_ptr<IndexedDataset>> in;
+  for (const auto& p : parts) in.push_back(std::make_unique<IndexedDataset>(p));
+  const TokenDType dtype = in.front()->dtype();
+  IndexedDatasetWriter out(prefix, dtype);
+  std::vector<int32_t> seq;
+  for (const auto& d : in) {
+    WEFT_CHECK(d->dtype() == dtype, d->prefix(), ": dtype differs from the other parts");
+    for (int64_t doc = 0; doc < d->num_documents(); ++doc) {
+      for (int64_t s = d->document_indices()[doc]; s < d->document_indices()[doc + 1]; ++s) {
+        seq.resize(static_cast<size_t>(d->sequence_length(s)));
+        d->read(s, 0, d->sequence_length(s), seq.data());
+        out.add_sequence(seq);
+      }
+      out.end_document();
+    }
+  }
+  out.finish();
 }
 
 }  // namespace weft

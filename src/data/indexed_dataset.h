@@ -67,4 +67,8 @@ class IndexedDatasetWriter {
   void flush();
 };
 
+// Concatenates indexed datasets (in order) into prefix.bin/.idx: the result equals writing all their documents
+// with one writer (what a multi-rank `weft preprocess` relies on).
+void merge_indexed_datasets(const std::vector<std::string>& parts, const std::string& prefix);
+
 }  // namespace weft

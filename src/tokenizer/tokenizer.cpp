@@ -1,6 +1,8 @@
 // weft/src/tokenizer/tokenizer.cpp v1 — the byte tokenizer and tokenizer selection.
 #include "tokenizer/tokenizer.h"
 
+#include "tokenizer/hf_tokenizer.h"
+
 #include "util/error.h"
 
 namespace weft {
@@ -20,7 +22,7 @@ std::string ByteTokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   if (spec == "bytes") return std::make_unique<ByteTokenizer>();
-  fail(str("data.tokenizer / --tokenizer: '", spec, "' is not a known tokenizer; this build reads 'bytes'"));
+  return std::make_unique<HfTokenizer>(spec);
 }
 
 }  // namespace weft

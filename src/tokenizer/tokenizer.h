@@ -27,7 +27,7 @@ class ByteTokenizer final : public Tokenizer {
   int32_t eod() const override { return 256; }
 };
 
-// "bytes" → ByteTokenizer. Throws weft::Error naming `spec` for anything else.
+// "bytes" → ByteTokenizer; otherwise a tokenizer.json path (or its directory) → HfTokenizer.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec);
 
 }  // namespace weft

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "config/validate.h"
+#include "data/sft_dataset.h"
 #include "io/model_io.h"
 #include "tokenizer/tokenizer.h"
 
@@ -22,7 +23,15 @@ int32_t eod_token(const Config& c) {
   return -1;
 }
 
-std::unique_ptr<BlendedSamples> build_samples(const Config& c, int split, int64_t num_samples) {
+std::unique_ptr<SampleSource> build_samples(const Config& c, int split, int64_t num_samples) {
+  if (c.data.sft) {
+    const Blend blend = Blend::parse(c.data.prefix);
+    WEFT_CHECK(blend.paths.size() == 1, c.where("data.prefix"), ": data.sft takes one prefix");
+    const int32_t eod = eod_token(c);
+    return std::make_unique<SftSamples>(blend.paths[0], parse_split(c), split, num_samples,
+                                        SftOptions{c.data.seq_length, static_cast<uint32_t>(c.train.seed),
+                                                   c.data.shuffle, c.data.pack, eod >= 0 ? eod : 0});
+  }
   GptDatasetOptions opt;
   opt.seq_length = c.data.seq_length;
   opt.seed = static_cast<uint32_t>(c.train.seed);
@@ -37,9 +46,12 @@ BatchOptions batch_options(const Config& c, int64_t dp_size, int64_t dp_rank) {
   b.dp_rank = dp_rank;
   b.eod = eod_token(c);
   b.eod_mask_loss = c.data.eod_mask_loss;
+  b.reset_position_ids = c.data.reset_position_ids;
+  b.reset_attention_mask = c.data.reset_attention_mask;
   b.vocab_size = c.model.vocab_size;
-  WEFT_CHECK(!b.eod_mask_loss || b.eod >= 0, c.where("data.eod_mask_loss"),
-             ": needs an EOD id (set data.eod_token or data.tokenizer)");
+  for (const char* key : {"data.eod_mask_loss", "data.reset_position_ids", "data.reset_attention_mask"})
+    WEFT_CHECK(b.eod >= 0 || c.values.find(key) == c.values.end() || c.values.at(key) == "false", c.where(key),
+               ": needs an EOD id (set data.eod_token or data.tokenizer)");
   return b;
 }
 

@@ -18,8 +18,9 @@ int64_t valid_samples(const Config& c);
 // The end-of-document id: data.eod_token if set, else data.tokenizer's; -1 if neither says.
 int32_t eod_token(const Config& c);
 
-// The samples of split 0/1/2 (train/valid/test) of data.prefix, enough for `num_samples`.
-std::unique_ptr<BlendedSamples> build_samples(const Config& c, int split, int64_t num_samples);
+// The samples of split 0/1/2 (train/valid/test) of data.prefix, enough for `num_samples`: Megatron's GPTDataset
+// (or a blend), or packed SFT chats when data.sft is set.
+std::unique_ptr<SampleSource> build_samples(const Config& c, int split, int64_t num_samples);
 
 // How this rank cuts samples into micro-batches.
 BatchOptions batch_options(const Config& c, int64_t dp_size, int64_t dp_rank);

@@ -38,7 +38,7 @@ class Trainer {
   std::unique_ptr<GradBuffer> grads_;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule lr_;
-  std::unique_ptr<BlendedSamples> train_data_, valid_data_;
+  std::unique_ptr<SampleSource> train_data_, valid_data_;
   std::unique_ptr<MicroBatches> train_batches_, valid_batches_;
   MetricsLog metrics_;
   int64_t num_micro_batches_ = 1;

@@ -7,6 +7,8 @@
 #include <mpi.h>
 
 #include "dist/process_grid.h"
+#include "data/batches.h"
+#include "data/sft_dataset.h"
 #include "model/gpt_model.h"
 #include "test_util.h"
 
@@ -152,4 +154,82 @@ TEST(ModelInit, MegatronStdAndLayoutIndependence) {
   const auto a = model.parameters(), b = again.parameters(), c = reseeded.parameters();
   EXPECT_EQ(a[3]->value.to_doubles(), b[3]->value.to_doubles());
   EXPECT_NE(a[3]->value.to_doubles(), c[3]->value.to_doubles());
+}
+
+// Packing: chats packed into one row (positions restart, attention per chat, padding masked) give exactly the
+// loss and gradients of the same chats run one by one.
+TEST(SftPacking, PackedRowEqualsChatsRunSeparately) {
+  weft::test::TempDir dir;
+  const std::vector<std::vector<int32_t>> chats = {{5, 9, 2, 7, 1}, {3, 3, 8, 1, 4, 6, 2}, {10, 11, 12, 13}};
+  const std::vector<std::vector<int32_t>> masks = {{0, 0, 1, 1, 1}, {0, 1, 0, 1, 1, 1, 1}, {0, 0, 1, 1}};
+  {
+    IndexedDatasetWriter tokens(dir.file("sft"), TokenDType::u16), mask(dir.file("sft_loss_mask"), TokenDType::u8);
+    for (size_t i = 0; i < chats.size(); ++i) {
+      tokens.add_sequence(chats[i]);
+      tokens.end_document();
+      mask.add_sequence(masks[i]);
+      mask.end_document();
+    }
+    tokens.finish();
+    mask.finish();
+  }
+  const SftSamples packed(dir.file("sft"), {1, 0, 0}, 0, 1, {16, 0, false, true, 0});
+  ASSERT_EQ(packed.size(), 1);  // 4 + 6 + 3 = 13 positions fit one row of 16
+  BatchOptions opt;
+  opt.vocab_size = 37;
+  const Batch row = MicroBatches(packed, opt).samples(0, 1);
+  EXPECT_EQ(row.cu_seqlens.to_doubles(), (std::vector<double>{0, 4, 10, 13, 16}));
+
+  ModelSpec spec = tiny_spec();
+  auto tp = self_comm();
+  LayerContext ctx{tp.get(), false, DType::f64, Device::cpu, 3};
+  GptModel model(spec, ctx, StageLayout::whole(spec));
+  auto run = [&](const Batch& b) {  // Σ mask·loss, with gradients of the same sum accumulated
+    ModelSaved s;
+    const Tensor losses = model.loss(model.forward_layers(model.embed(b), b, s), b, s);
+    Tensor scale = Tensor::empty({b.tokens_count()}, DType::f64);
+    double total = 0;
+    for (int64_t t = 0; t < b.tokens_count(); ++t) {
+      scale.data<double>()[t] = b.loss_mask.data<float>()[t];
+      total += scale.data<double>()[t] * losses.data<double>()[t];
+    }
+    Tensor dx = model.loss_backward(b, s, scale);
+    model.embed_backward(model.backward_layers(dx, b, s), b);
+    return total;
+  };
+  auto grads = [&] {
+    std::vector<double> g;
+    for (Parameter* p : model.parameters()) {
+      const auto v = p->grad.to_doubles();
+      g.insert(g.end(), v.begin(), v.end());
+      ops_for(p->grad).zero(p->grad);
+    }
+    return g;
+  };
+  const double packed_loss = run(row);
+  const std::vector<double> packed_grads = grads();
+  double separate_loss = 0;
+  for (size_t i = 0; i < chats.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(chats[i].size()) - 1;
+    Batch b;
+    b.rows = 1;
+    b.seq = n;
+    std::vector<int32_t> in(chats[i].begin(), chats[i].end() - 1), lab(chats[i].begin() + 1, chats[i].end()), pos(n);
+    std::vector<float> m(n);
+    for (int64_t t = 0; t < n; ++t) {
+      pos[t] = static_cast<int32_t>(t);
+      m[t] = static_cast<float>(masks[i][t + 1]);
+    }
+    b.tokens = Tensor::from_vector(in, {n});
+    b.labels = Tensor::from_vector(lab, {n});
+    b.positions = Tensor::from_vector(pos, {n});
+    b.loss_mask = Tensor::from_vector(m, {n});
+    b.cu_seqlens = Tensor::from_vector<int32_t>({0, static_cast<int32_t>(n)}, {2});
+    separate_loss += run(b);
+  }
+  const std::vector<double> separate_grads = grads();
+  EXPECT_NEAR(packed_loss, separate_loss, 1e-12 * std::abs(separate_loss));
+  ASSERT_EQ(packed_grads.size(), separate_grads.size());
+  for (size_t i = 0; i < packed_grads.size(); ++i)
+    ASSERT_NEAR(packed_grads[i], separate_grads[i], 1e-12 + 1e-10 * std::abs(separate_grads[i])) << "gradient " << i;
 }
