@@ -15,6 +15,9 @@
 
 #include "cli/cli.h"
 #include "dist/mpi_env.h"
+#ifdef WEFT_HAVE_CUDA
+#include "cuda_ops.h"
+#endif
 
 namespace {
 
@@ -35,6 +38,9 @@ const char* kUsage =
 
 int main(int argc, char** argv) {
   weft::MpiEnv mpi(&argc, &argv);
+#ifdef WEFT_HAVE_CUDA
+  weft::install_cuda_support();
+#endif
   const std::map<std::string, int (*)(const weft::Args&, const weft::MpiEnv&)> commands = {
       {"train", weft::cmd_train},     {"samples", weft::cmd_samples}, {"preprocess", weft::cmd_preprocess},
       {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}, {"tokenize", weft::cmd_tokenize}};

@@ -53,6 +53,7 @@ int cmd_forward(const Args& args, const MpiEnv& mpi) {
     }
   }
   for (int64_t r = 0; r <= rows; ++r) b.cu_seqlens.data<int32_t>()[r] = static_cast<int32_t>(r * seq);
+  b.max_seqlen = seq;
 
   ModelSaved saved;
   const Tensor hidden = m.model->forward_layers(m.model->embed(b), b, saved);

@@ -50,6 +50,7 @@ struct DataConfig {
   bool reset_position_ids = false;
   bool reset_attention_mask = false;
   bool sft = false;   // prefix holds `weft preprocess --sft` chats (+ PREFIX_loss_mask)
+  bool mock = false;  // random tokens instead of data.prefix (benchmarks, smoke tests)
   bool pack = true;   // SFT: pack several chats per row
 };
 
@@ -68,7 +69,7 @@ struct TrainConfig {
   double adam_eps = 1e-8;
   double clip_grad = 1.0;
   int64_t seed = 1234;
-  std::string precision = "fp32";
+  std::string precision = "fp32";  // fp32: CPU backend; bf16: CUDA backend
   int64_t eval_interval = 1000;
   int64_t eval_iters = 100;
   int64_t exit_interval = 0;  // stop (after saving) once the iteration is a multiple of this; 0 = never

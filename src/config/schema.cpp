@@ -76,7 +76,8 @@ po::options_description deck_schema(Config& c) {
       ("data.reset_position_ids", flag(&a.reset_position_ids), "positions restart after each EOD (Megatron)")
       ("data.reset_attention_mask", flag(&a.reset_attention_mask), "attention does not cross an EOD (Megatron)")
       ("data.sft", flag(&a.sft), "prefix holds chats from `weft preprocess --sft`: loss on assistant tokens only")
-      ("data.pack", flag(&a.pack), "SFT: pack several chats into each row (positions and attention per chat)");
+      ("data.pack", flag(&a.pack), "SFT: pack several chats into each row (positions and attention per chat)")
+      ("data.mock", flag(&a.mock), "train on random tokens instead of data.prefix (benchmarks, smoke tests)");
 
   TrainConfig& t = c.train;
   d.add_options()
@@ -95,7 +96,8 @@ po::options_description deck_schema(Config& c) {
       ("train.adam_eps", real(&t.adam_eps), "Adam epsilon")
       ("train.clip_grad", real(&t.clip_grad), "global gradient-norm clip; 0 = off")
       ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
-      ("train.precision", opt(&t.precision, "fp32"), "arithmetic precision (the CPU backend is fp32)")
+      ("train.precision", opt(&t.precision, "fp32|bf16"),
+       "fp32: the CPU reference backend; bf16: GPUs (bf16 weights and activations, fp32 grads and optimizer)")
       ("train.eval_interval", opt(&t.eval_interval, "int"), "steps between validation runs; 0 = never")
       ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run")
       ("train.exit_interval", opt(&t.exit_interval, "int"), "stop after a step that is a multiple of this "

@@ -15,6 +15,7 @@ struct Batch {
   Tensor loss_mask;   // f32 [tokens], 1 where the token's loss counts
   Tensor positions;   // i32 [tokens], RoPE positions
   Tensor cu_seqlens;  // i32 [segments + 1], attention segment bounds over the flattened tokens
+  int64_t max_seqlen = 0;  // the longest segment (kernels size their grids by it)
 
   int64_t tokens_count() const { return rows * seq; }
   // The same batch with every tensor on `device`.

@@ -51,6 +51,7 @@ Batch MicroBatches::samples(int64_t first, int64_t rows) const {
     for (int32_t s : starts) cu.push_back(static_cast<int32_t>(r * S + s));
   }
   cu.push_back(static_cast<int32_t>(rows * S));
+  for (size_t i = 1; i < cu.size(); ++i) b.max_seqlen = std::max<int64_t>(b.max_seqlen, cu[i] - cu[i - 1]);
   b.cu_seqlens = Tensor::from_vector(cu, {static_cast<int64_t>(cu.size())});
   return b;
 }

@@ -94,20 +94,18 @@ std::vector<int> ProcessGrid::my_group(const std::string& kind) const {
   fail(str("rank ", rank_, " is in no ", kind, " group"));
 }
 
-Comms Comms::create(const ProcessGrid& grid) {
+Comms Comms::create(const ProcessGrid& grid, CommFactory factory) {
   Comms c;
-  c.world = make_mpi_comm("world", {[&] {
-                            std::vector<int> all(grid.world_size());
-                            for (int i = 0; i < grid.world_size(); ++i) all[i] = i;
-                            return all;
-                          }()});
-  c.tp = make_mpi_comm("tp", grid.groups("tp"));
-  c.cp = make_mpi_comm("cp", grid.groups("cp"));
-  c.dp = make_mpi_comm("dp", grid.groups("dp"));
-  c.pp = make_mpi_comm("pp", grid.groups("pp"));
-  c.dp_cp = make_mpi_comm("dp_cp", grid.groups("dp_cp"));
-  c.mp = make_mpi_comm("mp", grid.groups("mp"));
-  c.embedding = make_mpi_comm("embedding", grid.groups("embedding"));
+  std::vector<int> all(grid.world_size());
+  for (int i = 0; i < grid.world_size(); ++i) all[i] = i;
+  c.world = factory("world", {all});
+  c.tp = factory("tp", grid.groups("tp"));
+  c.cp = factory("cp", grid.groups("cp"));
+  c.dp = factory("dp", grid.groups("dp"));
+  c.pp = factory("pp", grid.groups("pp"));
+  c.dp_cp = factory("dp_cp", grid.groups("dp_cp"));
+  c.mp = factory("mp", grid.groups("mp"));
+  c.embedding = factory("embedding", grid.groups("embedding"));
   return c;
 }
 

@@ -58,10 +58,14 @@ class ProcessGrid {
 // `varies` and fixes the rest. Members are listed with the first varying dimension fastest.
 GroupList orthogonal_groups(const std::vector<int>& sizes, const std::vector<bool>& varies);
 
-// The communicators a training rank uses, one per group kind, created collectively.
+// Makes the communicator of a group kind (make_mpi_comm, or a backend's device-aware one).
+using CommFactory = std::unique_ptr<Comm> (*)(const std::string& name, const GroupList& groups);
+
+// The communicators a training rank uses, one per group kind, created collectively. With a device factory
+// (the CUDA backend's) device tensors travel through it; host tensors always go through MPI.
 struct Comms {
   std::unique_ptr<Comm> world, tp, cp, dp, pp, dp_cp, mp, embedding;
-  static Comms create(const ProcessGrid& grid);
+  static Comms create(const ProcessGrid& grid, CommFactory factory = make_mpi_comm);
 };
 
 }  // namespace weft

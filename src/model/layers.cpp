@@ -73,6 +73,12 @@ SelfAttention::SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int
   params_.scale = 1.0 / std::sqrt(double(spec.head_dim));
 }
 
+AttentionParams SelfAttention::with_seqlen(const Batch& batch) const {
+  AttentionParams p = params_;
+  p.max_seqlen = batch.max_seqlen;
+  return p;
+}
+
 Tensor SelfAttention::forward(const Tensor& x, const Batch& batch, AttentionSaved& s) {
   Ops& ops = ops_for(x);
   const Tensor mixed = qkv.forward(x, s.qkv_input);
@@ -85,7 +91,7 @@ Tensor SelfAttention::forward(const Tensor& x, const Batch& batch, AttentionSave
   ops.rope(s.k, batch.positions, rope_->cos, rope_->sin, false);
   s.out = Tensor::empty(s.q.shape(), x.dtype(), x.device());
   s.lse = Tensor::empty({params_.num_heads, t}, stat_dtype(x.dtype()), x.device());
-  ops.attention_forward(s.out, s.lse, s.q, s.k, s.v, batch.cu_seqlens, params_);
+  ops.attention_forward(s.out, s.lse, s.q, s.k, s.v, batch.cu_seqlens, with_seqlen(batch));
   Tensor unused;
   return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused);
 }
@@ -98,7 +104,7 @@ Tensor SelfAttention::backward(const Tensor& dy, const Batch& batch, AttentionSa
   Tensor dq = Tensor::empty(s.q.shape(), dy.dtype(), dy.device());
   Tensor dk = Tensor::empty(s.k.shape(), dy.dtype(), dy.device());
   Tensor dv = Tensor::empty(s.v.shape(), dy.dtype(), dy.device());
-  ops.attention_backward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, batch.cu_seqlens, params_);
+  ops.attention_backward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, batch.cu_seqlens, with_seqlen(batch));
   ops.rope(dq, batch.positions, rope_->cos, rope_->sin, true);
   ops.rope(dk, batch.positions, rope_->cos, rope_->sin, true);
   Tensor dmixed = Tensor::empty({t, qkv.weight.value.size(0)}, dy.dtype(), dy.device());

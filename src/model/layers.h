@@ -49,6 +49,7 @@ class SelfAttention {
   RowParallelLinear proj;
 
  private:
+  AttentionParams with_seqlen(const Batch& batch) const;
   AttentionParams params_;
   const RopeTables* rope_;
 };

@@ -39,6 +39,14 @@ int64_t ModelSpec::num_parameters() const {
   return num_layers * layer + hidden + vocab * hidden * (tie_embeddings ? 1 : 2);
 }
 
+double ModelSpec::flops(int64_t samples, int64_t seq, int64_t padded_vocab) const {
+  const double tokens = double(samples) * double(seq), h = double(hidden), q = double(heads * head_dim),
+               kv = double(groups * head_dim), L = double(num_layers);
+  const double per_token = 6.0 * (h * double(ffn) * 3.0 * L + L * (h * (q + 2 * kv) + q * h) + h * double(padded_vocab));
+  const double attention = double(samples) * double(seq) * double(seq) * L * 6.0 * q / 2.0 * 2.0;
+  return tokens * per_token + attention;
+}
+
 std::vector<double> rope_inv_freq(const ModelSpec& spec) {
   const int64_t half = spec.head_dim / 2;
   std::vector<double> inv(static_cast<size_t>(half));

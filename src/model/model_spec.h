@@ -25,6 +25,9 @@ struct ModelSpec {
   int64_t padded_vocab(int64_t tp) const;
   // Parameter count (unpadded vocabulary), for FLOP and memory estimates.
   int64_t num_parameters() const;
+  // Megatron's model FLOPs (num_floating_point_operations) for `samples` causal rows of `seq` tokens, forward and
+  // backward, with the output layer over `padded_vocab` rows.
+  double flops(int64_t samples, int64_t seq, int64_t padded_vocab) const;
 };
 
 // RoPE inverse frequencies, one per pair of the head dimension, with the spec's scaling applied

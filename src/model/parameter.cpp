@@ -79,7 +79,8 @@ Parameter make_parameter(const std::string& name, const Shape& global_shape, con
   p.value = Tensor::empty(local_shape, dtype, Device::cpu);
   cpu_ops().convert(p.value, host);
   p.value = p.value.to(device);
-  p.grad = Tensor::zeros(local_shape, dtype, device);
+  // Low-precision parameters accumulate their gradients in fp32.
+  p.grad = Tensor::zeros(local_shape, stat_dtype(dtype), device);
   return p;
 }
 

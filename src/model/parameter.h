@@ -26,7 +26,7 @@ struct Parameter {
   int shard_dim = -1;    // -1: the whole tensor on every rank of its tensor-parallel group
   std::vector<ShardBlock> blocks;
   Tensor value;          // local shard (padding rows included)
-  Tensor grad;           // same shape; accumulates over micro-batches
+  Tensor grad;           // same shape, fp32 for bf16 values; accumulates over micro-batches
   InitKind init = InitKind::normal;
   double init_std = 0;
   bool weight_decay = true;     // Megatron: no decay on 1-D parameters (norms, biases)

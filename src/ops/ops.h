@@ -17,6 +17,7 @@ struct AttentionParams {
   int64_t head_dim = 0;
   int64_t window = 0;        // > 0: query i sees key j only if i - j < window (sliding window); 0: unlimited
   double scale = 1.0;        // softmax scale, usually 1/sqrt(head_dim)
+  int64_t max_seqlen = 0;    // longest segment in cu_seqlens (0: unknown; kernels then assume all tokens)
 };
 
 struct AdamWParams {
@@ -34,6 +35,7 @@ class Ops {
   virtual void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
   virtual void zero(Tensor& t) = 0;                               // t = 0
   virtual void synchronize() = 0;                                 // waits for queued work
+  virtual size_t peak_memory() { return 0; }                      // most bytes held at once (device backends)
 
   // ---- elementwise and reductions
   virtual void convert(Tensor& dst, const Tensor& src) = 0;       // dst = src in dst's dtype (same shape)

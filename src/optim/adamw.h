@@ -15,19 +15,24 @@ class AdamW {
  public:
   AdamW(std::vector<Parameter*> params, const AdamWConfig& cfg);
   // One step at learning rate `lr` from the parameters' current gradients (already reduced and clipped).
-  // 1-D parameters (norms, biases) get no weight decay.
+  // 1-D parameters (norms, biases) get no weight decay. Low-precision parameters are updated through fp32 masters
+  // and then rounded from them.
   void step(double lr);
   int64_t steps() const { return steps_; }
   // The moments, one per parameter in construction order (checkpointing reads and restores them).
   std::vector<Tensor>& exp_avg() { return exp_avg_; }
   std::vector<Tensor>& exp_avg_sq() { return exp_avg_sq_; }
+  // fp32 masters of low-precision parameters (undefined where the parameter is its own master).
+  std::vector<Tensor>& masters() { return masters_; }
+  // Rounds the masters into the parameters (after the masters were loaded).
+  void write_back();
   const std::vector<Parameter*>& parameters() const { return params_; }
   void set_steps(int64_t steps) { steps_ = steps; }
 
  private:
   std::vector<Parameter*> params_;
   AdamWConfig cfg_;
-  std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<Tensor> exp_avg_, exp_avg_sq_, masters_;
   int64_t steps_ = 0;
 };
 

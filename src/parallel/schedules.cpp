@@ -32,13 +32,14 @@ double forward_backward_no_pipelining(GptModel& model, const std::function<Batch
                                       int64_t count, bool forward_only) {
   double total = 0;
   for (int64_t m = 0; m < count; ++m) {
-    const Batch batch = micro_batch(m);
+    const Batch host = micro_batch(m);
+    const Batch batch = host.to(model.context().device);
     ModelSaved saved;
     Tensor x = model.forward_layers(model.embed(batch), batch, saved);
     const Tensor losses = model.loss(x, batch, saved);
     Tensor row_scale;
     const MicroBatchLoss loss =
-        reduce_loss(losses, batch.loss_mask, 1.0 / double(count), forward_only ? nullptr : &row_scale);
+        reduce_loss(losses, host.loss_mask, 1.0 / double(count), forward_only ? nullptr : &row_scale);
     total += loss.mean();
     if (forward_only) continue;
     Tensor dx = model.loss_backward(batch, saved, row_scale);

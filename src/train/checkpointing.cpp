@@ -3,6 +3,7 @@
 
 #include "io/checkpoint.h"
 #include "io/model_io.h"
+#include "ops/ops.h"
 
 namespace weft {
 
@@ -16,6 +17,7 @@ void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, G
     for (size_t i = 0; i < params.size(); ++i) {
       tensors.push_back(sharded("optim/exp_avg", *params[i], optimizer.exp_avg()[i]));
       tensors.push_back(sharded("optim/exp_avg_sq", *params[i], optimizer.exp_avg_sq()[i]));
+      if (optimizer.masters()[i].defined()) tensors.push_back(sharded("optim/master", *params[i], optimizer.masters()[i]));
     }
     writer.write_shard(str("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(), ".h5"), tensors);
   }
@@ -60,7 +62,14 @@ int64_t resume_checkpoint(const Config& cfg, GptModel& model, AdamW& optimizer) 
     const Parameter& p = *params[i];
     r.read("optim/exp_avg/" + p.name, optimizer.exp_avg()[i], p.global_shape, p.shard_dim, p.blocks);
     r.read("optim/exp_avg_sq/" + p.name, optimizer.exp_avg_sq()[i], p.global_shape, p.shard_dim, p.blocks);
+    // fp32 masters when both the run and the checkpoint keep them; else the master starts from the weights.
+    Tensor& master = optimizer.masters()[i];
+    if (master.defined() && r.has("optim/master/" + p.name))
+      r.read("optim/master/" + p.name, master, p.global_shape, p.shard_dim, p.blocks);
+    else if (master.defined())
+      ops_for(master).convert(master, p.value);
   }
+  optimizer.write_back();
   optimizer.set_steps(r.metadata().at("optimizer").at("steps").get<int64_t>());
   const int64_t iteration = r.metadata().at("iteration").get<int64_t>();
   WEFT_CHECK(r.metadata().at("consumed_samples").get<int64_t>() == iteration * cfg.train.global_batch_size,

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "config/validate.h"
+#include "data/mock_dataset.h"
 #include "data/sft_dataset.h"
 #include "io/model_io.h"
 #include "tokenizer/tokenizer.h"
@@ -24,6 +25,9 @@ int32_t eod_token(const Config& c) {
 }
 
 std::unique_ptr<SampleSource> build_samples(const Config& c, int split, int64_t num_samples) {
+  if (c.data.mock)
+    return std::make_unique<MockSamples>(num_samples, c.data.seq_length, c.model.vocab_size,
+                                         static_cast<uint64_t>(c.train.seed) * 3 + static_cast<uint64_t>(split));
   if (c.data.sft) {
     const Blend blend = Blend::parse(c.data.prefix);
     WEFT_CHECK(blend.paths.size() == 1, c.where("data.prefix"), ": data.sft takes one prefix");

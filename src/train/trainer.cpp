@@ -2,6 +2,7 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "config/validate.h"
@@ -33,10 +34,12 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
       spec_(ModelSpec::from_config(cfg.model)),
       metrics_(cfg.log.dir, grid.rank() == 0, cfg.checkpoint.load.empty()) {
   ctx_.tp = comms_.tp.get();
-  ctx_.dtype = DType::f32;
-  ctx_.device = Device::cpu;
+  const bool gpu = cfg.train.precision == "bf16";
+  ctx_.dtype = gpu ? DType::bf16 : DType::f32;
+  ctx_.device = gpu ? Device::cuda : Device::cpu;
   ctx_.seed = static_cast<uint64_t>(cfg.train.seed);
   model_ = std::make_unique<GptModel>(spec_, ctx_, StageLayout::whole(spec_));
+  if (cfg.checkpoint.load.empty()) load_initial_weights(cfg, *model_);  // before the optimizer copies masters
   params_ = model_->parameters();
   grads_ = std::make_unique<GradBuffer>(params_);
   optimizer_ = std::make_unique<AdamW>(
@@ -46,7 +49,6 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
                    cfg.train.lr_decay_style};
   num_micro_batches_ = cfg.train.global_batch_size / (cfg.train.micro_batch_size * grid.dp_size());
   if (!cfg.checkpoint.load.empty()) start_iteration_ = resume_checkpoint(cfg, *model_, *optimizer_);
-  else load_initial_weights(cfg, *model_);
 
   const BatchOptions bopt = batch_options(cfg, grid.dp_size(), grid.dp_rank());
   train_data_ = build_samples(cfg, 0, train_samples(cfg));
@@ -128,19 +130,28 @@ void Trainer::train() {
       const double tokens_per_s = double(tokens_per_step * window_iters) / window_s;
       const double eta = elapsed / double(done - start_iteration_) * double(iters - done);
       const double mean_loss = window_loss / double(window_iters);
+      // Megatron's model FLOPs per GPU (or per rank on the CPU backend).
+      const double tflops = spec_.flops(cfg_.train.global_batch_size, cfg_.data.seq_length,
+                                        spec_.padded_vocab(grid_.tp_size())) * double(window_iters) / window_s /
+                            grid_.world_size() / 1e12;
+      const double peak_gib = double(ops_for(ctx_.device).peak_memory()) / double(1 << 30);
       if (is_logger()) {
-        std::printf("iteration %6lld/%lld | loss %.6f | lr %.4e | grad norm %.4f | tokens/s %.0f | elapsed %s | "
-                    "ETA %s\n",
-                    (long long)done, (long long)iters, mean_loss, lr, grad_norm, tokens_per_s,
+        std::printf("iteration %6lld/%lld | loss %.6f | lr %.4e | grad norm %.4f | tokens/s %.0f | TFLOP/s/rank %.1f%s "
+                    "| elapsed %s | ETA %s\n",
+                    (long long)done, (long long)iters, mean_loss, lr, grad_norm, tokens_per_s, tflops,
+                    ctx_.device == Device::cuda ? str(" | peak mem ", std::round(peak_gib * 10) / 10, " GiB").c_str() : "",
                     format_duration(elapsed).c_str(), format_duration(eta).c_str());
         std::fflush(stdout);
-        metrics_.write({{"iteration", done},
-                        {"loss", mean_loss},
-                        {"lr", lr},
-                        {"grad_norm", grad_norm},
-                        {"tokens_per_s", tokens_per_s},
-                        {"elapsed_s", elapsed},
-                        {"consumed_samples", done * cfg_.train.global_batch_size}});
+        nlohmann::json line = {{"iteration", done},
+                               {"loss", mean_loss},
+                               {"lr", lr},
+                               {"grad_norm", grad_norm},
+                               {"tokens_per_s", tokens_per_s},
+                               {"tflops_per_rank", tflops},
+                               {"elapsed_s", elapsed},
+                               {"consumed_samples", done * cfg_.train.global_batch_size}};
+        if (ctx_.device == Device::cuda) line["peak_memory_gib"] = peak_gib;
+        metrics_.write(line);
       }
       window_loss = 0;
       window_iters = 0;

@@ -1,0 +1,140 @@
+// weft/bench/gpu_ops_bench.cpp v1 — CUDA kernels at the 1.5B benchmark shape (hidden 2048, 32 heads / 8 groups,
+// head dim 128, ffn 8192, vocab 128256, 2 × 4096 tokens): GEMMs and attention in TFLOP/s, RMSNorm and
+// cross-entropy in GB/s. Timed with CUDA events on weft's stream; the median of the repetitions is reported.
+#include <benchmark/benchmark.h>
+#include <cuda_runtime.h>
+#include <mpi.h>
+
+#include <cstring>
+#include <random>
+
+#include "cuda_ops.h"
+#include "stream.h"
+
+using namespace weft;
+
+namespace {
+
+Tensor random_bf16(const Shape& s, float scale = 1.f) {
+  std::mt19937 gen(7);
+  std::normal_distribution<float> n(0.f, scale);
+  Tensor host = Tensor::empty(s, DType::bf16);
+  for (int64_t i = 0; i < host.numel(); ++i) host.data<bf16>()[i] = bf16::from_float(n(gen));
+  return host.to(Device::cuda);
+}
+
+// Times `body` with CUDA events and reports `flops` or `bytes` per iteration as rates.
+template <typename F>
+void timed(benchmark::State& state, F&& body, double flops, double bytes) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  body();  // warm-up: plans, allocations
+  for (auto _ : state) {
+    cudaEventRecord(start, cuda::stream());
+    body();
+    cudaEventRecord(stop, cuda::stream());
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    state.SetIterationTime(ms / 1e3);
+  }
+  if (flops > 0) state.counters["TFLOP/s"] = benchmark::Counter(flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
+  if (bytes > 0) state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+}
+
+constexpr int64_t kTokens = 8192, kHidden = 2048, kHeads = 32, kGroups = 8, kDim = 128, kSeq = 4096, kVocab = 128256;
+
+// y[t, n] = x[t, k]·W[n, k]ᵀ, bf16 → bf16: the forward GEMMs of a layer.
+void BM_Gemm(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1);
+  Tensor x = random_bf16({kTokens, k}), w = random_bf16({n, k}, 0.02f), y = Tensor::empty({kTokens, n}, DType::bf16, Device::cuda);
+  timed(state, [&] { ops_for(Device::cuda).gemm(y, x, false, w, true, 1.0, 0.0); }, 2.0 * kTokens * n * k, 0);
+}
+BENCHMARK(BM_Gemm)->Args({3072, kHidden})->Args({kHidden, kHidden})->Args({16384, kHidden})->Args({kHidden, 8192})
+    ->Args({kVocab, kHidden})->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// dW[n, k] += dy[t, n]ᵀ·x[t, k] into fp32: the weight-gradient GEMMs.
+void BM_GemmWeightGrad(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1);
+  Tensor dy = random_bf16({kTokens, n}), x = random_bf16({kTokens, k}), dw = Tensor::zeros({n, k}, DType::f32, Device::cuda);
+  timed(state, [&] { ops_for(Device::cuda).gemm(dw, dy, true, x, false, 1.0, 1.0); }, 2.0 * kTokens * n * k, 0);
+}
+BENCHMARK(BM_GemmWeightGrad)->Args({16384, kHidden})->Args({kVocab, kHidden})->UseManualTime()->Unit(benchmark::kMillisecond);
+
+struct AttentionInputs {
+  Tensor q = random_bf16({kTokens, kHeads, kDim}), k = random_bf16({kTokens, kGroups, kDim}),
+         v = random_bf16({kTokens, kGroups, kDim}), dout = random_bf16({kTokens, kHeads, kDim});
+  Tensor out = Tensor::empty({kTokens, kHeads, kDim}, DType::bf16, Device::cuda);
+  Tensor lse = Tensor::empty({kHeads, kTokens}, DType::f32, Device::cuda);
+  Tensor cu = Tensor::from_vector<int32_t>({0, int32_t(kSeq), int32_t(2 * kSeq)}, {3}).to(Device::cuda);
+  AttentionParams p{kHeads, kGroups, kDim, 0, 1.0 / std::sqrt(double(kDim)), kSeq};
+};
+// Causal attention FLOPs: 2 matmuls of 2·S²·d per head, halved by the mask (FlashAttention's convention).
+constexpr double kAttnFwdFlops = 2.0 * 2.0 * 2 * kHeads * double(kSeq) * kSeq * kDim / 2.0;
+
+void BM_AttentionForward(benchmark::State& state) {
+  AttentionInputs a;
+  timed(state, [&] { ops_for(Device::cuda).attention_forward(a.out, a.lse, a.q, a.k, a.v, a.cu, a.p); }, kAttnFwdFlops, 0);
+}
+BENCHMARK(BM_AttentionForward)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_AttentionBackward(benchmark::State& state) {
+  AttentionInputs a;
+  ops_for(Device::cuda).attention_forward(a.out, a.lse, a.q, a.k, a.v, a.cu, a.p);
+  Tensor dq = Tensor::empty(a.q.shape(), DType::bf16, Device::cuda), dk = Tensor::empty(a.k.shape(), DType::bf16, Device::cuda),
+         dv = Tensor::empty(a.v.shape(), DType::bf16, Device::cuda);
+  timed(state, [&] { ops_for(Device::cuda).attention_backward(dq, dk, dv, a.dout, a.q, a.k, a.v, a.out, a.lse, a.cu, a.p); },
+        2.5 * kAttnFwdFlops, 0);
+}
+BENCHMARK(BM_AttentionBackward)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+
+void BM_RmsNormForwardBackward(benchmark::State& state) {
+  Tensor x = random_bf16({kTokens, kHidden}), w = random_bf16({kHidden}), y = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);
+  Tensor rstd = Tensor::empty({kTokens}, DType::f32, Device::cuda), dw = Tensor::zeros({kHidden}, DType::f32, Device::cuda);
+  Tensor dy = random_bf16({kTokens, kHidden}), dx = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);
+  Ops& ops = ops_for(Device::cuda);
+  // forward reads x, writes y; backward reads x, dy, writes dx: 5 passes over [tokens, hidden] bf16.
+  timed(state, [&] {
+    ops.rmsnorm_forward(y, rstd, x, w, 1e-5);
+    ops.rmsnorm_backward(dx, dw, dy, x, w, rstd, false);
+  }, 0, 5.0 * kTokens * kHidden * 2);
+}
+BENCHMARK(BM_RmsNormForwardBackward)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_CrossEntropyForwardBackward(benchmark::State& state) {
+  const int64_t t = 2048;  // a quarter of the batch keeps the logits at 0.5 GB
+  Tensor logits = random_bf16({t, kVocab}, 2.f);
+  std::vector<int32_t> lab(t);
+  for (int64_t i = 0; i < t; ++i) lab[i] = static_cast<int32_t>((i * 7919) % kVocab);
+  Tensor labels = Tensor::from_vector(lab, {t}).to(Device::cuda);
+  Tensor mx = Tensor::empty({t}, DType::f32, Device::cuda), se = mx.clone(), tl = mx.clone(), loss = mx.clone();
+  Tensor scale = Tensor::from_vector(std::vector<float>(t, 1.f / t), {t}).to(Device::cuda);
+  Ops& ops = ops_for(Device::cuda);
+  // max, sums and backward each read the logits; the backward writes them: 4 passes.
+  timed(state, [&] {
+    ops.cross_entropy_max(mx, logits, kVocab);
+    ops.cross_entropy_sums(se, tl, logits, mx, labels, 0, kVocab);
+    ops.cross_entropy_loss(loss, mx, se, tl);
+    ops.cross_entropy_backward(logits, logits, mx, se, labels, scale, 0, kVocab);
+  }, 0, 4.0 * t * kVocab * 2);
+}
+BENCHMARK(BM_CrossEntropyForwardBackward)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  if (!enable_cuda_backend(0)) {
+    std::fprintf(stderr, "weft_bench_gpu: no CUDA device\n");
+    MPI_Finalize();
+    return 1;
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  MPI_Finalize();
+  return 0;
+}

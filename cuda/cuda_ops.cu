@@ -1,0 +1,236 @@
+// weft/cuda/cuda_ops.cu v1 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+#include <algorithm>
+#include <cmath>
+
+#include "allocator.h"
+#include "common.cuh"
+#include "cuda_ops.h"
+#include "nccl_comm.h"
+#include "ops/device.h"
+
+namespace weft {
+namespace cuda {
+
+namespace {
+cudaStream_t g_stream = nullptr;
+}
+
+cudaStream_t stream() { return g_stream; }
+
+namespace {
+
+template <typename D, typename S>
+__global__ void convert_kernel(D* dst, const S* src, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) dst[i] = static_cast<D>(src[i]);
+}
+__global__ void f32_to_bf16(bf16_t* dst, const float* src, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+__global__ void bf16_to_f32(float* dst, const bf16_t* src, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) dst[i] = __bfloat162float(src[i]);
+}
+
+template <typename Y, typename X>
+__global__ void add_kernel(Y* y, const X* x, float alpha, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = from_f<Y>(to_f(y[i]) + alpha * to_f(x[i]));
+}
+
+template <typename T>
+__global__ void scale_kernel(T* y, float alpha, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = from_f<T>(alpha * to_f(y[i]));
+}
+
+// Σ x² per block in fp32, then into one double (atomics on doubles are exact enough at this scale).
+template <typename T>
+__global__ void sum_squares_kernel(const T* x, int64_t n, double* out) {
+  float s = 0.f;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = to_f(x[i]);
+    s += v * v;
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) atomicAdd(out, static_cast<double>(s));
+}
+
+template <typename T>
+__global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < rows * cols) y[i] = from_f<T>(to_f(y[i]) + to_f(b[i % cols]));
+}
+
+// db[c] += Σ_r dy[r, c]: one thread per column, a block of rows per grid row, atomics to combine them.
+template <typename T>
+__global__ void bias_grad_kernel(float* db, const T* dy, int64_t rows, int64_t cols, int64_t rows_per_block) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= cols) return;
+  const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  float s = 0.f;
+  for (int64_t r = r0; r < r1; ++r) s += to_f(dy[r * cols + c]);
+  atomicAdd(&db[c], s);
+}
+
+// AdamW on fp32 masters, torch.optim.AdamW's arrangement.
+__global__ void adamw_kernel(float* w, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2,
+                             float eps, float decay, float bc1, float bc2_sqrt) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const float gi = g[i];
+  const float mi = b1 * m[i] + (1.f - b1) * gi;
+  const float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  const float denom = sqrtf(vi) / bc2_sqrt + eps;
+  w[i] = w[i] * decay - (lr / bc1) * mi / denom;
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+CudaOps::CudaOps() = default;
+
+void* CudaOps::allocate(size_t bytes) { return device_allocator().allocate(bytes); }
+void CudaOps::deallocate(void* p) { device_allocator().deallocate(p); }
+
+void CudaOps::copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  const cudaMemcpyKind kind = dst_device == Device::cuda
+                                  ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                  : cudaMemcpyDeviceToHost;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream()));
+  if (kind != cudaMemcpyDeviceToDevice) CUDA_CHECK(cudaStreamSynchronize(stream()));  // host memory is pageable
+}
+
+void CudaOps::zero(Tensor& t) {
+  if (t.nbytes()) CUDA_CHECK(cudaMemsetAsync(t.data_ptr(), 0, t.nbytes(), stream()));
+}
+
+void CudaOps::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
+size_t CudaOps::peak_memory() { return device_allocator().peak_bytes_in_use(); }
+
+void CudaOps::convert(Tensor& dst, const Tensor& src) {
+  WEFT_CHECK(dst.numel() == src.numel(), "convert: size mismatch ", dst.describe(), " vs ", src.describe());
+  const int64_t n = src.numel();
+  if (n == 0) return;
+  const int threads = 256, blocks = blocks_for(n, threads);
+  if (dst.dtype() == src.dtype()) {
+    CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyDeviceToDevice, stream()));
+  } else if (dst.dtype() == DType::bf16 && src.dtype() == DType::f32) {
+    f32_to_bf16<<<blocks, threads, 0, stream()>>>(ptr<bf16_t>(dst), ptr<float>(src), n);
+  } else if (dst.dtype() == DType::f32 && src.dtype() == DType::bf16) {
+    bf16_to_f32<<<blocks, threads, 0, stream()>>>(ptr<float>(dst), ptr<bf16_t>(src), n);
+  } else if (dst.dtype() == DType::i32 && src.dtype() == DType::i64) {
+    convert_kernel<<<blocks, threads, 0, stream()>>>(ptr<int32_t>(dst), ptr<int64_t>(src), n);
+  } else if (dst.dtype() == DType::f32 && src.dtype() == DType::i32) {
+    convert_kernel<<<blocks, threads, 0, stream()>>>(ptr<float>(dst), ptr<int32_t>(src), n);
+  } else {
+    fail(str("CUDA convert: ", src.describe(), " → ", dst.describe(), " is not supported"));
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::add(Tensor& y, const Tensor& x, double alpha) {
+  WEFT_CHECK(y.numel() == x.numel(), "add: size mismatch ", y.describe(), " vs ", x.describe());
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  dispatch_storage(y, [&](auto tag_Y) {
+    using Y = typename decltype(tag_Y)::type;
+    dispatch_storage(x, [&](auto tag_X) {
+    using X = typename decltype(tag_X)::type;
+      add_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(ptr<Y>(y), ptr<X>(x), static_cast<float>(alpha), n);
+    });
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::scale(Tensor& y, double alpha) {
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  dispatch_storage(y, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    scale_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(ptr<T>(y), static_cast<float>(alpha), n);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+double CudaOps::sum_squares(const Tensor& x) {
+  if (x.numel() == 0) return 0.0;
+  Tensor out = Tensor::zeros({1}, DType::f64, Device::cuda);
+  const int blocks = std::min(blocks_for(x.numel(), 512), 1024);
+  dispatch_storage(x, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    sum_squares_kernel<<<blocks, 512, 0, stream()>>>(ptr<T>(x), x.numel(), ptr<double>(out));
+  });
+  CUDA_CHECK_LAUNCH();
+  return out.to(Device::cpu).data<double>()[0];
+}
+
+void CudaOps::bias_add(Tensor& y, const Tensor& bias) {
+  const int64_t cols = bias.numel(), rows = y.numel() / cols;
+  WEFT_CHECK(rows * cols == y.numel() && bias.dtype() == y.dtype(), "bias_add: ", bias.describe(), " does not tile ",
+             y.describe());
+  dispatch_storage(y, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    bias_add_kernel<<<blocks_for(y.numel(), 256), 256, 0, stream()>>>(ptr<T>(y), ptr<T>(bias), rows, cols);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::bias_grad(Tensor& dbias, const Tensor& dy) {
+  const int64_t cols = dbias.numel(), rows = dy.numel() / cols;
+  WEFT_CHECK(dbias.dtype() == DType::f32 && rows * cols == dy.numel(), "bias_grad: dbias must be f32 ", dbias.describe(),
+             " tiling ", dy.describe());
+  const int64_t per_block = 256;
+  const dim3 grid(blocks_for(cols, 256), static_cast<unsigned>((rows + per_block - 1) / per_block));
+  dispatch_storage(dy, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    bias_grad_kernel<<<grid, 256, 0, stream()>>>(ptr<float>(dbias), ptr<T>(dy), rows, cols, per_block);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
+  WEFT_CHECK(param.dtype() == DType::f32 && grad.dtype() == DType::f32 && m.dtype() == DType::f32 &&
+                 param.numel() == grad.numel(),
+             "CUDA adamw works on fp32 master weights, grads and moments; got ", param.describe(), ", ",
+             grad.describe());
+  const int64_t n = param.numel();
+  if (n == 0) return;
+  const float bc1 = static_cast<float>(1 - std::pow(p.beta1, double(p.step)));
+  const float bc2 = static_cast<float>(std::sqrt(1 - std::pow(p.beta2, double(p.step))));
+  adamw_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(
+      ptr<float>(param), ptr<float>(grad), ptr<float>(m), ptr<float>(v), n, static_cast<float>(p.lr),
+      static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
+      static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2);
+  CUDA_CHECK_LAUNCH();
+}
+
+bool cuda_device_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+bool enable_cuda_backend(int local_rank) {
+  static CudaOps* ops = nullptr;
+  if (ops) return true;
+  if (!cuda_device_available()) return false;
+  int count = 0;
+  CUDA_CHECK(cudaGetDeviceCount(&count));
+  CUDA_CHECK(cudaSetDevice(local_rank % count));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&cuda::g_stream, cudaStreamNonBlocking));
+  ops = new CudaOps();
+  register_ops(Device::cuda, ops);
+  device_support().comm_factory = make_nccl_comm;
+  return true;
+}
+
+void install_cuda_support() { device_support().enable = enable_cuda_backend; }
+
+}  // namespace weft

@@ -1,0 +1,69 @@
+// weft/cuda/cuda_ops.h v1 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
+//
+// Parameters and activations are bf16; gradients, optimizer state and per-row statistics are fp32. Every kernel
+// has a reference twin in src/ops/cpu, and test/gpu compares the two on random inputs.
+#pragma once
+#include "ops/ops.h"
+
+namespace weft {
+
+class CudaOps final : public Ops {
+ public:
+  CudaOps();
+  void* allocate(size_t bytes) override;
+  void deallocate(void* ptr) override;
+  void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) override;
+  void zero(Tensor& t) override;
+  void synchronize() override;
+  size_t peak_memory() override;
+
+  void convert(Tensor& dst, const Tensor& src) override;
+  void add(Tensor& y, const Tensor& x, double alpha) override;
+  void scale(Tensor& y, double alpha) override;
+  double sum_squares(const Tensor& x) override;
+
+  void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
+            double beta) override;
+  void bias_add(Tensor& y, const Tensor& bias) override;
+  void bias_grad(Tensor& dbias, const Tensor& dy) override;
+
+  void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) override;
+  void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
+                        const Tensor& rstd, bool accumulate) override;
+  void rope(Tensor& x, const Tensor& positions, const Tensor& cos, const Tensor& sin, bool inverse) override;
+
+  void qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) override;
+  void qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv) override;
+  void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& cu_seqlens, const AttentionParams& p) override;
+  void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
+                          const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& cu_seqlens, const AttentionParams& p) override;
+
+  void swiglu_forward(Tensor& out, const Tensor& in) override;
+  void swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) override;
+
+  void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, int64_t vocab_start) override;
+  void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) override;
+
+  void cross_entropy_max(Tensor& row_max, const Tensor& logits, int64_t valid_cols) override;
+  void cross_entropy_sums(Tensor& sum_exp, Tensor& target_logit, const Tensor& logits, const Tensor& row_max,
+                          const Tensor& labels, int64_t vocab_start, int64_t valid_cols) override;
+  void cross_entropy_loss(Tensor& loss, const Tensor& row_max, const Tensor& sum_exp,
+                          const Tensor& target_logit) override;
+  void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& row_max, const Tensor& sum_exp,
+                              const Tensor& labels, const Tensor& row_scale, int64_t vocab_start,
+                              int64_t valid_cols) override;
+
+  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
+};
+
+// Makes the CUDA backend (device `local_rank` % device count) the implementation for Device::cuda and installs the
+// NCCL communicator factory; false when no GPU is visible. Idempotent.
+bool enable_cuda_backend(int local_rank);
+// Whether a CUDA device is visible (so GPU tests can skip cleanly).
+bool cuda_device_available();
+// Installs enable_cuda_backend as device_support().enable (called by main when built with CUDA).
+void install_cuda_support();
+
+}  // namespace weft

@@ -1,0 +1,118 @@
+// weft/cuda/gemm.cu v1 — row-major GEMM through cuBLASLt: bf16 (or f32) operands, fp32 accumulation.
+//
+// cuBLASLt is column-major; a row-major C = op(A)·op(B) is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so the operands
+// swap places and keep their own transpose flags. Algorithms are chosen once per shape by the heuristic and cached.
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "common.cuh"
+#include "cuda_ops.h"
+
+#define CUBLAS_CHECK(call)                                                                                 \
+  do {                                                                                                     \
+    cublasStatus_t cublas_status_ = (call);                                                                \
+    if (cublas_status_ != CUBLAS_STATUS_SUCCESS)                                                           \
+      ::weft::fail(::weft::str("cuBLAS error in ", #call, " (", __FILE__, ":", __LINE__, "): status ",     \
+                               static_cast<int>(cublas_status_)));                                         \
+  } while (0)
+
+namespace weft {
+namespace {
+
+using cuda::stream;
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::bf16: return CUDA_R_16BF;
+    case DType::f32: return CUDA_R_32F;
+    default: fail(str("CUDA gemm: unsupported dtype ", dtype_name(t)));
+  }
+}
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+class Gemm {
+ public:
+  Gemm() {
+    CUBLAS_CHECK(cublasLtCreate(&handle_));
+    CUDA_CHECK(cudaMalloc(&workspace_, kWorkspace));
+  }
+
+  // Column-major D[m, n] = alpha·op(A)[m, k]·op(B)[k, n] + beta·C.
+  void run(int64_t m, int64_t n, int64_t k, bool ta, bool tb, const void* a, DType at, int64_t lda, const void* b,
+           DType bt, int64_t ldb, void* c, DType ct, float alpha, float beta) {
+    const auto key = std::make_tuple(m, n, k, ta, tb, static_cast<int>(at), static_cast<int>(bt), static_cast<int>(ct),
+                                     lda, ldb, beta != 0.f);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = plans_.find(key);
+    if (it == plans_.end()) it = plans_.emplace(key, make_plan(m, n, k, ta, tb, at, lda, bt, ldb, ct)).first;
+    const Plan& p = it->second;
+    CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, c, p.c, &p.algo, workspace_,
+                                kWorkspace, stream()));
+  }
+
+ private:
+  Plan make_plan(int64_t m, int64_t n, int64_t k, bool ta, bool tb, DType at, int64_t lda, DType bt, int64_t ldb,
+                 DType ct) {
+    Plan p;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cuda_type(at), ta ? k : m, ta ? m : k, lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cuda_type(bt), tb ? n : k, tb ? k : n, ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, cuda_type(ct), m, n, m));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const size_t ws = kWorkspace;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found));
+    cublasLtMatmulPreferenceDestroy(pref);
+    WEFT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "×", n, "×", k, " GEMM with these dtypes");
+    p.algo = result.algo;
+    return p;
+  }
+
+  static constexpr size_t kWorkspace = size_t(32) << 20;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  std::mutex mu_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, int, int64_t, int64_t, bool>, Plan> plans_;
+};
+
+Gemm& gemm_engine() {
+  static Gemm* g = new Gemm();
+  return *g;
+}
+
+}  // namespace
+
+void CudaOps::gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
+                   double beta) {
+  WEFT_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2, "gemm: expected 2-D tensors");
+  const int64_t m = trans_a ? a.size(1) : a.size(0), k = trans_a ? a.size(0) : a.size(1);
+  const int64_t kb = trans_b ? b.size(1) : b.size(0), n = trans_b ? b.size(0) : b.size(1);
+  WEFT_CHECK(k == kb && c.size(0) == m && c.size(1) == n, "gemm: shapes do not agree: ", a.describe(),
+             trans_a ? "ᵀ" : "", " · ", b.describe(), trans_b ? "ᵀ" : "", " → ", c.describe());
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (beta == 0) zero(c);
+    else scale(c, beta);
+    return;
+  }
+  // Row-major C[m, n] = op(A)·op(B)  ⇔  column-major Cᵀ[n, m] = op(B)ᵀ·op(A)ᵀ; a row-major matrix is the
+  // column-major view of its transpose, with its row length as leading dimension.
+  gemm_engine().run(n, m, k, trans_b, trans_a, b.data_ptr(), b.dtype(), b.size(1), a.data_ptr(), a.dtype(), a.size(1),
+                    c.data_ptr(), c.dtype(), static_cast<float>(alpha), static_cast<float>(beta));
+}
+
+}  // namespace weft

