@@ -77,13 +77,19 @@ class HybridComm final : public Comm {
     if (on_host(t)) return host_->broadcast(t, root);
     NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), root, nccl_, cuda::stream()));
   }
-  void send(const Tensor& t, int peer) override {
-    if (on_host(t)) return host_->send(t, peer);
+  void send(const Tensor& t, int peer, int tag) override {
+    if (on_host(t)) return host_->send(t, peer, tag);
     NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
   }
-  void recv(Tensor& t, int peer) override {
-    if (on_host(t)) return host_->recv(t, peer);
+  void recv(Tensor& t, int peer, int tag) override {
+    if (on_host(t)) return host_->recv(t, peer, tag);
     NCCL_CHECK(ncclRecv(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
+  }
+  std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
+    if (on_host(t)) return host_->isend(t, peer, tag);
+    // NCCL matches messages by order, not tag, and a send holds the stream until it is received: pipeline
+    // schedules on GPUs need batched send/receive pairs, which weft does not have yet (validation refuses them).
+    fail(str("non-blocking device sends on ", name(), " are not available (GPU pipeline parallelism)"));
   }
   void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,
                     const std::vector<int64_t>& send_counts) override {

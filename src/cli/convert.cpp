@@ -54,7 +54,7 @@ int cmd_convert(const Args& args, const MpiEnv& mpi) {
     export_hf(*m.model, to, dtype == "bf16" ? DType::bf16 : DType::f32, parse_size(shard), tokenizer);
   } else {
     CheckpointWriter writer(to, 0, *m.comms.world);
-    writer.write_shard(str("shard_tp", m.grid->tp_rank(), "_pp0.h5"), model_tensors(*m.model));
+    writer.write_shard(str("shard_tp", m.grid->tp_rank(), "_pp0.h5"), model_tensors(m.model->parameters()));
     writer.commit({{"format", "weft-checkpoint"},
                    {"version", kCheckpointFormatVersion},
                    {"iteration", 0},

@@ -15,10 +15,10 @@ LoadedModel load_model(const WeightSource& src, int world_size, int rank) {
   m.ctx = std::make_unique<LayerContext>(LayerContext{m.comms.tp.get(), false, DType::f32, Device::cpu, 0});
   m.model = std::make_unique<GptModel>(spec, *m.ctx, StageLayout::whole(spec));
   if (src.kind == WeightSource::hf) {
-    load_hf_weights(*m.model, src.dir);
+    load_hf_weights(spec, m.model->parameters(), src.dir);
   } else {
     const CheckpointReader r(src.dir);
-    load_native_weights(*m.model, r);
+    load_native_weights(m.model->parameters(), r);
   }
   return m;
 }

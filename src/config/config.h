@@ -78,6 +78,9 @@ struct TrainConfig {
 struct ParallelConfig {
   int64_t tp = 1, pp = 1, cp = 1, ep = 1;
   int64_t dp = 0;  // 0: world / (tp·pp·cp); otherwise must equal it
+  int64_t vpp = 1;  // model chunks per pipeline rank (interleaved schedule when > 1)
+  int64_t first_stage_layers = 0, last_stage_layers = 0;  // uneven pipelines; 0 = even split
+  bool sequence_parallel = false;
 };
 
 struct CheckpointConfig {

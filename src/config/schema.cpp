@@ -116,7 +116,12 @@ po::options_description deck_schema(Config& c) {
       ("parallel.pp", opt(&p.pp, "int"), "pipeline-parallel size")
       ("parallel.cp", opt(&p.cp, "int"), "context-parallel size")
       ("parallel.ep", opt(&p.ep, "int"), "expert-parallel size")
-      ("parallel.dp", opt(&p.dp, "int"), "data-parallel size; 0 = world size / (tp·pp·cp), else must equal it");
+      ("parallel.dp", opt(&p.dp, "int"), "data-parallel size; 0 = world size / (tp·pp·cp), else must equal it")
+      ("parallel.vpp", opt(&p.vpp, "int"), "model chunks per pipeline rank: > 1 runs the interleaved schedule")
+      ("parallel.first_stage_layers", opt(&p.first_stage_layers, "int"), "layers on the first pipeline stage; 0 = even")
+      ("parallel.last_stage_layers", opt(&p.last_stage_layers, "int"), "layers on the last pipeline stage; 0 = even")
+      ("parallel.sequence_parallel", flag(&p.sequence_parallel),
+       "split the token axis over tp between the tensor-parallel blocks (norms, residuals, dropout-free regions)");
 
   LogConfig& l = c.log;
   d.add_options()

@@ -112,7 +112,25 @@ void validate_config(const Config& c, int world_size) {
   k.require(m.ffn_hidden_size % p.tp == 0, "parallel.tp",
             str("must divide model.ffn_hidden_size = ", m.ffn_hidden_size, ", got ", p.tp));
   k.require(p.pp <= m.num_layers, "parallel.pp", str("must not exceed model.num_layers = ", m.num_layers));
-  k.require(p.pp == 1, "parallel.pp", "pipeline parallelism is not available in this build yet; use 1");
+  k.require(p.vpp >= 1, "parallel.vpp", "expected an integer >= 1");
+  k.require(p.vpp == 1 || p.pp >= 2, "parallel.vpp", "the interleaved schedule needs parallel.pp >= 2");
+  const bool uneven = p.first_stage_layers > 0 || p.last_stage_layers > 0;
+  k.require(p.first_stage_layers >= 0 && p.last_stage_layers >= 0, "parallel.first_stage_layers",
+            "expected layer counts >= 0");
+  k.require(!uneven || (p.pp >= 2 && p.vpp == 1), "parallel.first_stage_layers",
+            "uneven stages need parallel.pp >= 2 and parallel.vpp = 1");
+  if (uneven) {
+    const int64_t fixed_stages = (p.first_stage_layers > 0) + (p.last_stage_layers > 0);
+    const int64_t rest = m.num_layers - p.first_stage_layers - p.last_stage_layers, others = p.pp - fixed_stages;
+    k.require(rest >= 0 && (others == 0 ? rest == 0 : rest > 0 && rest % others == 0), "parallel.last_stage_layers",
+              str("the remaining ", rest, " layers must split evenly over the other ", others, " stages"));
+  } else {
+    k.require(m.num_layers % (p.pp * p.vpp) == 0, "parallel.pp",
+              str("pp·vpp = ", p.pp * p.vpp, " must divide model.num_layers = ", m.num_layers,
+                  " (or set parallel.first_stage_layers / last_stage_layers)"));
+  }
+  k.require(p.pp == 1 || c.train.precision != "bf16", "parallel.pp",
+            "pipeline parallelism runs on the CPU backend in this build (GPU pipelines need batched NCCL send/recv)");
   k.require(p.cp == 1, "parallel.cp", "context parallelism is not available in this build yet; use 1");
   k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model; use 1");
 
@@ -129,6 +147,12 @@ void validate_config(const Config& c, int world_size) {
             str("must be a positive multiple of train.micro_batch_size·dp = ", t.micro_batch_size, "·", dp, " = ",
                 t.micro_batch_size * dp, ", got ", t.global_batch_size));
   k.require(t.train_iters > 0, "train.train_iters", "expected a positive integer");
+  const int64_t micro_batches = t.global_batch_size / std::max<int64_t>(1, t.micro_batch_size * dp);
+  k.require(p.vpp == 1 || micro_batches % p.pp == 0, "train.global_batch_size",
+            str("the interleaved schedule needs the ", micro_batches, " micro-batches per step to be a multiple of ",
+                "parallel.pp = ", p.pp));
+  k.require(!p.sequence_parallel || (t.micro_batch_size * d.seq_length) % p.tp == 0, "parallel.sequence_parallel",
+            str("needs micro_batch_size·seq_length = ", t.micro_batch_size * d.seq_length, " divisible by tp = ", p.tp));
   k.require(t.lr >= 0, "train.lr", "expected a non-negative number");
   k.require(t.min_lr >= 0 && t.min_lr <= t.lr, "train.min_lr", str("must lie in [0, train.lr = ", t.lr, "]"));
   k.one_of(t.lr_decay_style, {"constant", "linear", "cosine"}, "train.lr_decay_style");

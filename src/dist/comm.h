@@ -12,6 +12,13 @@ namespace weft {
 
 enum class ReduceOp { sum, max };
 
+// A send in flight; wait() returns once its buffer may be reused.
+class SendRequest {
+ public:
+  virtual ~SendRequest() = default;
+  virtual void wait() = 0;
+};
+
 class Comm {
  public:
   virtual ~Comm() = default;
@@ -25,8 +32,11 @@ class Comm {
   // in [n] → out [size·n], concatenated in rank order.
   virtual void all_gather(Tensor& out, const Tensor& in) = 0;
   virtual void broadcast(Tensor& t, int root) = 0;  // t on every rank = t on root
-  virtual void send(const Tensor& t, int peer) = 0;  // blocking; peer is a group rank
-  virtual void recv(Tensor& t, int peer) = 0;        // blocking; t must have the sender's size
+  virtual void send(const Tensor& t, int peer, int tag = 0) = 0;  // blocking; peer is a group rank
+  virtual void recv(Tensor& t, int peer, int tag = 0) = 0;        // blocking; t must have the sender's size
+  // Starts a send and returns at once; the tensor is kept alive until the request completes. Messages between
+  // two ranks are matched by tag (MPI) — pipeline schedules tag each by micro-batch and model chunk.
+  virtual std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) = 0;
   // Sends consecutive chunks of in, send_counts[r] elements to rank r; receives recv_counts[r] elements from
   // rank r into out, packed in rank order.
   virtual void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,

@@ -31,6 +31,17 @@ int as_count(int64_t n, const char* what) {
   return static_cast<int>(n);
 }
 
+class MpiSendRequest final : public SendRequest {
+ public:
+  explicit MpiSendRequest(Tensor t) : tensor(std::move(t)) {}
+  ~MpiSendRequest() override {
+    if (request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
+  }
+  void wait() override { MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE)); }
+  Tensor tensor;  // kept alive until the send completes
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+
 class MpiComm final : public Comm {
  public:
   MpiComm(std::string name, MPI_Comm comm) : name_(std::move(name)), comm_(comm) {
@@ -90,16 +101,24 @@ class MpiComm final : public Comm {
     each_chunk(t, [&](void* p, int n) { MPI_CHECK(MPI_Bcast(p, n, mpi_type(t.dtype()), root, comm_)); });
   }
 
-  void send(const Tensor& t, int peer) override {
+  void send(const Tensor& t, int peer, int tag) override {
     check_host(t);
-    each_chunk(t, [&](void* p, int n) { MPI_CHECK(MPI_Send(p, n, mpi_type(t.dtype()), peer, 0, comm_)); });
+    each_chunk(t, [&](void* p, int n) { MPI_CHECK(MPI_Send(p, n, mpi_type(t.dtype()), peer, tag, comm_)); });
   }
 
-  void recv(Tensor& t, int peer) override {
+  std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
+    check_host(t);
+    WEFT_CHECK(t.numel() <= kChunk, "isend on ", name_, ": ", t.numel(), " elements exceed one MPI message");
+    auto req = std::make_unique<MpiSendRequest>(t);
+    MPI_CHECK(MPI_Isend(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t.dtype()), peer, tag, comm_, &req->request));
+    return req;
+  }
+
+  void recv(Tensor& t, int peer, int tag) override {
     check_host(t);
     each_chunk(t, [&](void* p, int n) {
       MPI_Status st;
-      MPI_CHECK(MPI_Recv(p, n, mpi_type(t.dtype()), peer, 0, comm_, &st));
+      MPI_CHECK(MPI_Recv(p, n, mpi_type(t.dtype()), peer, tag, comm_, &st));
       int got = 0;
       MPI_CHECK(MPI_Get_count(&st, mpi_type(t.dtype()), &got));
       WEFT_CHECK(got == n, "recv on ", name_, " from rank ", peer, ": expected ", n, " elements, got ", got);

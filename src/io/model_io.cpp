@@ -103,68 +103,22 @@ ModelConfig model_config_of(const ModelSpec& s) {
   return m;
 }
 
-void load_hf_weights(GptModel& model, const std::string& dir) {
+void load_hf_weights(const ModelSpec& spec, const std::vector<Parameter*>& params, const std::string& dir) {
   const SafetensorsDir hf(dir);
-  check_no_unused_hf_tensors(model.spec(), hf);
-  for (Parameter* p : model.parameters()) load_hf_parameter(*p, model.spec(), hf);
+  check_no_unused_hf_tensors(spec, hf);
+  for (Parameter* p : params) load_hf_parameter(*p, spec, hf);
 }
 
-void load_native_weights(GptModel& model, const CheckpointReader& ckpt) {
-  for (Parameter* p : model.parameters())
-    ckpt.read("model/" + p->name, p->value, p->global_shape, p->shard_dim, p->blocks);
+void load_native_weights(const std::vector<Parameter*>& params, const CheckpointReader& ckpt) {
+  for (Parameter* p : params) ckpt.read("model/" + p->name, p->value, p->global_shape, p->shard_dim, p->blocks);
 }
 
-std::vector<ShardedTensor> model_tensors(GptModel& model) {
+std::vector<ShardedTensor> model_tensors(const std::vector<Parameter*>& params) {
   std::vector<ShardedTensor> out;
-  for (Parameter* p : model.parameters()) out.push_back(sharded("model", *p, p->value));
+  for (const Parameter* p : params) out.push_back(sharded("model", *p, p->value));
   return out;
 }
 
-namespace {
-
-// The full global tensor of `p` on every rank of the tensor-parallel group `tp`.
-std::vector<double> gather_global(const Parameter& p, Comm& tp) {
-  const int n = tp.size();
-  Tensor local = Tensor::empty(p.value.shape(), DType::f64);
-  cpu_ops().convert(local, p.value.to(Device::cpu));
-  std::vector<double> global(static_cast<size_t>(numel_of(p.global_shape)), 0.0);
-  if (p.shard_dim < 0) {
-    const double* v = local.data<double>();
-    std::copy(v, v + global.size(), global.begin());
-    return global;
-  }
-  Tensor all = Tensor::empty({n * local.numel()}, DType::f64);
-  tp.all_gather(all, local.reshape({local.numel()}));
-  constexpr int kMaxBlocks = 4;
-  WEFT_ASSERT(p.blocks.size() <= kMaxBlocks);
-  std::vector<int64_t> mine(kMaxBlocks * 3, 0);
-  for (size_t i = 0; i < p.blocks.size(); ++i) {
-    mine[i * 3] = p.blocks[i].local_begin;
-    mine[i * 3 + 1] = p.blocks[i].global_begin;
-    mine[i * 3 + 2] = p.blocks[i].length;
-  }
-  Tensor blocks = Tensor::empty({n * kMaxBlocks * 3}, DType::i64);
-  tp.all_gather(blocks, Tensor::from_vector(mine, {kMaxBlocks * 3}));
-  const Shape& ls = p.value.shape();
-  const int d = p.shard_dim;
-  int64_t outer = 1, inner = 1;
-  for (int i = 0; i < d; ++i) outer *= ls[i];
-  for (size_t i = d + 1; i < ls.size(); ++i) inner *= ls[i];
-  const int64_t ldim = ls[d], gdim = p.global_shape[d];
-  for (int r = 0; r < n; ++r) {
-    const double* src = all.data<double>() + r * local.numel();
-    const int64_t* b = blocks.data<int64_t>() + r * kMaxBlocks * 3;
-    for (int i = 0; i < kMaxBlocks; ++i) {
-      const int64_t lb = b[i * 3], gb = b[i * 3 + 1], len = b[i * 3 + 2];
-      for (int64_t o = 0; o < outer; ++o)
-        for (int64_t j = 0; j < len; ++j)
-          std::copy_n(src + (o * ldim + lb + j) * inner, inner, global.begin() + (o * gdim + gb + j) * inner);
-    }
-  }
-  return global;
-}
-
-}  // namespace
 
 void export_hf(GptModel& model, const std::string& dir, DType dtype, size_t shard_bytes,
                const std::string& tokenizer_dir) {

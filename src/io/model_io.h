@@ -22,12 +22,12 @@ ModelConfig model_config_of(const ModelSpec& spec);
 ModelSpec spec_from_json(const nlohmann::json& j);
 nlohmann::json spec_to_json(const ModelSpec& s);
 
-// Every rank reads only the slices it owns.
-void load_hf_weights(GptModel& model, const std::string& dir);
-void load_native_weights(GptModel& model, const CheckpointReader& ckpt);
+// Every rank reads only the slices it owns (of the parameters it holds, whatever the layout).
+void load_hf_weights(const ModelSpec& spec, const std::vector<Parameter*>& params, const std::string& dir);
+void load_native_weights(const std::vector<Parameter*>& params, const CheckpointReader& ckpt);
 
-// The model's values as checkpoint tensors ("model/<name>").
-std::vector<ShardedTensor> model_tensors(GptModel& model);
+// The parameters' values as checkpoint tensors ("model/<name>").
+std::vector<ShardedTensor> model_tensors(const std::vector<Parameter*>& params);
 
 // Writes the whole model (gathered over tp; call on every rank of a pp = 1 layout) as an HF directory:
 // config.json, safetensors shards of at most shard_bytes in `dtype`, and the tokenizer files of `tokenizer_dir`.

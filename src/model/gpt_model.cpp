@@ -3,6 +3,25 @@
 
 namespace weft {
 
+StageLayout StageLayout::of(const ModelSpec& spec, int rank, int pp, int chunk, int vpp, int64_t first_layers,
+                             int64_t last_layers) {
+  const int stages = pp * vpp, stage = chunk * pp + rank;
+  std::vector<int64_t> sizes(static_cast<size_t>(stages), 0);
+  int64_t rest = spec.num_layers, even_stages = stages;
+  if (first_layers > 0) sizes.front() = first_layers, rest -= first_layers, --even_stages;
+  if (last_layers > 0 && stages > 1) sizes.back() = last_layers, rest -= last_layers, --even_stages;
+  for (int s = 0; s < stages; ++s) {
+    const bool fixed = (s == 0 && first_layers > 0) || (s == stages - 1 && stages > 1 && last_layers > 0);
+    if (!fixed) sizes[s] = even_stages > 0 ? rest / even_stages : 0;
+  }
+  StageLayout l;
+  for (int s = 0; s < stage; ++s) l.first_layer += sizes[s];
+  l.end_layer = l.first_layer + sizes[stage];
+  l.has_embedding = stage == 0;
+  l.has_head = stage == stages - 1;
+  return l;
+}
+
 GptModel::GptModel(const ModelSpec& spec, const LayerContext& ctx, const StageLayout& stage)
     : spec_(spec),
       ctx_(ctx),
@@ -12,8 +31,10 @@ GptModel::GptModel(const ModelSpec& spec, const LayerContext& ctx, const StageLa
   const int64_t padded = spec.padded_vocab(ctx_.tp_size());
   // A tied output layer needs the embedding on its stage (pipelines keep a second copy there, kept equal by
   // reducing their gradients together).
-  if (stage.has_embedding || (stage.has_head && spec.tie_embeddings))
+  if (stage.has_embedding || (stage.has_head && spec.tie_embeddings)) {
     embedding_ = std::make_unique<VocabParallelEmbedding>(ctx_, spec.vocab, padded, spec.hidden, spec.init_std);
+    embedding_->weight.pipeline_copy = !stage.has_embedding;
+  }
   for (int64_t l = stage.first_layer; l < stage.end_layer; ++l)
     layers_.push_back(std::make_unique<DecoderLayer>(ctx_, spec, l, rope_));
   if (stage.has_head) {

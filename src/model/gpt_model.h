@@ -20,6 +20,10 @@ struct StageLayout {
   int64_t first_layer = 0, end_layer = 0;  // global layer indices [first, end)
   bool has_embedding = true, has_head = true;
   static StageLayout whole(const ModelSpec& spec) { return {0, spec.num_layers, true, true}; }
+  // Model chunk `chunk` of pipeline rank `rank`: virtual stage chunk·pp + rank of pp·vpp. Layers split evenly,
+  // or the first and last stages take first_layers / last_layers (when > 0; vpp = 1) and the others split the rest.
+  static StageLayout of(const ModelSpec& spec, int rank, int pp, int chunk, int vpp, int64_t first_layers,
+                        int64_t last_layers);
 };
 
 class GptModel {

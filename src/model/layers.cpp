@@ -35,6 +35,7 @@ RopeTables RopeTables::build(const ModelSpec& spec, DType dtype, Device device) 
 RMSNorm::RMSNorm(const LayerContext& ctx, const std::string& name, int64_t hidden, double eps) : eps_(eps) {
   weight = make_parameter(name, {hidden}, {hidden}, -1, {}, InitKind::ones, 0, ctx.dtype, ctx.device, ctx.seed);
   weight.tp_duplicate = ctx.tp_size() > 1;
+  weight.sequence_parallel = ctx.sequence_parallel && ctx.tp_size() > 1;
 }
 
 Tensor RMSNorm::forward(const Tensor& x, Tensor& rstd) {

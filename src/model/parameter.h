@@ -31,6 +31,8 @@ struct Parameter {
   double init_std = 0;
   bool weight_decay = true;     // Megatron: no decay on 1-D parameters (norms, biases)
   bool tp_duplicate = false;    // a full copy on every tp rank: counted once in the gradient norm
+  bool pipeline_copy = false;   // the last stage's copy of a tied embedding: its first-stage twin counts instead
+  bool sequence_parallel = false;  // grads come from this rank's tokens only: summed over tp before the step
 
   int64_t numel() const { return value.numel(); }
 };

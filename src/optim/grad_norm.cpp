@@ -10,7 +10,7 @@ namespace weft {
 double global_grad_norm(const std::vector<Parameter*>& params, Comm& mp, int tp_rank) {
   double local = 0;
   for (const Parameter* p : params)
-    if (!p->tp_duplicate || tp_rank == 0) local += ops_for(p->grad).sum_squares(p->grad);
+    if ((!p->tp_duplicate || tp_rank == 0) && !p->pipeline_copy) local += ops_for(p->grad).sum_squares(p->grad);
   Tensor sum = Tensor::from_vector<double>({local}, {1});
   mp.all_reduce(sum);
   return std::sqrt(sum.data<double>()[0]);

@@ -8,7 +8,8 @@
 namespace weft {
 
 // sqrt(Σ grad²) over the whole model: each rank sums its shards, tensor-parallel duplicates counted once (on tp
-// rank 0), and the sums are added over the model-parallel group `mp` (tp × pp).
+// rank 0) and a tied embedding's last-stage copy not at all; the sums are added over the model-parallel group `mp`
+// (tp × pp).
 double global_grad_norm(const std::vector<Parameter*>& params, Comm& mp, int tp_rank);
 
 // Megatron's clip_grad_norm: scales every gradient by max_norm / (norm + 1e-6) when that is below 1.

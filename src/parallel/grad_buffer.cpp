@@ -18,6 +18,14 @@ GradBuffer::GradBuffer(const std::vector<Parameter*>& params) {
   }
 }
 
+void reduce_shared_gradients(const std::vector<Parameter*>& params, Comm& tp, Comm& embedding, bool tied_embeddings,
+                             int pp_size) {
+  for (Parameter* p : params) {
+    if (p->sequence_parallel) tp.all_reduce(p->grad);
+    if (tied_embeddings && pp_size > 1 && p->name == "embedding.word_embeddings.weight") embedding.all_reduce(p->grad);
+  }
+}
+
 void GradBuffer::zero() { ops_for(flat_).zero(flat_); }
 
 void GradBuffer::all_reduce_mean(Comm& dp) {

@@ -10,6 +10,12 @@
 
 namespace weft {
 
+// Sums the gradients that several ranks hold partial or duplicate copies of: sequence-parallel norm weights over
+// the tensor-parallel group, and a tied embedding between the first and last pipeline stages (Megatron's
+// embedding group). Call after the backward, before the data-parallel reduction.
+void reduce_shared_gradients(const std::vector<Parameter*>& params, Comm& tp, Comm& embedding, bool tied_embeddings,
+                             int pp_size);
+
 class GradBuffer {
  public:
   explicit GradBuffer(const std::vector<Parameter*>& params);

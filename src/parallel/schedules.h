@@ -1,9 +1,16 @@
-// weft/src/parallel/schedules.h v1 — running the micro-batches of one global batch through the model.
+// weft/src/parallel/schedules.h v1 — running the micro-batches of one global batch through a (pipelined) model.
+//
+// One executor serves every layout: with one pipeline stage it is plain gradient accumulation (forward then
+// backward, micro-batch by micro-batch); with pp stages it is Megatron's 1F1B; with vpp model chunks per stage
+// it is Megatron's interleaved schedule. Activations and their gradients travel between stages as tagged
+// point-to-point messages (sends never block, receives wait for what they need).
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "data/batch.h"
+#include "dist/comm.h"
 #include "model/gpt_model.h"
 
 namespace weft {
@@ -15,9 +22,20 @@ struct MicroBatchLoss {
   double mean() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
 };
 
-// Forward and (unless forward_only) backward of micro-batches 0..count-1 on a model that is not pipelined.
-// Gradients accumulate in the parameters as those of mean_m(micro-batch mean loss). Returns that mean.
-double forward_backward_no_pipelining(GptModel& model, const std::function<Batch(int64_t)>& micro_batch,
-                                      int64_t count, bool forward_only);
+struct PipelineSchedule {
+  Comm* pp = nullptr;                // the pipeline group (size 1: no pipelining)
+  std::vector<GptModel*> chunks;     // this rank's model chunks, in virtual-stage order (vpp of them)
+  bool sequence_parallel = false;    // activations between stages hold tokens / tp
+  int tp_size = 1;
+
+  // Forward and (unless forward_only) backward of micro-batches 0..count-1. Gradients accumulate as those of the
+  // mean of the micro-batch losses. Returns that mean on every rank of the pipeline.
+  double run(const std::function<Batch(int64_t)>& micro_batch, int64_t count, bool forward_only) const;
+
+  // The order of (is_forward, virtual micro-batch) steps a pipeline rank runs (Megatron's warm-up, steady
+  // 1F1B, cool-down); exposed for tests.
+  static std::vector<std::pair<bool, int64_t>> order(int pp_rank, int pp_size, int vpp, int64_t count,
+                                                     bool forward_only);
+};
 
 }  // namespace weft

@@ -5,6 +5,8 @@
 
 #include "ops/ops.h"
 
+#include <cstring>
+
 namespace weft {
 
 Tensor gather_sequence(const Tensor& x, const LayerContext& ctx) {
@@ -98,6 +100,48 @@ Tensor RowParallelLinear::backward(const Tensor& dy, const Tensor& saved_input) 
   ops.gemm(dx, dy_full, false, weight.value, false, 1.0, 0.0);
   return dx;
 }
+
+std::vector<double> gather_global(const Parameter& p, Comm& tp) {
+  const int n = tp.size();
+  Tensor local = Tensor::empty(p.value.shape(), DType::f64);
+  cpu_ops().convert(local, p.value.to(Device::cpu));
+  std::vector<double> global(static_cast<size_t>(numel_of(p.global_shape)), 0.0);
+  if (p.shard_dim < 0) {
+    const double* v = local.data<double>();
+    std::copy(v, v + global.size(), global.begin());
+    return global;
+  }
+  Tensor all = Tensor::empty({n * local.numel()}, DType::f64);
+  tp.all_gather(all, local.reshape({local.numel()}));
+  constexpr int kMaxBlocks = 4;
+  WEFT_ASSERT(p.blocks.size() <= kMaxBlocks);
+  std::vector<int64_t> mine(kMaxBlocks * 3, 0);
+  for (size_t i = 0; i < p.blocks.size(); ++i) {
+    mine[i * 3] = p.blocks[i].local_begin;
+    mine[i * 3 + 1] = p.blocks[i].global_begin;
+    mine[i * 3 + 2] = p.blocks[i].length;
+  }
+  Tensor blocks = Tensor::empty({n * kMaxBlocks * 3}, DType::i64);
+  tp.all_gather(blocks, Tensor::from_vector(mine, {kMaxBlocks * 3}));
+  const Shape& ls = p.value.shape();
+  const int d = p.shard_dim;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < d; ++i) outer *= ls[i];
+  for (size_t i = d + 1; i < ls.size(); ++i) inner *= ls[i];
+  const int64_t ldim = ls[d], gdim = p.global_shape[d];
+  for (int r = 0; r < n; ++r) {
+    const double* src = all.data<double>() + r * local.numel();
+    const int64_t* b = blocks.data<int64_t>() + r * kMaxBlocks * 3;
+    for (int i = 0; i < kMaxBlocks; ++i) {
+      const int64_t lb = b[i * 3], gb = b[i * 3 + 1], len = b[i * 3 + 2];
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t j = 0; j < len; ++j)
+          std::copy_n(src + (o * ldim + lb + j) * inner, inner, global.begin() + (o * gdim + gb + j) * inner);
+    }
+  }
+  return global;
+}
+
 
 // ---------------------------------------------------------------- vocab-parallel embedding
 

@@ -69,6 +69,9 @@ class RowParallelLinear {
   const LayerContext* ctx_;
 };
 
+// The full global tensor of `p` (row-major, as doubles) on every rank of its tensor-parallel group `tp`.
+std::vector<double> gather_global(const Parameter& p, Comm& tp);
+
 // The vocabulary split in equal row ranges over tp ranks, padded to `padded_vocab` rows in all.
 struct VocabShard {
   int64_t start = 0, rows = 0, valid = 0;  // first global id, local rows, local rows that are real vocabulary

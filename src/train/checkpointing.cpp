@@ -7,13 +7,13 @@
 
 namespace weft {
 
-void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, GptModel& model, AdamW& optimizer,
-                     int64_t iteration) {
+void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, const ModelSpec& spec,
+                     AdamW& optimizer, int64_t iteration) {
   CheckpointWriter writer(cfg.checkpoint.save, iteration, *comms.world);
   // Data-parallel replicas hold identical state: the first one of each (tp, pp) position writes it.
   if (grid.dp_rank() == 0 && grid.cp_rank() == 0) {
-    std::vector<ShardedTensor> tensors = model_tensors(model);
     const auto& params = optimizer.parameters();
+    std::vector<ShardedTensor> tensors = model_tensors(params);
     for (size_t i = 0; i < params.size(); ++i) {
       tensors.push_back(sharded("optim/exp_avg", *params[i], optimizer.exp_avg()[i]));
       tensors.push_back(sharded("optim/exp_avg_sq", *params[i], optimizer.exp_avg_sq()[i]));
@@ -34,7 +34,7 @@ void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, G
       // Weights and the data order derive from the seed alone; weft keeps no other random state (no dropout).
       {"rng", {{"seed", cfg.train.seed}}},
       {"layout", {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()}, {"cp", grid.cp_size()}}},
-      {"model", spec_to_json(model.spec())},
+      {"model", spec_to_json(spec)},
       {"deck", {{"path", cfg.deck_path}, {"values", cfg.values}}}};
   writer.commit(meta);
 }
@@ -53,11 +53,11 @@ void check_same_model(const ModelSpec& mine, const CheckpointReader& r) {
 
 }  // namespace
 
-int64_t resume_checkpoint(const Config& cfg, GptModel& model, AdamW& optimizer) {
+int64_t resume_checkpoint(const Config& cfg, const ModelSpec& spec, AdamW& optimizer) {
   const CheckpointReader r(cfg.checkpoint.load);
-  check_same_model(model.spec(), r);
-  load_native_weights(model, r);
+  check_same_model(spec, r);
   const auto& params = optimizer.parameters();
+  load_native_weights(params, r);
   for (size_t i = 0; i < params.size(); ++i) {
     const Parameter& p = *params[i];
     r.read("optim/exp_avg/" + p.name, optimizer.exp_avg()[i], p.global_shape, p.shard_dim, p.blocks);
@@ -78,14 +78,14 @@ int64_t resume_checkpoint(const Config& cfg, GptModel& model, AdamW& optimizer) 
   return iteration;
 }
 
-void load_initial_weights(const Config& cfg, GptModel& model) {
+void load_initial_weights(const Config& cfg, const ModelSpec& spec, const std::vector<Parameter*>& params) {
   const WeightSource src = WeightSource::parse(cfg.model.init);
   if (src.kind == WeightSource::hf) {
-    load_hf_weights(model, src.dir);
+    load_hf_weights(spec, params, src.dir);
   } else if (src.kind == WeightSource::native) {
     const CheckpointReader r(src.dir);
-    check_same_model(model.spec(), r);
-    load_native_weights(model, r);
+    check_same_model(spec, r);
+    load_native_weights(params, r);
   }
 }
 

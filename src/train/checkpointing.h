@@ -10,14 +10,14 @@
 namespace weft {
 
 // Saves weights, Adam moments and the run's position to cfg.checkpoint.save (collective over comms.world).
-void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, GptModel& model, AdamW& optimizer,
-                     int64_t iteration);
+void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, const ModelSpec& spec,
+                     AdamW& optimizer, int64_t iteration);
 
 // Restores a run saved by save_checkpoint, at this layout, from cfg.checkpoint.load; returns the iteration to
 // continue after. Errors name the directory and what does not match (model shape, missing tensor, no `latest`).
-int64_t resume_checkpoint(const Config& cfg, GptModel& model, AdamW& optimizer);
+int64_t resume_checkpoint(const Config& cfg, const ModelSpec& spec, AdamW& optimizer);
 
-// Initial weights from model.init (random init needs nothing).
-void load_initial_weights(const Config& cfg, GptModel& model);
+// Initial weights from model.init (random init needs nothing) for the parameters this rank holds.
+void load_initial_weights(const Config& cfg, const ModelSpec& spec, const std::vector<Parameter*>& params);
 
 }  // namespace weft

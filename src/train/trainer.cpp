@@ -38,9 +38,19 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   ctx_.dtype = gpu ? DType::bf16 : DType::f32;
   ctx_.device = gpu ? Device::cuda : Device::cpu;
   ctx_.seed = static_cast<uint64_t>(cfg.train.seed);
-  model_ = std::make_unique<GptModel>(spec_, ctx_, StageLayout::whole(spec_));
-  if (cfg.checkpoint.load.empty()) load_initial_weights(cfg, *model_);  // before the optimizer copies masters
-  params_ = model_->parameters();
+  ctx_.sequence_parallel = cfg.parallel.sequence_parallel && grid.tp_size() > 1;
+  const int vpp = static_cast<int>(cfg.parallel.vpp);
+  for (int c = 0; c < vpp; ++c) {
+    chunks_.push_back(std::make_unique<GptModel>(
+        spec_, ctx_, StageLayout::of(spec_, grid.pp_rank(), grid.pp_size(), c, vpp, cfg.parallel.first_stage_layers,
+                                     cfg.parallel.last_stage_layers)));
+    for (Parameter* p : chunks_.back()->parameters()) params_.push_back(p);
+    schedule_.chunks.push_back(chunks_.back().get());
+  }
+  schedule_.pp = comms_.pp.get();
+  schedule_.sequence_parallel = ctx_.sequence_parallel;
+  schedule_.tp_size = grid.tp_size();
+  if (cfg.checkpoint.load.empty()) load_initial_weights(cfg, spec_, params_);  // before the optimizer copies masters
   grads_ = std::make_unique<GradBuffer>(params_);
   optimizer_ = std::make_unique<AdamW>(
       params_, AdamWConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay});
@@ -48,7 +58,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
                    cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters,
                    cfg.train.lr_decay_style};
   num_micro_batches_ = cfg.train.global_batch_size / (cfg.train.micro_batch_size * grid.dp_size());
-  if (!cfg.checkpoint.load.empty()) start_iteration_ = resume_checkpoint(cfg, *model_, *optimizer_);
+  if (!cfg.checkpoint.load.empty()) start_iteration_ = resume_checkpoint(cfg, spec_, *optimizer_);
 
   const BatchOptions bopt = batch_options(cfg, grid.dp_size(), grid.dp_rank());
   train_data_ = build_samples(cfg, 0, train_samples(cfg));
@@ -79,8 +89,9 @@ void Trainer::log_start() const {
 double Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
   grads_->zero();
   const int64_t consumed = iteration * cfg_.train.global_batch_size;
-  const double loss = forward_backward_no_pipelining(
-      *model_, [&](int64_t m) { return train_batches_->get(consumed, m); }, num_micro_batches_, false);
+  const double loss =
+      schedule_.run([&](int64_t m) { return train_batches_->get(consumed, m); }, num_micro_batches_, false);
+  reduce_shared_gradients(params_, *comms_.tp, *comms_.embedding, spec_.tie_embeddings, grid_.pp_size());
   grads_->all_reduce_mean(*comms_.dp);
   *grad_norm = global_grad_norm(params_, *comms_.mp, grid_.tp_rank());
   clip_gradients(params_, *grad_norm, cfg_.train.clip_grad);
@@ -92,8 +103,7 @@ double Trainer::evaluate(int64_t run) {
   double total = 0;
   for (int64_t i = 0; i < cfg_.train.eval_iters; ++i) {
     const int64_t consumed = (run * cfg_.train.eval_iters + i) * cfg_.train.global_batch_size;
-    total += forward_backward_no_pipelining(
-        *model_, [&](int64_t m) { return valid_batches_->get(consumed, m); }, num_micro_batches_, true);
+    total += schedule_.run([&](int64_t m) { return valid_batches_->get(consumed, m); }, num_micro_batches_, true);
   }
   return mean_over(*comms_.dp, total / double(cfg_.train.eval_iters));
 }
@@ -173,7 +183,7 @@ void Trainer::train() {
 void Trainer::save(int64_t iteration) {
   if (cfg_.checkpoint.save.empty()) return;
   const auto t0 = Clock::now();
-  save_checkpoint(cfg_, grid_, comms_, *model_, *optimizer_, iteration);
+  save_checkpoint(cfg_, grid_, comms_, spec_, *optimizer_, iteration);
   if (is_logger()) {
     std::printf("weft: saved checkpoint iter_%07lld to %s in %.1f s\n", (long long)iteration,
                 cfg_.checkpoint.save.c_str(), seconds_since(t0));

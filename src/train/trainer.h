@@ -10,6 +10,7 @@
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
 #include "parallel/grad_buffer.h"
+#include "parallel/schedules.h"
 #include "train/metrics.h"
 
 namespace weft {
@@ -33,7 +34,8 @@ class Trainer {
   Comms& comms_;
   ModelSpec spec_;
   LayerContext ctx_;
-  std::unique_ptr<GptModel> model_;
+  std::vector<std::unique_ptr<GptModel>> chunks_;  // this rank's model chunks (vpp of them)
+  PipelineSchedule schedule_;
   std::vector<Parameter*> params_;
   std::unique_ptr<GradBuffer> grads_;
   std::unique_ptr<AdamW> optimizer_;

@@ -19,7 +19,7 @@ TEST(GpuModel, Bf16LogitsTrackHuggingFace) {
     const ModelSpec spec = read_hf_config(dir);
     LayerContext ctx{tp.get(), false, DType::bf16, Device::cuda, 0};
     GptModel model(spec, ctx, StageLayout::whole(spec));
-    load_hf_weights(model, dir);
+    load_hf_weights(spec, model.parameters(), dir);
     const Tensor ids = read_npy(dir + "/input_ids.npy"), ref = read_npy(dir + "/logits.npy");
     const int64_t rows = ids.size(0), seq = ids.size(1), t = rows * seq;
     Batch b;
