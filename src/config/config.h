@@ -81,6 +81,7 @@ struct ParallelConfig {
   int64_t vpp = 1;  // model chunks per pipeline rank (interleaved schedule when > 1)
   int64_t first_stage_layers = 0, last_stage_layers = 0;  // uneven pipelines; 0 = even split
   bool sequence_parallel = false;
+  bool distributed_optimizer = false;  // ZeRO-1: masters and moments sharded over data-parallel ranks
 };
 
 struct CheckpointConfig {

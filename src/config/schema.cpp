@@ -121,7 +121,10 @@ po::options_description deck_schema(Config& c) {
       ("parallel.first_stage_layers", opt(&p.first_stage_layers, "int"), "layers on the first pipeline stage; 0 = even")
       ("parallel.last_stage_layers", opt(&p.last_stage_layers, "int"), "layers on the last pipeline stage; 0 = even")
       ("parallel.sequence_parallel", flag(&p.sequence_parallel),
-       "split the token axis over tp between the tensor-parallel blocks (norms, residuals, dropout-free regions)");
+       "split the token axis over tp between the tensor-parallel blocks (norms, residuals, dropout-free regions)")
+      ("parallel.distributed_optimizer", flag(&p.distributed_optimizer),
+       "shard fp32 masters and Adam moments over data-parallel ranks (ZeRO-1): grads reduce-scattered, weights "
+       "all-gathered");
 
   LogConfig& l = c.log;
   d.add_options()

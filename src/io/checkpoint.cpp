@@ -307,10 +307,7 @@ void CheckpointReader::read(const std::string& key, Tensor& dst, const Shape& gl
     H5Dclose(ds);
   }
   WEFT_CHECK(filled >= needed, path_, ": the saved pieces of '", key, "' do not cover this rank's shard");
-  Tensor host = Tensor::from_vector(local, ls);
-  Tensor converted = Tensor::empty(ls, dst.dtype());
-  cpu_ops().convert(converted, host);
-  dst = converted.to(dst.device());
+  write_into(dst, Tensor::from_vector(local, ls));
 }
 
 }  // namespace weft

@@ -120,10 +120,7 @@ void load_hf_parameter(Parameter& p, const ModelSpec& spec, const SafetensorsDir
                 local.data() + (b.local_begin + lo - b.global_begin) * cols);
       }
   }
-  Tensor host = Tensor::from_vector(local, ls);
-  Tensor converted = Tensor::empty(ls, p.value.dtype());
-  cpu_ops().convert(converted, host);
-  p.value = converted.to(p.value.device());
+  write_into(p.value, Tensor::from_vector(local, ls));
 }
 
 void check_no_unused_hf_tensors(const ModelSpec& spec, const SafetensorsDir& hf) {

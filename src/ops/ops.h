@@ -109,6 +109,10 @@ class Ops {
   virtual void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) = 0;
 };
 
+// Writes host values (any numeric dtype, same number of elements) into dst's own memory, converting to dst's dtype:
+// dst keeps its storage, so views into a larger buffer stay views.
+void write_into(Tensor& dst, const Tensor& host_values);
+
 // The implementation for tensors on `device` (throws if weft was built without it).
 Ops& ops_for(Device device);
 inline Ops& ops_for(const Tensor& t) { return ops_for(t.device()); }

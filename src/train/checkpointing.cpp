@@ -3,22 +3,25 @@
 
 #include "io/checkpoint.h"
 #include "io/model_io.h"
+#include <map>
+
 #include "ops/ops.h"
 
 namespace weft {
 
 void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, const ModelSpec& spec,
-                     AdamW& optimizer, int64_t iteration) {
+                     Optimizer& optimizer, int64_t iteration) {
   CheckpointWriter writer(cfg.checkpoint.save, iteration, *comms.world);
+  // Optimizer state per parameter (gathered over data-parallel ranks when sharded), so any layout reads it back.
+  std::map<std::string, std::vector<Tensor>> state;
+  for (const char* kind : {"master", "exp_avg", "exp_avg_sq"}) state[kind] = optimizer.gather_state(kind);
   // Data-parallel replicas hold identical state: the first one of each (tp, pp) position writes it.
   if (grid.dp_rank() == 0 && grid.cp_rank() == 0) {
     const auto& params = optimizer.parameters();
     std::vector<ShardedTensor> tensors = model_tensors(params);
-    for (size_t i = 0; i < params.size(); ++i) {
-      tensors.push_back(sharded("optim/exp_avg", *params[i], optimizer.exp_avg()[i]));
-      tensors.push_back(sharded("optim/exp_avg_sq", *params[i], optimizer.exp_avg_sq()[i]));
-      if (optimizer.masters()[i].defined()) tensors.push_back(sharded("optim/master", *params[i], optimizer.masters()[i]));
-    }
+    for (const auto& [kind, tensors_of_kind] : state)
+      for (size_t i = 0; i < params.size(); ++i)
+        tensors.push_back(sharded("optim/" + kind, *params[i], tensors_of_kind[i]));
     writer.write_shard(str("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(), ".h5"), tensors);
   }
   nlohmann::json meta = {
@@ -53,23 +56,22 @@ void check_same_model(const ModelSpec& mine, const CheckpointReader& r) {
 
 }  // namespace
 
-int64_t resume_checkpoint(const Config& cfg, const ModelSpec& spec, AdamW& optimizer) {
+int64_t resume_checkpoint(const Config& cfg, const ModelSpec& spec, Optimizer& optimizer) {
   const CheckpointReader r(cfg.checkpoint.load);
   check_same_model(spec, r);
   const auto& params = optimizer.parameters();
   load_native_weights(params, r);
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Parameter& p = *params[i];
-    r.read("optim/exp_avg/" + p.name, optimizer.exp_avg()[i], p.global_shape, p.shard_dim, p.blocks);
-    r.read("optim/exp_avg_sq/" + p.name, optimizer.exp_avg_sq()[i], p.global_shape, p.shard_dim, p.blocks);
-    // fp32 masters when both the run and the checkpoint keep them; else the master starts from the weights.
-    Tensor& master = optimizer.masters()[i];
-    if (master.defined() && r.has("optim/master/" + p.name))
-      r.read("optim/master/" + p.name, master, p.global_shape, p.shard_dim, p.blocks);
-    else if (master.defined())
-      ops_for(master).convert(master, p.value);
+  for (const char* kind : {"exp_avg", "exp_avg_sq", "master"}) {
+    std::vector<Tensor> full;
+    for (const Parameter* p : params) {
+      Tensor t = Tensor::empty(p->value.shape(), stat_dtype(p->value.dtype()));
+      // Checkpoints of converted models have no optimizer state: masters then start from the weights.
+      if (std::string(kind) == "master" && !r.has("optim/master/" + p->name)) t = p->value.to(Device::cpu);
+      else r.read(str("optim/", kind, "/", p->name), t, p->global_shape, p->shard_dim, p->blocks);
+      full.push_back(t);
+    }
+    optimizer.scatter_state(kind, full);
   }
-  optimizer.write_back();
   optimizer.set_steps(r.metadata().at("optimizer").at("steps").get<int64_t>());
   const int64_t iteration = r.metadata().at("iteration").get<int64_t>();
   WEFT_CHECK(r.metadata().at("consumed_samples").get<int64_t>() == iteration * cfg.train.global_batch_size,

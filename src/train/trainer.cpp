@@ -6,8 +6,8 @@
 #include <cstdio>
 
 #include "config/validate.h"
-#include "optim/grad_norm.h"
 #include "parallel/schedules.h"
+#include "parallel/shared_gradients.h"
 #include "train/checkpointing.h"
 #include "train/setup.h"
 
@@ -51,9 +51,11 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   schedule_.sequence_parallel = ctx_.sequence_parallel;
   schedule_.tp_size = grid.tp_size();
   if (cfg.checkpoint.load.empty()) load_initial_weights(cfg, spec_, params_);  // before the optimizer copies masters
-  grads_ = std::make_unique<GradBuffer>(params_);
-  optimizer_ = std::make_unique<AdamW>(
-      params_, AdamWConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay});
+  optimizer_ = std::make_unique<Optimizer>(
+      params_,
+      OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
+                      cfg.parallel.distributed_optimizer},
+      *comms_.dp);
   lr_ = LrSchedule{cfg.train.lr, cfg.train.min_lr, cfg.train.lr_warmup_iters,
                    cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters,
                    cfg.train.lr_decay_style};
@@ -87,14 +89,14 @@ void Trainer::log_start() const {
 }
 
 double Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
-  grads_->zero();
+  optimizer_->zero_grad();
   const int64_t consumed = iteration * cfg_.train.global_batch_size;
   const double loss =
       schedule_.run([&](int64_t m) { return train_batches_->get(consumed, m); }, num_micro_batches_, false);
   reduce_shared_gradients(params_, *comms_.tp, *comms_.embedding, spec_.tie_embeddings, grid_.pp_size());
-  grads_->all_reduce_mean(*comms_.dp);
-  *grad_norm = global_grad_norm(params_, *comms_.mp, grid_.tp_rank());
-  clip_gradients(params_, *grad_norm, cfg_.train.clip_grad);
+  optimizer_->reduce_gradients();
+  *grad_norm = optimizer_->grad_norm(*comms_.mp, grid_.tp_rank());
+  optimizer_->clip(*grad_norm, cfg_.train.clip_grad);
   optimizer_->step(lr);
   return mean_over(*comms_.dp, loss);
 }

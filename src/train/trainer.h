@@ -7,9 +7,8 @@
 #include "data/batches.h"
 #include "dist/process_grid.h"
 #include "model/gpt_model.h"
-#include "optim/adamw.h"
+#include "optim/optimizer.h"
 #include "optim/lr_schedule.h"
-#include "parallel/grad_buffer.h"
 #include "parallel/schedules.h"
 #include "train/metrics.h"
 
@@ -37,8 +36,7 @@ class Trainer {
   std::vector<std::unique_ptr<GptModel>> chunks_;  // this rank's model chunks (vpp of them)
   PipelineSchedule schedule_;
   std::vector<Parameter*> params_;
-  std::unique_ptr<GradBuffer> grads_;
-  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<Optimizer> optimizer_;
   LrSchedule lr_;
   std::unique_ptr<SampleSource> train_data_, valid_data_;
   std::unique_ptr<MicroBatches> train_batches_, valid_batches_;

@@ -59,6 +59,26 @@ TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
   expect_same_run(dir, d, "--parallel.pp=2 --parallel.first_stage_layers=1", 2, ref);
   expect_same_run(dir, d, "--parallel.tp=2 --parallel.pp=2", 4, ref);
   expect_same_run(dir, d, "--parallel.tp=2 --parallel.pp=2 --parallel.sequence_parallel=true", 4, ref);
+  expect_same_run(dir, d, "--parallel.distributed_optimizer=true", 2, ref);
+  expect_same_run(dir, d, "--parallel.tp=2 --parallel.distributed_optimizer=true", 4, ref);
+}
+
+TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
+  TempDir dir;
+  const std::string prefix = dataset(dir);
+  const std::string d = deck(dir, prefix);
+  ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("full")).status, 0);
+  // Masters and moments sharded over dp = 4, saved, and resumed without sharding at tp = 2, dp = 1.
+  ASSERT_EQ(run_weft(dir, "train " + d + " --parallel.distributed_optimizer=true --train.exit_interval=5 --log.dir=" +
+                          dir.file("part") + " --checkpoint.save=" + dir.file("ckpt"), 4).status, 0);
+  const Result r = run_weft(dir, "train " + d + " --parallel.tp=2 --log.dir=" + dir.file("part") +
+                                     " --checkpoint.load=" + dir.file("ckpt"), 2);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto full = train_lines(dir.file("full/metrics.jsonl")), part = train_lines(dir.file("part/metrics.jsonl"));
+  ASSERT_EQ(part.size(), 10u);
+  for (size_t i = 0; i < 10; ++i)
+    EXPECT_NEAR(part[i]["loss"].get<double>(), full[i]["loss"].get<double>(), 1e-5 * full[i]["loss"].get<double>())
+        << "step " << i + 1;
 }
 
 TEST(ParallelLayouts, TiedEmbeddingsAcrossPipelineStages) {

@@ -3,13 +3,15 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cmath>
 #include <map>
 
 #include "data/batches.h"
 #include "data/mock_dataset.h"
 #include "dist/process_grid.h"
 #include "model/gpt_model.h"
-#include "parallel/grad_buffer.h"
+#include "optim/optimizer.h"
+#include "parallel/shared_gradients.h"
 #include "parallel/schedules.h"
 #include "parallel/tensor_parallel.h"
 
@@ -123,4 +125,45 @@ TEST(ParallelGradients, TensorTimesPipeline) {
   if (world() != 4) GTEST_SKIP() << "runs on 4 ranks";
   compare({2, 2, 1, true, true});
   compare({2, 2, 2, false, false});
+}
+
+// ZeRO-1: each of dp ranks keeps 1/dp of the masters and moments, and a step gives the unsharded step's weights.
+TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
+  if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
+  const ModelSpec s = spec(false);
+  std::vector<int> all(world());
+  for (int r = 0; r < world(); ++r) all[r] = r;
+  auto dp = make_mpi_comm("dp", {all});
+  GroupList singles;
+  for (int r = 0; r < world(); ++r) singles.push_back({r});
+  auto self = make_mpi_comm("self", singles);
+  LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
+  GptModel sharded_model(s, ctx, StageLayout::whole(s)), plain_model(s, ctx, StageLayout::whole(s));
+  Optimizer sharded(sharded_model.parameters(), {0.9, 0.95, 1e-8, 0.1, true}, *dp);
+  Optimizer plain(plain_model.parameters(), {0.9, 0.95, 1e-8, 0.1, false}, *dp);
+  // The state held per rank shrinks by the data-parallel size (up to the padding of the flat buffer).
+  EXPECT_NEAR(double(sharded.shard_bytes()), double(plain.shard_bytes()) / world(), 3.0 * 8 * world());
+  // Different gradients on every rank: both optimizers must step with their mean.
+  for (auto* m : {&sharded_model, &plain_model})
+    for (Parameter* p : m->parameters())
+      for (int64_t i = 0; i < p->grad.numel(); ++i)
+        p->grad.data<double>()[i] = std::sin(0.37 * double(i) + rank() + p->name.size());
+  for (Optimizer* o : {&sharded, &plain}) {
+    o->reduce_gradients();
+    const double norm = o->grad_norm(*self, 0);
+    o->clip(norm, 0.5);
+    o->step(1e-2);
+  }
+  EXPECT_NEAR(sharded.grad_norm(*self, 0), plain.grad_norm(*self, 0), 1e-12);
+  const auto a = sharded_model.parameters(), b = plain_model.parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    const auto x = a[i]->value.to_doubles(), y = b[i]->value.to_doubles();
+    for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 1e-12) << a[i]->name;
+  }
+  // Gathered state equals the unsharded optimizer's (to rounding: reduce-scatter and all-reduce sum in other orders).
+  const auto ms = sharded.gather_state("exp_avg_sq"), mp = plain.gather_state("exp_avg_sq");
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const auto x = ms[i].to_doubles(), y = mp[i].to_doubles();
+    for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 1e-12 * std::abs(y[j]) + 1e-300) << a[i]->name;
+  }
 }

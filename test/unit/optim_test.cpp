@@ -4,8 +4,10 @@
 #include <cmath>
 #include <numbers>
 
-#include "optim/adamw.h"
-#include "optim/grad_norm.h"
+#include <mpi.h>
+
+#include "dist/process_grid.h"
+#include "optim/optimizer.h"
 #include "optim/lr_schedule.h"
 
 using namespace weft;
@@ -31,22 +33,40 @@ TEST(LrSchedule, LinearAndConstant) {
   EXPECT_DOUBLE_EQ(flat.at(500), 2e-3);
 }
 
-TEST(AdamW, NoWeightDecayOnOneDimensionalParameters) {
+namespace {
+
+std::unique_ptr<Comm> self_comm() {
+  int world = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  GroupList singles;
+  for (int r = 0; r < world; ++r) singles.push_back({r});
+  return make_mpi_comm("self", singles);
+}
+
+}  // namespace
+
+TEST(Optimizer, NoWeightDecayOnOneDimensionalParameters) {
+  auto self = self_comm();
   Parameter w = make_parameter("w", {2, 2}, {2, 2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
   Parameter b = make_parameter("b", {2}, {2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
   EXPECT_TRUE(w.weight_decay);
   EXPECT_FALSE(b.weight_decay);
-  AdamW opt({&w, &b}, {0.9, 0.999, 1e-8, 0.5});
+  Optimizer opt({&w, &b}, {0.9, 0.999, 1e-8, 0.5, false}, *self);
   opt.step(0.1);  // zero gradients: only decay moves a parameter
   EXPECT_NEAR(w.value.to_doubles()[0], 1.0 - 0.1 * 0.5, 1e-12);
   EXPECT_DOUBLE_EQ(b.value.to_doubles()[0], 1.0);
 }
 
-TEST(GradClip, ScalesOnlyAboveTheThreshold) {
+TEST(Optimizer, ClipScalesOnlyAboveTheThresholdAndNormSkipsDuplicates) {
+  auto self = self_comm();
   Parameter p = make_parameter("p", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
-  for (int i = 0; i < 4; ++i) p.grad.data<double>()[i] = 1.5;  // norm 3
-  clip_gradients({&p}, 3.0, 6.0);
+  Parameter copy = make_parameter("copy", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
+  copy.pipeline_copy = true;
+  Optimizer opt({&p, &copy}, {0.9, 0.999, 1e-8, 0.0, false}, *self);
+  for (int i = 0; i < 4; ++i) p.grad.data<double>()[i] = copy.grad.data<double>()[i] = 1.5;
+  EXPECT_DOUBLE_EQ(opt.grad_norm(*self, 0), 3.0);  // the pipeline copy is not counted
+  opt.clip(3.0, 6.0);
   EXPECT_DOUBLE_EQ(p.grad.data<double>()[0], 1.5);
-  clip_gradients({&p}, 3.0, 1.0);
+  opt.clip(3.0, 1.0);
   EXPECT_NEAR(p.grad.data<double>()[0], 1.5 / (3.0 + 1e-6), 1e-12);
 }

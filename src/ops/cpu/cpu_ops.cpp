@@ -354,6 +354,15 @@ namespace {
 Ops* g_ops[2] = {nullptr, nullptr};
 }
 
+void write_into(Tensor& dst, const Tensor& host_values) {
+  WEFT_CHECK(host_values.device() == Device::cpu && host_values.numel() == dst.numel(), "write_into: ",
+             host_values.describe(), " does not fit ", dst.describe());
+  Tensor converted = Tensor::empty(dst.shape(), dst.dtype());
+  cpu_ops().convert(converted, host_values);
+  Device exec = dst.device();
+  ops_for(exec).copy_bytes(dst.data_ptr(), dst.device(), converted.data_ptr(), Device::cpu, converted.nbytes());
+}
+
 Ops& cpu_ops() {
   static CpuOps ops;
   return ops;
