@@ -1,4 +1,4 @@
-// weft/cuda/attention.cu v1 — causal GQA attention with sliding windows and document segments.
+// weft/cuda/attention.cu v1 — GQA attention (causal or full) with sliding windows and document segments.
 //
 // Two implementations behind the op: flash attention on tensor cores (mma.sync bf16, online softmax, tiles moved
 // with cp.async into XOR-swizzled shared memory; FlashAttention-2's split of the backward) for head dims 64 and
@@ -34,12 +34,13 @@ constexpr int kMaxDimPerLane = 8;  // head_dim ≤ 256
 
 template <typename T>
 __global__ void ref_fwd_kernel(T* out, float* lse, const T* q, const T* k, const T* v, Segments seg, int64_t tokens,
-                               int heads, int kv_heads, int dim, int64_t window, float scale) {
+                               int heads, int kv_heads, int dim, int64_t window, bool causal, float scale) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int h = blockIdx.y, lane = threadIdx.x & 31, hk = h / (heads / kv_heads);
   if (i >= tokens) return;
   const int s = find_segment(seg.cu, seg.count, i);
   const int64_t j0 = window > 0 ? max(int64_t(seg.cu[s]), i - window + 1) : int64_t(seg.cu[s]);
+  const int64_t j1 = causal ? i : int64_t(seg.cu[s + 1]) - 1;
   float qd[kMaxDimPerLane], acc[kMaxDimPerLane];
   const int per = (dim + 31) / 32;
   for (int e = 0; e < per; ++e) {
@@ -48,7 +49,7 @@ __global__ void ref_fwd_kernel(T* out, float* lse, const T* q, const T* k, const
     acc[e] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (int64_t j = j0; j <= i; ++j) {
+  for (int64_t j = j0; j <= j1; ++j) {
     float dot = 0.f;
     for (int e = 0; e < per; ++e) {
       const int d = lane + 32 * e;
@@ -74,12 +75,13 @@ __global__ void ref_fwd_kernel(T* out, float* lse, const T* q, const T* k, const
 template <typename T>
 __global__ void ref_bwd_kernel(T* dq, float* dk_acc, float* dv_acc, const T* dout, const T* q, const T* k, const T* v,
                                const T* out, const float* lse, Segments seg, int64_t tokens, int heads, int kv_heads,
-                               int dim, int64_t window, float scale) {
+                               int dim, int64_t window, bool causal, float scale) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int h = blockIdx.y, lane = threadIdx.x & 31, hk = h / (heads / kv_heads);
   if (i >= tokens) return;
   const int s = find_segment(seg.cu, seg.count, i);
   const int64_t j0 = window > 0 ? max(int64_t(seg.cu[s]), i - window + 1) : int64_t(seg.cu[s]);
+  const int64_t j1 = causal ? i : int64_t(seg.cu[s + 1]) - 1;
   const int per = (dim + 31) / 32;
   float qd[kMaxDimPerLane], gd[kMaxDimPerLane], dqd[kMaxDimPerLane];
   float delta = 0.f;
@@ -93,7 +95,7 @@ __global__ void ref_bwd_kernel(T* dq, float* dk_acc, float* dv_acc, const T* dou
   }
   delta = warp_sum(delta);
   const float l = lse[int64_t(h) * tokens + i];
-  for (int64_t j = j0; j <= i; ++j) {
+  for (int64_t j = j0; j <= j1; ++j) {
     float dot = 0.f, dp = 0.f;
     for (int e = 0; e < per; ++e) {
       const int d = lane + 32 * e;
@@ -191,7 +193,8 @@ template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
                                                                  const bf16_t* k, const bf16_t* v, Segments seg,
                                                                  int blocks_per_seg, int64_t tokens, int heads,
-                                                                 int kv_heads, int64_t window, float scale_log2) {
+                                                                 int kv_heads, int64_t window, bool causal,
+                                                                 float scale_log2) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem_raw);
   bf16_t* sK = sQ + kBM * D;  // two stages
@@ -211,7 +214,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
   const bf16_t* v_base = v + int64_t(hk) * D;
   const int64_t kv_first = window > 0 ? max(seg_lo, q0 - window + 1) : seg_lo;
   const int kb_lo = static_cast<int>((kv_first - seg_lo) / kBN);
-  const int64_t kv_end = min(q0 + kBM, seg_hi);
+  const int64_t kv_end = causal ? min(q0 + kBM, seg_hi) : seg_hi;
   const int kb_hi = static_cast<int>((kv_end - seg_lo + kBN - 1) / kBN);
 
   load_tile<D>(sQ, q_base, q_stride, q0, seg_hi, kBM);
@@ -270,7 +273,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
         #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int64_t kj = key0 + nt * 8 + 2 * t + e;
-          const bool ok = kj <= row_q[r] && kj < seg_hi && row_q[r] < seg_hi && (window <= 0 || row_q[r] - kj < window);
+          const bool ok = (!causal || kj <= row_q[r]) && kj < seg_hi && row_q[r] < seg_hi &&
+                          (window <= 0 || row_q[r] - kj < window);
           float& x = sacc[nt][2 * r + e];
           x = ok ? x * scale_log2 : -INFINITY;
           mx = fmaxf(mx, x);
@@ -345,7 +349,7 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
   flash_fwd_kernel<D><<<grid, kWarps * 32, smem, stream()>>>(
       ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
-      static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window,
+      static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
       static_cast<float>(p.scale * 1.4426950408889634));
   CUDA_CHECK_LAUNCH();
 }
@@ -377,7 +381,7 @@ template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
     float* dq_acc, bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
     const float* lse, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads, int kv_heads,
-    int64_t window, float scale_log2) {
+    int64_t window, bool causal, float scale_log2) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* sK = reinterpret_cast<bf16_t*>(smem_raw);
   bf16_t* sV = sK + kBN * D;
@@ -400,8 +404,9 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
   load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
   cp_async_commit();
 
-  // Queries that can see these keys: from the block's first key to the segment end (or the window's reach).
-  const int64_t q_first = k0;
+  // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
+  // segment end (or the window's reach).
+  const int64_t q_first = causal ? k0 : seg_lo;
   const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBN - 1 + window) : seg_hi;
   const int qb_lo = static_cast<int>((q_first - seg_lo) / kBM);
   const int qb_hi = static_cast<int>((q_end - seg_lo + kBM - 1) / kBM);
@@ -459,7 +464,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
         for (int e = 0; e < 4; ++e) {
           const int col = nt * 8 + 2 * t + (e & 1);
           const int64_t qi = q0 + col, kj = key_row[e >> 1];
-          const bool ok = kj <= qi && qi < seg_hi && kj < seg_hi && (window <= 0 || qi - kj < window);
+          const bool ok = (!causal || kj <= qi) && qi < seg_hi && kj < seg_hi && (window <= 0 || qi - kj < window);
           const float p = ok ? fast_exp2(sacc[nt][e] * scale_log2 - sLse[col]) : 0.f;
           sacc[nt][e] = p;
           dpacc[nt][e] = p * (dpacc[nt][e] - sDelta[col]);
@@ -559,11 +564,28 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   flash_bwd_kernel<D><<<dim3(seg.count * blocks_per_seg, kv_heads), kWarps * 32, smem, stream()>>>(
       ptr<float>(dq_acc), ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k),
       ptr<bf16_t>(v), ptr<float>(lse), ptr<float>(delta), seg, blocks_per_seg, tokens, heads, kv_heads, p.window,
-      static_cast<float>(p.scale * 1.4426950408889634));
+      p.causal, static_cast<float>(p.scale * 1.4426950408889634));
   CUDA_CHECK_LAUNCH();
   scale_store_kernel<<<blocks_for(dq.numel(), 256), 256, 0, stream()>>>(ptr<bf16_t>(dq), ptr<float>(dq_acc),
                                                                           static_cast<float>(p.scale), dq.numel());
   CUDA_CHECK_LAUNCH();
+}
+
+// One warp per (token, head): rescales both partial outputs to the merged log-sum-exp.
+template <typename T>
+__global__ void attention_merge_kernel(T* out, float* lse, const T* part_out, const float* part_lse, int64_t tokens,
+                                       int heads, int dim) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int h = blockIdx.y, lane = threadIdx.x & 31;
+  if (i >= tokens) return;
+  const float a = lse[int64_t(h) * tokens + i], b = part_lse[int64_t(h) * tokens + i];
+  const float m = fmaxf(a, b), merged = m + logf(__expf(a - m) + __expf(b - m));
+  const float wa = __expf(a - merged), wb = __expf(b - merged);
+  for (int d = lane; d < dim; d += 32) {
+    const int64_t at = (i * heads + h) * int64_t(dim) + d;
+    out[at] = from_f<T>(wa * to_f(out[at]) + wb * to_f(part_out[at]));
+  }
+  if (lane == 0) lse[int64_t(h) * tokens + i] = merged;
 }
 
 bool reference_forced() {
@@ -584,6 +606,7 @@ void CudaOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const
   const int64_t tokens = q.size(0);
   WEFT_CHECK(lse.dtype() == DType::f32 && cu_seqlens.device() == Device::cuda && p.head_dim <= 32 * kMaxDimPerLane,
              "CUDA attention_forward: lse must be f32, cu_seqlens on the GPU, head_dim ≤ 256");
+  WEFT_CHECK(p.causal || p.window == 0, "attention: a sliding window needs the causal mask");
   if (tokens == 0) return;
   const Segments seg{ptr<int32_t>(cu_seqlens), static_cast<int>(cu_seqlens.numel() - 1)};
   const int64_t max_seqlen = p.max_seqlen > 0 ? p.max_seqlen : tokens;
@@ -597,7 +620,8 @@ void CudaOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const
     using T = typename decltype(tag_T)::type;
     ref_fwd_kernel<<<grid, 128, 0, stream()>>>(ptr<T>(out), ptr<float>(lse), ptr<T>(q), ptr<T>(k), ptr<T>(v), seg,
                                                tokens, static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads),
-                                               static_cast<int>(p.head_dim), p.window, static_cast<float>(p.scale));
+                                               static_cast<int>(p.head_dim), p.window, p.causal,
+                                               static_cast<float>(p.scale));
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -622,10 +646,28 @@ void CudaOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tenso
     ref_bwd_kernel<<<grid, 128, 0, stream()>>>(ptr<T>(dq), ptr<float>(dk_acc), ptr<float>(dv_acc), ptr<T>(dout),
                                                ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(out), ptr<float>(lse), seg,
                                                tokens, static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads),
-                                               static_cast<int>(p.head_dim), p.window, static_cast<float>(p.scale));
+                                               static_cast<int>(p.head_dim), p.window, p.causal,
+                                               static_cast<float>(p.scale));
     CUDA_CHECK_LAUNCH();
     store_kernel<<<blocks_for(dk.numel(), 256), 256, 0, stream()>>>(ptr<T>(dk), ptr<float>(dk_acc), dk.numel());
     store_kernel<<<blocks_for(dv.numel(), 256), 256, 0, stream()>>>(ptr<T>(dv), ptr<float>(dv_acc), dv.numel());
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaOps::attention_merge(Tensor& out, Tensor& lse, const Tensor& part_out, const Tensor& part_lse) {
+  WEFT_CHECK(part_out.shape() == out.shape() && part_lse.shape() == lse.shape() && out.ndim() == 3 &&
+                 lse.numel() == out.size(0) * out.size(1) && lse.dtype() == DType::f32,
+             "attention_merge: expected out [t, heads, d] and f32 lse [heads, t] twice, got ", out.describe(), ", ",
+             lse.describe(), ", ", part_out.describe(), ", ", part_lse.describe());
+  const int64_t tokens = out.size(0);
+  if (tokens == 0) return;
+  const dim3 grid(blocks_for(tokens, 4), static_cast<unsigned>(out.size(1)));
+  dispatch_storage(out, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    attention_merge_kernel<<<grid, 128, 0, stream()>>>(ptr<T>(out), ptr<float>(lse), ptr<T>(part_out),
+                                                       ptr<float>(part_lse), tokens, static_cast<int>(out.size(1)),
+                                                       static_cast<int>(out.size(2)));
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -39,6 +39,7 @@ class CudaOps final : public Ops {
   void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
                           const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& cu_seqlens, const AttentionParams& p) override;
+  void attention_merge(Tensor& out, Tensor& lse, const Tensor& part_out, const Tensor& part_lse) override;
 
   void swiglu_forward(Tensor& out, const Tensor& in) override;
   void swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) override;

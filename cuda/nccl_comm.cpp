@@ -85,6 +85,15 @@ class HybridComm final : public Comm {
     if (on_host(t)) return host_->recv(t, peer, tag);
     NCCL_CHECK(ncclRecv(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
   }
+  void send_recv(const Tensor& out, int to, Tensor& in, int from) override {
+    if (on_host(out)) return host_->send_recv(out, to, in, from);
+    WEFT_CHECK(out.numel() == in.numel() && out.dtype() == in.dtype(), "send_recv on ", name(),
+               ": the sent and received tensors differ");
+    NCCL_CHECK(ncclGroupStart());
+    NCCL_CHECK(ncclSend(out.data_ptr(), out.numel(), nccl_type(out.dtype()), to, nccl_, cuda::stream()));
+    NCCL_CHECK(ncclRecv(in.data_ptr(), in.numel(), nccl_type(in.dtype()), from, nccl_, cuda::stream()));
+    NCCL_CHECK(ncclGroupEnd());
+  }
   std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
     if (on_host(t)) return host_->isend(t, peer, tag);
     // NCCL matches messages by order, not tag, and a send holds the stream until it is received: pipeline

@@ -2,8 +2,8 @@
 # weft/jobscripts/gpu-check.sh v1 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
-#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export (default:
-#                                            build tests bench e2e)
+#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
+#                                            (default: build tests bench e2e); parallel needs 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -25,15 +25,49 @@ for stage in "${STAGES[@]}"; do
     build)
       cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
             -DPCRE2_ROOT="$ROOT/.carry/pcre2" -DBOOST_PO_SOURCES="$ROOT/.carry/boost_po" >"$OUT/cmake.log" 2>&1 && cmake --build "$BUILD" -j "$(nproc)" \
-            >"$OUT/build.log" 2>&1
+            ${BUILD_TARGETS:+--target $BUILD_TARGETS} >"$OUT/build.log" 2>&1
       rc=$?; tail -3 "$OUT/build.log"; row "build: rc $rc ($(( $(date +%s) - t0 )) s)"
       [ $rc -ne 0 ] && { grep -E "error" "$OUT/build.log" | head -20; exit 1; } ;;
     tests)
-      "$BUILD/test/weft_gpu_tests" 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "OK|FAILED|Failure|rel_error|Which|error" | head -60
+      "$BUILD/test/weft_gpu_tests" --gtest_filter="${GPU_TESTS:-*}" 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "OK|FAILED|Failure|rel_error|Which|error" | head -60
       row "gpu op/model tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_tests.log" | tail -2 | tr '\n' ' ')"
       WEFT_BIN="$ROOT/$BUILD/weft" WEFT_SOURCE_DIR="$ROOT" WEFT_MPIEXEC=mpirun \
-        "$BUILD/test/weft_cli_tests" --gtest_filter='GpuTraining*' 2>&1 | tee "$OUT/gpu_train.log" | tail -5
-      row "bf16 GPU vs fp32 CPU, 50 steps: $(grep -E "worst relative" "$OUT/gpu_train.log") $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
+        "$BUILD/test/weft_cli_tests" --gtest_filter="${TRAIN_TESTS:-GpuTraining*}" 2>&1 | tee "$OUT/gpu_train.log" | tail -5
+      while read -r line; do row "$line"; done < <(grep -E "worst relative" "$OUT/gpu_train.log")
+      row "GPU training tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
+    parallel)
+      # The 1.5B shape on 2 GPUs, one global batch of 4 × 4096 tokens per step in every layout (1 GPU beside it).
+      for layout in "1:" "2:" "2:--parallel.distributed_optimizer=true" "2:--parallel.tp=2 --parallel.sequence_parallel=true" \
+                    "2:--parallel.cp=2"; do
+        np=${layout%%:*}; args=${layout#*:}; dir=runs/par-$np-$(echo "$args" | tr -c 'a-z0-9' '_')
+        rm -rf "$dir"; mkdir -p runs
+        timeout 240 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.global_batch_size=4 \
+          --train.micro_batch_size=2 --train.train_iters=12 --log.interval=4 --log.dir="$dir" $args >"$dir.log" 2>&1
+        python3 - "$dir" "$np" "$args" <<'PY' | tee -a "$OUT/parallel.txt"
+import json, sys, re
+d, np_, args = sys.argv[1:4]
+try:
+    last = [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
+    print(f"1.5B on {np_} GPU(s) [{args or 'dp'}]: {last['tokens_per_s']:.0f} tok/s, "
+          f"{last['tflops_per_rank']:.0f} TFLOP/s/GPU, peak {last['peak_memory_gib']:.2f} GiB, loss {last['loss']:.3f}")
+except Exception as e:
+    print(f"1.5B on {np_} GPU(s) [{args or 'dp'}]: FAILED ({e}); see {d}.log")
+PY
+        tail -3 "$dir.log" >"$OUT/$(basename "$dir").tail"
+      done
+      while read -r line; do row "$line"; done <"$OUT/parallel.txt"
+      python3 - <<'PY' | tee "$OUT/zero.txt"
+import json, re
+def peak(d): return [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]["peak_memory_gib"]
+try:
+    params = float(re.search(r"([0-9.]+)M parameters", open("runs/par-2-_.log").read()).group(1)) * 1e6
+    saved = peak("runs/par-2-_") - peak("runs/par-2-__parallel_distributed_optimizer_true_")
+    want = 12 * params * (1 - 1 / 2) / 2**30
+    print(f"distributed optimizer at dp=2 saves {saved:.2f} GiB per GPU; 12 B x {params/1e9:.3f}B params x (1 - 1/2) = {want:.2f} GiB ({100*(saved/want-1):+.1f}%)")
+except Exception as e:
+    print(f"distributed optimizer memory: FAILED ({e})")
+PY
+      row "$(cat "$OUT/zero.txt")" ;;
     bench)
       "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
         --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json 2>&1 | grep -E "median|Benchmark" | tee "$OUT/kernels.txt"

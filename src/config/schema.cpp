@@ -1,6 +1,7 @@
 // weft/src/config/schema.cpp v1 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
 #include "config/schema.h"
 
+#include <algorithm>
 #include <iomanip>
 #include <ostream>
 
@@ -114,7 +115,8 @@ po::options_description deck_schema(Config& c) {
   d.add_options()
       ("parallel.tp", opt(&p.tp, "int"), "tensor-parallel size")
       ("parallel.pp", opt(&p.pp, "int"), "pipeline-parallel size")
-      ("parallel.cp", opt(&p.cp, "int"), "context-parallel size")
+      ("parallel.cp", opt(&p.cp, "int"), "context-parallel size: each sequence split over cp ranks, ring attention "
+       "(data.seq_length a multiple of 2·cp)")
       ("parallel.ep", opt(&p.ep, "int"), "expert-parallel size")
       ("parallel.dp", opt(&p.dp, "int"), "data-parallel size; 0 = world size / (tp·pp·cp), else must equal it")
       ("parallel.vpp", opt(&p.vpp, "int"), "model chunks per pipeline rank: > 1 runs the interleaved schedule")
@@ -123,8 +125,8 @@ po::options_description deck_schema(Config& c) {
       ("parallel.sequence_parallel", flag(&p.sequence_parallel),
        "split the token axis over tp between the tensor-parallel blocks (norms, residuals, dropout-free regions)")
       ("parallel.distributed_optimizer", flag(&p.distributed_optimizer),
-       "shard fp32 masters and Adam moments over data-parallel ranks (ZeRO-1): grads reduce-scattered, weights "
-       "all-gathered");
+       "shard fp32 masters and Adam moments over the data- (and context-) parallel ranks (ZeRO-1): grads "
+       "reduce-scattered, weights all-gathered");
 
   LogConfig& l = c.log;
   d.add_options()
@@ -134,6 +136,13 @@ po::options_description deck_schema(Config& c) {
 }
 
 void print_schema(std::ostream& os, const po::options_description& schema) {
+  // Column widths from the longest key and type, so every line lines up.
+  size_t key_width = 0, type_width = 0;
+  for (const auto& o : schema.options()) {
+    const std::string& key = o->long_name();
+    key_width = std::max(key_width, key.size() - key.find('.'));
+    type_width = std::max(type_width, o->semantic()->name().size() + (o->semantic()->is_required() ? 11 : 0));
+  }
   std::string section;
   for (const auto& o : schema.options()) {
     const std::string& key = o->long_name();
@@ -144,8 +153,8 @@ void print_schema(std::ostream& os, const po::options_description& schema) {
     }
     std::string type = o->semantic()->name();
     if (o->semantic()->is_required()) type += " (required)";
-    os << "  " << std::left << std::setw(44) << key.substr(sec.size() + 1) << std::setw(30) << type
-       << o->description() << "\n";
+    os << "  " << std::left << std::setw(static_cast<int>(key_width + 1)) << key.substr(sec.size() + 1)
+       << std::setw(static_cast<int>(type_width + 2)) << type << o->description() << "\n";
   }
 }
 

@@ -131,7 +131,6 @@ void validate_config(const Config& c, int world_size) {
   }
   k.require(p.pp == 1 || c.train.precision != "bf16", "parallel.pp",
             "pipeline parallelism runs on the CPU backend in this build (GPU pipelines need batched NCCL send/recv)");
-  k.require(p.cp == 1, "parallel.cp", "context parallelism is not available in this build yet; use 1");
   k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model; use 1");
 
   const DataConfig& d = c.data;
@@ -139,6 +138,14 @@ void validate_config(const Config& c, int world_size) {
   k.require(d.seq_length <= m.max_position_embeddings, "data.seq_length",
             str("must not exceed model.max_position_embeddings = ", m.max_position_embeddings));
   parse_split(c);
+  k.require(d.seq_length % (2 * p.cp) == 0, "parallel.cp",
+            str("context parallelism splits each sequence into 2·cp chunks: data.seq_length = ", d.seq_length,
+                " is not a multiple of 2·cp = ", 2 * p.cp));
+  k.require(p.cp == 1 || (!d.reset_attention_mask && !d.sft), "parallel.cp",
+            "context parallelism needs whole-row attention: not with data.reset_attention_mask or data.sft packing");
+  k.require(p.cp == 1 || m.sliding_window == 0 || m.sliding_window >= d.seq_length, "parallel.cp",
+            str("context parallelism does not split a sliding window (model.sliding_window = ", m.sliding_window,
+                " < data.seq_length); use cp = 1"));
 
   const TrainConfig& t = c.train;
   k.require(t.micro_batch_size > 0, "train.micro_batch_size", "expected a positive integer");
@@ -151,8 +158,9 @@ void validate_config(const Config& c, int world_size) {
   k.require(p.vpp == 1 || micro_batches % p.pp == 0, "train.global_batch_size",
             str("the interleaved schedule needs the ", micro_batches, " micro-batches per step to be a multiple of ",
                 "parallel.pp = ", p.pp));
-  k.require(!p.sequence_parallel || (t.micro_batch_size * d.seq_length) % p.tp == 0, "parallel.sequence_parallel",
-            str("needs micro_batch_size·seq_length = ", t.micro_batch_size * d.seq_length, " divisible by tp = ", p.tp));
+  const int64_t rank_tokens = t.micro_batch_size * d.seq_length / p.cp;
+  k.require(!p.sequence_parallel || rank_tokens % p.tp == 0, "parallel.sequence_parallel",
+            str("needs micro_batch_size·seq_length/cp = ", rank_tokens, " divisible by tp = ", p.tp));
   k.require(t.lr >= 0, "train.lr", "expected a non-negative number");
   k.require(t.min_lr >= 0 && t.min_lr <= t.lr, "train.min_lr", str("must lie in [0, train.lr = ", t.lr, "]"));
   k.one_of(t.lr_decay_style, {"constant", "linear", "cosine"}, "train.lr_decay_style");

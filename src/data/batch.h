@@ -16,6 +16,8 @@ struct Batch {
   Tensor positions;   // i32 [tokens], RoPE positions
   Tensor cu_seqlens;  // i32 [segments + 1], attention segment bounds over the flattened tokens
   int64_t max_seqlen = 0;  // the longest segment (kernels size their grids by it)
+  int cp = 1;  // > 1: this rank's part of a context-parallel split (parallel/context_parallel.h): tokens are
+               // [early chunk of each row | late chunk of each row] and cu_seqlens bounds the chunks of one half
 
   int64_t tokens_count() const { return rows * seq; }
   // The same batch with every tensor on `device`.

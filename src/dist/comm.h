@@ -37,6 +37,8 @@ class Comm {
   // Starts a send and returns at once; the tensor is kept alive until the request completes. Messages between
   // two ranks are matched by tag (MPI) — pipeline schedules tag each by micro-batch and model chunk.
   virtual std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) = 0;
+  // Sends `out` to rank `to` while receiving `in` (same size) from rank `from`: one step of a ring shift.
+  virtual void send_recv(const Tensor& out, int to, Tensor& in, int from) = 0;
   // Sends consecutive chunks of in, send_counts[r] elements to rank r; receives recv_counts[r] elements from
   // rank r into out, packed in rank order.
   virtual void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,

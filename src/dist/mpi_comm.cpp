@@ -114,6 +114,15 @@ class MpiComm final : public Comm {
     return req;
   }
 
+  void send_recv(const Tensor& out, int to, Tensor& in, int from) override {
+    check_host(out);
+    check_host(in);
+    WEFT_CHECK(out.numel() == in.numel() && out.dtype() == in.dtype(), "send_recv on ", name_,
+               ": the sent and received tensors differ: ", out.describe(), " vs ", in.describe());
+    MPI_CHECK(MPI_Sendrecv(out.data_ptr(), as_count(out.numel(), "send_recv"), mpi_type(out.dtype()), to, 0,
+                           in.data_ptr(), as_count(in.numel(), "send_recv"), mpi_type(in.dtype()), from, 0, comm_,
+                           MPI_STATUS_IGNORE));
+  }
   void recv(Tensor& t, int peer, int tag) override {
     check_host(t);
     each_chunk(t, [&](void* p, int n) {

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "parallel/context_parallel.h"
+
 namespace weft {
 namespace {
 
@@ -66,7 +68,8 @@ SelfAttention::SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int
           (spec.heads + 2 * spec.groups) * spec.head_dim, qkv_blocks(spec, ctx), spec.qkv_bias, spec.init_std),
       proj(ctx, layer_name(layer, "self_attention.linear_proj"), spec.heads * spec.head_dim, spec.hidden,
            spec.init_std / std::sqrt(2.0 * double(spec.num_layers))),
-      rope_(&rope) {
+      rope_(&rope),
+      cp_(ctx.cp) {
   params_.num_heads = spec.heads / ctx.tp_size();
   params_.num_kv_heads = spec.groups / ctx.tp_size();
   params_.head_dim = spec.head_dim;
@@ -92,7 +95,7 @@ Tensor SelfAttention::forward(const Tensor& x, const Batch& batch, AttentionSave
   ops.rope(s.k, batch.positions, rope_->cos, rope_->sin, false);
   s.out = Tensor::empty(s.q.shape(), x.dtype(), x.device());
   s.lse = Tensor::empty({params_.num_heads, t}, stat_dtype(x.dtype()), x.device());
-  ops.attention_forward(s.out, s.lse, s.q, s.k, s.v, batch.cu_seqlens, with_seqlen(batch));
+  context_parallel_attention_forward(cp_, s.out, s.lse, s.q, s.k, s.v, batch, with_seqlen(batch));
   Tensor unused;
   return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused);
 }
@@ -105,7 +108,7 @@ Tensor SelfAttention::backward(const Tensor& dy, const Batch& batch, AttentionSa
   Tensor dq = Tensor::empty(s.q.shape(), dy.dtype(), dy.device());
   Tensor dk = Tensor::empty(s.k.shape(), dy.dtype(), dy.device());
   Tensor dv = Tensor::empty(s.v.shape(), dy.dtype(), dy.device());
-  ops.attention_backward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, batch.cu_seqlens, with_seqlen(batch));
+  context_parallel_attention_backward(cp_, dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, batch, with_seqlen(batch));
   ops.rope(dq, batch.positions, rope_->cos, rope_->sin, true);
   ops.rope(dk, batch.positions, rope_->cos, rope_->sin, true);
   Tensor dmixed = Tensor::empty({t, qkv.weight.value.size(0)}, dy.dtype(), dy.device());

@@ -37,7 +37,8 @@ struct AttentionSaved {
 };
 
 // Self-attention: fused QKV (column-parallel, Megatron's per-group interleave), RoPE, causal GQA attention with
-// optional sliding window and document boundaries, output projection (row-parallel).
+// optional sliding window and document boundaries (a ring over the cp group under context parallelism), output
+// projection (row-parallel).
 class SelfAttention {
  public:
   SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope);
@@ -52,6 +53,7 @@ class SelfAttention {
   AttentionParams with_seqlen(const Batch& batch) const;
   AttentionParams params_;
   const RopeTables* rope_;
+  Comm* cp_;  // context-parallel group (null: none)
 };
 
 struct MlpSaved {

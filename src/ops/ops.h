@@ -18,6 +18,8 @@ struct AttentionParams {
   int64_t window = 0;        // > 0: query i sees key j only if i - j < window (sliding window); 0: unlimited
   double scale = 1.0;        // softmax scale, usually 1/sqrt(head_dim)
   int64_t max_seqlen = 0;    // longest segment in cu_seqlens (0: unknown; kernels then assume all tokens)
+  bool causal = true;        // false: every query sees every key of its segment (no window); context parallelism
+                             // needs it for key blocks that lie wholly before the queries
 };
 
 struct AdamWParams {
@@ -76,6 +78,9 @@ class Ops {
   virtual void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
                                   const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                                   const Tensor& cu_seqlens, const AttentionParams& p) = 0;
+  // Folds a second attention result over other keys into (out, lse), as if both key sets had been one:
+  // lse' = log(e^lse + e^part_lse), out' = out·e^(lse − lse') + part_out·e^(part_lse − lse').
+  virtual void attention_merge(Tensor& out, Tensor& lse, const Tensor& part_out, const Tensor& part_lse) = 0;
 
   // ---- MLP
   // out [t, f] = silu(in[t, :f]) · in[t, f:] for in [t, 2f] (gate then up, as Megatron's fc1).

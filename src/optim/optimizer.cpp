@@ -6,8 +6,10 @@
 
 namespace weft {
 
-Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg, Comm& dp)
-    : params_(std::move(params)), cfg_(cfg), dp_(dp) {
+Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg, Comm& grad_group)
+    : params_(std::move(params)), cfg_(cfg), group_(grad_group) {
+  WEFT_CHECK(cfg.context_parallel >= 1 && grad_group.size() % cfg.context_parallel == 0,
+             "optimizer: the gradient group of ", grad_group.size(), " ranks does not hold cp = ", cfg.context_parallel);
   WEFT_ASSERT(!params_.empty());
   const Tensor& first = params_.front()->value;
   int64_t total = 0;
@@ -15,7 +17,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     offsets_.push_back(total);
     total += p->value.numel();
   }
-  const int shards = cfg.distributed ? dp.size() : 1;
+  const int shards = cfg.distributed ? group_.size() : 1;
   const int64_t padded = (total + shards - 1) / shards * shards;
   values_ = Tensor::zeros({padded}, first.dtype(), first.device());
   grads_ = Tensor::zeros({padded}, stat_dtype(first.dtype()), first.device());
@@ -27,7 +29,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     p.value = view.reshape(p.value.shape());
     p.grad = grads_.rows(offsets_[i], offsets_[i] + n).reshape(p.grad.shape());
   }
-  const int64_t shard = padded / shards, r = cfg.distributed ? dp.rank() : 0;
+  const int64_t shard = padded / shards, r = cfg.distributed ? group_.rank() : 0;
   shard_begin_ = r * shard;
   shard_end_ = shard_begin_ + shard;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -47,17 +49,17 @@ int64_t Optimizer::shard_bytes() const {
 void Optimizer::zero_grad() { ops_for(grads_).zero(grads_); }
 
 void Optimizer::reduce_gradients() {
-  if (dp_.size() == 1) return;
+  if (group_.size() == 1) return;
   if (cfg_.distributed) {
     Tensor summed = grads_.rows(shard_begin_, shard_end_).clone();
-    dp_.reduce_scatter(summed, grads_);
+    group_.reduce_scatter(summed, grads_);
     Tensor mine = grads_.rows(shard_begin_, shard_end_);
     ops_for(mine).convert(mine, summed);
   } else {
-    dp_.all_reduce(grads_);
+    group_.all_reduce(grads_);
   }
   Tensor mine = grads_.rows(shard_begin_, shard_end_);
-  ops_for(mine).scale(mine, 1.0 / dp_.size());
+  ops_for(mine).scale(mine, double(cfg_.context_parallel) / group_.size());
 }
 
 double Optimizer::grad_norm(Comm& mp, int tp_rank) {
@@ -69,7 +71,7 @@ double Optimizer::grad_norm(Comm& mp, int tp_rank) {
     local += ops_for(g).sum_squares(g);
   }
   Tensor sum = Tensor::from_vector<double>({local}, {1});
-  if (cfg_.distributed) dp_.all_reduce(sum);
+  if (cfg_.distributed) group_.all_reduce(sum);
   mp.all_reduce(sum);
   return std::sqrt(sum.data<double>()[0]);
 }
@@ -99,9 +101,9 @@ void Optimizer::step(double lr) {
 void Optimizer::publish_values() {
   Tensor mine = values_.rows(shard_begin_, shard_end_);
   ops_for(mine).convert(mine, master_);
-  if (cfg_.distributed && dp_.size() > 1) {
+  if (cfg_.distributed && group_.size() > 1) {
     const Tensor local = mine.clone();
-    dp_.all_gather(values_, local);
+    group_.all_gather(values_, local);
   }
 }
 
@@ -115,9 +117,9 @@ Tensor& Optimizer::state(const std::string& kind) {
 std::vector<Tensor> Optimizer::gather_state(const std::string& kind) {
   Tensor& shard = state(kind);
   Tensor full = shard;
-  if (cfg_.distributed && dp_.size() > 1) {
-    full = Tensor::empty({shard.numel() * dp_.size()}, shard.dtype(), shard.device());
-    dp_.all_gather(full, shard);
+  if (cfg_.distributed && group_.size() > 1) {
+    full = Tensor::empty({shard.numel() * group_.size()}, shard.dtype(), shard.device());
+    group_.all_gather(full, shard);
   }
   std::vector<Tensor> out;
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -1,6 +1,10 @@
 // weft/src/optim/optimizer.h v1 — AdamW over contiguous parameter and gradient buffers, optionally sharded over
 // data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
+// The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
+// ones when the sequence is split (Megatron's dp_cp group). Context-parallel ranks hold parts of one gradient,
+// which add; data-parallel ranks hold gradients of different samples, which average.
+//
 // Every parameter's value and gradient become views into two flat buffers (padded to a multiple of the
 // data-parallel size). Each data-parallel rank owns a contiguous shard of them: with the distributed optimizer the
 // gradients are reduce-scattered into the shard, fp32 masters and Adam moments exist for the shard only, and the
@@ -17,14 +21,16 @@ namespace weft {
 
 struct OptimizerConfig {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
-  bool distributed = false;  // shard masters and moments over the data-parallel group
+  bool distributed = false;  // shard masters and moments over the gradient group
+  int context_parallel = 1;  // cp ranks in the gradient group
 };
 
 class Optimizer {
  public:
-  Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg, Comm& dp);
+  Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg, Comm& grad_group);
   void zero_grad();
-  // The data-parallel mean of the gradients, in this rank's shard (all of them without sharding).
+  // The data-parallel mean of the (context-parallel summed) gradients, in this rank's shard (all of them without
+  // sharding).
   void reduce_gradients();
   // sqrt(Σ grad²) over the model: this rank's shard, tensor-parallel duplicates counted once (tp rank 0) and a
   // tied embedding's last-stage copy not at all, summed over the shards (dp) and the model-parallel group `mp`.
@@ -57,7 +63,7 @@ class Optimizer {
 
   std::vector<Parameter*> params_;
   OptimizerConfig cfg_;
-  Comm& dp_;
+  Comm& group_;  // the gradient group (dp, or dp × cp)
   std::vector<int64_t> offsets_;  // flat offset of each parameter
   Tensor values_, grads_;         // flat buffers over every parameter
   int64_t shard_begin_ = 0, shard_end_ = 0;

@@ -4,16 +4,26 @@
 #include <map>
 #include <memory>
 
+#include "parallel/context_parallel.h"
+
 namespace weft {
 namespace {
 
 // Reduces per-token losses to the micro-batch loss and, for the backward, each token's weight in it.
-MicroBatchLoss reduce_loss(const Tensor& losses, const Tensor& loss_mask, double grad_scale, Tensor* row_scale) {
+// Under context parallelism the sums run over the tokens of every cp rank.
+MicroBatchLoss reduce_loss(const Tensor& losses, const Tensor& loss_mask, double grad_scale, Comm* cp,
+                           Tensor* row_scale) {
   const std::vector<double> loss = losses.to_doubles(), mask = loss_mask.to_doubles();
   MicroBatchLoss out;
   for (size_t t = 0; t < loss.size(); ++t) {
     out.loss_sum += mask[t] * loss[t];
     out.tokens += mask[t];
+  }
+  if (cp && cp->size() > 1) {
+    Tensor sums = Tensor::from_vector<double>({out.loss_sum, out.tokens}, {2});
+    cp->all_reduce(sums);
+    out.loss_sum = sums.data<double>()[0];
+    out.tokens = sums.data<double>()[1];
   }
   if (row_scale) {
     const double per_token = out.tokens > 0 ? grad_scale / out.tokens : 0.0;
@@ -90,7 +100,7 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
     const int stage = virtual_stage(c);
     if (forward) {
       InFlight& f = flight[{c, m}];
-      f.host = micro_batch(m);
+      f.host = context_parallel_split(micro_batch(m), cp ? cp->size() : 1, cp ? cp->rank() : 0);
       f.batch = f.host.to(model.context().device);
       Tensor x;
       if (stage == 0) {
@@ -103,7 +113,7 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
       if (stage == last_stage) {
         const Tensor losses = model.loss(x, f.batch, f.saved);
         const MicroBatchLoss l =
-            reduce_loss(losses, f.host.loss_mask, 1.0 / double(count), forward_only ? nullptr : &f.row_scale);
+            reduce_loss(losses, f.host.loss_mask, 1.0 / double(count), cp, forward_only ? nullptr : &f.row_scale);
         loss_total += l.mean();
       } else {
         sends.push_back(pp->isend(x, next_rank(c), tag(m, stage + 1, true)));

@@ -3,7 +3,8 @@
 // One executor serves every layout: with one pipeline stage it is plain gradient accumulation (forward then
 // backward, micro-batch by micro-batch); with pp stages it is Megatron's 1F1B; with vpp model chunks per stage
 // it is Megatron's interleaved schedule. Activations and their gradients travel between stages as tagged
-// point-to-point messages (sends never block, receives wait for what they need).
+// point-to-point messages (sends never block, receives wait for what they need). Under context parallelism
+// each rank runs its part of every micro-batch and the loss is reduced over the cp group.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -15,7 +16,7 @@
 
 namespace weft {
 
-// The loss of one micro-batch, Megatron style: Σ mask·loss / Σ mask over its tokens.
+// The loss of one micro-batch, Megatron style: Σ mask·loss / Σ mask over its tokens (on every cp rank).
 struct MicroBatchLoss {
   double loss_sum = 0;  // Σ mask·loss
   double tokens = 0;    // Σ mask
@@ -27,8 +28,10 @@ struct PipelineSchedule {
   std::vector<GptModel*> chunks;     // this rank's model chunks, in virtual-stage order (vpp of them)
   bool sequence_parallel = false;    // activations between stages hold tokens / tp
   int tp_size = 1;
+  Comm* cp = nullptr;                // context-parallel group: each micro-batch is split over it (null: none)
 
-  // Forward and (unless forward_only) backward of micro-batches 0..count-1. Gradients accumulate as those of the
+  // Forward and (unless forward_only) backward of micro-batches 0..count-1 (whole ones: the schedule takes this
+  // rank's context-parallel part). Gradients accumulate as those of the
   // mean of the micro-batch losses. Returns that mean on every rank of the pipeline.
   double run(const std::function<Batch(int64_t)>& micro_batch, int64_t count, bool forward_only) const;
 

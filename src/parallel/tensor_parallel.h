@@ -20,6 +20,7 @@ struct LayerContext {
   DType dtype = DType::f32;        // parameter and activation dtype
   Device device = Device::cpu;
   uint64_t seed = 0;               // initialisation seed
+  Comm* cp = nullptr;              // context-parallel group (null: none)
   int tp_rank() const { return tp->rank(); }
   int tp_size() const { return tp->size(); }
 };

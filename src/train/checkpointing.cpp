@@ -12,10 +12,10 @@ namespace weft {
 void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, const ModelSpec& spec,
                      Optimizer& optimizer, int64_t iteration) {
   CheckpointWriter writer(cfg.checkpoint.save, iteration, *comms.world);
-  // Optimizer state per parameter (gathered over data-parallel ranks when sharded), so any layout reads it back.
+  // Optimizer state per parameter (gathered over the gradient group when sharded), so any layout reads it back.
   std::map<std::string, std::vector<Tensor>> state;
   for (const char* kind : {"master", "exp_avg", "exp_avg_sq"}) state[kind] = optimizer.gather_state(kind);
-  // Data-parallel replicas hold identical state: the first one of each (tp, pp) position writes it.
+  // Data- and context-parallel replicas hold identical state: the first one of each (tp, pp) position writes it.
   if (grid.dp_rank() == 0 && grid.cp_rank() == 0) {
     const auto& params = optimizer.parameters();
     std::vector<ShardedTensor> tensors = model_tensors(params);

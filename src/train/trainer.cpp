@@ -34,6 +34,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
       spec_(ModelSpec::from_config(cfg.model)),
       metrics_(cfg.log.dir, grid.rank() == 0, cfg.checkpoint.load.empty()) {
   ctx_.tp = comms_.tp.get();
+  ctx_.cp = comms_.cp.get();
   const bool gpu = cfg.train.precision == "bf16";
   ctx_.dtype = gpu ? DType::bf16 : DType::f32;
   ctx_.device = gpu ? Device::cuda : Device::cpu;
@@ -50,12 +51,13 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   schedule_.pp = comms_.pp.get();
   schedule_.sequence_parallel = ctx_.sequence_parallel;
   schedule_.tp_size = grid.tp_size();
+  schedule_.cp = comms_.cp.get();
   if (cfg.checkpoint.load.empty()) load_initial_weights(cfg, spec_, params_);  // before the optimizer copies masters
   optimizer_ = std::make_unique<Optimizer>(
       params_,
       OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
-                      cfg.parallel.distributed_optimizer},
-      *comms_.dp);
+                      cfg.parallel.distributed_optimizer, grid.cp_size()},
+      *comms_.dp_cp);
   lr_ = LrSchedule{cfg.train.lr, cfg.train.min_lr, cfg.train.lr_warmup_iters,
                    cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters,
                    cfg.train.lr_decay_style};

@@ -1,11 +1,28 @@
-// weft/test/cli/gpu_train_test.cpp v1 — bf16 training on the GPU follows the CPU's fp32 loss curve.
-// Skips where weft has no GPU to run on (CI).
+// weft/test/cli/gpu_train_test.cpp v1 — bf16 training on the GPU follows the CPU's fp32 loss curve, and on two
+// GPUs every parallel layout follows the single-GPU curve. Skips where weft has no GPU (CI) or one only.
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 #include "cli_util.h"
 
 using namespace weft;
 using namespace weft::test;
+
+namespace {
+
+int gpu_count() {
+  FILE* p = popen("nvidia-smi -L 2>/dev/null", "r");
+  if (!p) return 0;
+  int n = 0;
+  char line[512];
+  while (std::fgets(line, sizeof line, p))
+    if (std::string(line).rfind("GPU ", 0) == 0) ++n;
+  pclose(p);
+  return n;
+}
+
+}  // namespace
 
 TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   TempDir dir;
@@ -37,4 +54,37 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   }
   std::printf("bf16 GPU vs fp32 CPU over 50 steps: worst relative loss difference %.4f%%\n", 100 * worst);
   EXPECT_LT(b.back()["loss"].get<double>(), b.front()["loss"].get<double>() - 1.0);
+}
+
+TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
+  if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs";
+  TempDir dir;
+  const std::string prefix = dir.file("moby");
+  ASSERT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
+                          "--output-prefix " + prefix + " --append-eod").status, 0);
+  const std::string deck = dir.write(
+      "deck.ini", "[model]\nnum_layers = 2\nhidden_size = 256\nffn_hidden_size = 704\nnum_attention_heads = 4\n"
+                  "num_query_groups = 2\nvocab_size = 257\nmax_position_embeddings = 256\n"
+                  "[data]\nprefix = " + prefix + "\ntokenizer = bytes\nseq_length = 256\nsplit = 100,0,0\n"
+                  "[train]\nprecision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 30\n"
+                  "lr = 2e-3\nmin_lr = 2e-4\nlr_warmup_iters = 5\nlr_decay_style = cosine\neval_iters = 0\nseed = 11\n");
+  ASSERT_EQ(run_weft(dir, "train " + deck + " --log.dir=" + dir.file("one")).status, 0);
+  const auto ref = train_lines(dir.file("one/metrics.jsonl"));
+  ASSERT_EQ(ref.size(), 30u);
+  for (const std::string layout : {"", "--parallel.distributed_optimizer=true", "--parallel.tp=2",
+                                   "--parallel.tp=2 --parallel.sequence_parallel=true", "--parallel.cp=2"}) {
+    const std::string log = dir.file("run" + std::to_string(std::hash<std::string>{}(layout)));
+    const Result r = run_weft(dir, "train " + deck + " " + layout + " --log.dir=" + log, 2);
+    ASSERT_EQ(r.status, 0) << layout << "\n" << r.out << r.err;
+    const auto got = train_lines(log + "/metrics.jsonl");
+    ASSERT_EQ(got.size(), 30u) << layout;
+    double worst = 0;
+    for (size_t i = 0; i < 30; ++i) {
+      const double x = got[i]["loss"], y = ref[i]["loss"];
+      worst = std::max(worst, std::abs(x - y) / y);
+      EXPECT_LE(std::abs(x - y), 0.01 * y) << layout << " step " << i + 1;
+    }
+    std::printf("2 GPUs [%s] vs 1 GPU, 30 bf16 steps: worst relative loss difference %.4f%%\n",
+                layout.empty() ? "dp=2" : layout.c_str(), 100 * worst);
+  }
 }

@@ -61,6 +61,9 @@ TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
   expect_same_run(dir, d, "--parallel.tp=2 --parallel.pp=2 --parallel.sequence_parallel=true", 4, ref);
   expect_same_run(dir, d, "--parallel.distributed_optimizer=true", 2, ref);
   expect_same_run(dir, d, "--parallel.tp=2 --parallel.distributed_optimizer=true", 4, ref);
+  expect_same_run(dir, d, "--parallel.cp=2", 2, ref);
+  expect_same_run(dir, d, "--parallel.cp=2 --parallel.tp=2 --parallel.sequence_parallel=true", 4, ref);
+  expect_same_run(dir, d, "--parallel.cp=2 --parallel.pp=2", 4, ref);
 }
 
 TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
@@ -74,11 +77,21 @@ TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
   const Result r = run_weft(dir, "train " + d + " --parallel.tp=2 --log.dir=" + dir.file("part") +
                                      " --checkpoint.load=" + dir.file("ckpt"), 2);
   ASSERT_EQ(r.status, 0) << r.err;
-  const auto full = train_lines(dir.file("full/metrics.jsonl")), part = train_lines(dir.file("part/metrics.jsonl"));
-  ASSERT_EQ(part.size(), 10u);
-  for (size_t i = 0; i < 10; ++i)
-    EXPECT_NEAR(part[i]["loss"].get<double>(), full[i]["loss"].get<double>(), 1e-5 * full[i]["loss"].get<double>())
-        << "step " << i + 1;
+  // Sharded over dp = 2 × cp = 2 (the gradient group), resumed at cp = 2, dp = 1.
+  ASSERT_EQ(run_weft(dir, "train " + d + " --parallel.cp=2 --parallel.distributed_optimizer=true "
+                          "--train.exit_interval=5 --log.dir=" + dir.file("cp") + " --checkpoint.save=" +
+                          dir.file("ckpt_cp"), 4).status, 0);
+  const Result rc = run_weft(dir, "train " + d + " --parallel.cp=2 --log.dir=" + dir.file("cp") +
+                                      " --checkpoint.load=" + dir.file("ckpt_cp"), 2);
+  ASSERT_EQ(rc.status, 0) << rc.err;
+  const auto full = train_lines(dir.file("full/metrics.jsonl"));
+  for (const char* run : {"part", "cp"}) {
+    const auto part = train_lines(dir.file(run) + "/metrics.jsonl");
+    ASSERT_EQ(part.size(), 10u) << run;
+    for (size_t i = 0; i < 10; ++i)
+      EXPECT_NEAR(part[i]["loss"].get<double>(), full[i]["loss"].get<double>(), 1e-5 * full[i]["loss"].get<double>())
+          << run << " step " << i + 1;
+  }
 }
 
 TEST(ParallelLayouts, TiedEmbeddingsAcrossPipelineStages) {
@@ -124,7 +137,9 @@ TEST(ParallelLayouts, BadLayoutsAreClearErrors) {
                                          {"--parallel.pp=2 --parallel.vpp=2 --train.global_batch_size=6 "
                                           "--train.micro_batch_size=2", "train.global_batch_size", 2},
                                          {"--parallel.pp=2 --parallel.last_stage_layers=3 --parallel.first_stage_layers=3",
-                                          "parallel.last_stage_layers", 2}}) {
+                                          "parallel.last_stage_layers", 2},
+                                         {"--parallel.cp=3", "parallel.cp", 3},
+                                         {"--parallel.cp=2 --data.reset_attention_mask=true", "parallel.cp", 2}}) {
     const Result r = run_weft(dir, "train " + d + " " + c.args, c.np);
     EXPECT_EQ(r.status, 2) << c.args << "\n" << r.err;
     EXPECT_NE(r.err.find(c.key), std::string::npos) << c.args << "\n" << r.err;

@@ -165,11 +165,12 @@ std::pair<Tensor, int64_t> random_segments(int64_t t, int pieces) {
   return {Tensor::from_vector(cu, {static_cast<int64_t>(cu.size())}), longest};
 }
 
-void check_attention(int64_t t, int64_t heads, int64_t kv_heads, int64_t d, int64_t window, int pieces) {
+void check_attention(int64_t t, int64_t heads, int64_t kv_heads, int64_t d, int64_t window, int pieces,
+                     bool causal = true) {
   const Tensor q = bf16_rounded(randn({t, heads, d})), k = bf16_rounded(randn({t, kv_heads, d})),
                v = bf16_rounded(randn({t, kv_heads, d})), dout = bf16_rounded(randn({t, heads, d}));
   const auto [cu, longest] = random_segments(t, pieces);
-  AttentionParams p{heads, kv_heads, d, window, 1.0 / std::sqrt(double(d)), longest};
+  AttentionParams p{heads, kv_heads, d, window, 1.0 / std::sqrt(double(d)), longest, causal};
   Tensor out = Tensor::empty({t, heads, d}, DType::f32), lse = Tensor::empty({heads, t}, DType::f32);
   cpu_ops().attention_forward(out, lse, q, k, v, cu, p);
   Tensor dq = Tensor::empty(q.shape(), DType::f32), dk = Tensor::empty(k.shape(), DType::f32),
@@ -177,7 +178,7 @@ void check_attention(int64_t t, int64_t heads, int64_t kv_heads, int64_t d, int6
   cpu_ops().attention_backward(dq, dk, dv, dout, q, k, v, out, lse, cu, p);
   Ops& g = ops_for(Device::cuda);
   const std::string what = str("t ", t, " heads ", heads, "/", kv_heads, " d ", d, " window ", window, " segments ",
-                               cu.numel() - 1);
+                               cu.numel() - 1, causal ? "" : " no mask");
   Tensor gout = poisoned(out.shape(), DType::bf16), glse = poisoned(lse.shape(), DType::f32);
   const Tensor gq = gpu(q), gk = gpu(k), gv = gpu(v), gcu = cu.to(Device::cuda);
   g.attention_forward(gout, glse, gq, gk, gv, gcu, p);
@@ -201,4 +202,21 @@ TEST(GpuOps, AttentionCausalGqaWindowsAndDocuments) {
   check_attention(400, 6, 1, 64, 37, 2);
   check_attention(200, 4, 2, 128, 100, 5);
   check_attention(64, 2, 1, 32, 0, 2);  // a head dim the tensor-core kernel does not take
+}
+
+// Context parallelism's pieces: attention with no causal mask (tensor-core and reference kernels) and the merge.
+TEST(GpuOps, AttentionWithoutMaskAndMerge) {
+  REQUIRE_GPU();
+  check_attention(300, 8, 2, 128, 0, 3, false);
+  check_attention(257, 4, 4, 64, 0, 1, false);
+  check_attention(64, 2, 1, 32, 0, 2, false);
+  const int64_t t = 100, heads = 4, d = 64;
+  const Tensor out1 = bf16_rounded(randn({t, heads, d})), out2 = bf16_rounded(randn({t, heads, d}));
+  const Tensor lse1 = randn({heads, t}), lse2 = randn({heads, t});
+  Tensor out = out1.clone(), lse = lse1.clone();
+  cpu_ops().attention_merge(out, lse, out2, lse2);
+  Tensor gout = gpu(out1), glse = lse1.to(Device::cuda);
+  ops_for(Device::cuda).attention_merge(gout, glse, gpu(out2), lse2.to(Device::cuda));
+  EXPECT_LT(rel_error(gout, out), 1e-2);
+  EXPECT_LT(rel_error(glse, lse), 1e-5);
 }

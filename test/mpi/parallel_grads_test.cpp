@@ -49,20 +49,22 @@ ModelSpec spec(bool tied) {
 struct Layout {
   int tp = 1, pp = 1, vpp = 1;
   bool sp = false, tied = false;
+  int cp = 1;
 };
 
 // Runs 4 micro-batches through `layout` and through a single-rank model, and compares loss and every gradient.
 void compare(const Layout& l) {
   const ModelSpec s = spec(l.tied);
-  const ProcessGrid grid(world(), rank(), {l.tp, 1, 1, l.pp});
+  const ProcessGrid grid(world(), rank(), {l.tp, l.cp, 1, l.pp});
   auto tp = make_mpi_comm("tp", grid.groups("tp"));
+  auto cp = make_mpi_comm("cp", grid.groups("cp"));
   auto pp = make_mpi_comm("pp", grid.groups("pp"));
   auto emb = make_mpi_comm("embedding", grid.groups("embedding"));
   GroupList singles;
   for (int r = 0; r < world(); ++r) singles.push_back({r});
   auto self = make_mpi_comm("self", singles);
 
-  const MockSamples data(64, 12, s.vocab, 9);
+  const MockSamples data(64, 16, s.vocab, 9);
   BatchOptions bo;
   bo.micro_batch_size = 2;
   bo.vocab_size = s.vocab;
@@ -74,9 +76,9 @@ void compare(const Layout& l) {
   PipelineSchedule ref_schedule{self.get(), {&ref}, false, 1};
   const double ref_loss = ref_schedule.run(micro, 4, false);
 
-  LayerContext ctx{tp.get(), l.sp, DType::f64, Device::cpu, 3};
+  LayerContext ctx{tp.get(), l.sp, DType::f64, Device::cpu, 3, cp.get()};
   std::vector<std::unique_ptr<GptModel>> chunks;
-  PipelineSchedule schedule{pp.get(), {}, l.sp, l.tp};
+  PipelineSchedule schedule{pp.get(), {}, l.sp, l.tp, cp.get()};
   std::vector<Parameter*> params;
   for (int c = 0; c < l.vpp; ++c) {
     chunks.push_back(std::make_unique<GptModel>(s, ctx, StageLayout::of(s, grid.pp_rank(), l.pp, c, l.vpp, 0, 0)));
@@ -85,6 +87,7 @@ void compare(const Layout& l) {
   }
   const double loss = schedule.run(micro, 4, false);
   reduce_shared_gradients(params, *tp, *emb, s.tie_embeddings, l.pp);
+  for (Parameter* p : params) cp->all_reduce(p->grad);  // context-parallel ranks hold parts of one gradient
   EXPECT_NEAR(loss, ref_loss, 1e-12 * ref_loss);
 
   std::map<std::string, Parameter*> by_name;
@@ -103,7 +106,7 @@ void compare(const Layout& l) {
       diff = std::max(diff, std::abs(got[i] - want[i]));
     }
     EXPECT_LE(diff, 1e-9 * scale) << p->name << " (tp " << l.tp << " pp " << l.pp << " vpp " << l.vpp << " sp "
-                                  << l.sp << ")";
+                                  << l.sp << " cp " << l.cp << ")";
   }
 }
 
@@ -125,6 +128,18 @@ TEST(ParallelGradients, TensorTimesPipeline) {
   if (world() != 4) GTEST_SKIP() << "runs on 4 ranks";
   compare({2, 2, 1, true, true});
   compare({2, 2, 2, false, false});
+}
+
+TEST(ParallelGradients, ContextParallelRingAttention) {
+  if (world() == 2) {
+    compare({1, 1, 1, false, true, 2});
+  } else if (world() == 4) {
+    compare({1, 1, 1, false, false, 4});  // every ring pattern: own block, blocks before and after
+    compare({2, 1, 1, true, false, 2});   // with tensor and sequence parallelism
+    compare({1, 2, 1, false, true, 2});   // with a pipeline
+  } else {
+    GTEST_SKIP() << "runs on 2 or 4 ranks";
+  }
 }
 
 // ZeRO-1: each of dp ranks keeps 1/dp of the masters and moments, and a step gives the unsharded step's weights.

@@ -207,6 +207,59 @@ TEST(CpuOps, AttentionBackwardWithGqaWindowAndDocuments) {
   }
 }
 
+// Context parallelism's building blocks: attention without the causal mask, and merging two partial results.
+TEST(CpuOps, FullAttentionAndMergeEqualAttentionOverTheUnionOfKeys) {
+  std::mt19937 gen(17);
+  const int64_t t = 6, h = 4, hk = 2, d = 8;
+  const std::vector<int32_t> bounds{0, 2, 6};
+  const Tensor cu = Tensor::from_vector<int32_t>(bounds, {3});
+  Tensor q = random_tensor({t, h, d}, DType::f64, gen);
+  Tensor k1 = random_tensor({t, hk, d}, DType::f64, gen), v1 = random_tensor({t, hk, d}, DType::f64, gen);
+  const Tensor k2 = random_tensor({t, hk, d}, DType::f64, gen), v2 = random_tensor({t, hk, d}, DType::f64, gen);
+  AttentionParams p{h, hk, d, 0, 1.0 / std::sqrt(double(d))};
+  p.causal = false;
+  Tensor out = Tensor::empty({t, h, d}, DType::f64), lse = Tensor::empty({h, t}, DType::f64);
+  Tensor out2 = Tensor::empty({t, h, d}, DType::f64), lse2 = Tensor::empty({h, t}, DType::f64);
+  cpu().attention_forward(out, lse, q, k1, v1, cu, p);
+  cpu().attention_forward(out2, lse2, q, k2, v2, cu, p);
+  cpu().attention_merge(out, lse, out2, lse2);
+  // Softmax over both key sets of the query's segment, written out.
+  for (int64_t s = 0; s < 2; ++s)
+    for (int64_t i = bounds[s]; i < bounds[s + 1]; ++i)
+      for (int64_t head = 0; head < h; ++head) {
+        std::vector<double> score, acc(d, 0.0);
+        std::vector<const double*> values;
+        for (const auto& [k, v] : {std::pair<const Tensor*, const Tensor*>{&k1, &v1}, {&k2, &v2}})
+          for (int64_t j = bounds[s]; j < bounds[s + 1]; ++j) {
+            double dot_qk = 0;
+            for (int64_t e = 0; e < d; ++e)
+              dot_qk += q.data<double>()[(i * h + head) * d + e] * k->data<double>()[(j * hk + head / 2) * d + e];
+            score.push_back(dot_qk * p.scale);
+            values.push_back(v->data<double>() + (j * hk + head / 2) * d);
+          }
+        double sum = 0;
+        for (size_t j = 0; j < score.size(); ++j) {
+          sum += std::exp(score[j]);
+          for (int64_t e = 0; e < d; ++e) acc[e] += std::exp(score[j]) * values[j][e];
+        }
+        EXPECT_NEAR(lse.data<double>()[head * t + i], std::log(sum), 1e-12);
+        for (int64_t e = 0; e < d; ++e) EXPECT_NEAR(out.data<double>()[(i * h + head) * d + e], acc[e] / sum, 1e-12);
+      }
+  // The backward without the mask, against finite differences.
+  const Tensor r = random_tensor({t, h, d}, DType::f64, gen);
+  auto loss = [&] {
+    cpu().attention_forward(out, lse, q, k1, v1, cu, p);
+    return dot(out, r);
+  };
+  loss();
+  Tensor dq = Tensor::empty(q.shape(), DType::f64), dk = Tensor::empty(k1.shape(), DType::f64),
+         dv = Tensor::empty(v1.shape(), DType::f64);
+  cpu().attention_backward(dq, dk, dv, r, q, k1, v1, out, lse, cu, p);
+  expect_gradient(q, loss, dq, "full attention dq", gen);
+  expect_gradient(k1, loss, dk, "full attention dk", gen);
+  expect_gradient(v1, loss, dv, "full attention dv", gen);
+}
+
 TEST(CpuOps, AdamWMatchesClosedForm) {
   std::mt19937 gen(8);
   Tensor w = random_tensor({10}, DType::f64, gen), m = Tensor::zeros({10}, DType::f64),

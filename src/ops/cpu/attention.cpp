@@ -61,6 +61,21 @@ inline int64_t first_key(int64_t i, int64_t begin, int64_t window) {
   return window > 0 ? std::max(begin, i - window + 1) : begin;
 }
 
+// The last key visible to query i of a segment ending at `end`.
+inline int64_t last_key(int64_t i, int64_t end, bool causal) { return causal ? i : end - 1; }
+
+void check_mask(const AttentionParams& p) {
+  WEFT_CHECK(p.causal || p.window == 0, "attention: a sliding window needs the causal mask");
+}
+
+double get_stat(const Tensor& t, int64_t i) {
+  return t.dtype() == DType::f64 ? t.data<double>()[i] : double(t.data<float>()[i]);
+}
+void set_stat(Tensor& t, int64_t i, double value) {
+  if (t.dtype() == DType::f64) t.data<double>()[i] = value;
+  else t.data<float>()[i] = static_cast<float>(value);
+}
+
 }  // namespace
 
 void CpuOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) {
@@ -92,6 +107,7 @@ void CpuOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const 
                  out.shape() == q.shape() && lse.numel() == H * tokens && H % Hk == 0,
              "attention_forward: bad shapes q ", q.describe(), " k ", k.describe(), " out ", out.describe(), " lse ",
              lse.describe());
+  check_mask(p);
   const auto segs = segments_of(cu_seqlens, tokens);
   const int64_t rep = H / Hk;
   dispatch_float(q, [&]<typename T>() {
@@ -102,11 +118,11 @@ void CpuOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const 
       for (int64_t h = 0; h < H; ++h) {
         const int64_t hk = h / rep;
         for (int64_t i = s.begin; i < s.end; ++i) {
-          const int64_t j0 = first_key(i, s.begin, p.window);
+          const int64_t j0 = first_key(i, s.begin, p.window), j1 = last_key(i, s.end, p.causal);
           const T* qi = qp + (i * H + h) * D;
-          score.assign(static_cast<size_t>(i - j0 + 1), 0.0);
+          score.assign(static_cast<size_t>(j1 - j0 + 1), 0.0);
           double mx = -INFINITY;
-          for (int64_t j = j0; j <= i; ++j) {
+          for (int64_t j = j0; j <= j1; ++j) {
             const T* kj = kp + (j * Hk + hk) * D;
             double dot = 0;
             for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * double(kj[d]);
@@ -115,16 +131,14 @@ void CpuOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const 
           }
           double sum = 0;
           std::fill(acc.begin(), acc.end(), 0.0);
-          for (int64_t j = j0; j <= i; ++j) {
+          for (int64_t j = j0; j <= j1; ++j) {
             const double e = std::exp(score[j - j0] - mx);
             sum += e;
             const T* vj = vp + (j * Hk + hk) * D;
             for (int64_t d = 0; d < D; ++d) acc[d] += e * double(vj[d]);
           }
           for (int64_t d = 0; d < D; ++d) op[(i * H + h) * D + d] = T(acc[d] / sum);
-          const double l = mx + std::log(sum);
-          if (lse.dtype() == DType::f64) lse.data<double>()[h * tokens + i] = l;
-          else lse.data<float>()[h * tokens + i] = static_cast<float>(l);
+          set_stat(lse, h * tokens + i, mx + std::log(sum));
         }
       }
   });
@@ -137,6 +151,7 @@ void CpuOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor
   WEFT_CHECK(dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape() &&
                  dout.shape() == out.shape(),
              "attention_backward: gradient shapes do not match their tensors");
+  check_mask(p);
   const auto segs = segments_of(cu_seqlens, tokens);
   const int64_t rep = H / Hk;
   zero(dq);
@@ -150,16 +165,15 @@ void CpuOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor
       for (int64_t h = 0; h < H; ++h) {
         const int64_t hk = h / rep;
         for (int64_t i = s.begin; i < s.end; ++i) {
-          const int64_t j0 = first_key(i, s.begin, p.window);
+          const int64_t j0 = first_key(i, s.begin, p.window), j1 = last_key(i, s.end, p.causal);
           const T* qi = qp + (i * H + h) * D;
           const T* gi = gp + (i * H + h) * D;
           const T* oi = op + (i * H + h) * D;
-          const double l = lse.dtype() == DType::f64 ? lse.data<double>()[h * tokens + i]
-                                                     : double(lse.data<float>()[h * tokens + i]);
+          const double l = get_stat(lse, h * tokens + i);
           double delta = 0;  // Σ_d dout·out = Σ_j P_ij dP_ij
           for (int64_t d = 0; d < D; ++d) delta += double(gi[d]) * double(oi[d]);
           std::fill(dqi.begin(), dqi.end(), 0.0);
-          for (int64_t j = j0; j <= i; ++j) {
+          for (int64_t j = j0; j <= j1; ++j) {
             const T* kj = kp + (j * Hk + hk) * D;
             const T* vj = vp + (j * Hk + hk) * D;
             double dot = 0, dp = 0;
@@ -179,6 +193,29 @@ void CpuOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor
           }
           for (int64_t d = 0; d < D; ++d) dqp[(i * H + h) * D + d] = T(dqi[d]);
         }
+      }
+  });
+}
+
+void CpuOps::attention_merge(Tensor& out, Tensor& lse, const Tensor& part_out, const Tensor& part_lse) {
+  WEFT_CHECK(part_out.shape() == out.shape() && part_lse.shape() == lse.shape() && out.ndim() == 3 &&
+                 lse.numel() == out.size(0) * out.size(1),
+             "attention_merge: expected out [t, heads, d] and lse [heads, t] twice, got ", out.describe(), ", ",
+             lse.describe(), ", ", part_out.describe(), ", ", part_lse.describe());
+  const int64_t tokens = out.size(0), H = out.size(1), D = out.size(2);
+  dispatch_float(out, [&]<typename T>() {
+    T* op = out.data<T>();
+    const T* pp = part_out.data<T>();
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < tokens; ++i) {
+        const double a = get_stat(lse, h * tokens + i), b = get_stat(part_lse, h * tokens + i);
+        const double m = std::max(a, b), merged = m + std::log(std::exp(a - m) + std::exp(b - m));
+        const double wa = std::exp(a - merged), wb = std::exp(b - merged);
+        for (int64_t d = 0; d < D; ++d) {
+          T& o = op[(i * H + h) * D + d];
+          o = T(wa * double(o) + wb * double(pp[(i * H + h) * D + d]));
+        }
+        set_stat(lse, h * tokens + i, merged);
       }
   });
 }
