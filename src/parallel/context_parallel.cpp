@@ -43,20 +43,38 @@ void copy_range(Tensor& dst, int64_t at, const Tensor& src, int64_t from, int64_
   std::copy(src.data<T>() + from, src.data<T>() + from + n, dst.data<T>() + at);
 }
 
-// The key/value block a rank holds at one ring step, and the buffers the next one arrives in.
-struct KvRing {
-  Tensor k, v, k_next, v_next;
-  KvRing(const Tensor& k0, const Tensor& v0)
-      : k(k0.clone()), v(v0.clone()), k_next(Tensor::empty(k0.shape(), k0.dtype(), k0.device())),
-        v_next(Tensor::empty(v0.shape(), v0.dtype(), v0.device())) {}
-  // Passes the block to the next rank and takes the previous rank's.
-  void shift(Comm& cp, int next, int prev) {
-    cp.send_recv(k, next, k_next, prev);
-    cp.send_recv(v, next, v_next, prev);
-    std::swap(k, k_next);
-    std::swap(v, v_next);
+// Two tensors that travel the ring together (keys and values, or their gradients), and the buffers the next
+// rank's arrive in.
+struct RingPair {
+  Tensor a, b, a_next, b_next;
+  RingPair(Tensor first, Tensor second)
+      : a(std::move(first)), b(std::move(second)), a_next(Tensor::empty(a.shape(), a.dtype(), a.device())),
+        b_next(Tensor::empty(b.shape(), b.dtype(), b.device())) {}
+  // Passes the pair to the next rank and takes the previous rank's.
+  void shift(Comm& cp) {
+    const int size = cp.size(), next = (cp.rank() + 1) % size, prev = (cp.rank() + size - 1) % size;
+    cp.send_recv(a, next, a_next, prev);
+    cp.send_recv(b, next, b_next, prev);
+    std::swap(a, a_next);
+    std::swap(b, b_next);
   }
 };
+
+// Walks the ring: at each step calls work(pair, params) for every piece of attention this rank's queries owe the
+// key/value block it holds, passes the block on, then calls after_step().
+template <typename Work, typename AfterStep>
+void around_the_ring(Comm& cp, RingPair& kv, const AttentionParams& p, Work&& work, AfterStep&& after_step) {
+  const int size = cp.size(), r = cp.rank();
+  for (int step = 0; step < size; ++step) {
+    for (const Pair& w : pairs_for(r, (r - step + size) % size)) {
+      AttentionParams pw = p;
+      pw.causal = w.causal;
+      work(w, pw);
+    }
+    if (step + 1 < size) kv.shift(cp);
+    after_step();
+  }
+}
 
 void check_split(const Comm* cp, const Batch& batch) {
   WEFT_CHECK(batch.cp == cp->size(), "context parallelism: the batch was split for cp = ", batch.cp,
@@ -104,29 +122,22 @@ void context_parallel_attention_forward(Comm* cp, Tensor& out, Tensor& lse, cons
   Ops& ops = ops_for(q);
   if (!cp || cp->size() == 1) return ops.attention_forward(out, lse, q, k, v, batch.cu_seqlens, p);
   check_split(cp, batch);
-  const int size = cp->size(), r = cp->rank(), next = (r + 1) % size, prev = (r + size - 1) % size;
   const int64_t half = q.size(0) / 2, H = p.num_heads;
   Tensor part_out = Tensor::empty(half_of(out, 0).shape(), out.dtype(), out.device());
   Tensor part_lse = Tensor::empty({H, half}, lse.dtype(), lse.device());
   std::vector<bool> started(2, false);
-  KvRing ring(k, v);
-  for (int step = 0; step < size; ++step) {
-    const int j = (r - step + size) % size;
-    for (const Pair& w : pairs_for(r, j)) {
-      AttentionParams pw = p;
-      pw.causal = w.causal;
-      Tensor o = half_of(out, w.qh), l = lse_half(lse, H, w.qh);
-      const Tensor qh = half_of(q, w.qh), kh = half_of(ring.k, w.kh), vh = half_of(ring.v, w.kh);
-      if (!started[w.qh]) {
-        ops.attention_forward(o, l, qh, kh, vh, batch.cu_seqlens, pw);
-        started[w.qh] = true;
-      } else {
-        ops.attention_forward(part_out, part_lse, qh, kh, vh, batch.cu_seqlens, pw);
-        ops.attention_merge(o, l, part_out, part_lse);
-      }
+  RingPair kv(k.clone(), v.clone());
+  around_the_ring(*cp, kv, p, [&](const Pair& w, const AttentionParams& pw) {
+    Tensor o = half_of(out, w.qh), l = lse_half(lse, H, w.qh);
+    const Tensor qh = half_of(q, w.qh), kh = half_of(kv.a, w.kh), vh = half_of(kv.b, w.kh);
+    if (!started[w.qh]) {
+      ops.attention_forward(o, l, qh, kh, vh, batch.cu_seqlens, pw);
+      started[w.qh] = true;
+    } else {
+      ops.attention_forward(part_out, part_lse, qh, kh, vh, batch.cu_seqlens, pw);
+      ops.attention_merge(o, l, part_out, part_lse);
     }
-    if (step + 1 < size) ring.shift(*cp, next, prev);
-  }
+  }, [] {});
 }
 
 void context_parallel_attention_backward(Comm* cp, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
@@ -136,40 +147,29 @@ void context_parallel_attention_backward(Comm* cp, Tensor& dq, Tensor& dk, Tenso
   if (!cp || cp->size() == 1)
     return ops.attention_backward(dq, dk, dv, dout, q, k, v, out, lse, batch.cu_seqlens, p);
   check_split(cp, batch);
-  const int size = cp->size(), r = cp->rank(), next = (r + 1) % size, prev = (r + size - 1) % size;
   const int64_t H = p.num_heads;
   const DType acc = stat_dtype(q.dtype());
   // Gradients add up over ring steps in fp32; the key/value ones travel with their block.
   Tensor dq_acc = Tensor::zeros(q.shape(), acc, q.device());
-  Tensor dk_acc = Tensor::zeros(k.shape(), acc, k.device()), dv_acc = Tensor::zeros(v.shape(), acc, v.device());
-  Tensor dk_next = Tensor::empty(k.shape(), acc, k.device()), dv_next = Tensor::empty(v.shape(), acc, v.device());
+  RingPair dkv(Tensor::zeros(k.shape(), acc, k.device()), Tensor::zeros(v.shape(), acc, v.device()));
   Tensor part_dq = Tensor::empty(half_of(q, 0).shape(), q.dtype(), q.device());
   Tensor part_dk = Tensor::empty(half_of(k, 0).shape(), k.dtype(), k.device());
   Tensor part_dv = Tensor::empty(half_of(v, 0).shape(), v.dtype(), v.device());
-  KvRing ring(k, v);
-  for (int step = 0; step < size; ++step) {
-    const int j = (r - step + size) % size;
-    for (const Pair& w : pairs_for(r, j)) {
-      AttentionParams pw = p;
-      pw.causal = w.causal;
-      // With the final out and lse, each block's backward is exact for its share of the probabilities.
-      ops.attention_backward(part_dq, part_dk, part_dv, half_of(dout, w.qh), half_of(q, w.qh), half_of(ring.k, w.kh),
-                             half_of(ring.v, w.kh), half_of(out, w.qh), lse_half(lse, H, w.qh), batch.cu_seqlens, pw);
-      Tensor dqh = half_of(dq_acc, w.qh), dkh = half_of(dk_acc, w.kh), dvh = half_of(dv_acc, w.kh);
-      ops.add(dqh, part_dq, 1.0);
-      ops.add(dkh, part_dk, 1.0);
-      ops.add(dvh, part_dv, 1.0);
-    }
-    if (step + 1 < size) ring.shift(*cp, next, prev);
-    // The gradients of the block just used go on with it; after the last step they arrive at their owner.
-    cp->send_recv(dk_acc, next, dk_next, prev);
-    cp->send_recv(dv_acc, next, dv_next, prev);
-    std::swap(dk_acc, dk_next);
-    std::swap(dv_acc, dv_next);
-  }
+  RingPair kv(k.clone(), v.clone());
+  around_the_ring(*cp, kv, p, [&](const Pair& w, const AttentionParams& pw) {
+    // With the final out and lse, each block's backward is exact for its share of the probabilities.
+    ops.attention_backward(part_dq, part_dk, part_dv, half_of(dout, w.qh), half_of(q, w.qh), half_of(kv.a, w.kh),
+                           half_of(kv.b, w.kh), half_of(out, w.qh), lse_half(lse, H, w.qh), batch.cu_seqlens, pw);
+    Tensor dqh = half_of(dq_acc, w.qh), dkh = half_of(dkv.a, w.kh), dvh = half_of(dkv.b, w.kh);
+    ops.add(dqh, part_dq, 1.0);
+    ops.add(dkh, part_dk, 1.0);
+    ops.add(dvh, part_dv, 1.0);
+  }, [&] {
+    dkv.shift(*cp);  // the block's gradients go on with it; after the last step they reach their owner
+  });
   ops.convert(dq, dq_acc);
-  ops.convert(dk, dk_acc);
-  ops.convert(dv, dv_acc);
+  ops.convert(dk, dkv.a);
+  ops.convert(dv, dkv.b);
 }
 
 }  // namespace weft

@@ -22,20 +22,27 @@ int gpu_count() {
   return n;
 }
 
+// Moby-Dick as bytes, and a deck for a 2-layer model with head dim 64 (so the tensor-core attention runs) and GQA;
+// `train` holds the run's own [train] keys.
+std::string small_deck(const TempDir& dir, const std::string& seq_length, const std::string& train) {
+  const std::string prefix = dir.file("moby");
+  EXPECT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
+                          "--output-prefix " + prefix + " --append-eod").status, 0);
+  return dir.write("deck.ini", "[model]\nnum_layers = 2\nhidden_size = 256\nffn_hidden_size = 704\n"
+                               "num_attention_heads = 4\nnum_query_groups = 2\nvocab_size = 257\n"
+                               "max_position_embeddings = 256\n[data]\nprefix = " + prefix + "\ntokenizer = bytes\n"
+                               "seq_length = " + seq_length + "\nsplit = 100,0,0\n[train]\n" + train +
+                               "lr = 2e-3\nmin_lr = 2e-4\nlr_warmup_iters = 5\nlr_decay_style = cosine\neval_iters = 0\n"
+                               "seed = 11\n");
+}
+
 }  // namespace
 
 TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   TempDir dir;
-  const std::string prefix = dir.file("moby");
-  ASSERT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
-                          "--output-prefix " + prefix + " --append-eod").status, 0);
-  // Head dim 64, so the tensor-core attention runs; GQA; two data-parallel ranks on the GPU run.
-  const std::string deck = dir.write(
-      "deck.ini", "[model]\nnum_layers = 2\nhidden_size = 256\nffn_hidden_size = 704\nnum_attention_heads = 4\n"
-                  "num_query_groups = 2\nvocab_size = 257\nmax_position_embeddings = 256\n"
-                  "[data]\nprefix = " + prefix + "\ntokenizer = bytes\nseq_length = 128\nsplit = 100,0,0\n"
-                  "[train]\nmicro_batch_size = 8\nglobal_batch_size = 16\ntrain_iters = 50\nlr = 2e-3\nmin_lr = 2e-4\n"
-                  "lr_warmup_iters = 5\nlr_decay_style = cosine\neval_iters = 0\nseed = 11\n");
+  // Two data-parallel ranks on the CPU run.
+  const std::string deck =
+      small_deck(dir, "128", "micro_batch_size = 8\nglobal_batch_size = 16\ntrain_iters = 50\n");
   const Result gpu = run_weft(dir, "train " + deck + " --train.precision=bf16 --log.dir=" + dir.file("gpu"));
   if (gpu.status != 0 && (gpu.err.find("needs a GPU") != std::string::npos ||
                           gpu.err.find("built without") != std::string::npos))
@@ -59,15 +66,8 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
 TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
   if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs";
   TempDir dir;
-  const std::string prefix = dir.file("moby");
-  ASSERT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
-                          "--output-prefix " + prefix + " --append-eod").status, 0);
-  const std::string deck = dir.write(
-      "deck.ini", "[model]\nnum_layers = 2\nhidden_size = 256\nffn_hidden_size = 704\nnum_attention_heads = 4\n"
-                  "num_query_groups = 2\nvocab_size = 257\nmax_position_embeddings = 256\n"
-                  "[data]\nprefix = " + prefix + "\ntokenizer = bytes\nseq_length = 256\nsplit = 100,0,0\n"
-                  "[train]\nprecision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 30\n"
-                  "lr = 2e-3\nmin_lr = 2e-4\nlr_warmup_iters = 5\nlr_decay_style = cosine\neval_iters = 0\nseed = 11\n");
+  const std::string deck = small_deck(
+      dir, "256", "precision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 30\n");
   ASSERT_EQ(run_weft(dir, "train " + deck + " --log.dir=" + dir.file("one")).status, 0);
   const auto ref = train_lines(dir.file("one/metrics.jsonl"));
   ASSERT_EQ(ref.size(), 30u);
