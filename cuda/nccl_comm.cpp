@@ -1,4 +1,4 @@
-// weft/cuda/nccl_comm.cpp v1 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
+// weft/cuda/nccl_comm.cpp v2 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
 //
 // Each process group gets an NCCL communicator made from an ncclUniqueId that the group's first rank creates and
 // MPI broadcasts. Collectives are queued on weft's compute stream, so they are ordered with the kernels around
@@ -77,28 +77,25 @@ class HybridComm final : public Comm {
     if (on_host(t)) return host_->broadcast(t, root);
     NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), root, nccl_, cuda::stream()));
   }
-  void send(const Tensor& t, int peer, int tag) override {
-    if (on_host(t)) return host_->send(t, peer, tag);
+  void send(const Tensor& t, int peer) override {
+    if (on_host(t)) return host_->send(t, peer);
     NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
   }
-  void recv(Tensor& t, int peer, int tag) override {
-    if (on_host(t)) return host_->recv(t, peer, tag);
+  void recv(Tensor& t, int peer) override {
+    if (on_host(t)) return host_->recv(t, peer);
     NCCL_CHECK(ncclRecv(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
   }
-  void send_recv(const Tensor& out, int to, Tensor& in, int from) override {
-    if (on_host(out)) return host_->send_recv(out, to, in, from);
-    WEFT_CHECK(out.numel() == in.numel() && out.dtype() == in.dtype(), "send_recv on ", name(),
-               ": the sent and received tensors differ");
+  void exchange(const std::vector<std::pair<Tensor, int>>& sends,
+                const std::vector<std::pair<Tensor, int>>& recvs) override {
+    if (sends.empty() && recvs.empty()) return;
+    const Tensor& any = sends.empty() ? recvs[0].first : sends[0].first;
+    if (on_host(any)) return host_->exchange(sends, recvs);
     NCCL_CHECK(ncclGroupStart());
-    NCCL_CHECK(ncclSend(out.data_ptr(), out.numel(), nccl_type(out.dtype()), to, nccl_, cuda::stream()));
-    NCCL_CHECK(ncclRecv(in.data_ptr(), in.numel(), nccl_type(in.dtype()), from, nccl_, cuda::stream()));
+    for (const auto& [t, peer] : sends)
+      NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
+    for (const auto& [t, peer] : recvs)
+      NCCL_CHECK(ncclRecv(t.data_ptr(), t.numel(), nccl_type(t.dtype()), peer, nccl_, cuda::stream()));
     NCCL_CHECK(ncclGroupEnd());
-  }
-  std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
-    if (on_host(t)) return host_->isend(t, peer, tag);
-    // NCCL matches messages by order, not tag, and a send holds the stream until it is received: pipeline
-    // schedules on GPUs need batched send/receive pairs, which weft does not have yet (validation refuses them).
-    fail(str("non-blocking device sends on ", name(), " are not available (GPU pipeline parallelism)"));
   }
   void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,
                     const std::vector<int64_t>& send_counts) override {

@@ -36,9 +36,9 @@ for stage in "${STAGES[@]}"; do
       while read -r line; do row "$line"; done < <(grep -E "worst relative" "$OUT/gpu_train.log")
       row "GPU training tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
     parallel)
-      # The 1.5B shape on 2 GPUs, one global batch of 4 × 4096 tokens per step in every layout (1 GPU beside it).
-      for layout in "1:" "2:" "2:--parallel.distributed_optimizer=true" "2:--parallel.tp=2 --parallel.sequence_parallel=true" \
-                    "2:--parallel.cp=2"; do
+      # The 1.5B shape on 2 GPUs, one global batch of 4 × 4096 tokens per step in every layout (1 GPU after them).
+      for layout in "2:" "2:--parallel.distributed_optimizer=true" "2:--parallel.tp=2 --parallel.sequence_parallel=true" \
+                    "2:--parallel.pp=2 --train.micro_batch_size=1" "2:--parallel.cp=2" "1:"; do
         np=${layout%%:*}; args=${layout#*:}; dir=runs/par-$np-$(echo "$args" | tr -c 'a-z0-9' '_')
         rm -rf "$dir"; mkdir -p runs
         timeout 240 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.global_batch_size=4 \

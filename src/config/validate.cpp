@@ -129,8 +129,6 @@ void validate_config(const Config& c, int world_size) {
               str("pp·vpp = ", p.pp * p.vpp, " must divide model.num_layers = ", m.num_layers,
                   " (or set parallel.first_stage_layers / last_stage_layers)"));
   }
-  k.require(p.pp == 1 || c.train.precision != "bf16", "parallel.pp",
-            "pipeline parallelism runs on the CPU backend in this build (GPU pipelines need batched NCCL send/recv)");
   k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model; use 1");
 
   const DataConfig& d = c.data;

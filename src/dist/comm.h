@@ -1,4 +1,4 @@
-// weft/src/dist/comm.h v1 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
+// weft/src/dist/comm.h v2 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
 //
 // Counts are in elements of the tensors' dtype. Tensors are contiguous; reductions are sums unless said.
 #pragma once
@@ -11,13 +11,6 @@
 namespace weft {
 
 enum class ReduceOp { sum, max };
-
-// A send in flight; wait() returns once its buffer may be reused.
-class SendRequest {
- public:
-  virtual ~SendRequest() = default;
-  virtual void wait() = 0;
-};
 
 class Comm {
  public:
@@ -32,13 +25,17 @@ class Comm {
   // in [n] → out [size·n], concatenated in rank order.
   virtual void all_gather(Tensor& out, const Tensor& in) = 0;
   virtual void broadcast(Tensor& t, int root) = 0;  // t on every rank = t on root
-  virtual void send(const Tensor& t, int peer, int tag = 0) = 0;  // blocking; peer is a group rank
-  virtual void recv(Tensor& t, int peer, int tag = 0) = 0;        // blocking; t must have the sender's size
-  // Starts a send and returns at once; the tensor is kept alive until the request completes. Messages between
-  // two ranks are matched by tag (MPI) — pipeline schedules tag each by micro-batch and model chunk.
-  virtual std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) = 0;
-  // Sends `out` to rank `to` while receiving `in` (same size) from rank `from`: one step of a ring shift.
-  virtual void send_recv(const Tensor& out, int to, Tensor& in, int from) = 0;
+  // Point-to-point messages between two ranks arrive in the order they were posted. A send completes only once
+  // the peer receives it (MPI_Ssend; an NCCL send holds its stream likewise), so callers post sends together
+  // with the receives that unblock their peers.
+  virtual void send(const Tensor& t, int peer) = 0;  // peer is a group rank
+  virtual void recv(Tensor& t, int peer) = 0;        // t must have the sender's size
+  // Posts every send and receive at once and returns when all have completed (one NCCL group; MPI Issend/Irecv
+  // and Waitall). Tensors are handles: a received one is written in place.
+  virtual void exchange(const std::vector<std::pair<Tensor, int>>& sends,
+                        const std::vector<std::pair<Tensor, int>>& recvs) = 0;
+  // Sends `out` to rank `to` while receiving `in` from rank `from`: one step of a ring shift.
+  void send_recv(const Tensor& out, int to, Tensor& in, int from) { exchange({{out, to}}, {{in, from}}); }
   // Sends consecutive chunks of in, send_counts[r] elements to rank r; receives recv_counts[r] elements from
   // rank r into out, packed in rank order.
   virtual void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,

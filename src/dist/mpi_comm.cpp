@@ -1,4 +1,4 @@
-// weft/src/dist/mpi_comm.cpp v1 — the MPI implementation of Comm, for CPU tensors.
+// weft/src/dist/mpi_comm.cpp v2 — the MPI implementation of Comm, for CPU tensors.
 #include <mpi.h>
 
 #include <algorithm>
@@ -30,17 +30,6 @@ int as_count(int64_t n, const char* what) {
   WEFT_CHECK(n <= INT_MAX, what, ": ", n, " elements exceed the MPI count limit");
   return static_cast<int>(n);
 }
-
-class MpiSendRequest final : public SendRequest {
- public:
-  explicit MpiSendRequest(Tensor t) : tensor(std::move(t)) {}
-  ~MpiSendRequest() override {
-    if (request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
-  }
-  void wait() override { MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE)); }
-  Tensor tensor;  // kept alive until the send completes
-  MPI_Request request = MPI_REQUEST_NULL;
-};
 
 class MpiComm final : public Comm {
  public:
@@ -101,33 +90,35 @@ class MpiComm final : public Comm {
     each_chunk(t, [&](void* p, int n) { MPI_CHECK(MPI_Bcast(p, n, mpi_type(t.dtype()), root, comm_)); });
   }
 
-  void send(const Tensor& t, int peer, int tag) override {
+  // Synchronous sends give the CPU backend NCCL's blocking semantics, so a schedule that would hang on GPUs hangs
+  // (and fails its test) here too.
+  void send(const Tensor& t, int peer) override {
     check_host(t);
-    each_chunk(t, [&](void* p, int n) { MPI_CHECK(MPI_Send(p, n, mpi_type(t.dtype()), peer, tag, comm_)); });
+    each_chunk(t, [&](void* p, int n) { MPI_CHECK(MPI_Ssend(p, n, mpi_type(t.dtype()), peer, 0, comm_)); });
   }
 
-  std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
-    check_host(t);
-    WEFT_CHECK(t.numel() <= kChunk, "isend on ", name_, ": ", t.numel(), " elements exceed one MPI message");
-    auto req = std::make_unique<MpiSendRequest>(t);
-    MPI_CHECK(MPI_Isend(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t.dtype()), peer, tag, comm_, &req->request));
-    return req;
+  void exchange(const std::vector<std::pair<Tensor, int>>& sends,
+                const std::vector<std::pair<Tensor, int>>& recvs) override {
+    std::vector<MPI_Request> requests;
+    for (const auto& [t, peer] : sends) {
+      check_host(t);
+      requests.emplace_back();
+      MPI_CHECK(MPI_Issend(t.data_ptr(), as_count(t.numel(), "exchange"), mpi_type(t.dtype()), peer, 0, comm_,
+                           &requests.back()));
+    }
+    for (const auto& [t, peer] : recvs) {
+      check_host(t);
+      requests.emplace_back();
+      MPI_CHECK(MPI_Irecv(t.data_ptr(), as_count(t.numel(), "exchange"), mpi_type(t.dtype()), peer, 0, comm_,
+                          &requests.back()));
+    }
+    MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
   }
-
-  void send_recv(const Tensor& out, int to, Tensor& in, int from) override {
-    check_host(out);
-    check_host(in);
-    WEFT_CHECK(out.numel() == in.numel() && out.dtype() == in.dtype(), "send_recv on ", name_,
-               ": the sent and received tensors differ: ", out.describe(), " vs ", in.describe());
-    MPI_CHECK(MPI_Sendrecv(out.data_ptr(), as_count(out.numel(), "send_recv"), mpi_type(out.dtype()), to, 0,
-                           in.data_ptr(), as_count(in.numel(), "send_recv"), mpi_type(in.dtype()), from, 0, comm_,
-                           MPI_STATUS_IGNORE));
-  }
-  void recv(Tensor& t, int peer, int tag) override {
+  void recv(Tensor& t, int peer) override {
     check_host(t);
     each_chunk(t, [&](void* p, int n) {
       MPI_Status st;
-      MPI_CHECK(MPI_Recv(p, n, mpi_type(t.dtype()), peer, tag, comm_, &st));
+      MPI_CHECK(MPI_Recv(p, n, mpi_type(t.dtype()), peer, 0, comm_, &st));
       int got = 0;
       MPI_CHECK(MPI_Get_count(&st, mpi_type(t.dtype()), &got));
       WEFT_CHECK(got == n, "recv on ", name_, " from rank ", peer, ": expected ", n, " elements, got ", got);

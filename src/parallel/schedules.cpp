@@ -1,8 +1,7 @@
-// weft/src/parallel/schedules.cpp v1 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
+// weft/src/parallel/schedules.cpp v2 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
 #include "parallel/schedules.h"
 
 #include <map>
-#include <memory>
 
 #include "parallel/context_parallel.h"
 
@@ -44,25 +43,49 @@ struct InFlight {
   Tensor row_scale;
 };
 
+// The point-to-point traffic of one pipeline rank. A send completes only when its peer receives (NCCL holds the
+// stream), so each send waits for this rank's next receive and travels with it as one pair, as Megatron's
+// send_forward_recv_backward does; before a step that receives nothing, it goes alone.
+class PipelineTraffic {
+ public:
+  explicit PipelineTraffic(Comm& pp) : pp_(pp) {}
+  void send(Tensor t, int to) {
+    flush();
+    pending_ = std::move(t);
+    to_ = to;
+  }
+  void recv(Tensor& t, int from) {
+    if (pending_.defined()) pp_.send_recv(pending_, to_, t, from);
+    else pp_.recv(t, from);
+    pending_ = Tensor();
+  }
+  void flush() {
+    if (pending_.defined()) pp_.send(pending_, to_);
+    pending_ = Tensor();
+  }
+
+ private:
+  Comm& pp_;
+  Tensor pending_;
+  int to_ = -1;
+};
+
 }  // namespace
 
-std::vector<std::pair<bool, int64_t>> PipelineSchedule::order(int rank, int pp, int vpp, int64_t count,
-                                                              bool forward_only) {
+std::vector<std::vector<PipelineSchedule::Step>> PipelineSchedule::units(int rank, int pp, int vpp, int64_t count,
+                                                                        bool forward_only) {
   const int64_t total = count * vpp;
-  std::vector<std::pair<bool, int64_t>> steps;
+  std::vector<std::vector<Step>> units;
   if (forward_only) {
-    for (int64_t k = 0; k < total; ++k) steps.emplace_back(true, k);
-    return steps;
+    for (int64_t k = 0; k < total; ++k) units.push_back({{true, k}});
+    return units;
   }
   int64_t warmup = vpp == 1 ? std::min<int64_t>(pp - rank - 1, count)
                             : (count == pp ? total : std::min<int64_t>((pp - rank - 1) * 2 + (vpp - 1) * pp, total));
-  for (int64_t k = 0; k < warmup; ++k) steps.emplace_back(true, k);
-  for (int64_t i = 0; i < total - warmup; ++i) {
-    steps.emplace_back(true, warmup + i);
-    steps.emplace_back(false, i);
-  }
-  for (int64_t k = total - warmup; k < total; ++k) steps.emplace_back(false, k);
-  return steps;
+  for (int64_t k = 0; k < warmup; ++k) units.push_back({{true, k}});
+  for (int64_t i = 0; i < total - warmup; ++i) units.push_back({{true, warmup + i}, {false, i}});
+  for (int64_t k = total - warmup; k < total; ++k) units.push_back({{false, k}});
+  return units;
 }
 
 double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, int64_t count, bool forward_only) const {
@@ -70,71 +93,96 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
   const int64_t group = int64_t(pp_size) * vpp;
   // Virtual micro-batch k → model chunk and micro-batch (Megatron's interleaving: groups of pp micro-batches
   // go through chunk 0, then chunk 1, ...; backwards run the chunks in reverse).
-  auto chunk_of = [&](int64_t k, bool forward) {
-    const int c = static_cast<int>((k % group) / pp_size);
-    return forward ? c : vpp - 1 - c;
+  auto chunk_of = [&](const Step& s) {
+    const int c = static_cast<int>((s.k % group) / pp_size);
+    return s.forward ? c : vpp - 1 - c;
   };
-  auto micro_of = [&](int64_t k) { return (k / group) * pp_size + k % pp_size; };
-  auto virtual_stage = [&](int chunk) { return chunk * pp_size + rank; };
+  auto micro_of = [&](const Step& s) { return (s.k / group) * pp_size + s.k % pp_size; };
   const int last_stage = pp_size * vpp - 1;
-  // One tag per (micro-batch, receiving virtual stage, direction).
-  auto tag = [&](int64_t micro, int stage, bool forward) {
-    return static_cast<int>((micro * (last_stage + 1) + stage) * 2 + (forward ? 0 : 1));
-  };
-  auto prev_rank = [&](int /*chunk*/) { return (rank + pp_size - 1) % pp_size; };
-  auto next_rank = [&](int /*chunk*/) { return (rank + 1) % pp_size; };
+  const int prev_rank = (rank + pp_size - 1) % pp_size, next_rank = (rank + 1) % pp_size;
 
   std::map<std::pair<int, int64_t>, InFlight> flight;
-  std::vector<std::unique_ptr<SendRequest>> sends;
   double loss_total = 0;
-
-  auto hidden_for = [&](const GptModel& m, const Batch& b) {
-    const int64_t t = b.tokens_count() / (sequence_parallel ? tp_size : 1);
-    return Tensor::empty({t, m.spec().hidden}, m.context().dtype, m.context().device);
+  // The micro-batch of a step, split for this cp rank and moved to the device (once, at its forward).
+  auto in_flight = [&](const Step& s) -> InFlight& {
+    InFlight& f = flight[{chunk_of(s), micro_of(s)}];
+    if (!f.batch.tokens.defined()) {
+      f.host = context_parallel_split(micro_batch(micro_of(s)), cp ? cp->size() : 1, cp ? cp->rank() : 0);
+      f.batch = f.host.to(chunks[chunk_of(s)]->context().device);
+    }
+    return f;
+  };
+  // A step's input from a neighbouring stage: activations for a forward past the first stage, their gradients
+  // for a backward before the last; buffers are made when the receive is posted.
+  auto receives = [&](const Step& s) {
+    const int stage = chunk_of(s) * pp_size + rank;
+    return s.forward ? stage != 0 : stage != last_stage;
+  };
+  std::map<std::pair<bool, std::pair<int, int64_t>>, Tensor> inbox;
+  // Steps run in units (a warm-up forward, a steady forward+backward pair, a cool-down backward). After each unit
+  // one exchange posts its outputs together with the next unit's inputs, as Megatron's batched p2p does: with
+  // sends that block until received, no rank then waits on a peer that waits on it.
+  std::vector<std::pair<Tensor, int>> outbox;
+  auto exchange = [&](const std::vector<Step>& next) {
+    std::vector<std::pair<Tensor, int>> recvs;
+    for (const Step& s : next) {
+      if (!receives(s)) continue;
+      const GptModel& model = *chunks[chunk_of(s)];
+      const int64_t t = in_flight(s).batch.tokens_count() / (sequence_parallel ? tp_size : 1);
+      Tensor buffer = Tensor::empty({t, model.spec().hidden}, model.context().dtype, model.context().device);
+      inbox[{s.forward, {chunk_of(s), micro_of(s)}}] = buffer;
+      recvs.emplace_back(buffer, s.forward ? prev_rank : next_rank);
+    }
+    if (!outbox.empty() || !recvs.empty()) pp->exchange(outbox, recvs);
+    outbox.clear();
+  };
+  auto take_input = [&](const Step& s) {
+    auto it = inbox.find({s.forward, {chunk_of(s), micro_of(s)}});
+    Tensor x = std::move(it->second);
+    inbox.erase(it);
+    return x;
   };
 
-  for (const auto& [forward, k] : order(rank, pp_size, vpp, count, forward_only)) {
-    const int c = chunk_of(k, forward);
-    const int64_t m = micro_of(k);
-    GptModel& model = *chunks[c];
-    const int stage = virtual_stage(c);
-    if (forward) {
-      InFlight& f = flight[{c, m}];
-      f.host = context_parallel_split(micro_batch(m), cp ? cp->size() : 1, cp ? cp->rank() : 0);
-      f.batch = f.host.to(model.context().device);
-      Tensor x;
-      if (stage == 0) {
-        x = model.embed(f.batch);
-      } else {
-        x = hidden_for(model, f.batch);
-        pp->recv(x, prev_rank(c), tag(m, stage, true));
-      }
-      x = model.forward_layers(x, f.batch, f.saved);
-      if (stage == last_stage) {
-        const Tensor losses = model.loss(x, f.batch, f.saved);
-        const MicroBatchLoss l =
-            reduce_loss(losses, f.host.loss_mask, 1.0 / double(count), cp, forward_only ? nullptr : &f.row_scale);
-        loss_total += l.mean();
-      } else {
-        sends.push_back(pp->isend(x, next_rank(c), tag(m, stage + 1, true)));
-      }
-      if (forward_only) flight.erase({c, m});
-    } else {
-      InFlight& f = flight.at({c, m});
-      Tensor dx;
-      if (stage == last_stage) {
-        dx = model.loss_backward(f.batch, f.saved, f.row_scale);
-      } else {
-        dx = hidden_for(model, f.batch);
-        pp->recv(dx, next_rank(c), tag(m, stage, false));
-      }
-      dx = model.backward_layers(dx, f.batch, f.saved);
-      if (stage == 0) model.embed_backward(dx, f.batch);
-      else sends.push_back(pp->isend(dx, prev_rank(c), tag(m, stage - 1, false)));
-      flight.erase({c, m});
-    }
+  // NCCL connects two ranks at their first exchange, and both must then ask for the same connections; the
+  // schedule's exchanges are lopsided (a send one way, nothing back), so the first run connects each rank with
+  // both ring neighbours in one symmetric exchange of activation-sized buffers.
+  if (!ring_connected && pp_size > 1) {
+    const Step first{true, 0};
+    const GptModel& model = *chunks[0];
+    const int64_t t = in_flight(first).batch.tokens_count() / (sequence_parallel ? tp_size : 1);
+    auto buffer = [&] { return Tensor::zeros({t, model.spec().hidden}, model.context().dtype, model.context().device); };
+    pp->exchange({{buffer(), next_rank}, {buffer(), prev_rank}}, {{buffer(), prev_rank}, {buffer(), next_rank}});
+    ring_connected = true;
   }
-  for (auto& s : sends) s->wait();
+  const std::vector<std::vector<Step>> plan = units(rank, pp_size, vpp, count, forward_only);
+  if (!plan.empty()) exchange(plan[0]);
+  for (size_t u = 0; u < plan.size(); ++u) {
+    for (const Step& s : plan[u]) {
+      const int c = chunk_of(s), stage = c * pp_size + rank;
+      GptModel& model = *chunks[c];
+      InFlight& f = in_flight(s);
+      if (s.forward) {
+        Tensor x = stage == 0 ? model.embed(f.batch) : take_input(s);
+        x = model.forward_layers(x, f.batch, f.saved);
+        if (stage == last_stage) {
+          const Tensor losses = model.loss(x, f.batch, f.saved);
+          const MicroBatchLoss l =
+              reduce_loss(losses, f.host.loss_mask, 1.0 / double(count), cp, forward_only ? nullptr : &f.row_scale);
+          loss_total += l.mean();
+        } else {
+          outbox.emplace_back(x, next_rank);
+        }
+        if (forward_only) flight.erase({c, micro_of(s)});
+      } else {
+        Tensor dx = stage == last_stage ? model.loss_backward(f.batch, f.saved, f.row_scale) : take_input(s);
+        dx = model.backward_layers(dx, f.batch, f.saved);
+        if (stage == 0) model.embed_backward(dx, f.batch);
+        else outbox.emplace_back(dx, prev_rank);
+        flight.erase({c, micro_of(s)});
+      }
+    }
+    exchange(u + 1 < plan.size() ? plan[u + 1] : std::vector<Step>{});
+  }
   // Only the last stage saw the losses; the pipeline shares their mean.
   Tensor total = Tensor::from_vector<double>({loss_total}, {1});
   pp->all_reduce(total);

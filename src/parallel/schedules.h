@@ -1,9 +1,9 @@
-// weft/src/parallel/schedules.h v1 — running the micro-batches of one global batch through a (pipelined) model.
+// weft/src/parallel/schedules.h v2 — running the micro-batches of one global batch through a (pipelined) model.
 //
 // One executor serves every layout: with one pipeline stage it is plain gradient accumulation (forward then
 // backward, micro-batch by micro-batch); with pp stages it is Megatron's 1F1B; with vpp model chunks per stage
-// it is Megatron's interleaved schedule. Activations and their gradients travel between stages as tagged
-// point-to-point messages (sends never block, receives wait for what they need). Under context parallelism
+// it is Megatron's interleaved schedule. Activations and their gradients travel between stages in batched
+// point-to-point exchanges, one after each unit of work. Under context parallelism
 // each rank runs its part of every micro-batch and the loss is reduced over the cp group.
 #pragma once
 #include <cstdint>
@@ -29,16 +29,21 @@ struct PipelineSchedule {
   bool sequence_parallel = false;    // activations between stages hold tokens / tp
   int tp_size = 1;
   Comm* cp = nullptr;                // context-parallel group: each micro-batch is split over it (null: none)
+  mutable bool ring_connected = false;  // the pipeline ranks have exchanged with both neighbours once
 
   // Forward and (unless forward_only) backward of micro-batches 0..count-1 (whole ones: the schedule takes this
   // rank's context-parallel part). Gradients accumulate as those of the
   // mean of the micro-batch losses. Returns that mean on every rank of the pipeline.
   double run(const std::function<Batch(int64_t)>& micro_batch, int64_t count, bool forward_only) const;
 
-  // The order of (is_forward, virtual micro-batch) steps a pipeline rank runs (Megatron's warm-up, steady
-  // 1F1B, cool-down); exposed for tests.
-  static std::vector<std::pair<bool, int64_t>> order(int pp_rank, int pp_size, int vpp, int64_t count,
-                                                     bool forward_only);
+  // One forward or backward of virtual micro-batch k.
+  struct Step {
+    bool forward;
+    int64_t k;
+  };
+  // The steps a pipeline rank runs, in units that communicate once after they finish: Megatron's warm-up
+  // forwards, steady 1F1B pairs, cool-down backwards.
+  static std::vector<std::vector<Step>> units(int pp_rank, int pp_size, int vpp, int64_t count, bool forward_only);
 };
 
 }  // namespace weft
