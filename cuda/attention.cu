@@ -1,4 +1,4 @@
-// weft/cuda/attention.cu v1 — GQA attention (causal or full) with sliding windows and document segments.
+// weft/cuda/attention.cu v2 — GQA attention (causal or full) with sliding windows and document segments.
 //
 // Two implementations behind the op: flash attention on tensor cores (mma.sync bf16, online softmax, tiles moved
 // with cp.async into XOR-swizzled shared memory; FlashAttention-2's split of the backward) for head dims 64 and
@@ -189,6 +189,68 @@ __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int6
   }
 }
 
+// Whether a kBM-query × kBN-key tile has any (query, key) pair the mask hides: keys after a query (causal), keys
+// a window behind, or rows past the segment's end. Most tiles of a long sequence have none.
+__device__ __forceinline__ bool tile_needs_mask(int64_t q0, int64_t key0, int64_t seg_hi, int64_t window,
+                                                bool causal) {
+  return (causal && key0 + kBN - 1 > q0) || key0 + kBN > seg_hi || q0 + kBM > seg_hi ||
+         (window > 0 && q0 + kBM - 1 - key0 >= window);
+}
+
+__device__ __forceinline__ bool visible(int64_t query, int64_t key, int64_t seg_hi, int64_t window, bool causal) {
+  return (!causal || key <= query) && key < seg_hi && query < seg_hi && (window <= 0 || query - key < window);
+}
+
+// One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
+// probabilities in place, and the running max, sum and output are rescaled. exp2(s·scale·log2e − max) is one
+// FFMA and one MUFU op per score.
+template <bool kMasked, int D>
+__device__ __forceinline__ void online_softmax(float (&sacc)[kBN / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
+                                               float (&l_run)[2], const int64_t (&row_q)[2], int64_t key0,
+                                               int64_t seg_hi, int64_t window, bool causal, float scale_log2, int t) {
+  float corr[2];
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = -INFINITY;
+    #pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt)
+      #pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = sacc[nt][2 * r + e];
+        if (kMasked && !visible(row_q[r], key0 + nt * 8 + 2 * t + e, seg_hi, window, causal)) x = -INFINITY;
+        mx = fmaxf(mx, x);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m_run[r], mx * scale_log2);
+    const float base = m_new == -INFINITY ? 0.f : m_new;
+    corr[r] = fast_exp2(m_run[r] - base);
+    float rowsum = 0.f;
+    #pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt)
+      #pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = sacc[nt][2 * r + e];
+        x = fast_exp2(fmaf(x, scale_log2, -base));
+        rowsum += x;
+      }
+    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
+    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 2);
+    l_run[r] = l_run[r] * corr[r] + rowsum;
+    m_run[r] = m_new;
+  }
+  // Once the running max settles (most tiles of a long row), no row of the warp needs the rescale.
+  if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o[dt][0] *= corr[0];
+      o[dt][1] *= corr[0];
+      o[dt][2] *= corr[1];
+      o[dt][3] *= corr[1];
+    }
+  }
+}
+
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
                                                                  const bf16_t* k, const bf16_t* v, Segments seg,
@@ -262,50 +324,13 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
         mma(sacc[2 * p], qf[ks], b[0], b[1]);
         mma(sacc[2 * p + 1], qf[ks], b[2], b[3]);
       }
-    // Mask (causal, window, segment end) and online softmax, in the log2 domain.
+    // Online softmax in the log2 domain; only tiles that cross the diagonal, the window's edge or the segment's
+    // end pay for the mask.
     const int64_t key0 = seg_lo + int64_t(kb) * kBN;
-    float m_new[2], rowsum[2] = {0.f, 0.f};
-    #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
-      #pragma unroll
-      for (int nt = 0; nt < kBN / 8; ++nt)
-        #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t kj = key0 + nt * 8 + 2 * t + e;
-          const bool ok = (!causal || kj <= row_q[r]) && kj < seg_hi && row_q[r] < seg_hi &&
-                          (window <= 0 || row_q[r] - kj < window);
-          float& x = sacc[nt][2 * r + e];
-          x = ok ? x * scale_log2 : -INFINITY;
-          mx = fmaxf(mx, x);
-        }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      m_new[r] = fmaxf(m_run[r], mx);
-      const float base = m_new[r] == -INFINITY ? 0.f : m_new[r];
-      const float corr = fast_exp2(m_run[r] - base);
-      #pragma unroll
-      for (int nt = 0; nt < kBN / 8; ++nt)
-        #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = sacc[nt][2 * r + e];
-          x = fast_exp2(x - base);
-          rowsum[r] += x;
-        }
-      l_run[r] *= corr;
-      #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        o[dt][2 * r] *= corr;
-        o[dt][2 * r + 1] *= corr;
-      }
-      m_run[r] = m_new[r];
-    }
-    #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      rowsum[r] += __shfl_xor_sync(0xffffffffu, rowsum[r], 1);
-      rowsum[r] += __shfl_xor_sync(0xffffffffu, rowsum[r], 2);
-      l_run[r] += rowsum[r];
-    }
+    if (tile_needs_mask(q0, key0, seg_hi, window, causal))
+      online_softmax<true, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
+    else
+      online_softmax<false, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
     // O += P·V, P taken from the accumulators as bf16 A fragments.
     #pragma unroll
     for (int j = 0; j < kBN / 16; ++j) {
@@ -360,16 +385,19 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
 // registers while the block walks every query tile (and every query head of the kv head's group) that sees the
 // keys. dQ gathers across key blocks in an fp32 buffer through atomics, scaled into bf16 at the end.
 
-// delta[h, i] = Σ_d dout·out, the row term of the softmax backward.
-__global__ void attention_delta_kernel(float* delta, const bf16_t* dout, const bf16_t* out, int64_t tokens, int heads,
-                                       int dim) {
+// The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain.
+__global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
+                                           const float* lse, int64_t tokens, int heads, int dim) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int h = blockIdx.y, lane = threadIdx.x & 31;
   if (i >= tokens) return;
   float s = 0.f;
   for (int d = lane; d < dim; d += 32) s += to_f(dout[(i * heads + h) * dim + d]) * to_f(out[(i * heads + h) * dim + d]);
   s = warp_sum(s);
-  if (lane == 0) delta[int64_t(h) * tokens + i] = s;
+  if (lane == 0) {
+    delta[int64_t(h) * tokens + i] = s;
+    lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * 1.4426950408889634f;
+  }
 }
 
 __global__ void scale_store_kernel(bf16_t* dst, const float* src, float scale, int64_t n) {
@@ -377,19 +405,42 @@ __global__ void scale_store_kernel(bf16_t* dst, const float* src, float scale, i
   if (i < n) dst[i] = __float2bfloat16(src[i] * scale);
 }
 
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 4 : 0));
+}
+
+// Pᵀ from the saved log-sum-exp and dSᵀ = Pᵀ ∘ (dPᵀ − delta), in place, for a warp's 16 keys × 64 queries.
+template <bool kMasked>
+__device__ __forceinline__ void softmax_backward(float (&sacc)[kBM / 8][4], float (&dpacc)[kBM / 8][4],
+                                                 const float* sLse, const float* sDelta, const int64_t (&key_row)[2],
+                                                 int64_t q0, int64_t seg_hi, int64_t window, bool causal,
+                                                 float scale_log2, int t) {
+  #pragma unroll
+  for (int nt = 0; nt < kBM / 8; ++nt)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = nt * 8 + 2 * t + (e & 1);
+      float p = fast_exp2(fmaf(sacc[nt][e], scale_log2, -sLse[col]));
+      if (kMasked && !visible(q0 + col, key_row[e >> 1], seg_hi, window, causal)) p = 0.f;
+      sacc[nt][e] = p;
+      dpacc[nt][e] = p * (dpacc[nt][e] - sDelta[col]);
+    }
+}
+
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
     float* dq_acc, bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
-    const float* lse, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads, int kv_heads,
-    int64_t window, bool causal, float scale_log2) {
+    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* sK = reinterpret_cast<bf16_t*>(smem_raw);
   bf16_t* sV = sK + kBN * D;
-  bf16_t* sQ = sV + kBN * D;
-  bf16_t* sdO = sQ + kBM * D;
-  bf16_t* sdS = sdO + kBM * D;                               // [keys][queries], 64 × 64
-  float* sLse = reinterpret_cast<float*>(sdS + kBN * kBM);   // log2-domain lse per query
-  float* sDelta = sLse + kBM;
+  bf16_t* sQ = sV + kBN * D;                                   // two stages
+  bf16_t* sdO = sQ + 2 * kBM * D;                              // two stages
+  bf16_t* sdS = sdO + 2 * kBM * D;                             // [keys][queries], 64 × 64
+  float* sLse = reinterpret_cast<float*>(sdS + kBN * kBM);     // two stages of kBM
+  float* sDelta = sLse + 2 * kBM;
 
   const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
   const int qpg = heads / kv_heads;
@@ -398,136 +449,143 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
   if (k0 >= seg_hi) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-  constexpr float kLog2e = 1.4426950408889634f;
-
-  load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
-  load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
-  cp_async_commit();
 
   // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
-  // segment end (or the window's reach).
+  // segment end (or the window's reach). The block walks them tile by tile for each query head of its group,
+  // loading the next tile while it works on this one.
   const int64_t q_first = causal ? k0 : seg_lo;
   const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBN - 1 + window) : seg_hi;
   const int qb_lo = static_cast<int>((q_first - seg_lo) / kBM);
-  const int qb_hi = static_cast<int>((q_end - seg_lo + kBM - 1) / kBM);
-  const int64_t key_row[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
+  const int q_tiles = static_cast<int>((q_end - seg_lo + kBM - 1) / kBM) - qb_lo, tiles = qpg * q_tiles;
+  auto tile_head = [&](int i) { return hk * qpg + i / q_tiles; };
+  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBM; };
+  auto load_query_tile = [&](int i, int stage) {
+    const int h = tile_head(i);
+    const int64_t q0 = tile_start(i);
+    load_tile<D>(sQ + stage * kBM * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
+    load_tile<D>(sdO + stage * kBM * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
+    for (int r = threadIdx.x; r < kBM; r += blockDim.x) {
+      const bool valid = q0 + r < seg_hi;
+      const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
+      cp_async4(sLse + stage * kBM + r, lse_log2 + at, valid);
+      cp_async4(sDelta + stage * kBM + r, delta + at, valid);
+    }
+  };
+  load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
+  load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
+  if (tiles > 0) load_query_tile(0, 0);
+  cp_async_commit();
 
+  const int64_t key_row[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
   #pragma unroll
   for (int i = 0; i < D / 8; ++i)
     #pragma unroll
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
 
-  for (int hh = 0; hh < qpg; ++hh) {
-    const int h = hk * qpg + hh;
-    for (int qb = qb_lo; qb < qb_hi; ++qb) {
-      const int64_t q0 = seg_lo + int64_t(qb) * kBM;
-      __syncthreads();  // the previous tile's smem is no longer read
-      load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-      load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
+  for (int i = 0; i < tiles; ++i) {
+    const int stage = i & 1, h = tile_head(i);
+    const int64_t q0 = tile_start(i);
+    if (i + 1 < tiles) {
+      load_query_tile(i + 1, stage ^ 1);
       cp_async_commit();
-      for (int i = threadIdx.x; i < kBM; i += blockDim.x) {
-        const int64_t qi = q0 + i;
-        sLse[i] = qi < seg_hi ? lse[int64_t(h) * tokens + qi] * kLog2e : 0.f;
-        sDelta[i] = qi < seg_hi ? delta[int64_t(h) * tokens + qi] : 0.f;
-      }
+      cp_async_wait<1>();
+    } else {
       cp_async_wait<0>();
-      __syncthreads();
+    }
+    __syncthreads();
+    const bf16_t* cQ = sQ + stage * kBM * D;
+    const bf16_t* cdO = sdO + stage * kBM * D;
 
-      // Sᵀ = K_w·Qᵀ and dPᵀ = V_w·dOᵀ for this warp's 16 keys × the tile's 64 queries.
-      float sacc[kBM / 8][4], dpacc[kBM / 8][4];
+    // Sᵀ = K_w·Qᵀ and dPᵀ = V_w·dOᵀ for this warp's 16 keys × the tile's 64 queries.
+    float sacc[kBM / 8][4], dpacc[kBM / 8][4];
+    #pragma unroll
+    for (int j = 0; j < kBM / 8; ++j)
       #pragma unroll
-      for (int i = 0; i < kBM / 8; ++i)
-        #pragma unroll
-        for (int e = 0; e < 4; ++e) sacc[i][e] = dpacc[i][e] = 0.f;
+      for (int e = 0; e < 4; ++e) sacc[j][e] = dpacc[j][e] = 0.f;
+    #pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t ka[4], va[4];
+      ldmatrix_x4(ka, sK + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+      ldmatrix_x4(va, sV + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
       #pragma unroll
-      for (int ks = 0; ks < D / 16; ++ks) {
-        uint32_t ka[4], va[4];
-        ldmatrix_x4(ka, sK + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-        ldmatrix_x4(va, sV + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-        #pragma unroll
-        for (int p = 0; p < kBM / 16; ++p) {
-          uint32_t b[4];
-          const int row = p * 16 + (lane & 7) + (lane >> 4) * 8, col = ks * 16 + ((lane >> 3) & 1) * 8;
-          ldmatrix_x4(b, sQ + swz<D>(row, col));
-          mma(sacc[2 * p], ka, b[0], b[1]);
-          mma(sacc[2 * p + 1], ka, b[2], b[3]);
-          ldmatrix_x4(b, sdO + swz<D>(row, col));
-          mma(dpacc[2 * p], va, b[0], b[1]);
-          mma(dpacc[2 * p + 1], va, b[2], b[3]);
-        }
+      for (int p = 0; p < kBM / 16; ++p) {
+        uint32_t b[4];
+        const int row = p * 16 + (lane & 7) + (lane >> 4) * 8, col = ks * 16 + ((lane >> 3) & 1) * 8;
+        ldmatrix_x4(b, cQ + swz<D>(row, col));
+        mma(sacc[2 * p], ka, b[0], b[1]);
+        mma(sacc[2 * p + 1], ka, b[2], b[3]);
+        ldmatrix_x4(b, cdO + swz<D>(row, col));
+        mma(dpacc[2 * p], va, b[0], b[1]);
+        mma(dpacc[2 * p + 1], va, b[2], b[3]);
       }
-      // Pᵀ from the saved log-sum-exp, masked; dSᵀ = Pᵀ ∘ (dPᵀ − delta).
-      #pragma unroll
-      for (int nt = 0; nt < kBM / 8; ++nt)
-        #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = nt * 8 + 2 * t + (e & 1);
-          const int64_t qi = q0 + col, kj = key_row[e >> 1];
-          const bool ok = (!causal || kj <= qi) && qi < seg_hi && kj < seg_hi && (window <= 0 || qi - kj < window);
-          const float p = ok ? fast_exp2(sacc[nt][e] * scale_log2 - sLse[col]) : 0.f;
-          sacc[nt][e] = p;
-          dpacc[nt][e] = p * (dpacc[nt][e] - sDelta[col]);
-        }
-      // dV_w += Pᵀ·dO and dK_w += dSᵀ·Q, the A operands straight from the accumulators.
-      #pragma unroll
-      for (int j = 0; j < kBM / 16; ++j) {
-        const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
-                                pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
-                                pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
-        const uint32_t da[4] = {pack_bf16(dpacc[2 * j][0], dpacc[2 * j][1]), pack_bf16(dpacc[2 * j][2], dpacc[2 * j][3]),
-                                pack_bf16(dpacc[2 * j + 1][0], dpacc[2 * j + 1][1]),
-                                pack_bf16(dpacc[2 * j + 1][2], dpacc[2 * j + 1][3])};
-        #pragma unroll
-        for (int dt = 0; dt < D / 16; ++dt) {
-          uint32_t b[4];
-          const int row = j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = dt * 16 + (lane >> 4) * 8;
-          ldmatrix_x4_trans(b, sdO + swz<D>(row, col));
-          mma(dv_acc[2 * dt], pa, b[0], b[1]);
-          mma(dv_acc[2 * dt + 1], pa, b[2], b[3]);
-          ldmatrix_x4_trans(b, sQ + swz<D>(row, col));
-          mma(dk_acc[2 * dt], da, b[0], b[1]);
-          mma(dk_acc[2 * dt + 1], da, b[2], b[3]);
-        }
-      }
-      // dSᵀ to shared memory, then dQ_tile += dS·K with warps splitting the queries.
-      #pragma unroll
-      for (int nt = 0; nt < kBM / 8; ++nt)
-        #pragma unroll
-        for (int r = 0; r < 2; ++r)
-          *reinterpret_cast<uint32_t*>(sdS + swz<kBM>(warp * 16 + g + 8 * r, nt * 8 + 2 * t)) =
-              pack_bf16(dpacc[nt][2 * r], dpacc[nt][2 * r + 1]);
-      __syncthreads();
-      uint32_t dsa[kBN / 16][4];
-      #pragma unroll
-      for (int j = 0; j < kBN / 16; ++j)
-        ldmatrix_x4_trans(dsa[j], sdS + swz<kBM>(j * 16 + (lane & 7) + (lane >> 4) * 8, warp * 16 + ((lane >> 3) & 1) * 8));
-      const int64_t dq_row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+    }
+    const float* cLse = sLse + stage * kBM;
+    const float* cDelta = sDelta + stage * kBM;
+    // Only tiles that cross the diagonal, the window's edge or the segment's end pay for the mask.
+    if (tile_needs_mask(q0, k0, seg_hi, window, causal))
+      softmax_backward<true>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
+    else
+      softmax_backward<false>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
+    // dV_w += Pᵀ·dO and dK_w += dSᵀ·Q, the A operands straight from the accumulators.
+    #pragma unroll
+    for (int j = 0; j < kBM / 16; ++j) {
+      const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
+                              pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
+                              pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
+      const uint32_t da[4] = {pack_bf16(dpacc[2 * j][0], dpacc[2 * j][1]), pack_bf16(dpacc[2 * j][2], dpacc[2 * j][3]),
+                              pack_bf16(dpacc[2 * j + 1][0], dpacc[2 * j + 1][1]),
+                              pack_bf16(dpacc[2 * j + 1][2], dpacc[2 * j + 1][3])};
       #pragma unroll
       for (int dt = 0; dt < D / 16; ++dt) {
-        float acc[2][4] = {};
+        uint32_t b[4];
+        const int row = j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = dt * 16 + (lane >> 4) * 8;
+        ldmatrix_x4_trans(b, cdO + swz<D>(row, col));
+        mma(dv_acc[2 * dt], pa, b[0], b[1]);
+        mma(dv_acc[2 * dt + 1], pa, b[2], b[3]);
+        ldmatrix_x4_trans(b, cQ + swz<D>(row, col));
+        mma(dk_acc[2 * dt], da, b[0], b[1]);
+        mma(dk_acc[2 * dt + 1], da, b[2], b[3]);
+      }
+    }
+    // dSᵀ to shared memory, then dQ_tile += dS·K with warps splitting the queries.
+    #pragma unroll
+    for (int nt = 0; nt < kBM / 8; ++nt)
+      #pragma unroll
+      for (int r = 0; r < 2; ++r)
+        *reinterpret_cast<uint32_t*>(sdS + swz<kBM>(warp * 16 + g + 8 * r, nt * 8 + 2 * t)) =
+            pack_bf16(dpacc[nt][2 * r], dpacc[nt][2 * r + 1]);
+    __syncthreads();
+    uint32_t dsa[kBN / 16][4];
+    #pragma unroll
+    for (int j = 0; j < kBN / 16; ++j)
+      ldmatrix_x4_trans(dsa[j], sdS + swz<kBM>(j * 16 + (lane & 7) + (lane >> 4) * 8, warp * 16 + ((lane >> 3) & 1) * 8));
+    const int64_t dq_row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+    #pragma unroll
+    for (int dt = 0; dt < D / 16; ++dt) {
+      float acc[2][4] = {};
+      #pragma unroll
+      for (int j = 0; j < kBN / 16; ++j) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, sK + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
+        mma(acc[0], dsa[j], b[0], b[1]);
+        mma(acc[1], dsa[j], b[2], b[3]);
+      }
+      #pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        if (dq_row[r] >= seg_hi) continue;
+        float* dst = dq_acc + (dq_row[r] * heads + h) * D + dt * 16 + 2 * t;
         #pragma unroll
-        for (int j = 0; j < kBN / 16; ++j) {
-          uint32_t b[4];
-          ldmatrix_x4_trans(b, sK + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
-          mma(acc[0], dsa[j], b[0], b[1]);
-          mma(acc[1], dsa[j], b[2], b[3]);
-        }
-        #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          if (dq_row[r] >= seg_hi) continue;
-          float* dst = dq_acc + (dq_row[r] * heads + h) * D + dt * 16 + 2 * t;
-          #pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            atomicAdd(dst + half * 8, acc[half][2 * r]);
-            atomicAdd(dst + half * 8 + 1, acc[half][2 * r + 1]);
-          }
+        for (int half = 0; half < 2; ++half) {
+          atomicAdd(dst + half * 8, acc[half][2 * r]);
+          atomicAdd(dst + half * 8 + 1, acc[half][2 * r + 1]);
         }
       }
     }
+    __syncthreads();  // this stage and sdS are free for the next prefetch and tile
   }
   // dK (times the softmax scale) and dV for this warp's keys.
-  const float scale = scale_log2 / kLog2e;
+  const float scale = scale_log2 / 1.4426950408889634f;
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
     if (key_row[r] >= seg_hi) continue;
@@ -547,15 +605,16 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
                       int64_t tokens, int64_t max_seqlen) {
   const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
   Tensor delta = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
-  attention_delta_kernel<<<dim3(blocks_for(tokens, 4), heads), 128, 0, stream()>>>(
-      ptr<float>(delta), ptr<bf16_t>(dout), ptr<bf16_t>(out), tokens, heads, D);
+  Tensor lse_log2 = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
+  attention_row_terms_kernel<<<dim3(blocks_for(tokens, 4), heads), 128, 0, stream()>>>(
+      ptr<float>(delta), ptr<float>(lse_log2), ptr<bf16_t>(dout), ptr<bf16_t>(out), ptr<float>(lse), tokens, heads, D);
   CUDA_CHECK_LAUNCH();
   Tensor dq_acc = Tensor::zeros(q.shape(), DType::f32, Device::cuda);
   // Keys that start no block (past a segment's end) are still written: zero them first.
   CUDA_CHECK(cudaMemsetAsync(dk.data_ptr(), 0, dk.nbytes(), stream()));
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
   const int blocks_per_seg = static_cast<int>((max_seqlen + kBN - 1) / kBN);
-  const size_t smem = (2 * kBN * D + 2 * kBM * D + kBN * kBM) * sizeof(bf16_t) + 2 * kBM * sizeof(float);
+  const size_t smem = (2 * kBN * D + 4 * kBM * D + kBN * kBM) * sizeof(bf16_t) + 4 * kBM * sizeof(float);
   static bool configured = false;
   if (!configured) {
     CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -563,7 +622,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   }
   flash_bwd_kernel<D><<<dim3(seg.count * blocks_per_seg, kv_heads), kWarps * 32, smem, stream()>>>(
       ptr<float>(dq_acc), ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k),
-      ptr<bf16_t>(v), ptr<float>(lse), ptr<float>(delta), seg, blocks_per_seg, tokens, heads, kv_heads, p.window,
+      ptr<bf16_t>(v), ptr<float>(lse_log2), ptr<float>(delta), seg, blocks_per_seg, tokens, heads, kv_heads, p.window,
       p.causal, static_cast<float>(p.scale * 1.4426950408889634));
   CUDA_CHECK_LAUNCH();
   scale_store_kernel<<<blocks_for(dq.numel(), 256), 256, 0, stream()>>>(ptr<bf16_t>(dq), ptr<float>(dq_acc),
