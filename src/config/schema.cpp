@@ -99,6 +99,9 @@ po::options_description deck_schema(Config& c) {
       ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
       ("train.precision", opt(&t.precision, "fp32|bf16"),
        "fp32: the CPU reference backend; bf16: GPUs (bf16 weights and activations, fp32 grads and optimizer)")
+      ("train.recompute", opt(&t.recompute, "none|selective|full"),
+       "activation recomputation: selective = the SwiGLU output (the flash backward recomputes the attention "
+       "core anyway), full = each decoder layer rerun from its input in the backward")
       ("train.eval_interval", opt(&t.eval_interval, "int"), "steps between validation runs; 0 = never")
       ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run")
       ("train.exit_interval", opt(&t.exit_interval, "int"), "stop after a step that is a multiple of this "

@@ -173,6 +173,7 @@ void validate_config(const Config& c, int world_size) {
   k.require(t.clip_grad >= 0, "train.clip_grad", "expected a non-negative number (0 = off)");
   k.require(t.seed >= 0 && t.seed <= 0xffffffffLL, "train.seed", "expected an integer in [0, 2^32)");
   k.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
+  k.one_of(t.recompute, {"none", "selective", "full"}, "train.recompute");
   k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");
   k.require(c.log.interval > 0, "log.interval", "expected a positive integer");

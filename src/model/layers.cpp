@@ -137,17 +137,26 @@ SwiGluMlp::SwiGluMlp(const LayerContext& ctx, const ModelSpec& spec, int64_t lay
     : fc1(ctx, layer_name(layer, "mlp.linear_fc1"), spec.hidden, 2 * spec.ffn, fc1_blocks(spec, ctx), false,
           spec.init_std),
       fc2(ctx, layer_name(layer, "mlp.linear_fc2"), spec.ffn, spec.hidden,
-          spec.init_std / std::sqrt(2.0 * double(spec.num_layers))) {}
+          spec.init_std / std::sqrt(2.0 * double(spec.num_layers))),
+      keep_activation_(ctx.recompute != Recompute::selective) {}  // full recomputation drops the whole layer
+
+static Tensor swiglu(const Tensor& fc1_out) {
+  Tensor act = Tensor::empty({fc1_out.size(0), fc1_out.size(1) / 2}, fc1_out.dtype(), fc1_out.device());
+  ops_for(fc1_out).swiglu_forward(act, fc1_out);
+  return act;
+}
 
 Tensor SwiGluMlp::forward(const Tensor& x, MlpSaved& s) {
   s.fc1_out = fc1.forward(x, s.fc1_input);
-  s.fc2_input = Tensor::empty({s.fc1_out.size(0), s.fc1_out.size(1) / 2}, x.dtype(), x.device());
-  ops_for(x).swiglu_forward(s.fc2_input, s.fc1_out);
+  s.fc2_input = swiglu(s.fc1_out);
   Tensor unused;
-  return fc2.forward(s.fc2_input, unused);
+  Tensor out = fc2.forward(s.fc2_input, unused);
+  if (!keep_activation_) s.fc2_input = Tensor();
+  return out;
 }
 
 Tensor SwiGluMlp::backward(const Tensor& dy, MlpSaved& s) {
+  if (!s.fc2_input.defined()) s.fc2_input = swiglu(s.fc1_out);
   const Tensor dact = fc2.backward(dy, s.fc2_input);
   Tensor dfc1 = Tensor::empty(s.fc1_out.shape(), dy.dtype(), dy.device());
   ops_for(dy).swiglu_backward(dfc1, dact, s.fc1_out);
@@ -162,9 +171,19 @@ DecoderLayer::DecoderLayer(const LayerContext& ctx, const ModelSpec& spec, int64
     : input_norm(ctx, layer_name(layer, "input_layernorm.weight"), spec.hidden, spec.norm_eps),
       attention(ctx, spec, layer, rope),
       mlp_norm(ctx, layer_name(layer, "pre_mlp_layernorm.weight"), spec.hidden, spec.norm_eps),
-      mlp(ctx, spec, layer) {}
+      mlp(ctx, spec, layer),
+      recompute_layer_(ctx.recompute == Recompute::full) {}
 
 Tensor DecoderLayer::forward(const Tensor& x, const Batch& batch, DecoderLayerSaved& s) {
+  Tensor out = forward_saving_all(x, batch, s);
+  if (recompute_layer_) {
+    s = DecoderLayerSaved{};
+    s.input = x;
+  }
+  return out;
+}
+
+Tensor DecoderLayer::forward_saving_all(const Tensor& x, const Batch& batch, DecoderLayerSaved& s) {
   s.input = x;
   const Tensor n1 = input_norm.forward(x, s.rstd1);
   s.mid = attention.forward(n1, batch, s.attention);
@@ -176,6 +195,8 @@ Tensor DecoderLayer::forward(const Tensor& x, const Batch& batch, DecoderLayerSa
 }
 
 Tensor DecoderLayer::backward(Tensor dy, const Batch& batch, DecoderLayerSaved& s) {
+  // The rerun issues the same collectives (sequence-parallel gathers, ring attention) on every rank of the group.
+  if (recompute_layer_) forward_saving_all(s.input, batch, s);
   // dy flows straight through both residual connections; each branch adds its input gradient to it.
   const Tensor dn2 = mlp.backward(dy, s.mlp);
   mlp_norm.backward(dy, dn2, s.mid, s.rstd2);

@@ -64,12 +64,16 @@ struct MlpSaved {
 class SwiGluMlp {
  public:
   SwiGluMlp(const LayerContext& ctx, const ModelSpec& spec, int64_t layer);
+  // Under selective recomputation s.fc2_input is dropped here and rebuilt by backward.
   Tensor forward(const Tensor& x, MlpSaved& s);
   Tensor backward(const Tensor& dy, MlpSaved& s);
   std::vector<Parameter*> parameters();
 
   ColumnParallelLinear fc1;
   RowParallelLinear fc2;
+
+ private:
+  bool keep_activation_;
 };
 
 struct DecoderLayerSaved {
@@ -82,6 +86,7 @@ struct DecoderLayerSaved {
 class DecoderLayer {
  public:
   DecoderLayer(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope);
+  // Under full recomputation s keeps only the input; backward reruns the forward from it first.
   Tensor forward(const Tensor& x, const Batch& batch, DecoderLayerSaved& s);
   // dy is consumed (reused as a buffer); returns dx.
   Tensor backward(Tensor dy, const Batch& batch, DecoderLayerSaved& s);
@@ -91,6 +96,10 @@ class DecoderLayer {
   SelfAttention attention;
   RMSNorm mlp_norm;
   SwiGluMlp mlp;
+
+ private:
+  Tensor forward_saving_all(const Tensor& x, const Batch& batch, DecoderLayerSaved& s);
+  bool recompute_layer_;
 };
 
 }  // namespace weft

@@ -14,6 +14,11 @@
 namespace weft {
 
 // What every layer needs to create and place its parameters and activations.
+// What a layer keeps between its forward and backward. none: every tensor its backward reads; selective: not the
+// SwiGLU output (recomputed from fc1's output, one elementwise pass) — the attention core is never stored, as the
+// flash backward recomputes its probabilities; full: only the layer's input, the whole layer rerun in backward.
+enum class Recompute { none, selective, full };
+
 struct LayerContext {
   Comm* tp = nullptr;              // tensor-parallel group
   bool sequence_parallel = false;  // activations between blocks hold tokens / tp
@@ -21,6 +26,7 @@ struct LayerContext {
   Device device = Device::cpu;
   uint64_t seed = 0;               // initialisation seed
   Comm* cp = nullptr;              // context-parallel group (null: none)
+  Recompute recompute = Recompute::none;
   int tp_rank() const { return tp->rank(); }
   int tp_size() const { return tp->size(); }
 };

@@ -40,6 +40,9 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   ctx_.device = gpu ? Device::cuda : Device::cpu;
   ctx_.seed = static_cast<uint64_t>(cfg.train.seed);
   ctx_.sequence_parallel = cfg.parallel.sequence_parallel && grid.tp_size() > 1;
+  ctx_.recompute = cfg.train.recompute == "full"        ? Recompute::full
+                   : cfg.train.recompute == "selective" ? Recompute::selective
+                                                        : Recompute::none;
   const int vpp = static_cast<int>(cfg.parallel.vpp);
   for (int c = 0; c < vpp; ++c) {
     chunks_.push_back(std::make_unique<GptModel>(

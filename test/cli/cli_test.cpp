@@ -95,6 +95,7 @@ TEST(Cli, BadDecksExitWithOneLineNamingKeyAndLine) {
       {"[parallel]\ndp = 4\n", "parallel.dp", ":10", 2},                      // world ≠ tp·pp·cp·dp
       {"[train]\nmicro_batch_size = 3\n", "train.global_batch_size", ":6", 2},  // gbs % (mbs·dp)
       {"", "data.prefix", ":3", 2},                                           // no such dataset
+      {"[train]\nrecompute = attention\n", "train.recompute", ":10", 1},     // not one of the choices
   };
   for (const Case& c : cases) {
     const std::string deck = dir.write("bad.ini", base + c.extra);

@@ -64,6 +64,8 @@ TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
   expect_same_run(dir, d, "--parallel.cp=2", 2, ref);
   expect_same_run(dir, d, "--parallel.cp=2 --parallel.tp=2 --parallel.sequence_parallel=true", 4, ref);
   expect_same_run(dir, d, "--parallel.cp=2 --parallel.pp=2", 4, ref);
+  expect_same_run(dir, d, "--train.recompute=full --parallel.tp=2 --parallel.sequence_parallel=true", 2, ref);
+  expect_same_run(dir, d, "--train.recompute=selective --parallel.pp=2", 2, ref);
 }
 
 TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {

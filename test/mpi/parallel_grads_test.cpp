@@ -50,6 +50,7 @@ struct Layout {
   int tp = 1, pp = 1, vpp = 1;
   bool sp = false, tied = false;
   int cp = 1;
+  Recompute recompute = Recompute::none;
 };
 
 // Runs 4 micro-batches through `layout` and through a single-rank model, and compares loss and every gradient.
@@ -76,7 +77,7 @@ void compare(const Layout& l) {
   PipelineSchedule ref_schedule{self.get(), {&ref}, false, 1};
   const double ref_loss = ref_schedule.run(micro, 4, false);
 
-  LayerContext ctx{tp.get(), l.sp, DType::f64, Device::cpu, 3, cp.get()};
+  LayerContext ctx{tp.get(), l.sp, DType::f64, Device::cpu, 3, cp.get(), l.recompute};
   std::vector<std::unique_ptr<GptModel>> chunks;
   PipelineSchedule schedule{pp.get(), {}, l.sp, l.tp, cp.get()};
   std::vector<Parameter*> params;
@@ -106,7 +107,7 @@ void compare(const Layout& l) {
       diff = std::max(diff, std::abs(got[i] - want[i]));
     }
     EXPECT_LE(diff, 1e-9 * scale) << p->name << " (tp " << l.tp << " pp " << l.pp << " vpp " << l.vpp << " sp "
-                                  << l.sp << " cp " << l.cp << ")";
+                                  << l.sp << " cp " << l.cp << " recompute " << int(l.recompute) << ")";
   }
 }
 
@@ -122,6 +123,14 @@ TEST(ParallelGradients, PipelineOneFOneBAndInterleaved) {
   if (world() != 2) GTEST_SKIP() << "runs on 2 ranks";
   compare({1, 2, 1, false, false});
   compare({1, 2, 2, false, true});
+}
+
+// Rerunning a layer in the backward reissues its collectives (sequence-parallel gathers, the ring) in step.
+TEST(ParallelGradients, RecomputationUnderTensorPipelineAndContextParallelism) {
+  if (world() != 2) GTEST_SKIP() << "runs on 2 ranks";
+  compare({2, 1, 1, true, false, 1, Recompute::full});
+  compare({1, 2, 2, false, true, 1, Recompute::selective});
+  compare({1, 1, 1, false, false, 2, Recompute::full});
 }
 
 TEST(ParallelGradients, TensorTimesPipeline) {
