@@ -2,7 +2,7 @@
 # weft/jobscripts/gpu-check.sh v1 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
-#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
+#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel recompute
 #                                            (default: build tests bench e2e); parallel needs 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
@@ -36,9 +36,9 @@ for stage in "${STAGES[@]}"; do
       while read -r line; do row "$line"; done < <(grep -E "worst relative" "$OUT/gpu_train.log")
       row "GPU training tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
     parallel)
-      # The 1.5B shape on 2 GPUs, one global batch of 4 × 4096 tokens per step in every layout (1 GPU after them).
-      for layout in "2:" "2:--parallel.distributed_optimizer=true" "2:--parallel.tp=2 --parallel.sequence_parallel=true" \
-                    "2:--parallel.pp=2 --train.micro_batch_size=1" "2:--parallel.cp=2" "1:"; do
+      # The 1.5B shape on 1 GPU, then on 2 GPUs in each layout, one global batch of 4 × 4096 tokens per step.
+      for layout in "1:" "2:" "2:--parallel.pp=2 --train.micro_batch_size=1" "2:--parallel.distributed_optimizer=true" \
+                    "2:--parallel.tp=2 --parallel.sequence_parallel=true" "2:--parallel.cp=2"; do
         np=${layout%%:*}; args=${layout#*:}; dir=runs/par-$np-$(echo "$args" | tr -c 'a-z0-9' '_')
         rm -rf "$dir"; mkdir -p runs
         timeout 240 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.global_batch_size=4 \
@@ -68,6 +68,14 @@ except Exception as e:
     print(f"distributed optimizer memory: FAILED ({e})")
 PY
       row "$(cat "$OUT/zero.txt")" ;;
+    recompute)
+      # The 1.5B shape on one GPU with each recomputation mode: throughput and peak memory.
+      for mode in none selective full; do
+        dir=runs/recompute-$mode; rm -rf "$dir"; mkdir -p runs
+        timeout 240 "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.recompute=$mode --train.train_iters=8 \
+          --log.dir="$dir" >"$dir.log" 2>&1
+        row "1.5B recompute=$mode: $(tail -1 "$dir/metrics.jsonl" 2>/dev/null || echo "FAILED, see $dir.log")"
+      done ;;
     bench)
       "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
         --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json 2>&1 | grep -E "median|Benchmark" | tee "$OUT/kernels.txt"

@@ -139,6 +139,13 @@ TEST(ParallelGradients, TensorTimesPipeline) {
   compare({2, 2, 2, false, false});
 }
 
+// Four stages, one layer each: the middle ranks receive and send in both directions in every unit.
+TEST(ParallelGradients, PipelineOfFourStages) {
+  if (world() != 4) GTEST_SKIP() << "runs on 4 ranks";
+  compare({1, 4, 1, false, false});
+  compare({1, 4, 1, false, true});
+}
+
 TEST(ParallelGradients, ContextParallelRingAttention) {
   if (world() == 2) {
     compare({1, 1, 1, false, true, 2});
