@@ -73,7 +73,8 @@ TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
   ASSERT_EQ(ref.size(), 30u);
   for (const std::string layout : {"", "--parallel.distributed_optimizer=true", "--parallel.tp=2",
                                    "--parallel.tp=2 --parallel.sequence_parallel=true", "--parallel.cp=2",
-                                   "--parallel.pp=2 --train.micro_batch_size=2"}) {
+                                   "--parallel.pp=2 --train.micro_batch_size=2",
+                                   "--parallel.tp=2 --parallel.sequence_parallel=true --train.recompute=full"}) {
     const std::string log = dir.file("run" + std::to_string(std::hash<std::string>{}(layout)));
     const Result r = run_weft(dir, "train " + deck + " " + layout + " --log.dir=" + log, 2);
     ASSERT_EQ(r.status, 0) << layout << "\n" << r.out << r.err;
