@@ -43,33 +43,6 @@ struct InFlight {
   Tensor row_scale;
 };
 
-// The point-to-point traffic of one pipeline rank. A send completes only when its peer receives (NCCL holds the
-// stream), so each send waits for this rank's next receive and travels with it as one pair, as Megatron's
-// send_forward_recv_backward does; before a step that receives nothing, it goes alone.
-class PipelineTraffic {
- public:
-  explicit PipelineTraffic(Comm& pp) : pp_(pp) {}
-  void send(Tensor t, int to) {
-    flush();
-    pending_ = std::move(t);
-    to_ = to;
-  }
-  void recv(Tensor& t, int from) {
-    if (pending_.defined()) pp_.send_recv(pending_, to_, t, from);
-    else pp_.recv(t, from);
-    pending_ = Tensor();
-  }
-  void flush() {
-    if (pending_.defined()) pp_.send(pending_, to_);
-    pending_ = Tensor();
-  }
-
- private:
-  Comm& pp_;
-  Tensor pending_;
-  int to_ = -1;
-};
-
 }  // namespace
 
 std::vector<std::vector<PipelineSchedule::Step>> PipelineSchedule::units(int rank, int pp, int vpp, int64_t count,
@@ -118,6 +91,12 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
     const int stage = chunk_of(s) * pp_size + rank;
     return s.forward ? stage != 0 : stage != last_stage;
   };
+  // A buffer the size of the activations (or their gradients) that travel between stages for step s.
+  auto activation_buffer = [&](const Step& s) {
+    const GptModel& model = *chunks[chunk_of(s)];
+    const int64_t t = in_flight(s).batch.tokens_count() / (sequence_parallel ? tp_size : 1);
+    return Tensor::empty({t, model.spec().hidden}, model.context().dtype, model.context().device);
+  };
   std::map<std::pair<bool, std::pair<int, int64_t>>, Tensor> inbox;
   // Steps run in units (a warm-up forward, a steady forward+backward pair, a cool-down backward). After each unit
   // one exchange posts its outputs together with the next unit's inputs, as Megatron's batched p2p does: with
@@ -127,9 +106,7 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
     std::vector<std::pair<Tensor, int>> recvs;
     for (const Step& s : next) {
       if (!receives(s)) continue;
-      const GptModel& model = *chunks[chunk_of(s)];
-      const int64_t t = in_flight(s).batch.tokens_count() / (sequence_parallel ? tp_size : 1);
-      Tensor buffer = Tensor::empty({t, model.spec().hidden}, model.context().dtype, model.context().device);
+      Tensor buffer = activation_buffer(s);
       inbox[{s.forward, {chunk_of(s), micro_of(s)}}] = buffer;
       recvs.emplace_back(buffer, s.forward ? prev_rank : next_rank);
     }
@@ -148,10 +125,8 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
   // both ring neighbours in one symmetric exchange of activation-sized buffers.
   if (!ring_connected && pp_size > 1) {
     const Step first{true, 0};
-    const GptModel& model = *chunks[0];
-    const int64_t t = in_flight(first).batch.tokens_count() / (sequence_parallel ? tp_size : 1);
-    auto buffer = [&] { return Tensor::zeros({t, model.spec().hidden}, model.context().dtype, model.context().device); };
-    pp->exchange({{buffer(), next_rank}, {buffer(), prev_rank}}, {{buffer(), prev_rank}, {buffer(), next_rank}});
+    pp->exchange({{activation_buffer(first), next_rank}, {activation_buffer(first), prev_rank}},
+                 {{activation_buffer(first), prev_rank}, {activation_buffer(first), next_rank}});
     ring_connected = true;
   }
   const std::vector<std::vector<Step>> plan = units(rank, pp_size, vpp, count, forward_only);
