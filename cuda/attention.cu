@@ -129,6 +129,7 @@ __global__ void store_kernel(T* dst, const float* src, int64_t n) {
 // ---------------------------------------------------------------- flash forward (tensor cores)
 
 constexpr int kBM = 64, kBN = 64, kWarps = 4;
+constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -375,7 +376,7 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
   flash_fwd_kernel<D><<<grid, kWarps * 32, smem, stream()>>>(
       ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
       static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
-      static_cast<float>(p.scale * 1.4426950408889634));
+      static_cast<float>(p.scale * kLog2e));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -396,7 +397,7 @@ __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const 
   s = warp_sum(s);
   if (lane == 0) {
     delta[int64_t(h) * tokens + i] = s;
-    lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * 1.4426950408889634f;
+    lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * static_cast<float>(kLog2e);
   }
 }
 
@@ -585,7 +586,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
     __syncthreads();  // this stage and sdS are free for the next prefetch and tile
   }
   // dK (times the softmax scale) and dV for this warp's keys.
-  const float scale = scale_log2 / 1.4426950408889634f;
+  const float scale = scale_log2 / static_cast<float>(kLog2e);
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
     if (key_row[r] >= seg_hi) continue;
@@ -623,7 +624,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   flash_bwd_kernel<D><<<dim3(seg.count * blocks_per_seg, kv_heads), kWarps * 32, smem, stream()>>>(
       ptr<float>(dq_acc), ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k),
       ptr<bf16_t>(v), ptr<float>(lse_log2), ptr<float>(delta), seg, blocks_per_seg, tokens, heads, kv_heads, p.window,
-      p.causal, static_cast<float>(p.scale * 1.4426950408889634));
+      p.causal, static_cast<float>(p.scale * kLog2e));
   CUDA_CHECK_LAUNCH();
   scale_store_kernel<<<blocks_for(dq.numel(), 256), 256, 0, stream()>>>(ptr<bf16_t>(dq), ptr<float>(dq_acc),
                                                                           static_cast<float>(p.scale), dq.numel());
