@@ -1,8 +1,9 @@
-// weft/cuda/nccl_comm.cpp v2 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
+// weft/cuda/nccl_comm.cpp v3 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
 //
 // Each process group gets an NCCL communicator made from an ncclUniqueId that the group's first rank creates and
 // MPI broadcasts. Collectives are queued on weft's compute stream, so they are ordered with the kernels around
-// them without host synchronisation. Host tensors (loss sums, norms) keep going through MPI.
+// them without host synchronisation; overlapped ones (start_*) go on the group's own stream, fenced by events.
+// Host tensors (loss sums, norms) keep going through MPI.
 #include <nccl.h>
 
 #include <cstring>
@@ -37,6 +38,26 @@ ncclDataType_t nccl_type(DType t) {
   return ncclUint8;
 }
 
+// Σ scale·x as an NCCL reduction (a plain sum when scale is 1). An operator may go once the call using it has
+// been enqueued.
+struct ScaledSum {
+  ncclRedOp_t op = ncclSum;
+  ncclComm_t comm;
+  ScaledSum(DType t, double scale, ncclComm_t c) : comm(c) {
+    if (scale == 1.0) return;
+    WEFT_CHECK(t == DType::f32 || t == DType::f64, "scaled NCCL reductions take f32 or f64 tensors");
+    if (t == DType::f32) {
+      float s = static_cast<float>(scale);
+      NCCL_CHECK(ncclRedOpCreatePreMulSum(&op, &s, ncclFloat32, ncclScalarHostImmediate, comm));
+    } else {
+      NCCL_CHECK(ncclRedOpCreatePreMulSum(&op, &scale, ncclFloat64, ncclScalarHostImmediate, comm));
+    }
+  }
+  ~ScaledSum() {
+    if (op != ncclSum) ncclRedOpDestroy(op, comm);
+  }
+};
+
 class HybridComm final : public Comm {
  public:
   HybridComm(std::unique_ptr<Comm> host) : host_(std::move(host)) {
@@ -49,6 +70,11 @@ class HybridComm final : public Comm {
     NCCL_CHECK(ncclCommInitRank(&nccl_, host_->size(), id, host_->rank()));
   }
   ~HybridComm() override {
+    if (side_) {
+      cudaEventDestroy(issued_);
+      cudaEventDestroy(finished_);
+      cudaStreamDestroy(side_);
+    }
     if (nccl_) ncclCommDestroy(nccl_);
   }
 
@@ -72,6 +98,29 @@ class HybridComm final : public Comm {
     if (on_host(in)) return host_->all_gather(out, in);
     WEFT_CHECK(out.numel() == in.numel() * size(), "all_gather on ", name(), ": sizes do not match");
     NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.dtype()), nccl_, cuda::stream()));
+  }
+  void start_all_reduce(Tensor& t, double scale) override {
+    if (on_host(t) || size() == 1) return Comm::start_all_reduce(t, scale);
+    ScaledSum op(t.dtype(), scale, nccl_);
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), op.op, nccl_,
+                             side_stream()));
+  }
+  void start_reduce_scatter(Tensor& out, const Tensor& in, double scale) override {
+    if (on_host(in)) return Comm::start_reduce_scatter(out, in, scale);
+    WEFT_CHECK(in.numel() == out.numel() * size(), "reduce_scatter on ", name(), ": sizes do not match");
+    ScaledSum op(in.dtype(), scale, nccl_);
+    NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), op.op, nccl_,
+                                 side_stream()));
+  }
+  void start_all_gather(Tensor& out, const Tensor& in) override {
+    if (on_host(in)) return host_->all_gather(out, in);
+    WEFT_CHECK(out.numel() == in.numel() * size(), "all_gather on ", name(), ": sizes do not match");
+    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.dtype()), nccl_, side_stream()));
+  }
+  void wait_started() override {
+    if (!side_) return;
+    CUDA_CHECK(cudaEventRecord(finished_, side_));
+    CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), finished_, 0));
   }
   void broadcast(Tensor& t, int root) override {
     if (on_host(t)) return host_->broadcast(t, root);
@@ -120,8 +169,21 @@ class HybridComm final : public Comm {
 
  private:
   static bool on_host(const Tensor& t) { return t.device() == Device::cpu; }
+  // The group's own stream, made to wait for everything issued on the compute stream so far.
+  cudaStream_t side_stream() {
+    if (!side_) {
+      CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+      CUDA_CHECK(cudaEventCreateWithFlags(&issued_, cudaEventDisableTiming));
+      CUDA_CHECK(cudaEventCreateWithFlags(&finished_, cudaEventDisableTiming));
+    }
+    CUDA_CHECK(cudaEventRecord(issued_, cuda::stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(side_, issued_, 0));
+    return side_;
+  }
   std::unique_ptr<Comm> host_;
   ncclComm_t nccl_ = nullptr;
+  cudaStream_t side_ = nullptr;
+  cudaEvent_t issued_ = nullptr, finished_ = nullptr;  // compute → side and side → compute fences
 };
 
 }  // namespace

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v1 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v2 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
-#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel recompute
-#                                            (default: build tests bench e2e); parallel needs 2 GPUs
+#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
+#                                            reduce recompute (default: build tests bench e2e); parallel and
+#                                            reduce need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -37,7 +38,9 @@ for stage in "${STAGES[@]}"; do
       row "GPU training tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
     parallel)
       # The 1.5B shape on 1 GPU, then on 2 GPUs in each layout, one global batch of 4 × 4096 tokens per step.
-      for layout in "1:" "2:" "2:--parallel.pp=2 --train.micro_batch_size=1" "2:--parallel.distributed_optimizer=true" \
+      for layout in "1:" "2:" "2:--parallel.overlap_grad_reduce=false" "2:--parallel.distributed_optimizer=true" \
+                    "2:--parallel.pp=2 --train.micro_batch_size=1" \
+                    "2:--parallel.pp=2 --parallel.vpp=2 --train.micro_batch_size=1" \
                     "2:--parallel.tp=2 --parallel.sequence_parallel=true" "2:--parallel.cp=2"; do
         np=${layout%%:*}; args=${layout#*:}; dir=runs/par-$np-$(echo "$args" | tr -c 'a-z0-9' '_')
         rm -rf "$dir"; mkdir -p runs
@@ -67,7 +70,21 @@ try:
 except Exception as e:
     print(f"distributed optimizer memory: FAILED ({e})")
 PY
-      row "$(cat "$OUT/zero.txt")" ;;
+      row "$(cat "$OUT/zero.txt")"
+      python3 - <<'PY' | tee "$OUT/scaling.txt"
+import json
+def tps(d): return [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]["tokens_per_s"]
+try:
+    one = tps("runs/par-1-_")
+    for name, d in [("dp2", "runs/par-2-_"), ("dp2 without overlap", "runs/par-2-__parallel_overlap_grad_reduce_false_")]:
+        print(f"{name}: {tps(d):.0f} tok/s = {100 * tps(d) / (2 * one):.1f}% of twice one GPU ({one:.0f} tok/s)")
+except Exception as e:
+    print(f"scaling: FAILED ({e})")
+PY
+      while read -r line; do row "$line"; done <"$OUT/scaling.txt" ;;
+    reduce)
+      mpirun -np 2 --bind-to none "$BUILD/bench/weft_bench_grad_reduce" 2>&1 | tee "$OUT/grad_reduce.txt"
+      while read -r line; do row "$line"; done < <(grep -E "bus" "$OUT/grad_reduce.txt") ;;
     recompute)
       # The 1.5B shape on one GPU with each recomputation mode: throughput and peak memory.
       for mode in none selective full; do

@@ -83,6 +83,8 @@ struct ParallelConfig {
   int64_t first_stage_layers = 0, last_stage_layers = 0;  // uneven pipelines; 0 = even split
   bool sequence_parallel = false;
   bool distributed_optimizer = false;  // ZeRO-1: masters and moments sharded over data-parallel ranks
+  bool overlap_grad_reduce = true;     // bucket reductions start during the backward
+  int64_t ddp_bucket_size = 40000000;  // elements per gradient bucket (Megatron's default)
 };
 
 struct CheckpointConfig {

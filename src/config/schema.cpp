@@ -129,7 +129,12 @@ po::options_description deck_schema(Config& c) {
        "split the token axis over tp between the tensor-parallel blocks (norms, residuals, dropout-free regions)")
       ("parallel.distributed_optimizer", flag(&p.distributed_optimizer),
        "shard fp32 masters and Adam moments over the data- (and context-) parallel ranks (ZeRO-1): grads "
-       "reduce-scattered, weights all-gathered");
+       "reduce-scattered, weights all-gathered")
+      ("parallel.overlap_grad_reduce", flag(&p.overlap_grad_reduce),
+       "start each gradient bucket's data-parallel reduction as soon as the backward has finished it, beside the "
+       "rest of the backward; false = all buckets after the backward")
+      ("parallel.ddp_bucket_size", opt(&p.ddp_bucket_size, "int"),
+       "elements per gradient bucket (buckets hold whole parameters); 0 = one bucket");
 
   LogConfig& l = c.log;
   d.add_options()

@@ -113,6 +113,7 @@ void validate_config(const Config& c, int world_size) {
             str("must divide model.ffn_hidden_size = ", m.ffn_hidden_size, ", got ", p.tp));
   k.require(p.pp <= m.num_layers, "parallel.pp", str("must not exceed model.num_layers = ", m.num_layers));
   k.require(p.vpp >= 1, "parallel.vpp", "expected an integer >= 1");
+  k.require(p.ddp_bucket_size >= 0, "parallel.ddp_bucket_size", "expected an integer >= 0 (0 = one bucket)");
   k.require(p.vpp == 1 || p.pp >= 2, "parallel.vpp", "the interleaved schedule needs parallel.pp >= 2");
   const bool uneven = p.first_stage_layers > 0 || p.last_stage_layers > 0;
   k.require(p.first_stage_layers >= 0 && p.last_stage_layers >= 0, "parallel.first_stage_layers",

@@ -1,4 +1,4 @@
-// weft/src/dist/comm.h v2 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
+// weft/src/dist/comm.h v3 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
 //
 // Counts are in elements of the tensors' dtype. Tensors are contiguous; reductions are sums unless said.
 #pragma once
@@ -20,10 +20,18 @@ class Comm {
   virtual const std::string& name() const = 0;     // the group's kind, for error messages ("tp", "dp", ...)
 
   virtual void all_reduce(Tensor& t, ReduceOp op = ReduceOp::sum) = 0;  // in place, every rank gets the result
-  // in [size·n] → out [n]: out on rank r = Σ over ranks of in[r·n : (r+1)·n].
+  // in [size·n] → out [n]: out on rank r = Σ over ranks of in[r·n : (r+1)·n]. out may be that slice of in.
   virtual void reduce_scatter(Tensor& out, const Tensor& in) = 0;
-  // in [n] → out [size·n], concatenated in rank order.
+  // in [n] → out [size·n], concatenated in rank order. in may be this rank's slice of out.
   virtual void all_gather(Tensor& out, const Tensor& in) = 0;
+  // Overlapped collectives: start_* queue the collective behind the device work issued so far and return at
+  // once; work that touches its tensors must come after wait_started(). On GPUs they run on the group's own
+  // stream beside the compute stream; the default runs them at once (the CPU has nothing to overlap). The
+  // reductions multiply their result by `scale` (NCCL folds it into the collective: a mean costs no extra pass).
+  virtual void start_all_reduce(Tensor& t, double scale);
+  virtual void start_reduce_scatter(Tensor& out, const Tensor& in, double scale);
+  virtual void start_all_gather(Tensor& out, const Tensor& in) { all_gather(out, in); }
+  virtual void wait_started() {}
   virtual void broadcast(Tensor& t, int root) = 0;  // t on every rank = t on root
   // Point-to-point messages between two ranks arrive in the order they were posted. A send completes only once
   // the peer receives it (MPI_Ssend; an NCCL send holds its stream likewise), so callers post sends together

@@ -1,4 +1,4 @@
-// weft/src/dist/mpi_comm.cpp v2 — the MPI implementation of Comm, for CPU tensors.
+// weft/src/dist/mpi_comm.cpp v3 — the MPI implementation of Comm, for CPU tensors.
 #include <mpi.h>
 
 #include <algorithm>
@@ -64,10 +64,12 @@ class MpiComm final : public Comm {
     WEFT_CHECK(in.numel() == out.numel() * size_ && in.dtype() == out.dtype(), "reduce_scatter on ", name_,
                ": in ", in.describe(), " must be ", size_, " × out ", out.describe());
     if (size_ == 1) {
-      copy(out, in);
+      if (out.data_ptr() != in.data_ptr()) copy(out, in);
       return;
     }
-    MPI_CHECK(MPI_Reduce_scatter_block(in.data_ptr(), out.data_ptr(), as_count(out.numel(), "reduce_scatter"),
+    // MPI has no in-place form that leaves the result in this rank's slice: reduce from a copy.
+    const Tensor source = is_own_slice(out, in) ? in.clone() : in;
+    MPI_CHECK(MPI_Reduce_scatter_block(source.data_ptr(), out.data_ptr(), as_count(out.numel(), "reduce_scatter"),
                                        mpi_type(in.dtype()), MPI_SUM, comm_));
   }
 
@@ -77,10 +79,11 @@ class MpiComm final : public Comm {
     WEFT_CHECK(out.numel() == in.numel() * size_ && in.dtype() == out.dtype(), "all_gather on ", name_, ": out ",
                out.describe(), " must be ", size_, " × in ", in.describe());
     if (size_ == 1) {
-      copy(out, in);
+      if (out.data_ptr() != in.data_ptr()) copy(out, in);
       return;
     }
-    MPI_CHECK(MPI_Allgather(in.data_ptr(), as_count(in.numel(), "all_gather"), mpi_type(in.dtype()),
+    MPI_CHECK(MPI_Allgather(is_own_slice(in, out) ? MPI_IN_PLACE : in.data_ptr(), as_count(in.numel(), "all_gather"),
+                            mpi_type(in.dtype()),
                             out.data_ptr(), as_count(in.numel(), "all_gather"), mpi_type(in.dtype()), comm_));
   }
 
@@ -152,6 +155,10 @@ class MpiComm final : public Comm {
   void check_host(const Tensor& t) const {
     WEFT_CHECK(t.device() == Device::cpu, "MPI communicator ", name_, " handles CPU tensors only, got ",
                t.describe());
+  }
+  // part is this rank's slice of whole (an in-place reduce-scatter or all-gather).
+  bool is_own_slice(const Tensor& part, const Tensor& whole) const {
+    return part.data_ptr() == static_cast<const char*>(whole.data_ptr()) + size_t(rank_) * part.nbytes();
   }
   static void copy(Tensor& out, const Tensor& in) { std::memcpy(out.data_ptr(), in.data_ptr(), in.nbytes()); }
   template <typename F>

@@ -1,4 +1,4 @@
-// weft/src/model/gpt_model.cpp v1 — assembling a stage of the decoder and running its pieces.
+// weft/src/model/gpt_model.cpp v2 — assembling a stage of the decoder and running its pieces.
 #include "model/gpt_model.h"
 
 namespace weft {
@@ -52,7 +52,10 @@ Tensor GptModel::embed(const Batch& batch) {
   return embedding_->forward(batch.tokens);
 }
 
-void GptModel::embed_backward(const Tensor& dx, const Batch& batch) { embedding_->backward(dx, batch.tokens); }
+void GptModel::embed_backward(const Tensor& dx, const Batch& batch, const GradsReady& ready) {
+  embedding_->backward(dx, batch.tokens);
+  if (ready) ready({&embedding_->weight});
+}
 
 Tensor GptModel::forward_layers(Tensor x, const Batch& batch, ModelSaved& s) {
   s.layers.resize(layers_.size());
@@ -60,8 +63,11 @@ Tensor GptModel::forward_layers(Tensor x, const Batch& batch, ModelSaved& s) {
   return x;
 }
 
-Tensor GptModel::backward_layers(Tensor dx, const Batch& batch, ModelSaved& s) {
-  for (size_t i = layers_.size(); i-- > 0;) dx = layers_[i]->backward(dx, batch, s.layers[i]);
+Tensor GptModel::backward_layers(Tensor dx, const Batch& batch, ModelSaved& s, const GradsReady& ready) {
+  for (size_t i = layers_.size(); i-- > 0;) {
+    dx = layers_[i]->backward(dx, batch, s.layers[i]);
+    if (ready) ready(layers_[i]->parameters());
+  }
   return dx;
 }
 
@@ -79,11 +85,17 @@ Tensor GptModel::loss(const Tensor& x, const Batch& batch, ModelSaved& s) {
   return vocab_parallel_cross_entropy(ctx_, s.logits, batch.labels, shard_, s.ce);
 }
 
-Tensor GptModel::loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale) {
+Tensor GptModel::loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale, const GradsReady& ready) {
   vocab_parallel_cross_entropy_backward(s.logits, batch.labels, row_scale, shard_, s.ce);
   const Tensor dnormed = output_->backward(s.logits, s.head_input);
   Tensor dx = Tensor::zeros(s.final_input.shape(), s.final_input.dtype(), s.final_input.device());
   final_norm_->backward(dx, dnormed, s.final_input, s.final_rstd);
+  if (ready) {
+    std::vector<Parameter*> done = output_->parameters();
+    done.push_back(&final_norm_->weight);
+    if (embedding_ && !stage_.has_embedding) done.push_back(&embedding_->weight);  // the last stage's tied copy
+    ready(done);
+  }
   s.logits = s.head_input = s.final_input = Tensor();
   return dx;
 }

@@ -1,6 +1,7 @@
-// weft/src/model/gpt_model.h v1 — the decoder-only language model held by one rank: its pipeline stage's layers,
+// weft/src/model/gpt_model.h v2 — the decoder-only language model held by one rank: its pipeline stage's layers,
 // plus the embedding on the first stage and final norm, output layer and loss on the last.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -14,6 +15,9 @@ struct ModelSaved {
   Tensor final_input, final_rstd, head_input, logits;
   CrossEntropySaved ce;
 };
+
+// Told which parameters' gradients a backward has just finished (so their reduction can start).
+using GradsReady = std::function<void(const std::vector<Parameter*>&)>;
 
 // Which part of the model a rank holds.
 struct StageLayout {
@@ -34,14 +38,15 @@ class GptModel {
 
   // tokens → hidden states [t, hidden] (t/tp rows under sequence parallelism). First stage.
   Tensor embed(const Batch& batch);
-  void embed_backward(const Tensor& dx, const Batch& batch);
+  // The backwards report the parameters they finish to `ready` when it is set.
+  void embed_backward(const Tensor& dx, const Batch& batch, const GradsReady& ready = {});
   // This stage's decoder layers.
   Tensor forward_layers(Tensor x, const Batch& batch, ModelSaved& s);
-  Tensor backward_layers(Tensor dx, const Batch& batch, ModelSaved& s);
+  Tensor backward_layers(Tensor dx, const Batch& batch, ModelSaved& s, const GradsReady& ready = {});
   // hidden → per-token cross-entropy [t] (stat dtype). Last stage.
   Tensor loss(const Tensor& x, const Batch& batch, ModelSaved& s);
   // The backward of Σ_t row_scale[t]·loss[t]: returns ∂/∂hidden.
-  Tensor loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale);
+  Tensor loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale, const GradsReady& ready = {});
   // hidden → logits over this rank's vocabulary shard [t, local vocab] (no loss). Last stage.
   Tensor logits(const Tensor& x);
 

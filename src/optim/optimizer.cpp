@@ -1,8 +1,9 @@
-// weft/src/optim/optimizer.cpp v1 — flat buffers, shards, AdamW, gradient norm and clipping.
+// weft/src/optim/optimizer.cpp v2 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace weft {
 
@@ -12,15 +13,44 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
              "optimizer: the gradient group of ", grad_group.size(), " ranks does not hold cp = ", cfg.context_parallel);
   WEFT_ASSERT(!params_.empty());
   const Tensor& first = params_.front()->value;
-  int64_t total = 0;
-  for (const Parameter* p : params_) {
-    offsets_.push_back(total);
-    total += p->value.numel();
+  const int shards = cfg.distributed ? group_.size() : 1, rank = cfg.distributed ? group_.rank() : 0;
+  // Buckets fill in backward order (last parameter first), the order in which the backward finishes them.
+  std::vector<std::pair<size_t, size_t>> ranges;
+  int64_t filled = 0;
+  for (size_t i = params_.size(), end = params_.size(); i-- > 0;) {
+    filled += params_[i]->value.numel();
+    if ((cfg.bucket_elements > 0 && filled >= cfg.bucket_elements) || i == 0) {
+      ranges.emplace_back(i, end);
+      end = i;
+      filled = 0;
+    }
   }
-  const int shards = cfg.distributed ? group_.size() : 1;
-  const int64_t padded = (total + shards - 1) / shards * shards;
-  values_ = Tensor::zeros({padded}, first.dtype(), first.device());
-  grads_ = Tensor::zeros({padded}, stat_dtype(first.dtype()), first.device());
+  std::reverse(ranges.begin(), ranges.end());
+  offsets_.resize(params_.size());
+  bucket_of_.resize(params_.size());
+  int64_t total = 0, at = 0;
+  for (const auto& [lo, hi] : ranges) {
+    Bucket b;
+    b.first_param = lo;
+    b.end_param = hi;
+    b.begin = total;
+    for (size_t i = lo; i < hi; ++i) {
+      offsets_[i] = total;
+      total += params_[i]->value.numel();
+      bucket_of_[i] = buckets_.size();
+      index_[params_[i]] = i;
+    }
+    total = (total + shards - 1) / shards * shards;
+    b.end = total;
+    const int64_t slice = (b.end - b.begin) / shards;
+    b.slice_begin = b.begin + rank * slice;
+    b.slice_end = b.slice_begin + slice;
+    b.at = at;
+    at += slice;
+    buckets_.push_back(b);
+  }
+  values_ = Tensor::zeros({total}, first.dtype(), first.device());
+  grads_ = Tensor::zeros({total}, stat_dtype(first.dtype()), first.device());
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i];
     const int64_t n = p.value.numel();
@@ -29,37 +59,76 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     p.value = view.reshape(p.value.shape());
     p.grad = grads_.rows(offsets_[i], offsets_[i] + n).reshape(p.grad.shape());
   }
-  const int64_t shard = padded / shards, r = cfg.distributed ? group_.rank() : 0;
-  shard_begin_ = r * shard;
-  shard_end_ = shard_begin_ + shard;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const int64_t lo = std::max(shard_begin_, offsets_[i]), hi = std::min(shard_end_, offsets_[i] + params_[i]->value.numel());
-    if (lo < hi) segments_.push_back({i, lo, hi - lo});
+  master_ = Tensor::empty({at}, grads_.dtype(), first.device());
+  for (Bucket& b : buckets_) {
+    b.first_segment = segments_.size();
+    for (size_t i = b.first_param; i < b.end_param; ++i) {
+      const int64_t lo = std::max(b.slice_begin, offsets_[i]);
+      const int64_t hi = std::min(b.slice_end, offsets_[i] + params_[i]->value.numel());
+      if (lo < hi) segments_.push_back({i, lo, hi - lo, b.at + lo - b.slice_begin});
+    }
+    b.end_segment = segments_.size();
+    Tensor mine = master_.rows(b.at, b.at + b.slice_end - b.slice_begin);
+    ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));
   }
-  master_ = Tensor::empty({shard}, grads_.dtype(), first.device());
-  ops_for(master_).convert(master_, values_.rows(shard_begin_, shard_end_));
-  exp_avg_ = Tensor::zeros({shard}, grads_.dtype(), first.device());
-  exp_avg_sq_ = Tensor::zeros({shard}, grads_.dtype(), first.device());
+  exp_avg_ = Tensor::zeros({at}, grads_.dtype(), first.device());
+  exp_avg_sq_ = Tensor::zeros({at}, grads_.dtype(), first.device());
+  ready_.assign(params_.size(), 0);
+  zero_grad();
 }
 
 int64_t Optimizer::shard_bytes() const {
   return static_cast<int64_t>(master_.nbytes() + exp_avg_.nbytes() + exp_avg_sq_.nbytes());
 }
 
-void Optimizer::zero_grad() { ops_for(grads_).zero(grads_); }
+void Optimizer::zero_grad() {
+  ops_for(grads_).zero(grads_);
+  std::fill(ready_.begin(), ready_.end(), 0);
+  for (Bucket& b : buckets_) {
+    b.pending = static_cast<int>(b.end_param - b.first_param);
+    b.started = false;
+  }
+}
+
+void Optimizer::grads_ready(const std::vector<Parameter*>& done) {
+  for (const Parameter* p : done) {
+    const auto it = index_.find(p);
+    WEFT_ASSERT(it != index_.end() && !ready_[it->second]);
+    ready_[it->second] = 1;
+    Bucket& b = buckets_[bucket_of_[it->second]];
+    if (--b.pending == 0) start_reduction(b);
+  }
+}
+
+std::vector<Parameter*> Optimizer::unreported() const {
+  std::vector<Parameter*> out;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!ready_[i]) out.push_back(params_[i]);
+  return out;
+}
+
+int Optimizer::buckets_started() const {
+  return static_cast<int>(std::count_if(buckets_.begin(), buckets_.end(), [](const Bucket& b) { return b.started; }));
+}
+
+void Optimizer::start_reduction(Bucket& b) {
+  b.started = true;
+  if (group_.size() == 1) return;
+  const double mean = double(cfg_.context_parallel) / group_.size();  // cp parts add, dp samples average
+  Tensor whole = grads_.rows(b.begin, b.end);
+  if (cfg_.distributed) {
+    Tensor mine = grads_.rows(b.slice_begin, b.slice_end);
+    group_.start_reduce_scatter(mine, whole, mean);
+  } else {
+    group_.start_all_reduce(whole, mean);
+  }
+}
 
 void Optimizer::reduce_gradients() {
-  if (group_.size() == 1) return;
-  if (cfg_.distributed) {
-    Tensor summed = grads_.rows(shard_begin_, shard_end_).clone();
-    group_.reduce_scatter(summed, grads_);
-    Tensor mine = grads_.rows(shard_begin_, shard_end_);
-    ops_for(mine).convert(mine, summed);
-  } else {
-    group_.all_reduce(grads_);
-  }
-  Tensor mine = grads_.rows(shard_begin_, shard_end_);
-  ops_for(mine).scale(mine, double(cfg_.context_parallel) / group_.size());
+  // Buckets nobody reported (tied embeddings, runs without overlap) start now, in the same order on every rank.
+  for (size_t i = buckets_.size(); i-- > 0;)
+    if (!buckets_[i].started) start_reduction(buckets_[i]);
+  group_.wait_started();
 }
 
 double Optimizer::grad_norm(Comm& mp, int tp_rank) {
@@ -80,31 +149,48 @@ void Optimizer::clip(double norm, double max_norm) {
   if (max_norm <= 0) return;
   const double coeff = max_norm / (norm + 1e-6);
   if (coeff >= 1.0) return;
-  Tensor mine = grads_.rows(shard_begin_, shard_end_);
-  ops_for(mine).scale(mine, coeff);
+  for (const Bucket& b : buckets_) {
+    Tensor mine = grads_.rows(b.slice_begin, b.slice_end);
+    ops_for(mine).scale(mine, coeff);
+  }
 }
 
 void Optimizer::step(double lr) {
   ++steps_;
-  for (const Segment& s : segments_) {
-    const Parameter& p = *params_[s.param];
-    const int64_t at = s.flat_begin - shard_begin_;
-    Tensor w = master_.rows(at, at + s.length), m = exp_avg_.rows(at, at + s.length),
-           v = exp_avg_sq_.rows(at, at + s.length);
-    const Tensor g = grads_.rows(s.flat_begin, s.flat_begin + s.length);
-    const AdamWParams h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, p.weight_decay ? cfg_.weight_decay : 0.0, steps_};
-    ops_for(w).adamw(w, g, m, v, h);
+  // Each bucket's updated values leave for the other ranks while the next bucket steps.
+  for (const Bucket& b : buckets_) {
+    for (size_t i = b.first_segment; i < b.end_segment; ++i) {
+      const Segment& s = segments_[i];
+      const Parameter& p = *params_[s.param];
+      Tensor w = master_.rows(s.at, s.at + s.length), m = exp_avg_.rows(s.at, s.at + s.length),
+             v = exp_avg_sq_.rows(s.at, s.at + s.length);
+      const Tensor g = grads_.rows(s.flat_begin, s.flat_begin + s.length);
+      const AdamWParams h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, p.weight_decay ? cfg_.weight_decay : 0.0, steps_};
+      ops_for(w).adamw(w, g, m, v, h);
+    }
+    publish_values(b);
   }
-  publish_values();
+  group_.wait_started();
 }
 
-void Optimizer::publish_values() {
-  Tensor mine = values_.rows(shard_begin_, shard_end_);
-  ops_for(mine).convert(mine, master_);
+void Optimizer::publish_values(const Bucket& b) {
+  Tensor mine = values_.rows(b.slice_begin, b.slice_end);
+  ops_for(mine).convert(mine, master_.rows(b.at, b.at + b.slice_end - b.slice_begin));
   if (cfg_.distributed && group_.size() > 1) {
-    const Tensor local = mine.clone();
-    group_.all_gather(values_, local);
+    Tensor whole = values_.rows(b.begin, b.end);
+    group_.start_all_gather(whole, mine);
   }
+}
+
+Tensor Optimizer::gather_flat(const Tensor& shard) {
+  if (!cfg_.distributed || group_.size() == 1) return shard;
+  Tensor flat = Tensor::empty({values_.numel()}, shard.dtype(), shard.device());
+  for (const Bucket& b : buckets_) {
+    Tensor mine = flat.rows(b.slice_begin, b.slice_end), whole = flat.rows(b.begin, b.end);
+    ops_for(mine).convert(mine, shard.rows(b.at, b.at + b.slice_end - b.slice_begin));
+    group_.all_gather(whole, mine);
+  }
+  return flat;
 }
 
 Tensor& Optimizer::state(const std::string& kind) {
@@ -115,16 +201,11 @@ Tensor& Optimizer::state(const std::string& kind) {
 }
 
 std::vector<Tensor> Optimizer::gather_state(const std::string& kind) {
-  Tensor& shard = state(kind);
-  Tensor full = shard;
-  if (cfg_.distributed && group_.size() > 1) {
-    full = Tensor::empty({shard.numel() * group_.size()}, shard.dtype(), shard.device());
-    group_.all_gather(full, shard);
-  }
+  const Tensor full = gather_flat(state(kind));
   std::vector<Tensor> out;
   for (size_t i = 0; i < params_.size(); ++i) {
-    const int64_t n = params_[i]->value.numel(), base = cfg_.distributed ? 0 : shard_begin_;
-    out.push_back(full.rows(offsets_[i] - base, offsets_[i] - base + n).reshape(params_[i]->value.shape()));
+    const int64_t n = params_[i]->value.numel();
+    out.push_back(full.rows(offsets_[i], offsets_[i] + n).reshape(params_[i]->value.shape()));
   }
   return out;
 }
@@ -133,12 +214,14 @@ void Optimizer::scatter_state(const std::string& kind, const std::vector<Tensor>
   WEFT_ASSERT(full.size() == params_.size());
   Tensor& shard = state(kind);
   for (const Segment& s : segments_) {
-    const int64_t within = s.flat_begin - offsets_[s.param], at = s.flat_begin - shard_begin_;
-    Tensor dst = shard.rows(at, at + s.length);
+    const int64_t within = s.flat_begin - offsets_[s.param];
+    Tensor dst = shard.rows(s.at, s.at + s.length);
     const Tensor src = full[s.param].reshape({full[s.param].numel()}).rows(within, within + s.length);
     ops_for(dst).convert(dst, src.to(dst.device()));
   }
-  if (kind == "master") publish_values();
+  if (kind != "master") return;
+  for (const Bucket& b : buckets_) publish_values(b);
+  group_.wait_started();
 }
 
 }  // namespace weft

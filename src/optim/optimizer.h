@@ -1,16 +1,20 @@
-// weft/src/optim/optimizer.h v1 — AdamW over contiguous parameter and gradient buffers, optionally sharded over
-// data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
+// weft/src/optim/optimizer.h v2 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
 // ones when the sequence is split (Megatron's dp_cp group). Context-parallel ranks hold parts of one gradient,
 // which add; data-parallel ranks hold gradients of different samples, which average.
 //
-// Every parameter's value and gradient become views into two flat buffers (padded to a multiple of the
-// data-parallel size). Each data-parallel rank owns a contiguous shard of them: with the distributed optimizer the
-// gradients are reduce-scattered into the shard, fp32 masters and Adam moments exist for the shard only, and the
-// updated values are all-gathered back; without it the shard is everything and the gradients are all-reduced.
+// Every parameter's value and gradient become views into two flat buffers, cut into buckets of whole parameters
+// (Megatron's DDP buckets, each padded to a multiple of the data-parallel size). A bucket's gradients are reduced
+// as soon as the backward has finished all of its parameters (grads_ready), on the communication stream while the
+// backward goes on. Each data-parallel rank owns one slice of every bucket: with the distributed optimizer the
+// gradients are reduce-scattered into the slices, fp32 masters and Adam moments exist for the slices only, and the
+// updated values are all-gathered back bucket by bucket while the next bucket steps; without it the slice is the
+// whole bucket and the gradients are all-reduced.
 #pragma once
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "dist/comm.h"
@@ -23,15 +27,22 @@ struct OptimizerConfig {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
   bool distributed = false;  // shard masters and moments over the gradient group
   int context_parallel = 1;  // cp ranks in the gradient group
+  int64_t bucket_elements = 0;  // parameters are grouped into buckets of at least this many elements (0: one bucket)
 };
 
 class Optimizer {
  public:
   Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg, Comm& grad_group);
   void zero_grad();
+  // These parameters' gradients are final for this step: buckets whose parameters are all final start their
+  // reduction now. Every rank of the gradient group must report the same parameters in the same order.
+  void grads_ready(const std::vector<Parameter*>& done);
   // The data-parallel mean of the (context-parallel summed) gradients, in this rank's shard (all of them without
-  // sharding).
+  // sharding): starts the buckets not yet started, waits for all.
   void reduce_gradients();
+  std::vector<Parameter*> unreported() const;  // parameters grads_ready has not seen this step
+  int buckets() const { return static_cast<int>(buckets_.size()); }
+  int buckets_started() const;  // buckets whose reduction has started this step
   // sqrt(Σ grad²) over the model: this rank's shard, tensor-parallel duplicates counted once (tp rank 0) and a
   // tied embedding's last-stage copy not at all, summed over the shards (dp) and the model-parallel group `mp`.
   double grad_norm(Comm& mp, int tp_rank);
@@ -57,16 +68,32 @@ class Optimizer {
   struct Segment {
     size_t param;                // index into params_
     int64_t flat_begin, length;  // the part of the shard [flat_begin, flat_begin + length) this parameter covers
+    int64_t at;                  // where that part sits in the shard-sized masters and moments
+  };
+  struct Bucket {
+    size_t first_param, end_param;  // params_[first_param, end_param)
+    int64_t begin, end;             // flat range, a multiple of the shard count long
+    int64_t slice_begin, slice_end;  // this rank's slice of it
+    int64_t at;                     // where the slice sits in the shard-sized buffers
+    size_t first_segment = 0, end_segment = 0;  // segments_ of the slice
+    int pending = 0;                // parameters not yet final this step
+    bool started = false;
   };
   Tensor& state(const std::string& kind);
-  void publish_values();  // masters → values (all-gathered when sharded)
+  void start_reduction(Bucket& b);
+  void publish_values(const Bucket& b);  // the bucket's masters → values (all-gathering starts when sharded)
+  // The flat buffer of every rank's shards of `shard` (a shard-sized buffer), in flat-buffer order.
+  Tensor gather_flat(const Tensor& shard);
 
   std::vector<Parameter*> params_;
   OptimizerConfig cfg_;
   Comm& group_;  // the gradient group (dp, or dp × cp)
   std::vector<int64_t> offsets_;  // flat offset of each parameter
   Tensor values_, grads_;         // flat buffers over every parameter
-  int64_t shard_begin_ = 0, shard_end_ = 0;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_;  // bucket of each parameter
+  std::vector<char> ready_;        // parameters reported final this step
+  std::unordered_map<const Parameter*, size_t> index_;  // position of each parameter in params_
   std::vector<Segment> segments_;
   Tensor master_, exp_avg_, exp_avg_sq_;  // shard-sized, fp32 (f64 for f64 models)
   int64_t steps_ = 0;

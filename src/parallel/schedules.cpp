@@ -1,4 +1,4 @@
-// weft/src/parallel/schedules.cpp v2 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
+// weft/src/parallel/schedules.cpp v3 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
 #include "parallel/schedules.h"
 
 #include <map>
@@ -76,6 +76,7 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
 
   std::map<std::pair<int, int64_t>, InFlight> flight;
   double loss_total = 0;
+  std::vector<int64_t> backwards_done(chunks.size(), 0);
   // The micro-batch of a step, split for this cp rank and moved to the device (once, at its forward).
   auto in_flight = [&](const Step& s) -> InFlight& {
     InFlight& f = flight[{chunk_of(s), micro_of(s)}];
@@ -149,9 +150,11 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
         }
         if (forward_only) flight.erase({c, micro_of(s)});
       } else {
-        Tensor dx = stage == last_stage ? model.loss_backward(f.batch, f.saved, f.row_scale) : take_input(s);
-        dx = model.backward_layers(dx, f.batch, f.saved);
-        if (stage == 0) model.embed_backward(dx, f.batch);
+        // A chunk's gradients are final after its last backward, which reports them as it finishes them.
+        const GradsReady& ready = ++backwards_done[c] == count ? grads_ready : GradsReady{};
+        Tensor dx = stage == last_stage ? model.loss_backward(f.batch, f.saved, f.row_scale, ready) : take_input(s);
+        dx = model.backward_layers(dx, f.batch, f.saved, ready);
+        if (stage == 0) model.embed_backward(dx, f.batch, ready);
         else outbox.emplace_back(dx, prev_rank);
         flight.erase({c, micro_of(s)});
       }

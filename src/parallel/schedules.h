@@ -1,4 +1,4 @@
-// weft/src/parallel/schedules.h v2 — running the micro-batches of one global batch through a (pipelined) model.
+// weft/src/parallel/schedules.h v3 — running the micro-batches of one global batch through a (pipelined) model.
 //
 // One executor serves every layout: with one pipeline stage it is plain gradient accumulation (forward then
 // backward, micro-batch by micro-batch); with pp stages it is Megatron's 1F1B; with vpp model chunks per stage
@@ -30,6 +30,7 @@ struct PipelineSchedule {
   int tp_size = 1;
   Comm* cp = nullptr;                // context-parallel group: each micro-batch is split over it (null: none)
   mutable bool ring_connected = false;  // the pipeline ranks have exchanged with both neighbours once
+  GradsReady grads_ready;            // told the parameters each chunk's last backward finishes (unset: nobody)
 
   // Forward and (unless forward_only) backward of micro-batches 0..count-1 (whole ones: the schedule takes this
   // rank's context-parallel part). Gradients accumulate as those of the

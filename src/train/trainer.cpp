@@ -1,4 +1,4 @@
-// weft/src/train/trainer.cpp v1 — the training loop.
+// weft/src/train/trainer.cpp v2 — the training loop.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -59,8 +59,18 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   optimizer_ = std::make_unique<Optimizer>(
       params_,
       OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
-                      cfg.parallel.distributed_optimizer, grid.cp_size()},
+                      cfg.parallel.distributed_optimizer, grid.cp_size(), cfg.parallel.ddp_bucket_size},
       *comms_.dp_cp);
+  // Gradients leave for their reductions as the backward finishes them: sequence-parallel ones are summed over tp
+  // at once, and buckets whose parameters are all done start their data-parallel reduction.
+  if (cfg.parallel.overlap_grad_reduce)
+    schedule_.grads_ready = [this](const std::vector<Parameter*>& done) {
+      std::vector<Parameter*> now;
+      for (Parameter* p : done)
+        if (!spans_stages(*p, spec_.tie_embeddings, grid_.pp_size())) now.push_back(p);
+      reduce_shared_gradients(now, *comms_.tp, *comms_.embedding, spec_.tie_embeddings, grid_.pp_size());
+      optimizer_->grads_ready(now);
+    };
   lr_ = LrSchedule{cfg.train.lr, cfg.train.min_lr, cfg.train.lr_warmup_iters,
                    cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters,
                    cfg.train.lr_decay_style};
@@ -98,7 +108,8 @@ double Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
   const int64_t consumed = iteration * cfg_.train.global_batch_size;
   const double loss =
       schedule_.run([&](int64_t m) { return train_batches_->get(consumed, m); }, num_micro_batches_, false);
-  reduce_shared_gradients(params_, *comms_.tp, *comms_.embedding, spec_.tie_embeddings, grid_.pp_size());
+  reduce_shared_gradients(optimizer_->unreported(), *comms_.tp, *comms_.embedding, spec_.tie_embeddings,
+                          grid_.pp_size());
   optimizer_->reduce_gradients();
   *grad_norm = optimizer_->grad_norm(*comms_.mp, grid_.tp_rank());
   optimizer_->clip(*grad_norm, cfg_.train.clip_grad);

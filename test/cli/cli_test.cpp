@@ -96,6 +96,7 @@ TEST(Cli, BadDecksExitWithOneLineNamingKeyAndLine) {
       {"[train]\nmicro_batch_size = 3\n", "train.global_batch_size", ":6", 2},  // gbs % (mbs·dp)
       {"", "data.prefix", ":3", 2},                                           // no such dataset
       {"[train]\nrecompute = attention\n", "train.recompute", ":10", 1},     // not one of the choices
+      {"[parallel]\nddp_bucket_size = -1\n", "parallel.ddp_bucket_size", ":10", 1},  // negative
   };
   for (const Case& c : cases) {
     const std::string deck = dir.write("bad.ini", base + c.extra);

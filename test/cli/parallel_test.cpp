@@ -61,6 +61,9 @@ TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
   expect_same_run(dir, d, "--parallel.tp=2 --parallel.pp=2 --parallel.sequence_parallel=true", 4, ref);
   expect_same_run(dir, d, "--parallel.distributed_optimizer=true", 2, ref);
   expect_same_run(dir, d, "--parallel.tp=2 --parallel.distributed_optimizer=true", 4, ref);
+  // Many small buckets, sharded and not, reduced during the backward or after it.
+  expect_same_run(dir, d, "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=3000", 2, ref);
+  expect_same_run(dir, d, "--parallel.ddp_bucket_size=3000 --parallel.overlap_grad_reduce=false", 2, ref);
   expect_same_run(dir, d, "--parallel.cp=2", 2, ref);
   expect_same_run(dir, d, "--parallel.cp=2 --parallel.tp=2 --parallel.sequence_parallel=true", 4, ref);
   expect_same_run(dir, d, "--parallel.cp=2 --parallel.pp=2", 4, ref);
@@ -74,7 +77,8 @@ TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
   const std::string d = deck(dir, prefix);
   ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("full")).status, 0);
   // Masters and moments sharded over dp = 4, saved, and resumed without sharding at tp = 2, dp = 1.
-  ASSERT_EQ(run_weft(dir, "train " + d + " --parallel.distributed_optimizer=true --train.exit_interval=5 --log.dir=" +
+  ASSERT_EQ(run_weft(dir, "train " + d + " --parallel.distributed_optimizer=true --parallel.ddp_bucket_size=3000 "
+                          "--train.exit_interval=5 --log.dir=" +
                           dir.file("part") + " --checkpoint.save=" + dir.file("ckpt"), 4).status, 0);
   const Result r = run_weft(dir, "train " + d + " --parallel.tp=2 --log.dir=" + dir.file("part") +
                                      " --checkpoint.load=" + dir.file("ckpt"), 2);

@@ -1,5 +1,6 @@
-// weft/test/mpi/parallel_grads_test.cpp v1 — gradients of model-parallel layouts equal the single-rank model's,
-// parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5).
+// weft/test/mpi/parallel_grads_test.cpp v2 — gradients of model-parallel layouts equal the single-rank model's,
+// parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5). The layouts
+// reduce their gradients the way the trainer does: reported by the backward as it finishes them, in small buckets.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -74,21 +75,35 @@ void compare(const Layout& l) {
 
   LayerContext ref_ctx{self.get(), false, DType::f64, Device::cpu, 3};
   GptModel ref(s, ref_ctx, StageLayout::whole(s));
-  PipelineSchedule ref_schedule{self.get(), {&ref}, false, 1};
+  PipelineSchedule ref_schedule{self.get(), {&ref}, false, 1, nullptr, false, {}};
   const double ref_loss = ref_schedule.run(micro, 4, false);
 
   LayerContext ctx{tp.get(), l.sp, DType::f64, Device::cpu, 3, cp.get(), l.recompute};
   std::vector<std::unique_ptr<GptModel>> chunks;
-  PipelineSchedule schedule{pp.get(), {}, l.sp, l.tp, cp.get()};
+  PipelineSchedule schedule{pp.get(), {}, l.sp, l.tp, cp.get(), false, {}};
   std::vector<Parameter*> params;
   for (int c = 0; c < l.vpp; ++c) {
     chunks.push_back(std::make_unique<GptModel>(s, ctx, StageLayout::of(s, grid.pp_rank(), l.pp, c, l.vpp, 0, 0)));
     schedule.chunks.push_back(chunks.back().get());
     for (Parameter* p : chunks.back()->parameters()) params.push_back(p);
   }
+  // Context-parallel ranks hold parts of one gradient, which the optimizer's bucket reductions sum.
+  Optimizer optimizer(params, {0.9, 0.95, 1e-8, 0.1, false, l.cp, 1000}, *cp);
+  ASSERT_GE(optimizer.buckets(), 2);
+  schedule.grads_ready = [&](const std::vector<Parameter*>& done) {
+    std::vector<Parameter*> now;
+    for (Parameter* p : done)
+      if (!spans_stages(*p, s.tie_embeddings, l.pp)) now.push_back(p);
+    reduce_shared_gradients(now, *tp, *emb, s.tie_embeddings, l.pp);
+    optimizer.grads_ready(now);
+  };
   const double loss = schedule.run(micro, 4, false);
-  reduce_shared_gradients(params, *tp, *emb, s.tie_embeddings, l.pp);
-  for (Parameter* p : params) cp->all_reduce(p->grad);  // context-parallel ranks hold parts of one gradient
+  // The backward reported every parameter but a tied embedding split over stages.
+  const auto rest = optimizer.unreported();
+  EXPECT_EQ(rest.size(), s.tie_embeddings && l.pp > 1 && (grid.pp_rank() == 0 || grid.pp_rank() == l.pp - 1) ? 1u : 0u);
+  EXPECT_EQ(optimizer.buckets_started(), optimizer.buckets() - (rest.empty() ? 0 : 1));
+  reduce_shared_gradients(rest, *tp, *emb, s.tie_embeddings, l.pp);
+  optimizer.reduce_gradients();
   EXPECT_NEAR(loss, ref_loss, 1e-12 * ref_loss);
 
   std::map<std::string, Parameter*> by_name;
@@ -170,15 +185,22 @@ TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
   auto self = make_mpi_comm("self", singles);
   LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
   GptModel sharded_model(s, ctx, StageLayout::whole(s)), plain_model(s, ctx, StageLayout::whole(s));
-  Optimizer sharded(sharded_model.parameters(), {0.9, 0.95, 1e-8, 0.1, true}, *dp);
+  // Sharded in buckets of ~3000 elements, each reduced as soon as its parameters are reported; unsharded in one
+  // bucket reduced at the end.
+  Optimizer sharded(sharded_model.parameters(), {0.9, 0.95, 1e-8, 0.1, true, 1, 3000}, *dp);
   Optimizer plain(plain_model.parameters(), {0.9, 0.95, 1e-8, 0.1, false}, *dp);
-  // The state held per rank shrinks by the data-parallel size (up to the padding of the flat buffer).
-  EXPECT_NEAR(double(sharded.shard_bytes()), double(plain.shard_bytes()) / world(), 3.0 * 8 * world());
+  ASSERT_GT(sharded.buckets(), 3);
+  // The state held per rank shrinks by the data-parallel size (up to the padding of each bucket).
+  EXPECT_NEAR(double(sharded.shard_bytes()), double(plain.shard_bytes()) / world(), 3.0 * 8 * sharded.buckets());
   // Different gradients on every rank: both optimizers must step with their mean.
   for (auto* m : {&sharded_model, &plain_model})
     for (Parameter* p : m->parameters())
       for (int64_t i = 0; i < p->grad.numel(); ++i)
         p->grad.data<double>()[i] = std::sin(0.37 * double(i) + rank() + p->name.size());
+  const auto reported = sharded_model.parameters();
+  for (size_t i = reported.size(); i-- > reported.size() / 2;) sharded.grads_ready({reported[i]});
+  EXPECT_GT(sharded.buckets_started(), 0);
+  EXPECT_LT(sharded.buckets_started(), sharded.buckets());
   for (Optimizer* o : {&sharded, &plain}) {
     o->reduce_gradients();
     const double norm = o->grad_norm(*self, 0);
