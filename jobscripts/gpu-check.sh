@@ -3,7 +3,7 @@
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            reduce recompute (default: build tests bench e2e); parallel and
+#                                            reduce recompute profile (default: build tests bench e2e); parallel and
 #                                            reduce need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
@@ -93,6 +93,21 @@ PY
           --log.dir="$dir" >"$dir.log" 2>&1
         row "1.5B recompute=$mode: $(tail -1 "$dir/metrics.jsonl" 2>/dev/null || echo "FAILED, see $dir.log")"
       done ;;
+    profile)
+      # Where a 1.5B step's GPU time goes: Nsight Systems over 6 steps, kernels summed by name.
+      rm -rf runs/profile-1.5b
+      nsys profile -o "$OUT/weft-1.5b" --force-overwrite true -t cuda,nvtx "$BUILD/weft" train bench/decks/llama-1.5b.ini \
+        --train.train_iters=6 --log.interval=6 --log.dir=runs/profile-1.5b >"$OUT/profile_run.log" 2>&1
+      nsys stats -q --report cuda_gpu_kern_sum --format csv "$OUT/weft-1.5b.nsys-rep" >"$OUT/kernels_by_time.csv" 2>&1
+      python3 - "$OUT/kernels_by_time.csv" <<'PY' | tee "$OUT/profile.txt"
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 8 and r[0][:1].isdigit()]
+total = sum(float(r[1]) for r in rows)
+print(f"GPU kernel time over 6 steps: {total/1e9:.3f} s ({total/6e6:.1f} ms per step)")
+for r in rows[:25]:
+    print(f"{float(r[0]):5.1f}%  {float(r[1])/6e6:8.2f} ms/step  {int(r[2]):6d} calls  {r[8][:110]}")
+PY
+      row "profile: $(head -1 "$OUT/profile.txt")" ;;
     bench)
       "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
         --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json 2>&1 | grep -E "median|Benchmark" | tee "$OUT/kernels.txt"
