@@ -96,9 +96,11 @@ PY
     profile)
       # Where a 1.5B step's GPU time goes: Nsight Systems over 6 steps, kernels summed by name.
       rm -rf runs/profile-1.5b
-      nsys profile -o "$OUT/weft-1.5b" --force-overwrite true -t cuda,nvtx "$BUILD/weft" train bench/decks/llama-1.5b.ini \
+      nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+      [ -z "$nsys" ] && { row "profile: no nsys on this machine"; continue; }
+      "$nsys" profile -o "$OUT/weft-1.5b" --force-overwrite true -t cuda,nvtx "$BUILD/weft" train bench/decks/llama-1.5b.ini \
         --train.train_iters=6 --log.interval=6 --log.dir=runs/profile-1.5b >"$OUT/profile_run.log" 2>&1
-      nsys stats -q --report cuda_gpu_kern_sum --format csv "$OUT/weft-1.5b.nsys-rep" >"$OUT/kernels_by_time.csv" 2>&1
+      "$nsys" stats -q --report cuda_gpu_kern_sum --format csv "$OUT/weft-1.5b.nsys-rep" >"$OUT/kernels_by_time.csv" 2>&1
       python3 - "$OUT/kernels_by_time.csv" <<'PY' | tee "$OUT/profile.txt"
 import csv, sys
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 8 and r[0][:1].isdigit()]
