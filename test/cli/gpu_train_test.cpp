@@ -1,4 +1,4 @@
-// weft/test/cli/gpu_train_test.cpp v1 — bf16 training on the GPU follows the CPU's fp32 loss curve, and on two
+// weft/test/cli/gpu_train_test.cpp v2 — bf16 training on the GPU follows the CPU's fp32 loss curve, and on two
 // GPUs every parallel layout follows the single-GPU curve. Skips where weft has no GPU (CI) or one only.
 #include <gtest/gtest.h>
 
@@ -22,13 +22,14 @@ int gpu_count() {
   return n;
 }
 
-// Moby-Dick as bytes, and a deck for a 2-layer model with head dim 64 (so the tensor-core attention runs) and GQA;
-// `train` holds the run's own [train] keys.
-std::string small_deck(const TempDir& dir, const std::string& seq_length, const std::string& train) {
+// Moby-Dick as bytes, and a deck for a model of `layers` layers with head dim 64 (so the tensor-core attention
+// runs) and GQA; `train` holds the run's own [train] keys.
+std::string small_deck(const TempDir& dir, const std::string& seq_length, const std::string& train,
+                       const std::string& layers = "2") {
   const std::string prefix = dir.file("moby");
   EXPECT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
                           "--output-prefix " + prefix + " --append-eod").status, 0);
-  return dir.write("deck.ini", "[model]\nnum_layers = 2\nhidden_size = 256\nffn_hidden_size = 704\n"
+  return dir.write("deck.ini", "[model]\nnum_layers = " + layers + "\nhidden_size = 256\nffn_hidden_size = 704\n"
                                "num_attention_heads = 4\nnum_query_groups = 2\nvocab_size = 257\n"
                                "max_position_embeddings = 256\n[data]\nprefix = " + prefix + "\ntokenizer = bytes\n"
                                "seq_length = " + seq_length + "\nsplit = 100,0,0\n[train]\n" + train +
@@ -67,13 +68,16 @@ TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
   if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs";
   TempDir dir;
   const std::string deck = small_deck(
-      dir, "256", "precision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 30\n");
+      dir, "256", "precision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 30\n", "4");
   ASSERT_EQ(run_weft(dir, "train " + deck + " --log.dir=" + dir.file("one")).status, 0);
   const auto ref = train_lines(dir.file("one/metrics.jsonl"));
   ASSERT_EQ(ref.size(), 30u);
-  for (const std::string layout : {"", "--parallel.distributed_optimizer=true", "--parallel.tp=2",
-                                   "--parallel.tp=2 --parallel.sequence_parallel=true", "--parallel.cp=2",
-                                   "--parallel.pp=2 --train.micro_batch_size=2",
+  // Small buckets (the model has about 3M parameters) so that many reductions overlap the backward.
+  for (const std::string layout : {"", "--parallel.ddp_bucket_size=100000",
+                                   "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=100000",
+                                   "--parallel.tp=2", "--parallel.tp=2 --parallel.sequence_parallel=true",
+                                   "--parallel.cp=2", "--parallel.pp=2 --train.micro_batch_size=2",
+                                   "--parallel.pp=2 --parallel.vpp=2 --train.micro_batch_size=2",
                                    "--parallel.tp=2 --parallel.sequence_parallel=true --train.recompute=full"}) {
     const std::string log = dir.file("run" + std::to_string(std::hash<std::string>{}(layout)));
     const Result r = run_weft(dir, "train " + deck + " " + layout + " --log.dir=" + log, 2);
