@@ -44,7 +44,7 @@ for stage in "${STAGES[@]}"; do
                     "2:--parallel.tp=2 --parallel.sequence_parallel=true" "2:--parallel.cp=2"; do
         np=${layout%%:*}; args=${layout#*:}; dir=runs/par-$np-$(echo "$args" | tr -c 'a-z0-9' '_')
         rm -rf "$dir"; mkdir -p runs
-        timeout 240 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.global_batch_size=4 \
+        timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.global_batch_size=4 \
           --train.micro_batch_size=2 --train.train_iters=12 --log.interval=4 --log.dir="$dir" $args >"$dir.log" 2>&1
         python3 - "$dir" "$np" "$args" <<'PY' | tee -a "$OUT/parallel.txt"
 import json, sys, re
