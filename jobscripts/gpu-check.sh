@@ -3,8 +3,8 @@
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            reduce recompute profile (default: build tests bench e2e); parallel and
-#                                            reduce need 2 GPUs
+#                                            scaling reduce recompute profile (default: build tests bench e2e);
+#                                            parallel, scaling and reduce need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -82,6 +82,27 @@ except Exception as e:
     print(f"scaling: FAILED ({e})")
 PY
       while read -r line; do row "$line"; done <"$OUT/scaling.txt" ;;
+    scaling)
+      # Weak scaling at the 1.5B shape: one micro-batch of 2 × 4096 tokens per GPU per step, 1 GPU against dp = 2.
+      for layout in "1:2:" "2:4:" "2:4:--parallel.distributed_optimizer=true"; do
+        np=${layout%%:*}; rest=${layout#*:}; gb=${rest%%:*}; args=${rest#*:}
+        dir=runs/scale-$np-$(echo "$args" | tr -c 'a-z0-9' '_'); rm -rf "$dir"; mkdir -p runs
+        timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini \
+          --train.global_batch_size=$gb --train.train_iters=12 --log.interval=4 --log.dir="$dir" $args >"$dir.log" 2>&1
+      done
+      python3 - <<'PY' | tee "$OUT/weak_scaling.txt"
+import json
+def last(d): return [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
+try:
+    one = last("runs/scale-1-_")
+    print(f"1 GPU, 1 micro-batch of 2 x 4096 per step: {one['tokens_per_s']:.0f} tok/s, {one['tflops_per_rank']:.0f} TFLOP/s")
+    for name, d in [("dp2", "runs/scale-2-_"), ("dp2 + distributed optimizer", "runs/scale-2-__parallel_distributed_optimizer_true_")]:
+        r = last(d)
+        print(f"{name}, 1 micro-batch per GPU: {r['tokens_per_s']:.0f} tok/s = {100 * r['tokens_per_s'] / (2 * one['tokens_per_s']):.1f}% of twice one GPU")
+except Exception as e:
+    print(f"weak scaling: FAILED ({e})")
+PY
+      while read -r line; do row "$line"; done <"$OUT/weak_scaling.txt" ;;
     reduce)
       mpirun -np 2 --bind-to none "$BUILD/bench/weft_bench_grad_reduce" 2>&1 | tee "$OUT/grad_reduce.txt"
       while read -r line; do row "$line"; done < <(grep -E "bus" "$OUT/grad_reduce.txt") ;;

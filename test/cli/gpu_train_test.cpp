@@ -22,14 +22,13 @@ int gpu_count() {
   return n;
 }
 
-// Moby-Dick as bytes, and a deck for a model of `layers` layers with head dim 64 (so the tensor-core attention
-// runs) and GQA; `train` holds the run's own [train] keys.
-std::string small_deck(const TempDir& dir, const std::string& seq_length, const std::string& train,
-                       const std::string& layers = "2") {
+// Moby-Dick as bytes, and a deck for a 2-layer model with head dim 64 (so the tensor-core attention runs) and GQA;
+// `train` holds the run's own [train] keys.
+std::string small_deck(const TempDir& dir, const std::string& seq_length, const std::string& train) {
   const std::string prefix = dir.file("moby");
   EXPECT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
                           "--output-prefix " + prefix + " --append-eod").status, 0);
-  return dir.write("deck.ini", "[model]\nnum_layers = " + layers + "\nhidden_size = 256\nffn_hidden_size = 704\n"
+  return dir.write("deck.ini", "[model]\nnum_layers = 2\nhidden_size = 256\nffn_hidden_size = 704\n"
                                "num_attention_heads = 4\nnum_query_groups = 2\nvocab_size = 257\n"
                                "max_position_embeddings = 256\n[data]\nprefix = " + prefix + "\ntokenizer = bytes\n"
                                "seq_length = " + seq_length + "\nsplit = 100,0,0\n[train]\n" + train +
@@ -64,23 +63,19 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   EXPECT_LT(b.back()["loss"].get<double>(), b.front()["loss"].get<double>() - 1.0);
 }
 
-TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
-  if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs";
-  TempDir dir;
-  const std::string deck = small_deck(
-      dir, "256", "precision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 30\n", "4");
-  ASSERT_EQ(run_weft(dir, "train " + deck + " --log.dir=" + dir.file("one")).status, 0);
-  const auto ref = train_lines(dir.file("one/metrics.jsonl"));
+namespace {
+
+// Runs `layouts` on 2 GPUs and the same deck (with `common` flags) on 1 GPU; every layout's 30 losses must stay
+// within 1% of the single-GPU ones.
+void expect_layouts_track_one_gpu(const TempDir& dir, const std::string& deck, const std::string& common,
+                                  const std::vector<std::string>& layouts) {
+  const std::string one = dir.file("one" + std::to_string(std::hash<std::string>{}(common)));
+  ASSERT_EQ(run_weft(dir, "train " + deck + " " + common + " --log.dir=" + one).status, 0);
+  const auto ref = train_lines(one + "/metrics.jsonl");
   ASSERT_EQ(ref.size(), 30u);
-  // Small buckets (the model has about 3M parameters) so that many reductions overlap the backward.
-  for (const std::string layout : {"", "--parallel.ddp_bucket_size=100000",
-                                   "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=100000",
-                                   "--parallel.tp=2", "--parallel.tp=2 --parallel.sequence_parallel=true",
-                                   "--parallel.cp=2", "--parallel.pp=2 --train.micro_batch_size=2",
-                                   "--parallel.pp=2 --parallel.vpp=2 --train.micro_batch_size=2",
-                                   "--parallel.tp=2 --parallel.sequence_parallel=true --train.recompute=full"}) {
-    const std::string log = dir.file("run" + std::to_string(std::hash<std::string>{}(layout)));
-    const Result r = run_weft(dir, "train " + deck + " " + layout + " --log.dir=" + log, 2);
+  for (const std::string& layout : layouts) {
+    const std::string log = dir.file("run" + std::to_string(std::hash<std::string>{}(common + layout)));
+    const Result r = run_weft(dir, "train " + deck + " " + common + " " + layout + " --log.dir=" + log, 2);
     ASSERT_EQ(r.status, 0) << layout << "\n" << r.out << r.err;
     const auto got = train_lines(log + "/metrics.jsonl");
     ASSERT_EQ(got.size(), 30u) << layout;
@@ -88,9 +83,31 @@ TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
     for (size_t i = 0; i < 30; ++i) {
       const double x = got[i]["loss"], y = ref[i]["loss"];
       worst = std::max(worst, std::abs(x - y) / y);
-      EXPECT_LE(std::abs(x - y), 0.01 * y) << layout << " step " << i + 1;
+      EXPECT_LE(std::abs(x - y), 0.01 * y) << common << " " << layout << " step " << i + 1 << ": " << x << " vs " << y;
     }
-    std::printf("2 GPUs [%s] vs 1 GPU, 30 bf16 steps: worst relative loss difference %.4f%%\n",
+    std::printf("2 GPUs [%s%s] vs 1 GPU, 30 bf16 steps: worst relative loss difference %.4f%%\n", common.c_str(),
                 layout.empty() ? "dp=2" : layout.c_str(), 100 * worst);
   }
+}
+
+}  // namespace
+
+TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
+  if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs";
+  TempDir dir;
+  const std::string deck = small_deck(
+      dir, "256", "precision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 30\n");
+  // Small buckets (the 2-layer model has about 1.7M parameters) so that many reductions overlap the backward.
+  expect_layouts_track_one_gpu(dir, deck, "",
+                               {"", "--parallel.ddp_bucket_size=100000",
+                                "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=100000",
+                                "--parallel.tp=2", "--parallel.tp=2 --parallel.sequence_parallel=true",
+                                "--parallel.cp=2", "--parallel.pp=2 --train.micro_batch_size=2",
+                                "--parallel.tp=2 --parallel.sequence_parallel=true --train.recompute=full"});
+  // The interleaved schedule needs a layer per virtual stage. At lr 2e-3 this 4-layer model passes a loss spike
+  // near step 14 whose timing shifts with bf16 rounding (every layout that changes the arithmetic moved by 3-4%
+  // there, data parallelism stayed bit-identical), so it trains at 5e-4.
+  expect_layouts_track_one_gpu(dir, deck, "--model.num_layers=4 --train.lr=5e-4 --train.min_lr=5e-5",
+                               {"--parallel.pp=2 --train.micro_batch_size=2",
+                                "--parallel.pp=2 --parallel.vpp=2 --train.micro_batch_size=2"});
 }
