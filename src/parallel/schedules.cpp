@@ -1,4 +1,4 @@
-// weft/src/parallel/schedules.cpp v3 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
+// weft/src/parallel/schedules.cpp v4 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
 #include "parallel/schedules.h"
 
 #include <map>
@@ -56,7 +56,14 @@ std::vector<std::vector<PipelineSchedule::Step>> PipelineSchedule::units(int ran
   int64_t warmup = vpp == 1 ? std::min<int64_t>(pp - rank - 1, count)
                             : (count == pp ? total : std::min<int64_t>((pp - rank - 1) * 2 + (vpp - 1) * pp, total));
   for (int64_t k = 0; k < warmup; ++k) units.push_back({{true, k}});
-  for (int64_t i = 0; i < total - warmup; ++i) units.push_back({{true, warmup + i}, {false, i}});
+  for (int64_t i = 0; i < total - warmup; ++i) {
+    if (vpp == 1) {
+      units.push_back({{true, warmup + i}});
+      units.push_back({{false, i}});
+    } else {
+      units.push_back({{true, warmup + i}, {false, i}});
+    }
+  }
   for (int64_t k = total - warmup; k < total; ++k) units.push_back({{false, k}});
   return units;
 }
@@ -99,9 +106,9 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
     return Tensor::empty({t, model.spec().hidden}, model.context().dtype, model.context().device);
   };
   std::map<std::pair<bool, std::pair<int, int64_t>>, Tensor> inbox;
-  // Steps run in units (a warm-up forward, a steady forward+backward pair, a cool-down backward). After each unit
-  // one exchange posts its outputs together with the next unit's inputs, as Megatron's batched p2p does: with
-  // sends that block until received, no rank then waits on a peer that waits on it.
+  // Steps run in units (see units()). After each unit one exchange posts its outputs together with the next
+  // unit's inputs, as Megatron's batched p2p does: with sends that block until received, no rank then waits on a
+  // peer that waits on it (checked by simulation for pp 2–8 without and pp 2–4 with interleaving).
   std::vector<std::pair<Tensor, int>> outbox;
   auto exchange = [&](const std::vector<Step>& next) {
     std::vector<std::pair<Tensor, int>> recvs;

@@ -1,4 +1,4 @@
-// weft/src/parallel/schedules.h v3 — running the micro-batches of one global batch through a (pipelined) model.
+// weft/src/parallel/schedules.h v4 — running the micro-batches of one global batch through a (pipelined) model.
 //
 // One executor serves every layout: with one pipeline stage it is plain gradient accumulation (forward then
 // backward, micro-batch by micro-batch); with pp stages it is Megatron's 1F1B; with vpp model chunks per stage
@@ -42,8 +42,10 @@ struct PipelineSchedule {
     bool forward;
     int64_t k;
   };
-  // The steps a pipeline rank runs, in units that communicate once after they finish: Megatron's warm-up
-  // forwards, steady 1F1B pairs, cool-down backwards.
+  // The steps a pipeline rank runs, in units that communicate once after they finish, as Megatron pairs its
+  // transfers: in 1F1B every step is a unit (a steady forward's output leaves together with the receive of the
+  // backward that follows it, so the next stage works while this one runs its next forward); in the interleaved
+  // schedule the units are the warm-up forwards, the steady (forward, backward) pairs and the cool-down backwards.
   static std::vector<std::vector<Step>> units(int pp_rank, int pp_size, int vpp, int64_t count, bool forward_only);
 };
 
