@@ -1,8 +1,10 @@
 // weft/bench/grad_reduce_bench.cpp v1 — data-parallel gradient reduction at the 1.5B benchmark shape, under
 // mpirun on GPUs: weft's optimizer (fp32 gradients in 40M-element buckets, all-reduced, or reduce-scattered with
 // the distributed optimizer, the mean folded into the collective) against one NCCL collective over the same
-// bytes. Reports NCCL's bus bandwidth (algbw · 2(n−1)/n for all-reduce, · (n−1)/n for reduce-scatter), the median
-// of 10 timed runs after 3 warm-ups, and weft's share of the raw figure.
+// bytes, and against the same bytes cut into as many plain NCCL calls as weft has buckets (which separates the cost
+// of many calls from that of weft's scaled reduction on its own stream). Reports NCCL's bus bandwidth (algbw ·
+// 2(n−1)/n for all-reduce, · (n−1)/n for reduce-scatter), the median of 10 timed runs after 3 warm-ups, and weft's
+// share of the one-call figure.
 //
 //   mpirun -np 2 build-gpu/bench/weft_bench_grad_reduce
 #include <mpi.h>
@@ -85,7 +87,7 @@ int main(int argc, char** argv) {
 
   for (const bool distributed : {false, true}) {
     const double factor = distributed ? (n - 1) / n : 2 * (n - 1) / n;
-    double weft_s = 0, raw_s = 0;
+    double weft_s = 0, raw_s = 0, split_s = 0;
     int buckets = 0;
     {
       Optimizer opt(ptrs, {0.9, 0.95, 1e-8, 0.1, distributed, 1, 40000000}, *dp);
@@ -99,11 +101,22 @@ int main(int argc, char** argv) {
         if (distributed) dp->reduce_scatter(part, whole);
         else dp->all_reduce(whole);
       });
+      const int64_t piece = whole.numel() / buckets / mpi.size() * mpi.size();
+      split_s = median_seconds([] {}, [&] {
+        for (int b = 0; b < buckets; ++b) {
+          Tensor in = whole.rows(b * piece, b + 1 == buckets ? whole.numel() : (b + 1) * piece);
+          Tensor out = in.rows(0, in.numel() / mpi.size());
+          if (distributed) dp->reduce_scatter(out, in);
+          else dp->all_reduce(in);
+        }
+      });
     }
     if (mpi.rank() == 0)
-      std::printf("%s: weft %d buckets %.2f ms, %.1f GB/s bus | one NCCL call %.2f ms, %.1f GB/s bus | %.1f%%\n",
+      std::printf("%s: weft %d buckets %.2f ms, %.1f GB/s bus | one NCCL call %.2f ms, %.1f GB/s bus | %.1f%% | "
+                  "%d plain NCCL calls %.2f ms, %.1f GB/s bus\n",
                   distributed ? "reduce-scatter (distributed optimizer)" : "all-reduce", buckets, weft_s * 1e3,
-                  bytes / weft_s * factor / 1e9, raw_s * 1e3, bytes / raw_s * factor / 1e9, 100 * raw_s / weft_s);
+                  bytes / weft_s * factor / 1e9, raw_s * 1e3, bytes / raw_s * factor / 1e9, 100 * raw_s / weft_s,
+                  buckets, split_s * 1e3, bytes / split_s * factor / 1e9);
   }
   return 0;
 }
