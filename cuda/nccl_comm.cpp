@@ -172,7 +172,11 @@ class HybridComm final : public Comm {
   // The group's own stream, made to wait for everything issued on the compute stream so far.
   cudaStream_t side_stream() {
     if (!side_) {
-      CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+      // The highest priority: a collective's kernels then take SMs as soon as the backward's free some, instead of
+      // queueing behind the next GEMM while the peer's half of the collective waits.
+      int least = 0, greatest = 0;
+      CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+      CUDA_CHECK(cudaStreamCreateWithPriority(&side_, cudaStreamNonBlocking, greatest));
       CUDA_CHECK(cudaEventCreateWithFlags(&issued_, cudaEventDisableTiming));
       CUDA_CHECK(cudaEventCreateWithFlags(&finished_, cudaEventDisableTiming));
     }
