@@ -68,7 +68,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
       if (lo < hi) segments_.push_back({i, lo, hi - lo, b.at + lo - b.slice_begin});
     }
     b.end_segment = segments_.size();
-    Tensor mine = master_.rows(b.at, b.at + b.slice_end - b.slice_begin);
+    Tensor mine = b.in_shard(master_);
     ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));
   }
   exp_avg_ = Tensor::zeros({at}, grads_.dtype(), first.device());
@@ -175,7 +175,7 @@ void Optimizer::step(double lr) {
 
 void Optimizer::publish_values(const Bucket& b) {
   Tensor mine = values_.rows(b.slice_begin, b.slice_end);
-  ops_for(mine).convert(mine, master_.rows(b.at, b.at + b.slice_end - b.slice_begin));
+  ops_for(mine).convert(mine, b.in_shard(master_));
   if (cfg_.distributed && group_.size() > 1) {
     Tensor whole = values_.rows(b.begin, b.end);
     group_.start_all_gather(whole, mine);
@@ -187,7 +187,7 @@ Tensor Optimizer::gather_flat(const Tensor& shard) {
   Tensor flat = Tensor::empty({values_.numel()}, shard.dtype(), shard.device());
   for (const Bucket& b : buckets_) {
     Tensor mine = flat.rows(b.slice_begin, b.slice_end), whole = flat.rows(b.begin, b.end);
-    ops_for(mine).convert(mine, shard.rows(b.at, b.at + b.slice_end - b.slice_begin));
+    ops_for(mine).convert(mine, b.in_shard(shard));
     group_.all_gather(whole, mine);
   }
   return flat;

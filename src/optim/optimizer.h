@@ -78,6 +78,8 @@ class Optimizer {
     size_t first_segment = 0, end_segment = 0;  // segments_ of the slice
     int pending = 0;                // parameters not yet final this step
     bool started = false;
+    // The slice's place in a shard-sized buffer (masters, moments).
+    Tensor in_shard(const Tensor& shard) const { return shard.rows(at, at + slice_end - slice_begin); }
   };
   Tensor& state(const std::string& kind);
   void start_reduction(Bucket& b);

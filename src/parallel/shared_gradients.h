@@ -1,4 +1,4 @@
-// weft/src/parallel/shared_gradients.h v2 — gradients that several model-parallel ranks hold parts or copies of.
+// weft/src/parallel/shared_gradients.h v3 — gradients that several model-parallel ranks hold parts or copies of.
 #pragma once
 #include <vector>
 
@@ -13,8 +13,11 @@ namespace weft {
 void reduce_shared_gradients(const std::vector<Parameter*>& params, Comm& tp, Comm& embedding, bool tied_embeddings,
                              int pp_size);
 
-// A tied embedding split over pipeline stages: its gradient is summed between the first and last stages, which
-// finish their backwards at different times, so its reduction waits for the end of the pipeline.
-bool spans_stages(const Parameter& p, bool tied_embeddings, int pp_size);
+// For parameters a backward has just finished: sums the sequence-parallel ones over tp at once and returns those
+// whose data-parallel reduction may start now. A tied embedding split over pipeline stages is left out: the first
+// and last stages finish their backwards at different times, so its sum waits for the end of the pipeline
+// (reduce_shared_gradients over what was not handed on).
+std::vector<Parameter*> reduce_finished_gradients(const std::vector<Parameter*>& done, Comm& tp, bool tied_embeddings,
+                                                  int pp_size);
 
 }  // namespace weft

@@ -65,11 +65,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   // at once, and buckets whose parameters are all done start their data-parallel reduction.
   if (cfg.parallel.overlap_grad_reduce)
     schedule_.grads_ready = [this](const std::vector<Parameter*>& done) {
-      std::vector<Parameter*> now;
-      for (Parameter* p : done)
-        if (!spans_stages(*p, spec_.tie_embeddings, grid_.pp_size())) now.push_back(p);
-      reduce_shared_gradients(now, *comms_.tp, *comms_.embedding, spec_.tie_embeddings, grid_.pp_size());
-      optimizer_->grads_ready(now);
+      optimizer_->grads_ready(reduce_finished_gradients(done, *comms_.tp, spec_.tie_embeddings, grid_.pp_size()));
     };
   lr_ = LrSchedule{cfg.train.lr, cfg.train.min_lr, cfg.train.lr_warmup_iters,
                    cfg.train.lr_decay_iters ? cfg.train.lr_decay_iters : cfg.train.train_iters,

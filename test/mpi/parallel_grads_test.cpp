@@ -91,11 +91,7 @@ void compare(const Layout& l) {
   Optimizer optimizer(params, {0.9, 0.95, 1e-8, 0.1, false, l.cp, 1000}, *cp);
   ASSERT_GE(optimizer.buckets(), 2);
   schedule.grads_ready = [&](const std::vector<Parameter*>& done) {
-    std::vector<Parameter*> now;
-    for (Parameter* p : done)
-      if (!spans_stages(*p, s.tie_embeddings, l.pp)) now.push_back(p);
-    reduce_shared_gradients(now, *tp, *emb, s.tie_embeddings, l.pp);
-    optimizer.grads_ready(now);
+    optimizer.grads_ready(reduce_finished_gradients(done, *tp, s.tie_embeddings, l.pp));
   };
   const double loss = schedule.run(micro, 4, false);
   // The backward reported every parameter but a tied embedding split over stages.
