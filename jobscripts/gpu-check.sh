@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v2 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v3 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -19,6 +19,15 @@ STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=(build tests bench e2e)
 declare -a TABLE
 row() { TABLE+=("$1"); echo "== $1"; }
+# The run directory of a 1.5B layout run: run_dir PREFIX NP "FLAGS".
+run_dir() { echo "runs/$1-$2-$(echo "$3" | tr -c 'a-z0-9' '_')"; }
+# 12 steps of the 1.5B shape under mpirun: train_1p5b NP DIR [flags...]; the log goes to DIR.log.
+train_1p5b() {
+  local np=$1 dir=$2; shift 2
+  rm -rf "$dir"; mkdir -p runs
+  timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.train_iters=12 \
+    --log.interval=4 --log.dir="$dir" "$@" >"$dir.log" 2>&1
+}
 
 for stage in "${STAGES[@]}"; do
   t0=$(date +%s)
@@ -42,10 +51,8 @@ for stage in "${STAGES[@]}"; do
                     "2:--parallel.pp=2 --train.micro_batch_size=1" \
                     "2:--parallel.pp=2 --parallel.vpp=2 --train.micro_batch_size=1" \
                     "2:--parallel.tp=2 --parallel.sequence_parallel=true" "2:--parallel.cp=2"; do
-        np=${layout%%:*}; args=${layout#*:}; dir=runs/par-$np-$(echo "$args" | tr -c 'a-z0-9' '_')
-        rm -rf "$dir"; mkdir -p runs
-        timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.global_batch_size=4 \
-          --train.micro_batch_size=2 --train.train_iters=12 --log.interval=4 --log.dir="$dir" $args >"$dir.log" 2>&1
+        np=${layout%%:*}; args=${layout#*:}; dir=$(run_dir par "$np" "$args")
+        train_1p5b "$np" "$dir" --train.global_batch_size=4 --train.micro_batch_size=2 $args
         python3 - "$dir" "$np" "$args" <<'PY' | tee -a "$OUT/parallel.txt"
 import json, sys, re
 d, np_, args = sys.argv[1:4]
@@ -70,25 +77,12 @@ try:
 except Exception as e:
     print(f"distributed optimizer memory: FAILED ({e})")
 PY
-      row "$(cat "$OUT/zero.txt")"
-      python3 - <<'PY' | tee "$OUT/scaling.txt"
-import json
-def tps(d): return [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]["tokens_per_s"]
-try:
-    one = tps("runs/par-1-_")
-    for name, d in [("dp2", "runs/par-2-_"), ("dp2 without overlap", "runs/par-2-__parallel_overlap_grad_reduce_false_")]:
-        print(f"{name}: {tps(d):.0f} tok/s = {100 * tps(d) / (2 * one):.1f}% of twice one GPU ({one:.0f} tok/s)")
-except Exception as e:
-    print(f"scaling: FAILED ({e})")
-PY
-      while read -r line; do row "$line"; done <"$OUT/scaling.txt" ;;
+      row "$(cat "$OUT/zero.txt")" ;;
     scaling)
       # Weak scaling at the 1.5B shape: one micro-batch of 2 × 4096 tokens per GPU per step, 1 GPU against dp = 2.
       for layout in "1:2:" "2:4:" "2:4:--parallel.distributed_optimizer=true"; do
         np=${layout%%:*}; rest=${layout#*:}; gb=${rest%%:*}; args=${rest#*:}
-        dir=runs/scale-$np-$(echo "$args" | tr -c 'a-z0-9' '_'); rm -rf "$dir"; mkdir -p runs
-        timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini \
-          --train.global_batch_size=$gb --train.train_iters=12 --log.interval=4 --log.dir="$dir" $args >"$dir.log" 2>&1
+        train_1p5b "$np" "$(run_dir scale "$np" "$args")" --train.global_batch_size="$gb" $args
       done
       python3 - <<'PY' | tee "$OUT/weak_scaling.txt"
 import json
