@@ -1,4 +1,4 @@
-// weft/test/unit/ops_test.cpp v1 — the CPU reference ops: backward ops against central finite differences in
+// weft/test/unit/ops_test.cpp v2 — the CPU reference ops: backward ops against central finite differences in
 // double precision (step 1e-6: truncation error ~h² ≈ 1e-12 and rounding ~ε/h ≈ 1e-10, so a relative
 // agreement of 1e-6 leaves a wide margin while still catching any wrong term), GEMM against a naive product,
 // AdamW against its closed form.
@@ -22,6 +22,23 @@ double dot(const Tensor& a, const Tensor& b) {
   double s = 0;
   for (int64_t i = 0; i < a.numel(); ++i) s += a.data<double>()[i] * b.data<double>()[i];
   return s;
+}
+
+// attention_backward against finite differences of Σ r·attention(q, k, v), for q, k and v.
+void expect_attention_gradients(Tensor& q, Tensor& k, Tensor& v, const Tensor& r, const Tensor& cu,
+                                const AttentionParams& p, std::mt19937& gen, const std::string& what) {
+  Tensor out = Tensor::empty(q.shape(), DType::f64), lse = Tensor::empty({p.num_heads, q.shape()[0]}, DType::f64);
+  auto loss = [&] {
+    cpu().attention_forward(out, lse, q, k, v, cu, p);
+    return dot(out, r);
+  };
+  loss();
+  Tensor dq = Tensor::empty(q.shape(), DType::f64), dk = Tensor::empty(k.shape(), DType::f64),
+         dv = Tensor::empty(v.shape(), DType::f64);
+  cpu().attention_backward(dq, dk, dv, r, q, k, v, out, lse, cu, p);
+  expect_gradient(q, loss, dq, what + " dq", gen);
+  expect_gradient(k, loss, dk, what + " dk", gen);
+  expect_gradient(v, loss, dv, what + " dv", gen);
 }
 
 }  // namespace
@@ -189,21 +206,12 @@ TEST(CpuOps, AttentionBackwardWithGqaWindowAndDocuments) {
     const Tensor cu = Tensor::from_vector<int32_t>({0, 5, 12}, {3});  // two documents
     AttentionParams p{h, hk, d, window, 1.0 / std::sqrt(double(d))};
     Tensor out = Tensor::empty({t, h, d}, DType::f64), lse = Tensor::empty({h, t}, DType::f64);
-    auto loss = [&] {
-      cpu().attention_forward(out, lse, q, k, v, cu, p);
-      return dot(out, r);
-    };
-    loss();
+    cpu().attention_forward(out, lse, q, k, v, cu, p);
     // The first token of each document sees only itself: its output is its own value vector.
     for (int64_t head = 0; head < h; ++head)
       for (int64_t i = 0; i < d; ++i)
         EXPECT_NEAR(out.data<double>()[(5 * h + head) * d + i], v.data<double>()[(5 * hk + head / 2) * d + i], 1e-12);
-    Tensor dq = Tensor::empty(q.shape(), DType::f64), dk = Tensor::empty(k.shape(), DType::f64),
-           dv = Tensor::empty(v.shape(), DType::f64);
-    cpu().attention_backward(dq, dk, dv, r, q, k, v, out, lse, cu, p);
-    expect_gradient(q, loss, dq, "attention dq", gen);
-    expect_gradient(k, loss, dk, "attention dk", gen);
-    expect_gradient(v, loss, dv, "attention dv", gen);
+    expect_attention_gradients(q, k, v, r, cu, p, gen, "attention");
   }
 }
 
@@ -247,17 +255,7 @@ TEST(CpuOps, FullAttentionAndMergeEqualAttentionOverTheUnionOfKeys) {
       }
   // The backward without the mask, against finite differences.
   const Tensor r = random_tensor({t, h, d}, DType::f64, gen);
-  auto loss = [&] {
-    cpu().attention_forward(out, lse, q, k1, v1, cu, p);
-    return dot(out, r);
-  };
-  loss();
-  Tensor dq = Tensor::empty(q.shape(), DType::f64), dk = Tensor::empty(k1.shape(), DType::f64),
-         dv = Tensor::empty(v1.shape(), DType::f64);
-  cpu().attention_backward(dq, dk, dv, r, q, k1, v1, out, lse, cu, p);
-  expect_gradient(q, loss, dq, "full attention dq", gen);
-  expect_gradient(k1, loss, dk, "full attention dk", gen);
-  expect_gradient(v1, loss, dv, "full attention dv", gen);
+  expect_attention_gradients(q, k1, v1, r, cu, p, gen, "full attention");
 }
 
 TEST(CpuOps, AdamWMatchesClosedForm) {
