@@ -1,22 +1,17 @@
-// weft/cuda/attention.cu v2 — GQA attention (causal or full) with sliding windows and document segments.
+// weft/cuda/attention.cu v3 — GQA attention (causal or full) with sliding windows and document segments.
 //
-// Two implementations behind the op: flash attention on tensor cores (mma.sync bf16, online softmax, tiles moved
-// with cp.async into XOR-swizzled shared memory; FlashAttention-2's split of the backward) for head dims 64 and
-// 128, and a simple warp-per-query reference pair that handles every other shape. WEFT_ATTENTION=reference forces
-// the simple kernels (for A/B checks).
+// Two implementations behind the op: flash attention on tensor cores (cuda/flash_attention.cu) for bf16 and head
+// dims 64 and 128, and simple warp-per-row reference kernels here that handle every other shape.
+// WEFT_ATTENTION=reference forces the simple kernels (for A/B checks).
 #include <cstdlib>
 
+#include "attention_kernels.h"
 #include "common.cuh"
 #include "cuda_ops.h"
 
 namespace weft {
 namespace cuda {
 namespace {
-
-struct Segments {
-  const int32_t* cu;
-  int count;
-};
 
 __device__ __forceinline__ int find_segment(const int32_t* cu, int count, int64_t token) {
   int lo = 0, hi = count - 1;  // the segment s with cu[s] <= token < cu[s + 1]
@@ -28,9 +23,34 @@ __device__ __forceinline__ int find_segment(const int32_t* cu, int count, int64_
   return lo;
 }
 
-// ---------------------------------------------------------------- reference kernels (one warp per query row)
+// ---------------------------------------------------------------- reference kernels (one warp per row)
 
 constexpr int kMaxDimPerLane = 8;  // head_dim ≤ 256
+
+// Σ_d x[d]·y[d] over a row held `per` elements per lane.
+__device__ __forceinline__ float row_dot(const float* x, const float* y, int per) {
+  float s = 0.f;
+  for (int e = 0; e < per; ++e) s += x[e] * y[e];
+  return warp_sum(s);
+}
+
+// Row `at` of a [tokens·heads, dim] tensor into `per` registers per lane (zeros past dim).
+template <typename T>
+__device__ __forceinline__ void load_row(float* dst, const T* src, int64_t at, int dim, int per, int lane) {
+  for (int e = 0; e < per; ++e) {
+    const int d = lane + 32 * e;
+    dst[e] = d < dim ? to_f(src[at * dim + d]) : 0.f;
+  }
+}
+
+// The registers of load_row back into row `at`.
+template <typename T>
+__device__ __forceinline__ void store_row(T* dst, const float* src, int64_t at, int dim, int per, int lane) {
+  for (int e = 0; e < per; ++e) {
+    const int d = lane + 32 * e;
+    if (d < dim) dst[at * dim + d] = from_f<T>(src[e]);
+  }
+}
 
 template <typename T>
 __global__ void ref_fwd_kernel(T* out, float* lse, const T* q, const T* k, const T* v, Segments seg, int64_t tokens,
@@ -41,41 +61,31 @@ __global__ void ref_fwd_kernel(T* out, float* lse, const T* q, const T* k, const
   const int s = find_segment(seg.cu, seg.count, i);
   const int64_t j0 = window > 0 ? max(int64_t(seg.cu[s]), i - window + 1) : int64_t(seg.cu[s]);
   const int64_t j1 = causal ? i : int64_t(seg.cu[s + 1]) - 1;
-  float qd[kMaxDimPerLane], acc[kMaxDimPerLane];
   const int per = (dim + 31) / 32;
-  for (int e = 0; e < per; ++e) {
-    const int d = lane + 32 * e;
-    qd[e] = d < dim ? to_f(q[(i * heads + h) * dim + d]) : 0.f;
-    acc[e] = 0.f;
-  }
+  float qd[kMaxDimPerLane], kd[kMaxDimPerLane], vd[kMaxDimPerLane], acc[kMaxDimPerLane] = {};
+  load_row(qd, q, i * heads + h, dim, per, lane);
   float m = -INFINITY, l = 0.f;
   for (int64_t j = j0; j <= j1; ++j) {
-    float dot = 0.f;
-    for (int e = 0; e < per; ++e) {
-      const int d = lane + 32 * e;
-      if (d < dim) dot += qd[e] * to_f(k[(j * kv_heads + hk) * dim + d]);
-    }
-    const float sc = warp_sum(dot) * scale;
+    load_row(kd, k, j * kv_heads + hk, dim, per, lane);
+    load_row(vd, v, j * kv_heads + hk, dim, per, lane);
+    const float sc = row_dot(qd, kd, per) * scale;
     const float m_new = fmaxf(m, sc), corr = __expf(m - m_new), p = __expf(sc - m_new);
     l = l * corr + p;
-    for (int e = 0; e < per; ++e) {
-      const int d = lane + 32 * e;
-      acc[e] = acc[e] * corr + (d < dim ? p * to_f(v[(j * kv_heads + hk) * dim + d]) : 0.f);
-    }
+    for (int e = 0; e < per; ++e) acc[e] = acc[e] * corr + p * vd[e];
     m = m_new;
   }
-  for (int e = 0; e < per; ++e) {
-    const int d = lane + 32 * e;
-    if (d < dim) out[(i * heads + h) * dim + d] = from_f<T>(acc[e] / l);
-  }
+  for (int e = 0; e < per; ++e) acc[e] /= l;
+  store_row(out, acc, i * heads + h, dim, per, lane);
   if (lane == 0) lse[int64_t(h) * tokens + i] = m + logf(l);
 }
 
-// dq for query i directly; dk and dv accumulate into fp32 buffers with atomics.
+// The reference backward runs two passes without atomics, so it is deterministic: dq with one warp per query
+// (walking the keys it sees), then dk and dv with one warp per key (walking every query of its group that sees it).
+
 template <typename T>
-__global__ void ref_bwd_kernel(T* dq, float* dk_acc, float* dv_acc, const T* dout, const T* q, const T* k, const T* v,
-                               const T* out, const float* lse, Segments seg, int64_t tokens, int heads, int kv_heads,
-                               int dim, int64_t window, bool causal, float scale) {
+__global__ void ref_bwd_dq_kernel(T* dq, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                                  const float* lse, Segments seg, int64_t tokens, int heads, int kv_heads, int dim,
+                                  int64_t window, bool causal, float scale) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int h = blockIdx.y, lane = threadIdx.x & 31, hk = h / (heads / kv_heads);
   if (i >= tokens) return;
@@ -83,552 +93,51 @@ __global__ void ref_bwd_kernel(T* dq, float* dk_acc, float* dv_acc, const T* dou
   const int64_t j0 = window > 0 ? max(int64_t(seg.cu[s]), i - window + 1) : int64_t(seg.cu[s]);
   const int64_t j1 = causal ? i : int64_t(seg.cu[s + 1]) - 1;
   const int per = (dim + 31) / 32;
-  float qd[kMaxDimPerLane], gd[kMaxDimPerLane], dqd[kMaxDimPerLane];
-  float delta = 0.f;
-  for (int e = 0; e < per; ++e) {
-    const int d = lane + 32 * e;
-    const int64_t at = (i * heads + h) * dim + d;
-    qd[e] = d < dim ? to_f(q[at]) : 0.f;
-    gd[e] = d < dim ? to_f(dout[at]) : 0.f;
-    delta += d < dim ? gd[e] * to_f(out[at]) : 0.f;
-    dqd[e] = 0.f;
-  }
-  delta = warp_sum(delta);
-  const float l = lse[int64_t(h) * tokens + i];
+  float qd[kMaxDimPerLane], gd[kMaxDimPerLane], od[kMaxDimPerLane], kd[kMaxDimPerLane], vd[kMaxDimPerLane];
+  float dqd[kMaxDimPerLane] = {};
+  load_row(qd, q, i * heads + h, dim, per, lane);
+  load_row(gd, dout, i * heads + h, dim, per, lane);
+  load_row(od, out, i * heads + h, dim, per, lane);
+  const float delta = row_dot(gd, od, per), l = lse[int64_t(h) * tokens + i];
   for (int64_t j = j0; j <= j1; ++j) {
-    float dot = 0.f, dp = 0.f;
-    for (int e = 0; e < per; ++e) {
-      const int d = lane + 32 * e;
-      if (d >= dim) continue;
-      dot += qd[e] * to_f(k[(j * kv_heads + hk) * dim + d]);
-      dp += gd[e] * to_f(v[(j * kv_heads + hk) * dim + d]);
-    }
-    const float p = __expf(warp_sum(dot) * scale - l);
-    const float ds = p * (warp_sum(dp) - delta) * scale;
-    for (int e = 0; e < per; ++e) {
-      const int d = lane + 32 * e;
-      if (d >= dim) continue;
-      const int64_t kv = (j * kv_heads + hk) * dim + d;
-      dqd[e] += ds * to_f(k[kv]);
-      atomicAdd(&dk_acc[kv], ds * qd[e]);
-      atomicAdd(&dv_acc[kv], p * gd[e]);
-    }
+    load_row(kd, k, j * kv_heads + hk, dim, per, lane);
+    load_row(vd, v, j * kv_heads + hk, dim, per, lane);
+    const float p = __expf(row_dot(qd, kd, per) * scale - l);
+    const float ds = p * (row_dot(gd, vd, per) - delta) * scale;
+    for (int e = 0; e < per; ++e) dqd[e] += ds * kd[e];
   }
-  for (int e = 0; e < per; ++e) {
-    const int d = lane + 32 * e;
-    if (d < dim) dq[(i * heads + h) * dim + d] = from_f<T>(dqd[e]);
-  }
+  store_row(dq, dqd, i * heads + h, dim, per, lane);
 }
 
 template <typename T>
-__global__ void store_kernel(T* dst, const float* src, int64_t n) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i < n) dst[i] = from_f<T>(src[i]);
-}
-
-// ---------------------------------------------------------------- flash forward (tensor cores)
-
-constexpr int kBM = 64, kBN = 64, kWarps = 4;
-constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// Element (r, c) of a [rows][D] bf16 tile whose 16-byte chunks are XOR-swizzled by row, so that ldmatrix reads of
-// eight rows at one column hit eight different bank groups.
-template <int D>
-__device__ __forceinline__ int swz(int r, int c) {
-  return r * D + ((((c >> 3) ^ (r & 7)) << 3) | (c & 7));
-}
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-// c[4] += a[4] · b[2] for one m16n8k16 bf16 tile with fp32 accumulators.
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-               "{%0,%1,%2,%3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-// Loads rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at `base`) into a swizzled
-// tile; rows at or past `limit` become zeros.
-template <int D>
-__device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
-                                          int rows) {
-  constexpr int kChunks = D / 8;
-  for (int i = threadIdx.x; i < rows * kChunks; i += blockDim.x) {
-    const int r = i / kChunks, c = i % kChunks;
-    const int64_t g = row0 + r;
-    const bool valid = g < limit;
-    cp_async16(tile + swz<D>(r, c * 8), base + (valid ? g : row0) * stride + c * 8, valid);
-  }
-}
-
-// Whether a kBM-query × kBN-key tile has any (query, key) pair the mask hides: keys after a query (causal), keys
-// a window behind, or rows past the segment's end. Most tiles of a long sequence have none.
-__device__ __forceinline__ bool tile_needs_mask(int64_t q0, int64_t key0, int64_t seg_hi, int64_t window,
-                                                bool causal) {
-  return (causal && key0 + kBN - 1 > q0) || key0 + kBN > seg_hi || q0 + kBM > seg_hi ||
-         (window > 0 && q0 + kBM - 1 - key0 >= window);
-}
-
-__device__ __forceinline__ bool visible(int64_t query, int64_t key, int64_t seg_hi, int64_t window, bool causal) {
-  return (!causal || key <= query) && key < seg_hi && query < seg_hi && (window <= 0 || query - key < window);
-}
-
-// One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
-// probabilities in place, and the running max, sum and output are rescaled. exp2(s·scale·log2e − max) is one
-// FFMA and one MUFU op per score.
-template <bool kMasked, int D>
-__device__ __forceinline__ void online_softmax(float (&sacc)[kBN / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
-                                               float (&l_run)[2], const int64_t (&row_q)[2], int64_t key0,
-                                               int64_t seg_hi, int64_t window, bool causal, float scale_log2, int t) {
-  float corr[2];
-  #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float mx = -INFINITY;
-    #pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt)
-      #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& x = sacc[nt][2 * r + e];
-        if (kMasked && !visible(row_q[r], key0 + nt * 8 + 2 * t + e, seg_hi, window, causal)) x = -INFINITY;
-        mx = fmaxf(mx, x);
-      }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m_run[r], mx * scale_log2);
-    const float base = m_new == -INFINITY ? 0.f : m_new;
-    corr[r] = fast_exp2(m_run[r] - base);
-    float rowsum = 0.f;
-    #pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt)
-      #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& x = sacc[nt][2 * r + e];
-        x = fast_exp2(fmaf(x, scale_log2, -base));
-        rowsum += x;
-      }
-    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
-    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 2);
-    l_run[r] = l_run[r] * corr[r] + rowsum;
-    m_run[r] = m_new;
-  }
-  // Once the running max settles (most tiles of a long row), no row of the warp needs the rescale.
-  if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
-    #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      o[dt][0] *= corr[0];
-      o[dt][1] *= corr[0];
-      o[dt][2] *= corr[1];
-      o[dt][3] *= corr[1];
-    }
-  }
-}
-
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
-                                                                 const bf16_t* k, const bf16_t* v, Segments seg,
-                                                                 int blocks_per_seg, int64_t tokens, int heads,
-                                                                 int kv_heads, int64_t window, bool causal,
-                                                                 float scale_log2) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem_raw);
-  bf16_t* sK = sQ + kBM * D;  // two stages
-  bf16_t* sV = sK + 2 * kBN * D;
-
-  const int s = blockIdx.x / blocks_per_seg;
-  const int qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;  // the longest rows first
-  const int h = blockIdx.y, hk = h / (heads / kv_heads);
-  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
-  const int64_t q0 = seg_lo + int64_t(qb) * kBM;
-  if (q0 >= seg_hi) return;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-
-  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-  const bf16_t* q_base = q + int64_t(h) * D;
-  const bf16_t* k_base = k + int64_t(hk) * D;
-  const bf16_t* v_base = v + int64_t(hk) * D;
-  const int64_t kv_first = window > 0 ? max(seg_lo, q0 - window + 1) : seg_lo;
-  const int kb_lo = static_cast<int>((kv_first - seg_lo) / kBN);
-  const int64_t kv_end = causal ? min(q0 + kBM, seg_hi) : seg_hi;
-  const int kb_hi = static_cast<int>((kv_end - seg_lo + kBN - 1) / kBN);
-
-  load_tile<D>(sQ, q_base, q_stride, q0, seg_hi, kBM);
-  load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
-  load_tile<D>(sV, v_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
-  cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();
-
-  uint32_t qf[D / 16][4];
-  #pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks)
-    ldmatrix_x4(qf[ks], sQ + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-
-  float o[D / 8][4];
-  #pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
-  const int64_t row_q[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-
-  for (int kb = kb_lo; kb < kb_hi; ++kb) {
-    const int stage = (kb - kb_lo) & 1;
-    bf16_t* cK = sK + stage * kBN * D;
-    bf16_t* cV = sV + stage * kBN * D;
-    if (kb + 1 < kb_hi) {
-      load_tile<D>(sK + (stage ^ 1) * kBN * D, k_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
-      load_tile<D>(sV + (stage ^ 1) * kBN * D, v_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-
-    // S = Q·Kᵀ for this warp's 16 rows and the tile's 64 keys.
-    float sacc[kBN / 8][4];
-    #pragma unroll
-    for (int i = 0; i < kBN / 8; ++i) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
-    #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks)
-      #pragma unroll
-      for (int p = 0; p < kBN / 16; ++p) {
-        uint32_t b[4];
-        ldmatrix_x4(b, cK + swz<D>(p * 16 + (lane & 7) + (lane >> 4) * 8, ks * 16 + ((lane >> 3) & 1) * 8));
-        mma(sacc[2 * p], qf[ks], b[0], b[1]);
-        mma(sacc[2 * p + 1], qf[ks], b[2], b[3]);
-      }
-    // Online softmax in the log2 domain; only tiles that cross the diagonal, the window's edge or the segment's
-    // end pay for the mask.
-    const int64_t key0 = seg_lo + int64_t(kb) * kBN;
-    if (tile_needs_mask(q0, key0, seg_hi, window, causal))
-      online_softmax<true, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
-    else
-      online_softmax<false, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
-    // O += P·V, P taken from the accumulators as bf16 A fragments.
-    #pragma unroll
-    for (int j = 0; j < kBN / 16; ++j) {
-      const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
-                              pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
-                              pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
-      #pragma unroll
-      for (int dt = 0; dt < D / 16; ++dt) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, cV + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
-        mma(o[2 * dt], pa, b[0], b[1]);
-        mma(o[2 * dt + 1], pa, b[2], b[3]);
+__global__ void ref_bwd_dkv_kernel(T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                                   const float* lse, Segments seg, int64_t tokens, int heads, int kv_heads, int dim,
+                                   int64_t window, bool causal, float scale) {
+  const int64_t j = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int hk = blockIdx.y, lane = threadIdx.x & 31, group = heads / kv_heads;
+  if (j >= tokens) return;
+  const int s = find_segment(seg.cu, seg.count, j);
+  const int64_t i0 = causal ? j : int64_t(seg.cu[s]);
+  const int64_t i1 = window > 0 ? min(int64_t(seg.cu[s + 1]), j + window) : int64_t(seg.cu[s + 1]);  // exclusive
+  const int per = (dim + 31) / 32;
+  float kd[kMaxDimPerLane], vd[kMaxDimPerLane], qd[kMaxDimPerLane], gd[kMaxDimPerLane], od[kMaxDimPerLane];
+  float dkd[kMaxDimPerLane] = {}, dvd[kMaxDimPerLane] = {};
+  load_row(kd, k, j * kv_heads + hk, dim, per, lane);
+  load_row(vd, v, j * kv_heads + hk, dim, per, lane);
+  for (int h = hk * group; h < (hk + 1) * group; ++h)
+    for (int64_t i = i0; i < i1; ++i) {
+      load_row(qd, q, i * heads + h, dim, per, lane);
+      load_row(gd, dout, i * heads + h, dim, per, lane);
+      load_row(od, out, i * heads + h, dim, per, lane);
+      const float p = __expf(row_dot(qd, kd, per) * scale - lse[int64_t(h) * tokens + i]);
+      const float ds = p * (row_dot(gd, vd, per) - row_dot(gd, od, per)) * scale;
+      for (int e = 0; e < per; ++e) {
+        dkd[e] += ds * qd[e];
+        dvd[e] += p * gd[e];
       }
     }
-    __syncthreads();  // the stage just read is the next prefetch target
-  }
-
-  constexpr float kLn2 = 0.69314718055994530942f;
-  #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (row_q[r] >= seg_hi) continue;
-    const float inv = 1.f / l_run[r];
-    bf16_t* dst = out + (row_q[r] * heads + h) * D;
-    #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt)
-      *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) = pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
-    if (t == 0) lse[int64_t(h) * tokens + row_q[r]] = m_run[r] * kLn2 + logf(l_run[r]);
-  }
-}
-
-template <int D>
-void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
-                      const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
-  const int blocks_per_seg = static_cast<int>((max_seqlen + kBM - 1) / kBM);
-  const size_t smem = (kBM * D + 4 * kBN * D) * sizeof(bf16_t);
-  static bool configured = false;
-  if (!configured) {
-    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    configured = true;
-  }
-  const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
-  flash_fwd_kernel<D><<<grid, kWarps * 32, smem, stream()>>>(
-      ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
-      static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
-      static_cast<float>(p.scale * kLog2e));
-  CUDA_CHECK_LAUNCH();
-}
-
-// ---------------------------------------------------------------- flash backward (tensor cores)
-//
-// One block per (segment, 64-key block, kv head); its four warps own 16 keys each and keep dK, dV for them in
-// registers while the block walks every query tile (and every query head of the kv head's group) that sees the
-// keys. dQ gathers across key blocks in an fp32 buffer through atomics, scaled into bf16 at the end.
-
-// The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain.
-__global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
-                                           const float* lse, int64_t tokens, int heads, int dim) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
-  const int h = blockIdx.y, lane = threadIdx.x & 31;
-  if (i >= tokens) return;
-  float s = 0.f;
-  for (int d = lane; d < dim; d += 32) s += to_f(dout[(i * heads + h) * dim + d]) * to_f(out[(i * heads + h) * dim + d]);
-  s = warp_sum(s);
-  if (lane == 0) {
-    delta[int64_t(h) * tokens + i] = s;
-    lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * static_cast<float>(kLog2e);
-  }
-}
-
-__global__ void scale_store_kernel(bf16_t* dst, const float* src, float scale, int64_t n) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i < n) dst[i] = __float2bfloat16(src[i] * scale);
-}
-
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(valid ? 4 : 0));
-}
-
-// Pᵀ from the saved log-sum-exp and dSᵀ = Pᵀ ∘ (dPᵀ − delta), in place, for a warp's 16 keys × 64 queries.
-template <bool kMasked>
-__device__ __forceinline__ void softmax_backward(float (&sacc)[kBM / 8][4], float (&dpacc)[kBM / 8][4],
-                                                 const float* sLse, const float* sDelta, const int64_t (&key_row)[2],
-                                                 int64_t q0, int64_t seg_hi, int64_t window, bool causal,
-                                                 float scale_log2, int t) {
-  #pragma unroll
-  for (int nt = 0; nt < kBM / 8; ++nt)
-    #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int col = nt * 8 + 2 * t + (e & 1);
-      float p = fast_exp2(fmaf(sacc[nt][e], scale_log2, -sLse[col]));
-      if (kMasked && !visible(q0 + col, key_row[e >> 1], seg_hi, window, causal)) p = 0.f;
-      sacc[nt][e] = p;
-      dpacc[nt][e] = p * (dpacc[nt][e] - sDelta[col]);
-    }
-}
-
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
-    float* dq_acc, bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
-    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
-    int kv_heads, int64_t window, bool causal, float scale_log2) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  bf16_t* sK = reinterpret_cast<bf16_t*>(smem_raw);
-  bf16_t* sV = sK + kBN * D;
-  bf16_t* sQ = sV + kBN * D;                                   // two stages
-  bf16_t* sdO = sQ + 2 * kBM * D;                              // two stages
-  bf16_t* sdS = sdO + 2 * kBM * D;                             // [keys][queries], 64 × 64
-  float* sLse = reinterpret_cast<float*>(sdS + kBN * kBM);     // two stages of kBM
-  float* sDelta = sLse + 2 * kBM;
-
-  const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
-  const int qpg = heads / kv_heads;
-  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
-  const int64_t k0 = seg_lo + int64_t(kb) * kBN;
-  if (k0 >= seg_hi) return;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-
-  // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
-  // segment end (or the window's reach). The block walks them tile by tile for each query head of its group,
-  // loading the next tile while it works on this one.
-  const int64_t q_first = causal ? k0 : seg_lo;
-  const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBN - 1 + window) : seg_hi;
-  const int qb_lo = static_cast<int>((q_first - seg_lo) / kBM);
-  const int q_tiles = static_cast<int>((q_end - seg_lo + kBM - 1) / kBM) - qb_lo, tiles = qpg * q_tiles;
-  auto tile_head = [&](int i) { return hk * qpg + i / q_tiles; };
-  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBM; };
-  auto load_query_tile = [&](int i, int stage) {
-    const int h = tile_head(i);
-    const int64_t q0 = tile_start(i);
-    load_tile<D>(sQ + stage * kBM * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-    load_tile<D>(sdO + stage * kBM * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-    for (int r = threadIdx.x; r < kBM; r += blockDim.x) {
-      const bool valid = q0 + r < seg_hi;
-      const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
-      cp_async4(sLse + stage * kBM + r, lse_log2 + at, valid);
-      cp_async4(sDelta + stage * kBM + r, delta + at, valid);
-    }
-  };
-  load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
-  load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
-  if (tiles > 0) load_query_tile(0, 0);
-  cp_async_commit();
-
-  const int64_t key_row[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
-  float dk_acc[D / 8][4], dv_acc[D / 8][4];
-  #pragma unroll
-  for (int i = 0; i < D / 8; ++i)
-    #pragma unroll
-    for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
-
-  for (int i = 0; i < tiles; ++i) {
-    const int stage = i & 1, h = tile_head(i);
-    const int64_t q0 = tile_start(i);
-    if (i + 1 < tiles) {
-      load_query_tile(i + 1, stage ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    const bf16_t* cQ = sQ + stage * kBM * D;
-    const bf16_t* cdO = sdO + stage * kBM * D;
-
-    // Sᵀ = K_w·Qᵀ and dPᵀ = V_w·dOᵀ for this warp's 16 keys × the tile's 64 queries.
-    float sacc[kBM / 8][4], dpacc[kBM / 8][4];
-    #pragma unroll
-    for (int j = 0; j < kBM / 8; ++j)
-      #pragma unroll
-      for (int e = 0; e < 4; ++e) sacc[j][e] = dpacc[j][e] = 0.f;
-    #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      uint32_t ka[4], va[4];
-      ldmatrix_x4(ka, sK + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-      ldmatrix_x4(va, sV + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-      #pragma unroll
-      for (int p = 0; p < kBM / 16; ++p) {
-        uint32_t b[4];
-        const int row = p * 16 + (lane & 7) + (lane >> 4) * 8, col = ks * 16 + ((lane >> 3) & 1) * 8;
-        ldmatrix_x4(b, cQ + swz<D>(row, col));
-        mma(sacc[2 * p], ka, b[0], b[1]);
-        mma(sacc[2 * p + 1], ka, b[2], b[3]);
-        ldmatrix_x4(b, cdO + swz<D>(row, col));
-        mma(dpacc[2 * p], va, b[0], b[1]);
-        mma(dpacc[2 * p + 1], va, b[2], b[3]);
-      }
-    }
-    const float* cLse = sLse + stage * kBM;
-    const float* cDelta = sDelta + stage * kBM;
-    // Only tiles that cross the diagonal, the window's edge or the segment's end pay for the mask.
-    if (tile_needs_mask(q0, k0, seg_hi, window, causal))
-      softmax_backward<true>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
-    else
-      softmax_backward<false>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
-    // dV_w += Pᵀ·dO and dK_w += dSᵀ·Q, the A operands straight from the accumulators.
-    #pragma unroll
-    for (int j = 0; j < kBM / 16; ++j) {
-      const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
-                              pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
-                              pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
-      const uint32_t da[4] = {pack_bf16(dpacc[2 * j][0], dpacc[2 * j][1]), pack_bf16(dpacc[2 * j][2], dpacc[2 * j][3]),
-                              pack_bf16(dpacc[2 * j + 1][0], dpacc[2 * j + 1][1]),
-                              pack_bf16(dpacc[2 * j + 1][2], dpacc[2 * j + 1][3])};
-      #pragma unroll
-      for (int dt = 0; dt < D / 16; ++dt) {
-        uint32_t b[4];
-        const int row = j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = dt * 16 + (lane >> 4) * 8;
-        ldmatrix_x4_trans(b, cdO + swz<D>(row, col));
-        mma(dv_acc[2 * dt], pa, b[0], b[1]);
-        mma(dv_acc[2 * dt + 1], pa, b[2], b[3]);
-        ldmatrix_x4_trans(b, cQ + swz<D>(row, col));
-        mma(dk_acc[2 * dt], da, b[0], b[1]);
-        mma(dk_acc[2 * dt + 1], da, b[2], b[3]);
-      }
-    }
-    // dSᵀ to shared memory, then dQ_tile += dS·K with warps splitting the queries.
-    #pragma unroll
-    for (int nt = 0; nt < kBM / 8; ++nt)
-      #pragma unroll
-      for (int r = 0; r < 2; ++r)
-        *reinterpret_cast<uint32_t*>(sdS + swz<kBM>(warp * 16 + g + 8 * r, nt * 8 + 2 * t)) =
-            pack_bf16(dpacc[nt][2 * r], dpacc[nt][2 * r + 1]);
-    __syncthreads();
-    uint32_t dsa[kBN / 16][4];
-    #pragma unroll
-    for (int j = 0; j < kBN / 16; ++j)
-      ldmatrix_x4_trans(dsa[j], sdS + swz<kBM>(j * 16 + (lane & 7) + (lane >> 4) * 8, warp * 16 + ((lane >> 3) & 1) * 8));
-    const int64_t dq_row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-    #pragma unroll
-    for (int dt = 0; dt < D / 16; ++dt) {
-      float acc[2][4] = {};
-      #pragma unroll
-      for (int j = 0; j < kBN / 16; ++j) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, sK + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
-        mma(acc[0], dsa[j], b[0], b[1]);
-        mma(acc[1], dsa[j], b[2], b[3]);
-      }
-      #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        if (dq_row[r] >= seg_hi) continue;
-        float* dst = dq_acc + (dq_row[r] * heads + h) * D + dt * 16 + 2 * t;
-        #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          atomicAdd(dst + half * 8, acc[half][2 * r]);
-          atomicAdd(dst + half * 8 + 1, acc[half][2 * r + 1]);
-        }
-      }
-    }
-    __syncthreads();  // this stage and sdS are free for the next prefetch and tile
-  }
-  // dK (times the softmax scale) and dV for this warp's keys.
-  const float scale = scale_log2 / static_cast<float>(kLog2e);
-  #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (key_row[r] >= seg_hi) continue;
-    bf16_t* dkr = dk + (key_row[r] * kv_heads + hk) * D;
-    bf16_t* dvr = dv + (key_row[r] * kv_heads + hk) * D;
-    #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      *reinterpret_cast<uint32_t*>(dkr + dt * 8 + 2 * t) = pack_bf16(dk_acc[dt][2 * r] * scale, dk_acc[dt][2 * r + 1] * scale);
-      *reinterpret_cast<uint32_t*>(dvr + dt * 8 + 2 * t) = pack_bf16(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
-    }
-  }
-}
-
-template <int D>
-void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                      const Tensor& v, const Tensor& out, const Tensor& lse, Segments seg, const AttentionParams& p,
-                      int64_t tokens, int64_t max_seqlen) {
-  const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
-  Tensor delta = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
-  Tensor lse_log2 = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
-  attention_row_terms_kernel<<<dim3(blocks_for(tokens, 4), heads), 128, 0, stream()>>>(
-      ptr<float>(delta), ptr<float>(lse_log2), ptr<bf16_t>(dout), ptr<bf16_t>(out), ptr<float>(lse), tokens, heads, D);
-  CUDA_CHECK_LAUNCH();
-  Tensor dq_acc = Tensor::zeros(q.shape(), DType::f32, Device::cuda);
-  // Keys that start no block (past a segment's end) are still written: zero them first.
-  CUDA_CHECK(cudaMemsetAsync(dk.data_ptr(), 0, dk.nbytes(), stream()));
-  CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
-  const int blocks_per_seg = static_cast<int>((max_seqlen + kBN - 1) / kBN);
-  const size_t smem = (2 * kBN * D + 4 * kBM * D + kBN * kBM) * sizeof(bf16_t) + 4 * kBM * sizeof(float);
-  static bool configured = false;
-  if (!configured) {
-    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    configured = true;
-  }
-  flash_bwd_kernel<D><<<dim3(seg.count * blocks_per_seg, kv_heads), kWarps * 32, smem, stream()>>>(
-      ptr<float>(dq_acc), ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k),
-      ptr<bf16_t>(v), ptr<float>(lse_log2), ptr<float>(delta), seg, blocks_per_seg, tokens, heads, kv_heads, p.window,
-      p.causal, static_cast<float>(p.scale * kLog2e));
-  CUDA_CHECK_LAUNCH();
-  scale_store_kernel<<<blocks_for(dq.numel(), 256), 256, 0, stream()>>>(ptr<bf16_t>(dq), ptr<float>(dq_acc),
-                                                                          static_cast<float>(p.scale), dq.numel());
-  CUDA_CHECK_LAUNCH();
+  store_row(dk, dkd, j * kv_heads + hk, dim, per, lane);
+  store_row(dv, dvd, j * kv_heads + hk, dim, per, lane);
 }
 
 // One warp per (token, head): rescales both partial outputs to the merged log-sum-exp.
@@ -670,11 +179,8 @@ void CudaOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const
   if (tokens == 0) return;
   const Segments seg{ptr<int32_t>(cu_seqlens), static_cast<int>(cu_seqlens.numel() - 1)};
   const int64_t max_seqlen = p.max_seqlen > 0 ? p.max_seqlen : tokens;
-  if (q.dtype() == DType::bf16 && !reference_forced() && (p.head_dim == 64 || p.head_dim == 128)) {
-    if (p.head_dim == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, p, tokens, max_seqlen);
-    else launch_flash_fwd<128>(out, lse, q, k, v, seg, p, tokens, max_seqlen);
-    return;
-  }
+  if (flash_attention_supports(q, p) && !reference_forced())
+    return flash_attention_forward(out, lse, q, k, v, seg, p, tokens, max_seqlen);
   const dim3 grid(blocks_for(tokens, 4), static_cast<unsigned>(p.num_heads));
   dispatch_storage(q, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
@@ -693,24 +199,18 @@ void CudaOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tenso
   if (tokens == 0) return;
   const Segments seg{ptr<int32_t>(cu_seqlens), static_cast<int>(cu_seqlens.numel() - 1)};
   const int64_t max_seqlen = p.max_seqlen > 0 ? p.max_seqlen : tokens;
-  if (q.dtype() == DType::bf16 && !reference_forced() && (p.head_dim == 64 || p.head_dim == 128)) {
-    if (p.head_dim == 64) launch_flash_bwd<64>(dq, dk, dv, dout, q, k, v, out, lse, seg, p, tokens, max_seqlen);
-    else launch_flash_bwd<128>(dq, dk, dv, dout, q, k, v, out, lse, seg, p, tokens, max_seqlen);
-    return;
-  }
-  Tensor dk_acc = Tensor::zeros(k.shape(), DType::f32, Device::cuda);
-  Tensor dv_acc = Tensor::zeros(v.shape(), DType::f32, Device::cuda);
-  const dim3 grid(blocks_for(tokens, 4), static_cast<unsigned>(p.num_heads));
+  if (flash_attention_supports(q, p) && !reference_forced())
+    return flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, seg, p, tokens, max_seqlen);
+  const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
   dispatch_storage(q, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    ref_bwd_kernel<<<grid, 128, 0, stream()>>>(ptr<T>(dq), ptr<float>(dk_acc), ptr<float>(dv_acc), ptr<T>(dout),
-                                               ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(out), ptr<float>(lse), seg,
-                                               tokens, static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads),
-                                               static_cast<int>(p.head_dim), p.window, p.causal,
-                                               static_cast<float>(p.scale));
+    ref_bwd_dq_kernel<<<dim3(blocks_for(tokens, 4), heads), 128, 0, stream()>>>(
+        ptr<T>(dq), ptr<T>(dout), ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(out), ptr<float>(lse), seg, tokens, heads,
+        kv_heads, static_cast<int>(p.head_dim), p.window, p.causal, static_cast<float>(p.scale));
     CUDA_CHECK_LAUNCH();
-    store_kernel<<<blocks_for(dk.numel(), 256), 256, 0, stream()>>>(ptr<T>(dk), ptr<float>(dk_acc), dk.numel());
-    store_kernel<<<blocks_for(dv.numel(), 256), 256, 0, stream()>>>(ptr<T>(dv), ptr<float>(dv_acc), dv.numel());
+    ref_bwd_dkv_kernel<<<dim3(blocks_for(tokens, 4), kv_heads), 128, 0, stream()>>>(
+        ptr<T>(dk), ptr<T>(dv), ptr<T>(dout), ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(out), ptr<float>(lse), seg,
+        tokens, heads, kv_heads, static_cast<int>(p.head_dim), p.window, p.causal, static_cast<float>(p.scale));
   });
   CUDA_CHECK_LAUNCH();
 }

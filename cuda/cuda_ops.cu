@@ -45,33 +45,22 @@ __global__ void scale_kernel(T* y, float alpha, int64_t n) {
   if (i < n) y[i] = from_f<T>(alpha * to_f(y[i]));
 }
 
-// Σ x² per block in fp32, then into one double (atomics on doubles are exact enough at this scale).
+// Σ x² per block in fp32, into partial[block] (summed on the host in block order: no atomics, so repeatable).
 template <typename T>
-__global__ void sum_squares_kernel(const T* x, int64_t n, double* out) {
+__global__ void sum_squares_kernel(const T* x, int64_t n, double* partial) {
   float s = 0.f;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float v = to_f(x[i]);
     s += v * v;
   }
   s = block_sum(s);
-  if (threadIdx.x == 0) atomicAdd(out, static_cast<double>(s));
+  if (threadIdx.x == 0) partial[blockIdx.x] = static_cast<double>(s);
 }
 
 template <typename T>
 __global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < rows * cols) y[i] = from_f<T>(to_f(y[i]) + to_f(b[i % cols]));
-}
-
-// db[c] += Σ_r dy[r, c]: one thread per column, a block of rows per grid row, atomics to combine them.
-template <typename T>
-__global__ void bias_grad_kernel(float* db, const T* dy, int64_t rows, int64_t cols, int64_t rows_per_block) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= cols) return;
-  const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
-  float s = 0.f;
-  for (int64_t r = r0; r < r1; ++r) s += to_f(dy[r * cols + c]);
-  atomicAdd(&db[c], s);
 }
 
 // AdamW on fp32 masters, torch.optim.AdamW's arrangement.
@@ -162,14 +151,17 @@ void CudaOps::scale(Tensor& y, double alpha) {
 
 double CudaOps::sum_squares(const Tensor& x) {
   if (x.numel() == 0) return 0.0;
-  Tensor out = Tensor::zeros({1}, DType::f64, Device::cuda);
   const int blocks = std::min(blocks_for(x.numel(), 512), 1024);
+  Tensor partial = Tensor::empty({blocks}, DType::f64, Device::cuda);
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    sum_squares_kernel<<<blocks, 512, 0, stream()>>>(ptr<T>(x), x.numel(), ptr<double>(out));
+    sum_squares_kernel<<<blocks, 512, 0, stream()>>>(ptr<T>(x), x.numel(), ptr<double>(partial));
   });
   CUDA_CHECK_LAUNCH();
-  return out.to(Device::cpu).data<double>()[0];
+  const Tensor host = partial.to(Device::cpu);
+  double sum = 0.0;
+  for (int b = 0; b < blocks; ++b) sum += host.data<double>()[b];
+  return sum;
 }
 
 void CudaOps::bias_add(Tensor& y, const Tensor& bias) {
@@ -179,19 +171,6 @@ void CudaOps::bias_add(Tensor& y, const Tensor& bias) {
   dispatch_storage(y, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
     bias_add_kernel<<<blocks_for(y.numel(), 256), 256, 0, stream()>>>(ptr<T>(y), ptr<T>(bias), rows, cols);
-  });
-  CUDA_CHECK_LAUNCH();
-}
-
-void CudaOps::bias_grad(Tensor& dbias, const Tensor& dy) {
-  const int64_t cols = dbias.numel(), rows = dy.numel() / cols;
-  WEFT_CHECK(dbias.dtype() == DType::f32 && rows * cols == dy.numel(), "bias_grad: dbias must be f32 ", dbias.describe(),
-             " tiling ", dy.describe());
-  const int64_t per_block = 256;
-  const dim3 grid(blocks_for(cols, 256), static_cast<unsigned>((rows + per_block - 1) / per_block));
-  dispatch_storage(dy, [&](auto tag_T) {
-    using T = typename decltype(tag_T)::type;
-    bias_grad_kernel<<<grid, 256, 0, stream()>>>(ptr<float>(dbias), ptr<T>(dy), rows, cols, per_block);
   });
   CUDA_CHECK_LAUNCH();
 }

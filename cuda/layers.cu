@@ -1,4 +1,6 @@
-// weft/cuda/layers.cu v1 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v2 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+#include <cub/device/device_radix_sort.cuh>
+
 #include "common.cuh"
 #include "cuda_ops.h"
 
@@ -58,6 +60,17 @@ __global__ void column_sum_kernel(float* out, const float* partial, int blocks, 
   float s = 0.f;
   for (int b = 0; b < blocks; ++b) s += partial[b * h + i];
   out[i] += s;
+}
+
+// db's share of a block of rows, one thread per column, into partial[block row, :] for column_sum_kernel.
+template <typename T>
+__global__ void bias_grad_kernel(float* partial, const T* dy, int64_t rows, int64_t cols, int64_t rows_per_block) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= cols) return;
+  const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  float s = 0.f;
+  for (int64_t r = r0; r < r1; ++r) s += to_f(dy[r * cols + c]);
+  partial[blockIdx.y * cols + c] = s;
 }
 
 // ---------------------------------------------------------------- RoPE
@@ -127,13 +140,29 @@ __global__ void embedding_fwd_kernel(T* out, const int32_t* ids, const T* table,
     out[t * h + i] = (r >= 0 && r < rows) ? table[r * h + i] : from_f<T>(0.f);
 }
 
+// The rows of dtable sum their tokens' gradients in token order, so the result does not depend on scheduling:
+// the ids come sorted (stably, with their token positions), and the block at the start of each run of one id
+// adds that run's rows.
 template <typename T>
-__global__ void embedding_bwd_kernel(float* dtable, const T* dout, const int32_t* ids, int64_t rows, int64_t h,
-                                     int64_t start) {
-  const int64_t t = blockIdx.x;
-  const int64_t r = int64_t(ids[t]) - start;
-  if (r < 0 || r >= rows) return;
-  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) atomicAdd(&dtable[r * h + i], to_f(dout[t * h + i]));
+__global__ void embedding_bwd_kernel(float* dtable, const T* dout, const int32_t* sorted_ids, const int32_t* order,
+                                     int64_t tokens, int64_t rows, int64_t h, int64_t start) {
+  const int64_t first = blockIdx.x;
+  const int32_t id = sorted_ids[first];
+  if (first > 0 && sorted_ids[first - 1] == id) return;  // inside a run: its first block adds it
+  const int64_t r = int64_t(id) - start;
+  if (r < 0 || r >= rows) return;  // another rank's share of the vocabulary
+  int64_t end = first + 1;
+  while (end < tokens && sorted_ids[end] == id) ++end;
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) {
+    float s = dtable[r * h + i];
+    for (int64_t t = first; t < end; ++t) s += to_f(dout[int64_t(order[t]) * h + i]);
+    dtable[r * h + i] = s;
+  }
+}
+
+__global__ void iota_kernel(int32_t* out, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = static_cast<int32_t>(i);
 }
 
 }  // namespace
@@ -237,14 +266,48 @@ void CudaOps::embedding_forward(Tensor& out, const Tensor& ids, const Tensor& ta
   CUDA_CHECK_LAUNCH();
 }
 
+void CudaOps::bias_grad(Tensor& dbias, const Tensor& dy) {
+  const int64_t cols = dbias.numel(), rows = dy.numel() / cols;
+  WEFT_CHECK(dbias.dtype() == DType::f32 && rows * cols == dy.numel(), "bias_grad: dbias must be f32 ",
+             dbias.describe(), " tiling ", dy.describe());
+  if (rows == 0) return;
+  const int64_t per_block = 256;
+  const int row_blocks = static_cast<int>((rows + per_block - 1) / per_block);
+  Tensor partial = Tensor::empty({row_blocks, cols}, DType::f32, Device::cuda);
+  dispatch_storage(dy, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    bias_grad_kernel<<<dim3(blocks_for(cols, kThreads), row_blocks), kThreads, 0, stream()>>>(
+        ptr<float>(partial), ptr<T>(dy), rows, cols, per_block);
+  });
+  CUDA_CHECK_LAUNCH();
+  column_sum_kernel<<<blocks_for(cols, kThreads), kThreads, 0, stream()>>>(ptr<float>(dbias), ptr<float>(partial),
+                                                                           row_blocks, cols);
+  CUDA_CHECK_LAUNCH();
+}
+
 void CudaOps::embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) {
   const int64_t tokens = ids.numel(), h = dtable.size(1);
-  WEFT_CHECK(dtable.dtype() == DType::f32, "embedding_backward: dtable must be f32, got ", dtable.describe());
+  WEFT_CHECK(dtable.dtype() == DType::f32 && ids.dtype() == DType::i32, "embedding_backward: dtable must be f32 and ",
+             "ids i32, got ", dtable.describe(), " and ", ids.describe());
   if (tokens == 0) return;
+  Tensor positions = Tensor::empty({tokens}, DType::i32, Device::cuda);
+  Tensor sorted_ids = Tensor::empty({tokens}, DType::i32, Device::cuda);
+  Tensor order = Tensor::empty({tokens}, DType::i32, Device::cuda);
+  iota_kernel<<<blocks_for(tokens, kThreads), kThreads, 0, stream()>>>(ptr<int32_t>(positions), tokens);
+  CUDA_CHECK_LAUNCH();
+  size_t scratch_bytes = 0;
+  const int n = static_cast<int>(tokens);
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, scratch_bytes, ptr<int32_t>(ids), ptr<int32_t>(sorted_ids),
+                                             ptr<int32_t>(positions), ptr<int32_t>(order), n, 0, 32, stream()));
+  Tensor scratch = Tensor::empty({static_cast<int64_t>(scratch_bytes) + 1}, DType::u8, Device::cuda);
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(scratch.data_ptr(), scratch_bytes, ptr<int32_t>(ids),
+                                             ptr<int32_t>(sorted_ids), ptr<int32_t>(positions), ptr<int32_t>(order), n,
+                                             0, 32, stream()));
   dispatch_storage(dout, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    embedding_bwd_kernel<<<tokens, kThreads, 0, stream()>>>(ptr<float>(dtable), ptr<T>(dout), ptr<int32_t>(ids),
-                                                            dtable.size(0), h, vocab_start);
+    embedding_bwd_kernel<<<tokens, kThreads, 0, stream()>>>(ptr<float>(dtable), ptr<T>(dout), ptr<int32_t>(sorted_ids),
+                                                            ptr<int32_t>(order), tokens, dtable.size(0), h,
+                                                            vocab_start);
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -1,5 +1,6 @@
-// weft/test/cli/gpu_train_test.cpp v2 — bf16 training on the GPU follows the CPU's fp32 loss curve, and on two
-// GPUs every parallel layout follows the single-GPU curve. Skips where weft has no GPU (CI) or one only.
+// weft/test/cli/gpu_train_test.cpp v3 — bf16 training on the GPU follows the CPU's fp32 loss curve, deterministic
+// runs repeat bit for bit, and on two GPUs every parallel layout follows the single-GPU curve. Skips where weft has
+// no GPU (CI) or one only.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -36,6 +37,12 @@ std::string small_deck(const TempDir& dir, const std::string& seq_length, const 
                                "seed = 11\n");
 }
 
+// Whether weft said it cannot run on a GPU here (CI: no GPU, or built without CUDA).
+bool no_gpu(const Result& r) {
+  return r.status != 0 &&
+         (r.err.find("needs a GPU") != std::string::npos || r.err.find("built without") != std::string::npos);
+}
+
 }  // namespace
 
 TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
@@ -44,9 +51,7 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   const std::string deck =
       small_deck(dir, "128", "micro_batch_size = 8\nglobal_batch_size = 16\ntrain_iters = 50\n");
   const Result gpu = run_weft(dir, "train " + deck + " --train.precision=bf16 --log.dir=" + dir.file("gpu"));
-  if (gpu.status != 0 && (gpu.err.find("needs a GPU") != std::string::npos ||
-                          gpu.err.find("built without") != std::string::npos))
-    GTEST_SKIP() << "no GPU: " << gpu.err;
+  if (no_gpu(gpu)) GTEST_SKIP() << "no GPU: " << gpu.err;
   ASSERT_EQ(gpu.status, 0) << gpu.out << gpu.err;
   const Result cpu = run_weft(dir, "train " + deck + " --log.dir=" + dir.file("cpu"), 2);
   ASSERT_EQ(cpu.status, 0) << cpu.err;
@@ -61,6 +66,33 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   }
   std::printf("bf16 GPU vs fp32 CPU over 50 steps: worst relative loss difference %.4f%%\n", 100 * worst);
   EXPECT_LT(b.back()["loss"].get<double>(), b.front()["loss"].get<double>() - 1.0);
+}
+
+// train.deterministic: two runs give the same losses and gradient norms to the last bit, and they track the
+// default (atomic) attention backward within 1%. A QKV bias makes every summing kernel of the backward run.
+TEST(GpuTraining, DeterministicRunsRepeatBitForBit) {
+  TempDir dir;
+  const std::string deck = small_deck(
+      dir, "256", "precision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 20\n");
+  std::vector<std::vector<nlohmann::json>> runs;
+  for (const std::string flags : {"--train.deterministic=true", "--train.deterministic=true", ""}) {
+    const std::string log = dir.file("run" + std::to_string(runs.size()));
+    const Result r = run_weft(dir, "train " + deck + " --model.qkv_bias=true " + flags + " --log.dir=" + log);
+    if (no_gpu(r)) GTEST_SKIP() << "no GPU: " << r.err;
+    ASSERT_EQ(r.status, 0) << flags << "\n" << r.out << r.err;
+    runs.push_back(train_lines(log + "/metrics.jsonl"));
+    ASSERT_EQ(runs.back().size(), 20u) << flags;
+  }
+  double worst = 0;
+  for (size_t i = 0; i < 20; ++i) {
+    for (const char* key : {"loss", "grad_norm"})
+      EXPECT_EQ(runs[0][i][key].get<double>(), runs[1][i][key].get<double>()) << key << " at step " << i + 1;
+    const double x = runs[2][i]["loss"], y = runs[0][i]["loss"];
+    worst = std::max(worst, std::abs(x - y) / y);
+    EXPECT_LE(std::abs(x - y), 0.01 * y) << "step " << i + 1 << ": atomic " << x << ", deterministic " << y;
+  }
+  std::printf("deterministic bf16 runs: 20 steps equal to the bit; atomic attention backward within %.4f%%\n",
+              100 * worst);
 }
 
 namespace {

@@ -64,4 +64,10 @@ inline double rel_error(const Tensor& gpu_out, const Tensor& cpu_ref) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+// Whether two tensors (on any device) hold the same bytes.
+inline bool same_bits(const Tensor& a, const Tensor& b) {
+  const Tensor ha = a.to(Device::cpu), hb = b.to(Device::cpu);
+  return ha.nbytes() == hb.nbytes() && std::memcmp(ha.data_ptr(), hb.data_ptr(), ha.nbytes()) == 0;
+}
+
 }  // namespace weft::test

@@ -106,7 +106,15 @@ TEST(GpuOps, RopeQkvSwigluEmbedding) {
   Tensor dt = Tensor::zeros({rows, h}, DType::f32), gdt = Tensor::zeros({rows, h}, DType::f32, Device::cuda);
   cpu_ops().embedding_backward(dt, g, ids, start);
   ops_for(Device::cuda).embedding_backward(gdt, gpu(g), ids.to(Device::cuda), start);
-  EXPECT_LT(rel_error(gdt, dt), 1e-5);
+  EXPECT_EQ(rel_error(gdt, dt), 0.0);  // each row sums its tokens in token order, as the CPU does: no atomics
+
+  const int64_t bias_rows = 700, cols = 300;  // several blocks of rows, columns not a multiple of a block
+  const Tensor dy = bf16_rounded(randn({bias_rows, cols})), db0 = randn({cols});
+  Tensor db = db0.clone();
+  cpu_ops().bias_grad(db, dy);
+  Tensor gdb = gpu(db0, DType::f32);
+  ops_for(Device::cuda).bias_grad(gdb, gpu(dy));
+  EXPECT_LT(rel_error(gdb, db), 1e-5);
 }
 
 TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
@@ -190,6 +198,21 @@ void check_attention(int64_t t, int64_t heads, int64_t kv_heads, int64_t d, int6
   EXPECT_LT(rel_error(gdq, dq), 2e-2) << what;
   EXPECT_LT(rel_error(gdk, dk), 2e-2) << what;
   EXPECT_LT(rel_error(gdv, dv), 2e-2) << what;
+  // The deterministic backward: the same bounds, and the same bits on a second call.
+  AttentionParams pd = p;
+  pd.deterministic = true;
+  std::vector<Tensor> first;
+  for (int call = 0; call < 2; ++call) {
+    Tensor ddq = poisoned(q.shape(), DType::bf16), ddk = poisoned(k.shape(), DType::bf16),
+           ddv = poisoned(v.shape(), DType::bf16);
+    g.attention_backward(ddq, ddk, ddv, gpu(dout), gq, gk, gv, gout, glse, gcu, pd);
+    EXPECT_LT(rel_error(ddq, dq), 2e-2) << what << " deterministic";
+    EXPECT_LT(rel_error(ddk, dk), 2e-2) << what << " deterministic";
+    EXPECT_LT(rel_error(ddv, dv), 2e-2) << what << " deterministic";
+    if (call == 0) first = {ddq, ddk, ddv};
+    else
+      EXPECT_TRUE(same_bits(ddq, first[0]) && same_bits(ddk, first[1]) && same_bits(ddv, first[2])) << what;
+  }
 }
 
 }  // namespace

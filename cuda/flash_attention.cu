@@ -1,0 +1,693 @@
+// weft/cuda/flash_attention.cu v1 — flash attention on tensor cores: GQA, causal or full, sliding windows and
+// document segments, head dims 64 and 128.
+//
+// mma.sync bf16 with fp32 accumulators, online softmax in the log2 domain, tiles moved with cp.async into
+// XOR-swizzled shared memory; FlashAttention-2's split of the backward (one block per key block, dK and dV in
+// registers, dQ through fp32 atomics) and, for deterministic runs, a dQ pass of its own.
+#include "attention_kernels.h"
+#include "common.cuh"
+
+namespace weft {
+namespace cuda {
+namespace {
+
+// ---------------------------------------------------------------- flash forward (tensor cores)
+
+constexpr int kBM = 64, kBN = 64, kWarps = 4;
+constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// Element (r, c) of a [rows][D] bf16 tile whose 16-byte chunks are XOR-swizzled by row, so that ldmatrix reads of
+// eight rows at one column hit eight different bank groups.
+template <int D>
+__device__ __forceinline__ int swz(int r, int c) {
+  return r * D + ((((c >> 3) ^ (r & 7)) << 3) | (c & 7));
+}
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+// c[4] += a[4] · b[2] for one m16n8k16 bf16 tile with fp32 accumulators.
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Loads rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at `base`) into a swizzled
+// tile; rows at or past `limit` become zeros.
+template <int D>
+__device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
+                                          int rows) {
+  constexpr int kChunks = D / 8;
+  for (int i = threadIdx.x; i < rows * kChunks; i += blockDim.x) {
+    const int r = i / kChunks, c = i % kChunks;
+    const int64_t g = row0 + r;
+    const bool valid = g < limit;
+    cp_async16(tile + swz<D>(r, c * 8), base + (valid ? g : row0) * stride + c * 8, valid);
+  }
+}
+
+// Whether a kBM-query × kBN-key tile has any (query, key) pair the mask hides: keys after a query (causal), keys
+// a window behind, or rows past the segment's end. Most tiles of a long sequence have none.
+__device__ __forceinline__ bool tile_needs_mask(int64_t q0, int64_t key0, int64_t seg_hi, int64_t window,
+                                                bool causal) {
+  return (causal && key0 + kBN - 1 > q0) || key0 + kBN > seg_hi || q0 + kBM > seg_hi ||
+         (window > 0 && q0 + kBM - 1 - key0 >= window);
+}
+
+__device__ __forceinline__ bool visible(int64_t query, int64_t key, int64_t seg_hi, int64_t window, bool causal) {
+  return (!causal || key <= query) && key < seg_hi && query < seg_hi && (window <= 0 || query - key < window);
+}
+
+// One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
+// probabilities in place, and the running max, sum and output are rescaled. exp2(s·scale·log2e − max) is one
+// FFMA and one MUFU op per score.
+template <bool kMasked, int D>
+__device__ __forceinline__ void online_softmax(float (&sacc)[kBN / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
+                                               float (&l_run)[2], const int64_t (&row_q)[2], int64_t key0,
+                                               int64_t seg_hi, int64_t window, bool causal, float scale_log2, int t) {
+  float corr[2];
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = -INFINITY;
+    #pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt)
+      #pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = sacc[nt][2 * r + e];
+        if (kMasked && !visible(row_q[r], key0 + nt * 8 + 2 * t + e, seg_hi, window, causal)) x = -INFINITY;
+        mx = fmaxf(mx, x);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m_run[r], mx * scale_log2);
+    const float base = m_new == -INFINITY ? 0.f : m_new;
+    corr[r] = fast_exp2(m_run[r] - base);
+    float rowsum = 0.f;
+    #pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt)
+      #pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = sacc[nt][2 * r + e];
+        x = fast_exp2(fmaf(x, scale_log2, -base));
+        rowsum += x;
+      }
+    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
+    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 2);
+    l_run[r] = l_run[r] * corr[r] + rowsum;
+    m_run[r] = m_new;
+  }
+  // Once the running max settles (most tiles of a long row), no row of the warp needs the rescale.
+  if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o[dt][0] *= corr[0];
+      o[dt][1] *= corr[0];
+      o[dt][2] *= corr[1];
+      o[dt][3] *= corr[1];
+    }
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
+                                                                 const bf16_t* k, const bf16_t* v, Segments seg,
+                                                                 int blocks_per_seg, int64_t tokens, int heads,
+                                                                 int kv_heads, int64_t window, bool causal,
+                                                                 float scale_log2) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem_raw);
+  bf16_t* sK = sQ + kBM * D;  // two stages
+  bf16_t* sV = sK + 2 * kBN * D;
+
+  const int s = blockIdx.x / blocks_per_seg;
+  const int qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;  // the longest rows first
+  const int h = blockIdx.y, hk = h / (heads / kv_heads);
+  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
+  const int64_t q0 = seg_lo + int64_t(qb) * kBM;
+  if (q0 >= seg_hi) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+
+  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
+  const bf16_t* q_base = q + int64_t(h) * D;
+  const bf16_t* k_base = k + int64_t(hk) * D;
+  const bf16_t* v_base = v + int64_t(hk) * D;
+  const int64_t kv_first = window > 0 ? max(seg_lo, q0 - window + 1) : seg_lo;
+  const int kb_lo = static_cast<int>((kv_first - seg_lo) / kBN);
+  const int64_t kv_end = causal ? min(q0 + kBM, seg_hi) : seg_hi;
+  const int kb_hi = static_cast<int>((kv_end - seg_lo + kBN - 1) / kBN);
+
+  load_tile<D>(sQ, q_base, q_stride, q0, seg_hi, kBM);
+  load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
+  load_tile<D>(sV, v_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  uint32_t qf[D / 16][4];
+  #pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks)
+    ldmatrix_x4(qf[ks], sQ + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+
+  float o[D / 8][4];
+  #pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+  const int64_t row_q[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+
+  for (int kb = kb_lo; kb < kb_hi; ++kb) {
+    const int stage = (kb - kb_lo) & 1;
+    bf16_t* cK = sK + stage * kBN * D;
+    bf16_t* cV = sV + stage * kBN * D;
+    if (kb + 1 < kb_hi) {
+      load_tile<D>(sK + (stage ^ 1) * kBN * D, k_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
+      load_tile<D>(sV + (stage ^ 1) * kBN * D, v_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    // S = Q·Kᵀ for this warp's 16 rows and the tile's 64 keys.
+    float sacc[kBN / 8][4];
+    #pragma unroll
+    for (int i = 0; i < kBN / 8; ++i) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
+    #pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks)
+      #pragma unroll
+      for (int p = 0; p < kBN / 16; ++p) {
+        uint32_t b[4];
+        ldmatrix_x4(b, cK + swz<D>(p * 16 + (lane & 7) + (lane >> 4) * 8, ks * 16 + ((lane >> 3) & 1) * 8));
+        mma(sacc[2 * p], qf[ks], b[0], b[1]);
+        mma(sacc[2 * p + 1], qf[ks], b[2], b[3]);
+      }
+    // Online softmax in the log2 domain; only tiles that cross the diagonal, the window's edge or the segment's
+    // end pay for the mask.
+    const int64_t key0 = seg_lo + int64_t(kb) * kBN;
+    if (tile_needs_mask(q0, key0, seg_hi, window, causal))
+      online_softmax<true, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
+    else
+      online_softmax<false, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
+    // O += P·V, P taken from the accumulators as bf16 A fragments.
+    #pragma unroll
+    for (int j = 0; j < kBN / 16; ++j) {
+      const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
+                              pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
+                              pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
+      #pragma unroll
+      for (int dt = 0; dt < D / 16; ++dt) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, cV + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
+        mma(o[2 * dt], pa, b[0], b[1]);
+        mma(o[2 * dt + 1], pa, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // the stage just read is the next prefetch target
+  }
+
+  constexpr float kLn2 = 0.69314718055994530942f;
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (row_q[r] >= seg_hi) continue;
+    const float inv = 1.f / l_run[r];
+    bf16_t* dst = out + (row_q[r] * heads + h) * D;
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) = pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+    if (t == 0) lse[int64_t(h) * tokens + row_q[r]] = m_run[r] * kLn2 + logf(l_run[r]);
+  }
+}
+
+// Lets a kernel launch with more than 48 KiB of dynamic shared memory.
+template <typename Kernel>
+void allow_dynamic_smem(Kernel kernel, size_t bytes) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+template <int D>
+void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
+                      const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
+  const int blocks_per_seg = static_cast<int>((max_seqlen + kBM - 1) / kBM);
+  const size_t smem = (kBM * D + 4 * kBN * D) * sizeof(bf16_t);
+  allow_dynamic_smem(flash_fwd_kernel<D>, smem);
+  const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
+  flash_fwd_kernel<D><<<grid, kWarps * 32, smem, stream()>>>(
+      ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
+      static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
+      static_cast<float>(p.scale * kLog2e));
+  CUDA_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- flash backward (tensor cores)
+//
+// One block per (segment, 64-key block, kv head); its four warps own 16 keys each and keep dK, dV for them in
+// registers while the block walks every query tile (and every query head of the kv head's group) that sees the
+// keys. dQ gathers across key blocks in an fp32 buffer through atomics, scaled into bf16 at the end.
+
+// The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain.
+__global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
+                                           const float* lse, int64_t tokens, int heads, int dim) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int h = blockIdx.y, lane = threadIdx.x & 31;
+  if (i >= tokens) return;
+  float s = 0.f;
+  for (int d = lane; d < dim; d += 32) s += to_f(dout[(i * heads + h) * dim + d]) * to_f(out[(i * heads + h) * dim + d]);
+  s = warp_sum(s);
+  if (lane == 0) {
+    delta[int64_t(h) * tokens + i] = s;
+    lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * static_cast<float>(kLog2e);
+  }
+}
+
+__global__ void scale_store_kernel(bf16_t* dst, const float* src, float scale, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) dst[i] = __float2bfloat16(src[i] * scale);
+}
+
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 4 : 0));
+}
+
+// The softmax backward for one score s: p = exp2(s·scale·log2e − lse₂) (zero where the mask hides the pair) and,
+// in place of dp, ds = p·(dp − delta).
+__device__ __forceinline__ float softmax_grad(float s, float& dp, float lse_log2, float delta, bool shown,
+                                              float scale_log2) {
+  const float p = shown ? fast_exp2(fmaf(s, scale_log2, -lse_log2)) : 0.f;
+  dp = p * (dp - delta);
+  return p;
+}
+
+// Pᵀ and dSᵀ in place, for a warp's 16 keys × 64 queries (keys are the accumulator rows).
+template <bool kMasked>
+__device__ __forceinline__ void softmax_backward(float (&sacc)[kBM / 8][4], float (&dpacc)[kBM / 8][4],
+                                                 const float* sLse, const float* sDelta, const int64_t (&key_row)[2],
+                                                 int64_t q0, int64_t seg_hi, int64_t window, bool causal,
+                                                 float scale_log2, int t) {
+  #pragma unroll
+  for (int nt = 0; nt < kBM / 8; ++nt)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = nt * 8 + 2 * t + (e & 1);
+      const bool shown = !kMasked || visible(q0 + col, key_row[e >> 1], seg_hi, window, causal);
+      sacc[nt][e] = softmax_grad(sacc[nt][e], dpacc[nt][e], sLse[col], sDelta[col], shown, scale_log2);
+    }
+}
+
+// kAtomicDq: also dQ, through fp32 atomics (otherwise flash_dq_kernel computes it).
+template <int D, bool kAtomicDq>
+__global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
+    float* dq_acc, bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
+    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    int kv_heads, int64_t window, bool causal, float scale_log2) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  bf16_t* sK = reinterpret_cast<bf16_t*>(smem_raw);
+  bf16_t* sV = sK + kBN * D;
+  bf16_t* sQ = sV + kBN * D;                                   // two stages
+  bf16_t* sdO = sQ + 2 * kBM * D;                              // two stages
+  bf16_t* sdS = sdO + 2 * kBM * D;                             // [keys][queries], 64 × 64
+  float* sLse = reinterpret_cast<float*>(sdS + kBN * kBM);     // two stages of kBM
+  float* sDelta = sLse + 2 * kBM;
+
+  const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
+  const int qpg = heads / kv_heads;
+  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
+  const int64_t k0 = seg_lo + int64_t(kb) * kBN;
+  if (k0 >= seg_hi) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
+
+  // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
+  // segment end (or the window's reach). The block walks them tile by tile for each query head of its group,
+  // loading the next tile while it works on this one.
+  const int64_t q_first = causal ? k0 : seg_lo;
+  const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBN - 1 + window) : seg_hi;
+  const int qb_lo = static_cast<int>((q_first - seg_lo) / kBM);
+  const int q_tiles = static_cast<int>((q_end - seg_lo + kBM - 1) / kBM) - qb_lo, tiles = qpg * q_tiles;
+  auto tile_head = [&](int i) { return hk * qpg + i / q_tiles; };
+  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBM; };
+  auto load_query_tile = [&](int i, int stage) {
+    const int h = tile_head(i);
+    const int64_t q0 = tile_start(i);
+    load_tile<D>(sQ + stage * kBM * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
+    load_tile<D>(sdO + stage * kBM * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
+    for (int r = threadIdx.x; r < kBM; r += blockDim.x) {
+      const bool valid = q0 + r < seg_hi;
+      const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
+      cp_async4(sLse + stage * kBM + r, lse_log2 + at, valid);
+      cp_async4(sDelta + stage * kBM + r, delta + at, valid);
+    }
+  };
+  load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
+  load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
+  if (tiles > 0) load_query_tile(0, 0);
+  cp_async_commit();
+
+  const int64_t key_row[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
+  float dk_acc[D / 8][4], dv_acc[D / 8][4];
+  #pragma unroll
+  for (int i = 0; i < D / 8; ++i)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
+
+  for (int i = 0; i < tiles; ++i) {
+    const int stage = i & 1, h = tile_head(i);
+    const int64_t q0 = tile_start(i);
+    if (i + 1 < tiles) {
+      load_query_tile(i + 1, stage ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const bf16_t* cQ = sQ + stage * kBM * D;
+    const bf16_t* cdO = sdO + stage * kBM * D;
+
+    // Sᵀ = K_w·Qᵀ and dPᵀ = V_w·dOᵀ for this warp's 16 keys × the tile's 64 queries.
+    float sacc[kBM / 8][4], dpacc[kBM / 8][4];
+    #pragma unroll
+    for (int j = 0; j < kBM / 8; ++j)
+      #pragma unroll
+      for (int e = 0; e < 4; ++e) sacc[j][e] = dpacc[j][e] = 0.f;
+    #pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t ka[4], va[4];
+      ldmatrix_x4(ka, sK + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+      ldmatrix_x4(va, sV + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+      #pragma unroll
+      for (int p = 0; p < kBM / 16; ++p) {
+        uint32_t b[4];
+        const int row = p * 16 + (lane & 7) + (lane >> 4) * 8, col = ks * 16 + ((lane >> 3) & 1) * 8;
+        ldmatrix_x4(b, cQ + swz<D>(row, col));
+        mma(sacc[2 * p], ka, b[0], b[1]);
+        mma(sacc[2 * p + 1], ka, b[2], b[3]);
+        ldmatrix_x4(b, cdO + swz<D>(row, col));
+        mma(dpacc[2 * p], va, b[0], b[1]);
+        mma(dpacc[2 * p + 1], va, b[2], b[3]);
+      }
+    }
+    const float* cLse = sLse + stage * kBM;
+    const float* cDelta = sDelta + stage * kBM;
+    // Only tiles that cross the diagonal, the window's edge or the segment's end pay for the mask.
+    if (tile_needs_mask(q0, k0, seg_hi, window, causal))
+      softmax_backward<true>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
+    else
+      softmax_backward<false>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
+    // dV_w += Pᵀ·dO and dK_w += dSᵀ·Q, the A operands straight from the accumulators.
+    #pragma unroll
+    for (int j = 0; j < kBM / 16; ++j) {
+      const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
+                              pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
+                              pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
+      const uint32_t da[4] = {pack_bf16(dpacc[2 * j][0], dpacc[2 * j][1]), pack_bf16(dpacc[2 * j][2], dpacc[2 * j][3]),
+                              pack_bf16(dpacc[2 * j + 1][0], dpacc[2 * j + 1][1]),
+                              pack_bf16(dpacc[2 * j + 1][2], dpacc[2 * j + 1][3])};
+      #pragma unroll
+      for (int dt = 0; dt < D / 16; ++dt) {
+        uint32_t b[4];
+        const int row = j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = dt * 16 + (lane >> 4) * 8;
+        ldmatrix_x4_trans(b, cdO + swz<D>(row, col));
+        mma(dv_acc[2 * dt], pa, b[0], b[1]);
+        mma(dv_acc[2 * dt + 1], pa, b[2], b[3]);
+        ldmatrix_x4_trans(b, cQ + swz<D>(row, col));
+        mma(dk_acc[2 * dt], da, b[0], b[1]);
+        mma(dk_acc[2 * dt + 1], da, b[2], b[3]);
+      }
+    }
+    if constexpr (kAtomicDq) {
+      // dSᵀ to shared memory, then dQ_tile += dS·K with warps splitting the queries.
+      #pragma unroll
+      for (int nt = 0; nt < kBM / 8; ++nt)
+        #pragma unroll
+        for (int r = 0; r < 2; ++r)
+          *reinterpret_cast<uint32_t*>(sdS + swz<kBM>(warp * 16 + g + 8 * r, nt * 8 + 2 * t)) =
+              pack_bf16(dpacc[nt][2 * r], dpacc[nt][2 * r + 1]);
+      __syncthreads();
+      uint32_t dsa[kBN / 16][4];
+      #pragma unroll
+      for (int j = 0; j < kBN / 16; ++j)
+        ldmatrix_x4_trans(dsa[j],
+                          sdS + swz<kBM>(j * 16 + (lane & 7) + (lane >> 4) * 8, warp * 16 + ((lane >> 3) & 1) * 8));
+      const int64_t dq_row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+      #pragma unroll
+      for (int dt = 0; dt < D / 16; ++dt) {
+        float acc[2][4] = {};
+        #pragma unroll
+        for (int j = 0; j < kBN / 16; ++j) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, sK + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
+          mma(acc[0], dsa[j], b[0], b[1]);
+          mma(acc[1], dsa[j], b[2], b[3]);
+        }
+        #pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          if (dq_row[r] >= seg_hi) continue;
+          float* dst = dq_acc + (dq_row[r] * heads + h) * D + dt * 16 + 2 * t;
+          #pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            atomicAdd(dst + half * 8, acc[half][2 * r]);
+            atomicAdd(dst + half * 8 + 1, acc[half][2 * r + 1]);
+          }
+        }
+      }
+    }
+    __syncthreads();  // this stage and sdS are free for the next prefetch and tile
+  }
+  // dK (times the softmax scale) and dV for this warp's keys.
+  const float scale = scale_log2 / static_cast<float>(kLog2e);
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (key_row[r] >= seg_hi) continue;
+    bf16_t* dkr = dk + (key_row[r] * kv_heads + hk) * D;
+    bf16_t* dvr = dv + (key_row[r] * kv_heads + hk) * D;
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      *reinterpret_cast<uint32_t*>(dkr + dt * 8 + 2 * t) = pack_bf16(dk_acc[dt][2 * r] * scale, dk_acc[dt][2 * r + 1] * scale);
+      *reinterpret_cast<uint32_t*>(dvr + dt * 8 + 2 * t) = pack_bf16(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
+    }
+  }
+}
+
+// dQ without atomics, for deterministic runs: one block per (segment, 64-query block, query head) walks the key
+// tiles as the forward does, recomputes P and dP, and keeps dQ += dS·K in registers — two more GEMMs than the
+// atomic path, and a summation order that does not depend on scheduling.
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
+                                                                const bf16_t* k, const bf16_t* v, const float* lse_log2,
+                                                                const float* delta, Segments seg, int blocks_per_seg,
+                                                                int64_t tokens, int heads, int kv_heads,
+                                                                int64_t window, bool causal, float scale_log2) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem_raw);
+  bf16_t* sdO = sQ + kBM * D;
+  bf16_t* sK = sdO + kBM * D;  // two stages
+  bf16_t* sV = sK + 2 * kBN * D;
+
+  const int s = blockIdx.x / blocks_per_seg;
+  const int qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;  // the longest rows first
+  const int h = blockIdx.y, hk = h / (heads / kv_heads);
+  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
+  const int64_t q0 = seg_lo + int64_t(qb) * kBM;
+  if (q0 >= seg_hi) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+
+  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
+  const bf16_t* k_base = k + int64_t(hk) * D;
+  const bf16_t* v_base = v + int64_t(hk) * D;
+  const int64_t kv_first = window > 0 ? max(seg_lo, q0 - window + 1) : seg_lo;
+  const int kb_lo = static_cast<int>((kv_first - seg_lo) / kBN);
+  const int64_t kv_end = causal ? min(q0 + kBM, seg_hi) : seg_hi;
+  const int kb_hi = static_cast<int>((kv_end - seg_lo + kBN - 1) / kBN);
+
+  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
+  load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
+  load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
+  load_tile<D>(sV, v_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  uint32_t qf[D / 16][4], df[D / 16][4];
+  #pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    ldmatrix_x4(qf[ks], sQ + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+    ldmatrix_x4(df[ks], sdO + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+  }
+  const int64_t row_q[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  float row_lse[2], row_delta[2];
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const bool valid = row_q[r] < seg_hi;  // rows past the segment are masked; their terms must not be read
+    row_lse[r] = valid ? lse_log2[int64_t(h) * tokens + row_q[r]] : 0.f;
+    row_delta[r] = valid ? delta[int64_t(h) * tokens + row_q[r]] : 0.f;
+  }
+  float dq_acc[D / 8][4];
+  #pragma unroll
+  for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
+
+  for (int kb = kb_lo; kb < kb_hi; ++kb) {
+    const int stage = (kb - kb_lo) & 1;
+    bf16_t* cK = sK + stage * kBN * D;
+    bf16_t* cV = sV + stage * kBN * D;
+    if (kb + 1 < kb_hi) {
+      load_tile<D>(sK + (stage ^ 1) * kBN * D, k_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
+      load_tile<D>(sV + (stage ^ 1) * kBN * D, v_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    // S = Q·Kᵀ and dP = dO·Vᵀ for this warp's 16 queries and the tile's 64 keys.
+    float sacc[kBN / 8][4], dpacc[kBN / 8][4];
+    #pragma unroll
+    for (int i = 0; i < kBN / 8; ++i)
+      #pragma unroll
+      for (int e = 0; e < 4; ++e) sacc[i][e] = dpacc[i][e] = 0.f;
+    #pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks)
+      #pragma unroll
+      for (int p = 0; p < kBN / 16; ++p) {
+        uint32_t b[4];
+        const int row = p * 16 + (lane & 7) + (lane >> 4) * 8, col = ks * 16 + ((lane >> 3) & 1) * 8;
+        ldmatrix_x4(b, cK + swz<D>(row, col));
+        mma(sacc[2 * p], qf[ks], b[0], b[1]);
+        mma(sacc[2 * p + 1], qf[ks], b[2], b[3]);
+        ldmatrix_x4(b, cV + swz<D>(row, col));
+        mma(dpacc[2 * p], df[ks], b[0], b[1]);
+        mma(dpacc[2 * p + 1], df[ks], b[2], b[3]);
+      }
+    // dS in place of dP (queries are the accumulator rows here).
+    const int64_t key0 = seg_lo + int64_t(kb) * kBN;
+    const bool masked = tile_needs_mask(q0, key0, seg_hi, window, causal);
+    #pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt)
+      #pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1;
+        const bool shown = !masked || visible(row_q[r], key0 + nt * 8 + 2 * t + (e & 1), seg_hi, window, causal);
+        softmax_grad(sacc[nt][e], dpacc[nt][e], row_lse[r], row_delta[r], shown, scale_log2);
+      }
+    // dQ += dS·K, dS taken from the accumulators as bf16 A fragments.
+    #pragma unroll
+    for (int j = 0; j < kBN / 16; ++j) {
+      const uint32_t da[4] = {pack_bf16(dpacc[2 * j][0], dpacc[2 * j][1]), pack_bf16(dpacc[2 * j][2], dpacc[2 * j][3]),
+                              pack_bf16(dpacc[2 * j + 1][0], dpacc[2 * j + 1][1]),
+                              pack_bf16(dpacc[2 * j + 1][2], dpacc[2 * j + 1][3])};
+      #pragma unroll
+      for (int dt = 0; dt < D / 16; ++dt) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, cK + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
+        mma(dq_acc[2 * dt], da, b[0], b[1]);
+        mma(dq_acc[2 * dt + 1], da, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // the stage just read is the next prefetch target
+  }
+
+  const float scale = scale_log2 / static_cast<float>(kLog2e);
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (row_q[r] >= seg_hi) continue;
+    bf16_t* dst = dq + (row_q[r] * heads + h) * D;
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) =
+          pack_bf16(dq_acc[dt][2 * r] * scale, dq_acc[dt][2 * r + 1] * scale);
+  }
+}
+
+template <int D>
+void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                      const Tensor& v, const Tensor& out, const Tensor& lse, Segments seg, const AttentionParams& p,
+                      int64_t tokens, int64_t max_seqlen) {
+  const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
+  Tensor delta = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
+  Tensor lse_log2 = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
+  attention_row_terms_kernel<<<dim3(blocks_for(tokens, 4), heads), 128, 0, stream()>>>(
+      ptr<float>(delta), ptr<float>(lse_log2), ptr<bf16_t>(dout), ptr<bf16_t>(out), ptr<float>(lse), tokens, heads, D);
+  CUDA_CHECK_LAUNCH();
+  // Keys that start no block (past a segment's end) are still written: zero them first.
+  CUDA_CHECK(cudaMemsetAsync(dk.data_ptr(), 0, dk.nbytes(), stream()));
+  CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
+  const int key_blocks = static_cast<int>((max_seqlen + kBN - 1) / kBN);
+  const float scale_log2 = static_cast<float>(p.scale * kLog2e);
+  const auto key_pass = [&](auto kernel, float* dq_acc) {
+    const size_t smem = (2 * kBN * D + 4 * kBM * D + kBN * kBM) * sizeof(bf16_t) + 4 * kBM * sizeof(float);
+    allow_dynamic_smem(kernel, smem);
+    kernel<<<dim3(seg.count * key_blocks, kv_heads), kWarps * 32, smem, stream()>>>(
+        dq_acc, ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
+        ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
+        scale_log2);
+    CUDA_CHECK_LAUNCH();
+  };
+  if (p.deterministic) {
+    key_pass(flash_bwd_kernel<D, false>, nullptr);
+    const int query_blocks = static_cast<int>((max_seqlen + kBM - 1) / kBM);
+    const size_t smem = (2 * kBM * D + 4 * kBN * D) * sizeof(bf16_t);
+    allow_dynamic_smem(flash_dq_kernel<D>, smem);
+    flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kWarps * 32, smem, stream()>>>(
+        ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
+        ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
+  Tensor dq_acc = Tensor::zeros(q.shape(), DType::f32, Device::cuda);
+  key_pass(flash_bwd_kernel<D, true>, ptr<float>(dq_acc));
+  scale_store_kernel<<<blocks_for(dq.numel(), 256), 256, 0, stream()>>>(ptr<bf16_t>(dq), ptr<float>(dq_acc),
+                                                                          static_cast<float>(p.scale), dq.numel());
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool flash_attention_supports(const Tensor& q, const AttentionParams& p) {
+  return q.dtype() == DType::bf16 && (p.head_dim == 64 || p.head_dim == 128);
+}
+
+void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
+                             const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
+  if (p.head_dim == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, p, tokens, max_seqlen);
+  else launch_flash_fwd<128>(out, lse, q, k, v, seg, p, tokens, max_seqlen);
+}
+
+void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                              const Tensor& v, const Tensor& out, const Tensor& lse, Segments seg,
+                              const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
+  if (p.head_dim == 64) launch_flash_bwd<64>(dq, dk, dv, dout, q, k, v, out, lse, seg, p, tokens, max_seqlen);
+  else launch_flash_bwd<128>(dq, dk, dv, dout, q, k, v, out, lse, seg, p, tokens, max_seqlen);
+}
+
+}  // namespace cuda
+}  // namespace weft
