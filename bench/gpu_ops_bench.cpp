@@ -81,18 +81,15 @@ void BM_AttentionForward(benchmark::State& state) {
 }
 BENCHMARK(BM_AttentionForward)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-// Arg 0: dQ through atomics (the default); 1: train.deterministic's separate dQ pass.
 void BM_AttentionBackward(benchmark::State& state) {
   AttentionInputs a;
-  a.p.deterministic = state.range(0) == 1;
-  state.SetLabel(a.p.deterministic ? "deterministic" : "atomic dQ");
   ops_for(Device::cuda).attention_forward(a.out, a.lse, a.q, a.k, a.v, a.cu, a.p);
   Tensor dq = Tensor::empty(a.q.shape(), DType::bf16, Device::cuda), dk = Tensor::empty(a.k.shape(), DType::bf16, Device::cuda),
          dv = Tensor::empty(a.v.shape(), DType::bf16, Device::cuda);
   timed(state, [&] { ops_for(Device::cuda).attention_backward(dq, dk, dv, a.dout, a.q, a.k, a.v, a.out, a.lse, a.cu, a.p); },
         2.5 * kAttnFwdFlops, 0);
 }
-BENCHMARK(BM_AttentionBackward)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_AttentionBackward)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 
 void BM_RmsNormForwardBackward(benchmark::State& state) {
   Tensor x = random_bf16({kTokens, kHidden}), w = random_bf16({kHidden}), y = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);

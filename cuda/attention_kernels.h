@@ -18,7 +18,7 @@ bool flash_attention_supports(const Tensor& q, const AttentionParams& p);
 // out, lse = attention(q, k, v) over `tokens` tokens whose longest segment has max_seqlen tokens.
 void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                              const AttentionParams& p, int64_t tokens, int64_t max_seqlen);
-// dq, dk, dv from dout and the forward's out and lse; p.deterministic computes dq in its own pass, without atomics.
+// dq, dk, dv from dout and the forward's out and lse (deterministic: no atomics).
 void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                               const Tensor& v, const Tensor& out, const Tensor& lse, Segments seg,
                               const AttentionParams& p, int64_t tokens, int64_t max_seqlen);

@@ -2,8 +2,8 @@
 // document segments, head dims 64 and 128.
 //
 // mma.sync bf16 with fp32 accumulators, online softmax in the log2 domain, tiles moved with cp.async into
-// XOR-swizzled shared memory; FlashAttention-2's split of the backward (one block per key block, dK and dV in
-// registers, dQ through fp32 atomics) and, for deterministic runs, a dQ pass of its own.
+// XOR-swizzled shared memory. The backward runs two passes without atomics, so it is deterministic: one block per
+// key block keeps dK and dV in registers (FlashAttention-2's split), one block per query block keeps dQ.
 #include "attention_kernels.h"
 #include "common.cuh"
 
@@ -271,7 +271,7 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
 //
 // One block per (segment, 64-key block, kv head); its four warps own 16 keys each and keep dK, dV for them in
 // registers while the block walks every query tile (and every query head of the kv head's group) that sees the
-// keys. dQ gathers across key blocks in an fp32 buffer through atomics, scaled into bf16 at the end.
+// keys. dQ has a pass of its own (flash_dq_kernel), one block per query block.
 
 // The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain.
 __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
@@ -286,11 +286,6 @@ __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const 
     delta[int64_t(h) * tokens + i] = s;
     lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * static_cast<float>(kLog2e);
   }
-}
-
-__global__ void scale_store_kernel(bf16_t* dst, const float* src, float scale, int64_t n) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i < n) dst[i] = __float2bfloat16(src[i] * scale);
 }
 
 __device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
@@ -323,10 +318,9 @@ __device__ __forceinline__ void softmax_backward(float (&sacc)[kBM / 8][4], floa
     }
 }
 
-// kAtomicDq: also dQ, through fp32 atomics (otherwise flash_dq_kernel computes it).
-template <int D, bool kAtomicDq>
+template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
-    float* dq_acc, bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
+    bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
     const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -334,8 +328,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
   bf16_t* sV = sK + kBN * D;
   bf16_t* sQ = sV + kBN * D;                                   // two stages
   bf16_t* sdO = sQ + 2 * kBM * D;                              // two stages
-  bf16_t* sdS = sdO + 2 * kBM * D;                             // [keys][queries], 64 × 64
-  float* sLse = reinterpret_cast<float*>(sdS + kBN * kBM);     // two stages of kBM
+  float* sLse = reinterpret_cast<float*>(sdO + 2 * kBM * D);   // two stages of kBM
   float* sDelta = sLse + 2 * kBM;
 
   const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
@@ -380,7 +373,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
 
   for (int i = 0; i < tiles; ++i) {
-    const int stage = i & 1, h = tile_head(i);
+    const int stage = i & 1;
     const int64_t q0 = tile_start(i);
     if (i + 1 < tiles) {
       load_query_tile(i + 1, stage ^ 1);
@@ -444,44 +437,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
         mma(dk_acc[2 * dt + 1], da, b[2], b[3]);
       }
     }
-    if constexpr (kAtomicDq) {
-      // dSᵀ to shared memory, then dQ_tile += dS·K with warps splitting the queries.
-      #pragma unroll
-      for (int nt = 0; nt < kBM / 8; ++nt)
-        #pragma unroll
-        for (int r = 0; r < 2; ++r)
-          *reinterpret_cast<uint32_t*>(sdS + swz<kBM>(warp * 16 + g + 8 * r, nt * 8 + 2 * t)) =
-              pack_bf16(dpacc[nt][2 * r], dpacc[nt][2 * r + 1]);
-      __syncthreads();
-      uint32_t dsa[kBN / 16][4];
-      #pragma unroll
-      for (int j = 0; j < kBN / 16; ++j)
-        ldmatrix_x4_trans(dsa[j],
-                          sdS + swz<kBM>(j * 16 + (lane & 7) + (lane >> 4) * 8, warp * 16 + ((lane >> 3) & 1) * 8));
-      const int64_t dq_row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-      #pragma unroll
-      for (int dt = 0; dt < D / 16; ++dt) {
-        float acc[2][4] = {};
-        #pragma unroll
-        for (int j = 0; j < kBN / 16; ++j) {
-          uint32_t b[4];
-          ldmatrix_x4_trans(b, sK + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
-          mma(acc[0], dsa[j], b[0], b[1]);
-          mma(acc[1], dsa[j], b[2], b[3]);
-        }
-        #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          if (dq_row[r] >= seg_hi) continue;
-          float* dst = dq_acc + (dq_row[r] * heads + h) * D + dt * 16 + 2 * t;
-          #pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            atomicAdd(dst + half * 8, acc[half][2 * r]);
-            atomicAdd(dst + half * 8 + 1, acc[half][2 * r + 1]);
-          }
-        }
-      }
-    }
-    __syncthreads();  // this stage and sdS are free for the next prefetch and tile
+    __syncthreads();  // this stage is free for the next prefetch
   }
   // dK (times the softmax scale) and dV for this warp's keys.
   const float scale = scale_log2 / static_cast<float>(kLog2e);
@@ -498,9 +454,10 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
   }
 }
 
-// dQ without atomics, for deterministic runs: one block per (segment, 64-query block, query head) walks the key
-// tiles as the forward does, recomputes P and dP, and keeps dQ += dS·K in registers — two more GEMMs than the
-// atomic path, and a summation order that does not depend on scheduling.
+// dQ: one block per (segment, 64-query block, query head) walks the key tiles as the forward does, recomputes P
+// and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key-block kernel through fp32
+// atomics, yet faster on H200 (4.22 against 5.29 ms at the 1.5B shape), and deterministic: the summation order
+// does not depend on scheduling.
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
                                                                 const bf16_t* k, const bf16_t* v, const float* lse_log2,
@@ -643,30 +600,19 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
   const int key_blocks = static_cast<int>((max_seqlen + kBN - 1) / kBN);
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
-  const auto key_pass = [&](auto kernel, float* dq_acc) {
-    const size_t smem = (2 * kBN * D + 4 * kBM * D + kBN * kBM) * sizeof(bf16_t) + 4 * kBM * sizeof(float);
-    allow_dynamic_smem(kernel, smem);
-    kernel<<<dim3(seg.count * key_blocks, kv_heads), kWarps * 32, smem, stream()>>>(
-        dq_acc, ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
-        ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
-        scale_log2);
-    CUDA_CHECK_LAUNCH();
-  };
-  if (p.deterministic) {
-    key_pass(flash_bwd_kernel<D, false>, nullptr);
-    const int query_blocks = static_cast<int>((max_seqlen + kBM - 1) / kBM);
-    const size_t smem = (2 * kBM * D + 4 * kBN * D) * sizeof(bf16_t);
-    allow_dynamic_smem(flash_dq_kernel<D>, smem);
-    flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kWarps * 32, smem, stream()>>>(
-        ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
-        ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
-    CUDA_CHECK_LAUNCH();
-    return;
-  }
-  Tensor dq_acc = Tensor::zeros(q.shape(), DType::f32, Device::cuda);
-  key_pass(flash_bwd_kernel<D, true>, ptr<float>(dq_acc));
-  scale_store_kernel<<<blocks_for(dq.numel(), 256), 256, 0, stream()>>>(ptr<bf16_t>(dq), ptr<float>(dq_acc),
-                                                                          static_cast<float>(p.scale), dq.numel());
+  const size_t key_smem = (2 * kBN * D + 4 * kBM * D) * sizeof(bf16_t) + 4 * kBM * sizeof(float);
+  allow_dynamic_smem(flash_bwd_kernel<D>, key_smem);
+  flash_bwd_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kWarps * 32, key_smem, stream()>>>(
+      ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
+      ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
+      scale_log2);
+  CUDA_CHECK_LAUNCH();
+  const int query_blocks = static_cast<int>((max_seqlen + kBM - 1) / kBM);
+  const size_t query_smem = (2 * kBM * D + 4 * kBN * D) * sizeof(bf16_t);
+  allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
+  flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kWarps * 32, query_smem, stream()>>>(
+      ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
+      ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
 }
 

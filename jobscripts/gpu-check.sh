@@ -3,8 +3,7 @@
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            scaling reduce recompute deterministic profile (default: build tests
-#                                            bench e2e);
+#                                            scaling reduce recompute profile (default: build tests bench e2e);
 #                                            parallel, scaling and reduce need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
@@ -52,7 +51,7 @@ for stage in "${STAGES[@]}"; do
       row "gpu op/model tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_tests.log" | tail -2 | tr '\n' ' ')"
       WEFT_BIN="$ROOT/$BUILD/weft" WEFT_SOURCE_DIR="$ROOT" WEFT_MPIEXEC=mpirun \
         "$BUILD/test/weft_cli_tests" --gtest_filter="${TRAIN_TESTS:-GpuTraining*}" 2>&1 | tee "$OUT/gpu_train.log" | tail -5
-      while read -r line; do row "$line"; done < <(grep -E "worst relative|deterministic bf16" "$OUT/gpu_train.log")
+      while read -r line; do row "$line"; done < <(grep -E "worst relative|bit for bit" "$OUT/gpu_train.log")
       row "GPU training tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
     parallel)
       # The 1.5B shape on 1 GPU, then on 2 GPUs in each layout, one global batch of 4 × 4096 tokens per step.
@@ -112,9 +111,6 @@ PY
     recompute)
       # The 1.5B shape on one GPU with each recomputation mode: throughput and peak memory.
       for mode in none selective full; do one_gpu_1p5b "recompute=$mode" --train.recompute=$mode; done ;;
-    deterministic)
-      # What bitwise-repeatable runs cost: the 1.5B shape with the default and the deterministic backward.
-      for mode in false true; do one_gpu_1p5b "deterministic=$mode" --train.deterministic=$mode; done ;;
     profile)
       # Where a 1.5B step's GPU time goes: Nsight Systems over 6 steps, kernels summed by name.
       rm -rf runs/profile-1.5b

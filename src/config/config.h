@@ -71,7 +71,6 @@ struct TrainConfig {
   int64_t seed = 1234;
   std::string precision = "fp32";  // fp32: CPU backend; bf16: CUDA backend
   std::string recompute = "none";  // none | selective | full
-  bool deterministic = false;      // attention backward without atomics: bitwise-repeatable GPU runs
   int64_t eval_interval = 1000;
   int64_t eval_iters = 100;
   int64_t exit_interval = 0;  // stop (after saving) once the iteration is a multiple of this; 0 = never

@@ -102,9 +102,6 @@ po::options_description deck_schema(Config& c) {
       ("train.recompute", opt(&t.recompute, "none|selective|full"),
        "activation recomputation: selective = the SwiGLU output (the flash backward recomputes the attention "
        "core anyway), full = each decoder layer rerun from its input in the backward")
-      ("train.deterministic", flag(&t.deterministic),
-       "bitwise-repeatable GPU runs: the attention backward computes dQ in a pass of its own instead of with "
-       "atomics (the other GPU kernels never use atomics for sums)")
       ("train.eval_interval", opt(&t.eval_interval, "int"), "steps between validation runs; 0 = never")
       ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run")
       ("train.exit_interval", opt(&t.exit_interval, "int"), "stop after a step that is a multiple of this "

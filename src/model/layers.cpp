@@ -75,7 +75,6 @@ SelfAttention::SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int
   params_.head_dim = spec.head_dim;
   params_.window = spec.sliding_window;
   params_.scale = 1.0 / std::sqrt(double(spec.head_dim));
-  params_.deterministic = ctx.deterministic;
 }
 
 AttentionParams SelfAttention::with_seqlen(const Batch& batch) const {

@@ -20,7 +20,6 @@ struct AttentionParams {
   int64_t max_seqlen = 0;    // longest segment in cu_seqlens (0: unknown; kernels then assume all tokens)
   bool causal = true;        // false: every query sees every key of its segment (no window); context parallelism
                              // needs it for key blocks that lie wholly before the queries
-  bool deterministic = false;  // backward with a fixed summation order (no atomics): bitwise-repeatable gradients
 };
 
 struct AdamWParams {

@@ -27,7 +27,6 @@ struct LayerContext {
   uint64_t seed = 0;               // initialisation seed
   Comm* cp = nullptr;              // context-parallel group (null: none)
   Recompute recompute = Recompute::none;
-  bool deterministic = false;      // kernels with a fixed summation order (train.deterministic)
   int tp_rank() const { return tp->rank(); }
   int tp_size() const { return tp->size(); }
 };

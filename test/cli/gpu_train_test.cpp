@@ -1,5 +1,5 @@
-// weft/test/cli/gpu_train_test.cpp v3 — bf16 training on the GPU follows the CPU's fp32 loss curve, deterministic
-// runs repeat bit for bit, and on two GPUs every parallel layout follows the single-GPU curve. Skips where weft has
+// weft/test/cli/gpu_train_test.cpp v3 — bf16 training on the GPU follows the CPU's fp32 loss curve, runs
+// repeat bit for bit, and on two GPUs every parallel layout follows the single-GPU curve. Skips where weft has
 // no GPU (CI) or one only.
 #include <gtest/gtest.h>
 
@@ -68,31 +68,25 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   EXPECT_LT(b.back()["loss"].get<double>(), b.front()["loss"].get<double>() - 1.0);
 }
 
-// train.deterministic: two runs give the same losses and gradient norms to the last bit, and they track the
-// default (atomic) attention backward within 1%. A QKV bias makes every summing kernel of the backward run.
-TEST(GpuTraining, DeterministicRunsRepeatBitForBit) {
+// No GPU kernel sums through atomics, so two runs give the same losses and gradient norms to the last bit. A QKV
+// bias makes every summing kernel of the backward run (attention, embedding, bias, norms).
+TEST(GpuTraining, RunsRepeatBitForBit) {
   TempDir dir;
   const std::string deck = small_deck(
       dir, "256", "precision = bf16\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 20\n");
   std::vector<std::vector<nlohmann::json>> runs;
-  for (const std::string flags : {"--train.deterministic=true", "--train.deterministic=true", ""}) {
-    const std::string log = dir.file("run" + std::to_string(runs.size()));
-    const Result r = run_weft(dir, "train " + deck + " --model.qkv_bias=true " + flags + " --log.dir=" + log);
+  for (int run = 0; run < 2; ++run) {
+    const std::string log = dir.file("run" + std::to_string(run));
+    const Result r = run_weft(dir, "train " + deck + " --model.qkv_bias=true --log.dir=" + log);
     if (no_gpu(r)) GTEST_SKIP() << "no GPU: " << r.err;
-    ASSERT_EQ(r.status, 0) << flags << "\n" << r.out << r.err;
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
     runs.push_back(train_lines(log + "/metrics.jsonl"));
-    ASSERT_EQ(runs.back().size(), 20u) << flags;
+    ASSERT_EQ(runs.back().size(), 20u);
   }
-  double worst = 0;
-  for (size_t i = 0; i < 20; ++i) {
+  for (size_t i = 0; i < 20; ++i)
     for (const char* key : {"loss", "grad_norm"})
       EXPECT_EQ(runs[0][i][key].get<double>(), runs[1][i][key].get<double>()) << key << " at step " << i + 1;
-    const double x = runs[2][i]["loss"], y = runs[0][i]["loss"];
-    worst = std::max(worst, std::abs(x - y) / y);
-    EXPECT_LE(std::abs(x - y), 0.01 * y) << "step " << i + 1 << ": atomic " << x << ", deterministic " << y;
-  }
-  std::printf("deterministic bf16 runs: 20 steps equal to the bit; atomic attention backward within %.4f%%\n",
-              100 * worst);
+  if (!HasFailure()) std::printf("two bf16 runs of 20 steps: losses and gradient norms equal bit for bit\n");
 }
 
 namespace {
