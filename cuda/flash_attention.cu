@@ -34,15 +34,20 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+// Four 8×8 b16 matrices from shared memory (a byte address in the shared window, or a pointer into it).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
+               : "r"(addr));
 }
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) { ldmatrix_x4(r, smem_addr(p)); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  ldmatrix_x4_trans(r, smem_addr(p));
 }
 // c[4] += a[4] · b[2] for one m16n8k16 bf16 tile with fp32 accumulators.
 __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -75,12 +80,12 @@ __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int6
   }
 }
 
-// Whether a kBM-query × kBN-key tile has any (query, key) pair the mask hides: keys after a query (causal), keys
-// a window behind, or rows past the segment's end. Most tiles of a long sequence have none.
-__device__ __forceinline__ bool tile_needs_mask(int64_t q0, int64_t key0, int64_t seg_hi, int64_t window,
-                                                bool causal) {
-  return (causal && key0 + kBN - 1 > q0) || key0 + kBN > seg_hi || q0 + kBM > seg_hi ||
-         (window > 0 && q0 + kBM - 1 - key0 >= window);
+// Whether `rows` queries from q0 × `keys` keys from key0 have any (query, key) pair the mask hides: keys after a
+// query (causal), keys a window behind, or rows past the segment's end. Most tiles of a long sequence have none.
+__device__ __forceinline__ bool tile_needs_mask(int64_t q0, int rows, int64_t key0, int keys, int64_t seg_hi,
+                                                int64_t window, bool causal) {
+  return (causal && key0 + keys - 1 > q0) || key0 + keys > seg_hi || q0 + rows > seg_hi ||
+         (window > 0 && q0 + rows - 1 - key0 >= window);
 }
 
 __device__ __forceinline__ bool visible(int64_t query, int64_t key, int64_t seg_hi, int64_t window, bool causal) {
@@ -90,8 +95,8 @@ __device__ __forceinline__ bool visible(int64_t query, int64_t key, int64_t seg_
 // One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
 // probabilities in place, and the running max, sum and output are rescaled. exp2(s·scale·log2e − max) is one
 // FFMA and one MUFU op per score.
-template <bool kMasked, int D>
-__device__ __forceinline__ void online_softmax(float (&sacc)[kBN / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
+template <bool kMasked, int D, int kKeys>
+__device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
                                                float (&l_run)[2], const int64_t (&row_q)[2], int64_t key0,
                                                int64_t seg_hi, int64_t window, bool causal, float scale_log2, int t) {
   float corr[2];
@@ -99,7 +104,7 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kBN / 8][4], float 
   for (int r = 0; r < 2; ++r) {
     float mx = -INFINITY;
     #pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt)
+    for (int nt = 0; nt < kKeys / 8; ++nt)
       #pragma unroll
       for (int e = 0; e < 2; ++e) {
         float& x = sacc[nt][2 * r + e];
@@ -113,7 +118,7 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kBN / 8][4], float 
     corr[r] = fast_exp2(m_run[r] - base);
     float rowsum = 0.f;
     #pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt)
+    for (int nt = 0; nt < kKeys / 8; ++nt)
       #pragma unroll
       for (int e = 0; e < 2; ++e) {
         float& x = sacc[nt][2 * r + e];
@@ -137,6 +142,19 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kBN / 8][4], float 
   }
 }
 
+// The forward gives each warp two 16-row tiles (32 queries, 128 per block), so that every K and V fragment read
+// from shared memory feeds two MMAs; Q fragments are read from shared memory where they are used, and key tiles
+// are 32 wide, as the registers hold the two output tiles (240 registers at head dim 128, no spills).
+constexpr int kFwdTiles = 2, kFwdRows = kWarps * 16 * kFwdTiles, kFwdKeys = 32;
+
+// A lane's ldmatrix byte offset in a swizzled [rows][D] tile (see swz): `lane_offset` is its unswizzled offset at
+// the first 16-column step (its row's start plus its 16-byte chunk in that step), `flip` = (row & 7) << 4, and
+// k16 the step. Flipping bits 4-6 is the XOR swizzle; steps 4 apart differ by 128 bytes above the flipped bits,
+// so the compiler keeps four offsets per operand instead of one per step.
+__device__ __forceinline__ uint32_t swizzled(uint32_t lane_offset, uint32_t flip, int k16) {
+  return ((lane_offset + (k16 & 3) * 32) ^ flip) + (k16 >> 2) * 128;
+}
+
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
                                                                  const bf16_t* k, const bf16_t* v, Segments seg,
@@ -145,106 +163,138 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
                                                                  float scale_log2) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem_raw);
-  bf16_t* sK = sQ + kBM * D;  // two stages
-  bf16_t* sV = sK + 2 * kBN * D;
+  bf16_t* sK = sQ + kFwdRows * D;  // two stages
+  bf16_t* sV = sK + 2 * kFwdKeys * D;
+  constexpr uint32_t kRowBytes = D * sizeof(bf16_t), kStageBytes = kFwdKeys * kRowBytes;
 
   const int s = blockIdx.x / blocks_per_seg;
   const int qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;  // the longest rows first
   const int h = blockIdx.y, hk = h / (heads / kv_heads);
   const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
-  const int64_t q0 = seg_lo + int64_t(qb) * kBM;
+  const int64_t q0 = seg_lo + int64_t(qb) * kFwdRows;
   if (q0 >= seg_hi) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 
   const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-  const bf16_t* q_base = q + int64_t(h) * D;
   const bf16_t* k_base = k + int64_t(hk) * D;
   const bf16_t* v_base = v + int64_t(hk) * D;
   const int64_t kv_first = window > 0 ? max(seg_lo, q0 - window + 1) : seg_lo;
-  const int kb_lo = static_cast<int>((kv_first - seg_lo) / kBN);
-  const int64_t kv_end = causal ? min(q0 + kBM, seg_hi) : seg_hi;
-  const int kb_hi = static_cast<int>((kv_end - seg_lo + kBN - 1) / kBN);
+  const int kb_lo = static_cast<int>((kv_first - seg_lo) / kFwdKeys);
+  const int64_t kv_end = causal ? min(q0 + kFwdRows, seg_hi) : seg_hi;
+  const int kb_hi = static_cast<int>((kv_end - seg_lo + kFwdKeys - 1) / kFwdKeys);
 
-  load_tile<D>(sQ, q_base, q_stride, q0, seg_hi, kBM);
-  load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
-  load_tile<D>(sV, v_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
+  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
+  load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kFwdKeys, seg_hi, kFwdKeys);
+  load_tile<D>(sV, v_base, kv_stride, seg_lo + int64_t(kb_lo) * kFwdKeys, seg_hi, kFwdKeys);
   cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();
 
-  uint32_t qf[D / 16][4];
+  const int warp_row = warp * 16 * kFwdTiles;  // the warp's first row in the block
+  // Every fragment this lane reads comes from a row ≡ lane (mod 8).
+  const uint32_t flip = (lane & 7) << 4;
+  const uint32_t q_row = smem_addr(sQ) + (warp_row + (lane & 15)) * kRowBytes, q_lane = (lane >> 4) * 16;
+  const uint32_t k_lane = ((lane & 7) + (lane >> 4) * 8) * kRowBytes + ((lane >> 3) & 1) * 16;
+  const uint32_t v_lane = ((lane & 7) + ((lane >> 3) & 1) * 8) * kRowBytes + (lane >> 4) * 16;
+  float o[kFwdTiles][D / 8][4], m_run[kFwdTiles][2], l_run[kFwdTiles][2];
   #pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks)
-    ldmatrix_x4(qf[ks], sQ + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-
-  float o[D / 8][4];
-  #pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
-  const int64_t row_q[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  for (int mt = 0; mt < kFwdTiles; ++mt) {
+    #pragma unroll
+    for (int i = 0; i < D / 8; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
+    m_run[mt][0] = m_run[mt][1] = -INFINITY;
+    l_run[mt][0] = l_run[mt][1] = 0.f;
+  }
 
   for (int kb = kb_lo; kb < kb_hi; ++kb) {
     const int stage = (kb - kb_lo) & 1;
-    bf16_t* cK = sK + stage * kBN * D;
-    bf16_t* cV = sV + stage * kBN * D;
     if (kb + 1 < kb_hi) {
-      load_tile<D>(sK + (stage ^ 1) * kBN * D, k_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
-      load_tile<D>(sV + (stage ^ 1) * kBN * D, v_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
+      const int64_t next = seg_lo + int64_t(kb + 1) * kFwdKeys;
+      load_tile<D>(sK + (stage ^ 1) * kFwdKeys * D, k_base, kv_stride, next, seg_hi, kFwdKeys);
+      load_tile<D>(sV + (stage ^ 1) * kFwdKeys * D, v_base, kv_stride, next, seg_hi, kFwdKeys);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
+    const uint32_t cK = smem_addr(sK) + stage * kStageBytes, cV = smem_addr(sV) + stage * kStageBytes;
 
-    // S = Q·Kᵀ for this warp's 16 rows and the tile's 64 keys.
-    float sacc[kBN / 8][4];
+    // S = Q·Kᵀ for this warp's 32 rows and the tile's 64 keys.
+    float sacc[kFwdTiles][kFwdKeys / 8][4];
     #pragma unroll
-    for (int i = 0; i < kBN / 8; ++i) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
-    #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks)
+    for (int mt = 0; mt < kFwdTiles; ++mt)
       #pragma unroll
-      for (int p = 0; p < kBN / 16; ++p) {
-        uint32_t b[4];
-        ldmatrix_x4(b, cK + swz<D>(p * 16 + (lane & 7) + (lane >> 4) * 8, ks * 16 + ((lane >> 3) & 1) * 8));
-        mma(sacc[2 * p], qf[ks], b[0], b[1]);
-        mma(sacc[2 * p + 1], qf[ks], b[2], b[3]);
-      }
-    // Online softmax in the log2 domain; only tiles that cross the diagonal, the window's edge or the segment's
-    // end pay for the mask.
-    const int64_t key0 = seg_lo + int64_t(kb) * kBN;
-    if (tile_needs_mask(q0, key0, seg_hi, window, causal))
-      online_softmax<true, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
-    else
-      online_softmax<false, D>(sacc, o, m_run, l_run, row_q, key0, seg_hi, window, causal, scale_log2, t);
-    // O += P·V, P taken from the accumulators as bf16 A fragments.
+      for (int i = 0; i < kFwdKeys / 8; ++i) sacc[mt][i][0] = sacc[mt][i][1] = sacc[mt][i][2] = sacc[mt][i][3] = 0.f;
     #pragma unroll
-    for (int j = 0; j < kBN / 16; ++j) {
-      const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
-                              pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
-                              pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t qa[kFwdTiles][4];
+      #pragma unroll
+      for (int mt = 0; mt < kFwdTiles; ++mt)
+        ldmatrix_x4(qa[mt], q_row + swizzled(q_lane, flip, ks) + mt * 16 * kRowBytes);
+      #pragma unroll
+      for (int p = 0; p < kFwdKeys / 16; ++p) {
+        uint32_t b[4];
+        ldmatrix_x4(b, cK + swizzled(k_lane, flip, ks) + p * 16 * kRowBytes);
+        #pragma unroll
+        for (int mt = 0; mt < kFwdTiles; ++mt) {
+          mma(sacc[mt][2 * p], qa[mt], b[0], b[1]);
+          mma(sacc[mt][2 * p + 1], qa[mt], b[2], b[3]);
+        }
+      }
+    }
+    // Online softmax in the log2 domain; only row tiles that cross the diagonal, the window's edge or the
+    // segment's end pay for the mask.
+    const int64_t key0 = seg_lo + int64_t(kb) * kFwdKeys;
+    #pragma unroll
+    for (int mt = 0; mt < kFwdTiles; ++mt) {
+      const int64_t tile_q0 = q0 + warp_row + mt * 16;
+      const int64_t row_q[2] = {tile_q0 + g, tile_q0 + g + 8};
+      if (tile_needs_mask(tile_q0, 16, key0, kFwdKeys, seg_hi, window, causal))
+        online_softmax<true, D, kFwdKeys>(sacc[mt], o[mt], m_run[mt], l_run[mt], row_q, key0, seg_hi, window,
+                                          causal, scale_log2, t);
+      else
+        online_softmax<false, D, kFwdKeys>(sacc[mt], o[mt], m_run[mt], l_run[mt], row_q, key0, seg_hi, window,
+                                           causal, scale_log2, t);
+    }
+    // P as bf16 A fragments (half the registers of the accumulators), then O += P·V.
+    uint32_t pa[kFwdTiles][kFwdKeys / 16][4];
+    #pragma unroll
+    for (int mt = 0; mt < kFwdTiles; ++mt)
+      #pragma unroll
+      for (int j = 0; j < kFwdKeys / 16; ++j) {
+        pa[mt][j][0] = pack_bf16(sacc[mt][2 * j][0], sacc[mt][2 * j][1]);
+        pa[mt][j][1] = pack_bf16(sacc[mt][2 * j][2], sacc[mt][2 * j][3]);
+        pa[mt][j][2] = pack_bf16(sacc[mt][2 * j + 1][0], sacc[mt][2 * j + 1][1]);
+        pa[mt][j][3] = pack_bf16(sacc[mt][2 * j + 1][2], sacc[mt][2 * j + 1][3]);
+      }
+    #pragma unroll
+    for (int j = 0; j < kFwdKeys / 16; ++j)
       #pragma unroll
       for (int dt = 0; dt < D / 16; ++dt) {
         uint32_t b[4];
-        ldmatrix_x4_trans(b, cV + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
-        mma(o[2 * dt], pa, b[0], b[1]);
-        mma(o[2 * dt + 1], pa, b[2], b[3]);
+        ldmatrix_x4_trans(b, cV + swizzled(v_lane, flip, dt) + j * 16 * kRowBytes);
+        #pragma unroll
+        for (int mt = 0; mt < kFwdTiles; ++mt) {
+          mma(o[mt][2 * dt], pa[mt][j], b[0], b[1]);
+          mma(o[mt][2 * dt + 1], pa[mt][j], b[2], b[3]);
+        }
       }
-    }
     __syncthreads();  // the stage just read is the next prefetch target
   }
 
   constexpr float kLn2 = 0.69314718055994530942f;
   #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (row_q[r] >= seg_hi) continue;
-    const float inv = 1.f / l_run[r];
-    bf16_t* dst = out + (row_q[r] * heads + h) * D;
+  for (int mt = 0; mt < kFwdTiles; ++mt)
     #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt)
-      *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) = pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
-    if (t == 0) lse[int64_t(h) * tokens + row_q[r]] = m_run[r] * kLn2 + logf(l_run[r]);
-  }
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = q0 + warp_row + mt * 16 + g + 8 * r;
+      if (row >= seg_hi) continue;
+      const float inv = 1.f / l_run[mt][r];
+      bf16_t* dst = out + (row * heads + h) * D;
+      #pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt)
+        *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) =
+            pack_bf16(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
+      if (t == 0) lse[int64_t(h) * tokens + row] = m_run[mt][r] * kLn2 + logf(l_run[mt][r]);
+    }
 }
 
 // Lets a kernel launch with more than 48 KiB of dynamic shared memory.
@@ -256,8 +306,8 @@ void allow_dynamic_smem(Kernel kernel, size_t bytes) {
 template <int D>
 void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
-  const int blocks_per_seg = static_cast<int>((max_seqlen + kBM - 1) / kBM);
-  const size_t smem = (kBM * D + 4 * kBN * D) * sizeof(bf16_t);
+  const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
+  const size_t smem = (kFwdRows * D + 4 * kFwdKeys * D) * sizeof(bf16_t);
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
   flash_fwd_kernel<D><<<grid, kWarps * 32, smem, stream()>>>(
@@ -412,7 +462,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
     const float* cLse = sLse + stage * kBM;
     const float* cDelta = sDelta + stage * kBM;
     // Only tiles that cross the diagonal, the window's edge or the segment's end pay for the mask.
-    if (tile_needs_mask(q0, k0, seg_hi, window, causal))
+    if (tile_needs_mask(q0, kBM, k0, kBN, seg_hi, window, causal))
       softmax_backward<true>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
     else
       softmax_backward<false>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
@@ -547,7 +597,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const
       }
     // dS in place of dP (queries are the accumulator rows here).
     const int64_t key0 = seg_lo + int64_t(kb) * kBN;
-    const bool masked = tile_needs_mask(q0, key0, seg_hi, window, causal);
+    const bool masked = tile_needs_mask(q0, kBM, key0, kBN, seg_hi, window, causal);
     #pragma unroll
     for (int nt = 0; nt < kBN / 8; ++nt)
       #pragma unroll
