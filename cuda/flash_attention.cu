@@ -92,6 +92,43 @@ __device__ __forceinline__ bool visible(int64_t query, int64_t key, int64_t seg_
   return (!causal || key <= query) && key < seg_hi && query < seg_hi && (window <= 0 || query - key < window);
 }
 
+// A query block's place: its segment, its first query, and the key tiles [kb_lo, kb_hi) of kKeys keys that its
+// kRows rows see. Blocks run the longest rows first.
+struct QueryBlock {
+  int64_t seg_lo, seg_hi, q0;
+  int kb_lo, kb_hi;
+};
+template <int kRows, int kKeys>
+__device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_seg, int64_t window, bool causal) {
+  const int s = blockIdx.x / blocks_per_seg, qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;
+  QueryBlock b;
+  b.seg_lo = seg.cu[s];
+  b.seg_hi = seg.cu[s + 1];
+  b.q0 = b.seg_lo + int64_t(qb) * kRows;
+  const int64_t kv_first = window > 0 ? max(b.seg_lo, b.q0 - window + 1) : b.seg_lo;
+  b.kb_lo = static_cast<int>((kv_first - b.seg_lo) / kKeys);
+  const int64_t kv_end = causal ? min(b.q0 + kRows, b.seg_hi) : b.seg_hi;
+  b.kb_hi = static_cast<int>((kv_end - b.seg_lo + kKeys - 1) / kKeys);
+  return b;
+}
+
+// The key-tile loop's double buffer: starts loading tile kb + 1 into the other stage of sK/sV (when there is one),
+// then waits until tile kb's stage has arrived for the whole block.
+template <int D, int kKeys>
+__device__ __forceinline__ void next_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
+                                              int64_t kv_stride, const QueryBlock& b, int kb, int stage) {
+  if (kb + 1 < b.kb_hi) {
+    const int64_t next = b.seg_lo + int64_t(kb + 1) * kKeys;
+    load_tile<D>(sK + (stage ^ 1) * kKeys * D, k_base, kv_stride, next, b.seg_hi, kKeys);
+    load_tile<D>(sV + (stage ^ 1) * kKeys * D, v_base, kv_stride, next, b.seg_hi, kKeys);
+    cp_async_commit();
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+}
+
 // One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
 // probabilities in place, and the running max, sum and output are rescaled. exp2(s·scale·log2e − max) is one
 // FFMA and one MUFU op per score.
@@ -167,21 +204,16 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
   bf16_t* sV = sK + 2 * kFwdKeys * D;
   constexpr uint32_t kRowBytes = D * sizeof(bf16_t), kStageBytes = kFwdKeys * kRowBytes;
 
-  const int s = blockIdx.x / blocks_per_seg;
-  const int qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;  // the longest rows first
-  const int h = blockIdx.y, hk = h / (heads / kv_heads);
-  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
-  const int64_t q0 = seg_lo + int64_t(qb) * kFwdRows;
+  const QueryBlock blk = query_block<kFwdRows, kFwdKeys>(seg, blocks_per_seg, window, causal);
+  const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
+  const int kb_lo = blk.kb_lo, kb_hi = blk.kb_hi;
   if (q0 >= seg_hi) return;
+  const int h = blockIdx.y, hk = h / (heads / kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 
   const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
   const bf16_t* k_base = k + int64_t(hk) * D;
   const bf16_t* v_base = v + int64_t(hk) * D;
-  const int64_t kv_first = window > 0 ? max(seg_lo, q0 - window + 1) : seg_lo;
-  const int kb_lo = static_cast<int>((kv_first - seg_lo) / kFwdKeys);
-  const int64_t kv_end = causal ? min(q0 + kFwdRows, seg_hi) : seg_hi;
-  const int kb_hi = static_cast<int>((kv_end - seg_lo + kFwdKeys - 1) / kFwdKeys);
 
   load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
   load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kFwdKeys, seg_hi, kFwdKeys);
@@ -205,16 +237,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
 
   for (int kb = kb_lo; kb < kb_hi; ++kb) {
     const int stage = (kb - kb_lo) & 1;
-    if (kb + 1 < kb_hi) {
-      const int64_t next = seg_lo + int64_t(kb + 1) * kFwdKeys;
-      load_tile<D>(sK + (stage ^ 1) * kFwdKeys * D, k_base, kv_stride, next, seg_hi, kFwdKeys);
-      load_tile<D>(sV + (stage ^ 1) * kFwdKeys * D, v_base, kv_stride, next, seg_hi, kFwdKeys);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    next_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
     const uint32_t cK = smem_addr(sK) + stage * kStageBytes, cV = smem_addr(sV) + stage * kStageBytes;
 
     // S = Q·Kᵀ for this warp's 32 rows and the tile's 64 keys.
@@ -520,21 +543,16 @@ __global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const
   bf16_t* sK = sdO + kBM * D;  // two stages
   bf16_t* sV = sK + 2 * kBN * D;
 
-  const int s = blockIdx.x / blocks_per_seg;
-  const int qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;  // the longest rows first
-  const int h = blockIdx.y, hk = h / (heads / kv_heads);
-  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
-  const int64_t q0 = seg_lo + int64_t(qb) * kBM;
+  const QueryBlock blk = query_block<kBM, kBN>(seg, blocks_per_seg, window, causal);
+  const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
+  const int kb_lo = blk.kb_lo, kb_hi = blk.kb_hi;
   if (q0 >= seg_hi) return;
+  const int h = blockIdx.y, hk = h / (heads / kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 
   const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
   const bf16_t* k_base = k + int64_t(hk) * D;
   const bf16_t* v_base = v + int64_t(hk) * D;
-  const int64_t kv_first = window > 0 ? max(seg_lo, q0 - window + 1) : seg_lo;
-  const int kb_lo = static_cast<int>((kv_first - seg_lo) / kBN);
-  const int64_t kv_end = causal ? min(q0 + kBM, seg_hi) : seg_hi;
-  const int kb_hi = static_cast<int>((kv_end - seg_lo + kBN - 1) / kBN);
 
   load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
   load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
@@ -566,15 +584,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const
     const int stage = (kb - kb_lo) & 1;
     bf16_t* cK = sK + stage * kBN * D;
     bf16_t* cV = sV + stage * kBN * D;
-    if (kb + 1 < kb_hi) {
-      load_tile<D>(sK + (stage ^ 1) * kBN * D, k_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
-      load_tile<D>(sV + (stage ^ 1) * kBN * D, v_base, kv_stride, seg_lo + int64_t(kb + 1) * kBN, seg_hi, kBN);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    next_key_tile<D, kBN>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
 
     // S = Q·Kᵀ and dP = dO·Vᵀ for this warp's 16 queries and the tile's 64 keys.
     float sacc[kBN / 8][4], dpacc[kBN / 8][4];
