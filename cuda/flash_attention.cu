@@ -60,6 +60,15 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
+// The m16n8k16 A fragment for 16 key columns [16j, 16j + 16) of a warp's fp32 accumulator tiles (two n8 tiles),
+// packed to bf16: how P and dS feed the next MMA without leaving registers.
+template <int N>
+__device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const float (&acc)[N][4], int j) {
+  a[0] = pack_bf16(acc[2 * j][0], acc[2 * j][1]);
+  a[1] = pack_bf16(acc[2 * j][2], acc[2 * j][3]);
+  a[2] = pack_bf16(acc[2 * j + 1][0], acc[2 * j + 1][1]);
+  a[3] = pack_bf16(acc[2 * j + 1][2], acc[2 * j + 1][3]);
+}
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -112,15 +121,23 @@ __device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_s
   return b;
 }
 
+// Starts loading key tile kb of K and V into one stage (sK, sV at that stage).
+template <int D, int kKeys>
+__device__ __forceinline__ void load_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
+                                              int64_t kv_stride, const QueryBlock& b, int kb) {
+  const int64_t key0 = b.seg_lo + int64_t(kb) * kKeys;
+  load_tile<D>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys);
+  load_tile<D>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys);
+}
+
 // The key-tile loop's double buffer: starts loading tile kb + 1 into the other stage of sK/sV (when there is one),
 // then waits until tile kb's stage has arrived for the whole block.
 template <int D, int kKeys>
 __device__ __forceinline__ void next_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
                                               int64_t kv_stride, const QueryBlock& b, int kb, int stage) {
   if (kb + 1 < b.kb_hi) {
-    const int64_t next = b.seg_lo + int64_t(kb + 1) * kKeys;
-    load_tile<D>(sK + (stage ^ 1) * kKeys * D, k_base, kv_stride, next, b.seg_hi, kKeys);
-    load_tile<D>(sV + (stage ^ 1) * kKeys * D, v_base, kv_stride, next, b.seg_hi, kKeys);
+    load_key_tile<D, kKeys>(sK + (stage ^ 1) * kKeys * D, sV + (stage ^ 1) * kKeys * D, k_base, v_base, kv_stride, b,
+                            kb + 1);
     cp_async_commit();
     cp_async_wait<1>();
   } else {
@@ -216,8 +233,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
   const bf16_t* v_base = v + int64_t(hk) * D;
 
   load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
-  load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kFwdKeys, seg_hi, kFwdKeys);
-  load_tile<D>(sV, v_base, kv_stride, seg_lo + int64_t(kb_lo) * kFwdKeys, seg_hi, kFwdKeys);
+  load_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
   cp_async_commit();
 
   const int warp_row = warp * 16 * kFwdTiles;  // the warp's first row in the block
@@ -282,12 +298,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, flo
     #pragma unroll
     for (int mt = 0; mt < kFwdTiles; ++mt)
       #pragma unroll
-      for (int j = 0; j < kFwdKeys / 16; ++j) {
-        pa[mt][j][0] = pack_bf16(sacc[mt][2 * j][0], sacc[mt][2 * j][1]);
-        pa[mt][j][1] = pack_bf16(sacc[mt][2 * j][2], sacc[mt][2 * j][3]);
-        pa[mt][j][2] = pack_bf16(sacc[mt][2 * j + 1][0], sacc[mt][2 * j + 1][1]);
-        pa[mt][j][3] = pack_bf16(sacc[mt][2 * j + 1][2], sacc[mt][2 * j + 1][3]);
-      }
+      for (int j = 0; j < kFwdKeys / 16; ++j) a_fragment(pa[mt][j], sacc[mt], j);
     #pragma unroll
     for (int j = 0; j < kFwdKeys / 16; ++j)
       #pragma unroll
@@ -492,12 +503,9 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
     // dV_w += Pᵀ·dO and dK_w += dSᵀ·Q, the A operands straight from the accumulators.
     #pragma unroll
     for (int j = 0; j < kBM / 16; ++j) {
-      const uint32_t pa[4] = {pack_bf16(sacc[2 * j][0], sacc[2 * j][1]), pack_bf16(sacc[2 * j][2], sacc[2 * j][3]),
-                              pack_bf16(sacc[2 * j + 1][0], sacc[2 * j + 1][1]),
-                              pack_bf16(sacc[2 * j + 1][2], sacc[2 * j + 1][3])};
-      const uint32_t da[4] = {pack_bf16(dpacc[2 * j][0], dpacc[2 * j][1]), pack_bf16(dpacc[2 * j][2], dpacc[2 * j][3]),
-                              pack_bf16(dpacc[2 * j + 1][0], dpacc[2 * j + 1][1]),
-                              pack_bf16(dpacc[2 * j + 1][2], dpacc[2 * j + 1][3])};
+      uint32_t pa[4], da[4];
+      a_fragment(pa, sacc, j);
+      a_fragment(da, dpacc, j);
       #pragma unroll
       for (int dt = 0; dt < D / 16; ++dt) {
         uint32_t b[4];
@@ -556,8 +564,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const
 
   load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
   load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-  load_tile<D>(sK, k_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
-  load_tile<D>(sV, v_base, kv_stride, seg_lo + int64_t(kb_lo) * kBN, seg_hi, kBN);
+  load_key_tile<D, kBN>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
@@ -619,9 +626,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const
     // dQ += dS·K, dS taken from the accumulators as bf16 A fragments.
     #pragma unroll
     for (int j = 0; j < kBN / 16; ++j) {
-      const uint32_t da[4] = {pack_bf16(dpacc[2 * j][0], dpacc[2 * j][1]), pack_bf16(dpacc[2 * j][2], dpacc[2 * j][3]),
-                              pack_bf16(dpacc[2 * j + 1][0], dpacc[2 * j + 1][1]),
-                              pack_bf16(dpacc[2 * j + 1][2], dpacc[2 * j + 1][3])};
+      uint32_t da[4];
+      a_fragment(da, dpacc, j);
       #pragma unroll
       for (int dt = 0; dt < D / 16; ++dt) {
         uint32_t b[4];
