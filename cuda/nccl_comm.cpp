@@ -85,37 +85,29 @@ class HybridComm final : public Comm {
   void all_reduce(Tensor& t, ReduceOp op) override {
     if (on_host(t)) return host_->all_reduce(t, op);
     if (size() == 1) return;
-    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()),
-                             op == ReduceOp::sum ? ncclSum : ncclMax, nccl_, cuda::stream()));
+    all_reduce_on(t, op == ReduceOp::sum ? ncclSum : ncclMax, cuda::stream());
   }
   void reduce_scatter(Tensor& out, const Tensor& in) override {
     if (on_host(in)) return host_->reduce_scatter(out, in);
-    WEFT_CHECK(in.numel() == out.numel() * size(), "reduce_scatter on ", name(), ": sizes do not match");
-    NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), ncclSum, nccl_,
-                                 cuda::stream()));
+    reduce_scatter_on(out, in, ncclSum, cuda::stream());
   }
   void all_gather(Tensor& out, const Tensor& in) override {
     if (on_host(in)) return host_->all_gather(out, in);
-    WEFT_CHECK(out.numel() == in.numel() * size(), "all_gather on ", name(), ": sizes do not match");
-    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.dtype()), nccl_, cuda::stream()));
+    all_gather_on(out, in, cuda::stream());
   }
   void start_all_reduce(Tensor& t, double scale) override {
     if (on_host(t) || size() == 1) return Comm::start_all_reduce(t, scale);
-    ScaledSum op(t.dtype(), scale, nccl_);
-    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), op.op, nccl_,
-                             side_stream()));
+    const ScaledSum op(t.dtype(), scale, nccl_);
+    all_reduce_on(t, op.op, side_stream());
   }
   void start_reduce_scatter(Tensor& out, const Tensor& in, double scale) override {
     if (on_host(in)) return Comm::start_reduce_scatter(out, in, scale);
-    WEFT_CHECK(in.numel() == out.numel() * size(), "reduce_scatter on ", name(), ": sizes do not match");
-    ScaledSum op(in.dtype(), scale, nccl_);
-    NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), op.op, nccl_,
-                                 side_stream()));
+    const ScaledSum op(in.dtype(), scale, nccl_);
+    reduce_scatter_on(out, in, op.op, side_stream());
   }
   void start_all_gather(Tensor& out, const Tensor& in) override {
     if (on_host(in)) return host_->all_gather(out, in);
-    WEFT_CHECK(out.numel() == in.numel() * size(), "all_gather on ", name(), ": sizes do not match");
-    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.dtype()), nccl_, side_stream()));
+    all_gather_on(out, in, side_stream());
   }
   void wait_started() override {
     if (!side_) return;
@@ -169,6 +161,18 @@ class HybridComm final : public Comm {
 
  private:
   static bool on_host(const Tensor& t) { return t.device() == Device::cpu; }
+  // The device collectives, queued on `stream` (the compute stream, or the group's own for start_*).
+  void all_reduce_on(Tensor& t, ncclRedOp_t op, cudaStream_t stream) {
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), op, nccl_, stream));
+  }
+  void reduce_scatter_on(Tensor& out, const Tensor& in, ncclRedOp_t op, cudaStream_t stream) {
+    WEFT_CHECK(in.numel() == out.numel() * size(), "reduce_scatter on ", name(), ": sizes do not match");
+    NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), op, nccl_, stream));
+  }
+  void all_gather_on(Tensor& out, const Tensor& in, cudaStream_t stream) {
+    WEFT_CHECK(out.numel() == in.numel() * size(), "all_gather on ", name(), ": sizes do not match");
+    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.dtype()), nccl_, stream));
+  }
   // The group's own stream, made to wait for everything issued on the compute stream so far.
   cudaStream_t side_stream() {
     if (!side_) {
