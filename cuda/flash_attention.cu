@@ -1,11 +1,14 @@
-// weft/cuda/flash_attention.cu v1 — flash attention on tensor cores: GQA, causal or full, sliding windows and
+// weft/cuda/flash_attention.cu v2 — flash attention on tensor cores: GQA, causal or full, sliding windows and
 // document segments, head dims 64 and 128.
 //
-// mma.sync bf16 with fp32 accumulators, online softmax in the log2 domain, tiles moved with cp.async into
-// XOR-swizzled shared memory. The backward runs two passes without atomics, so it is deterministic: one block per
-// key block keeps dK and dV in registers (FlashAttention-2's split), one block per query block keeps dQ.
+// Online softmax in the log2 domain with fp32 state. The forward runs on Hopper's warpgroup MMA (wgmma.cuh), its
+// operands read from shared memory in SW128 atoms; the backward on mma.sync bf16 with fp32 accumulators, tiles
+// moved with cp.async into XOR-swizzled shared memory. The backward runs two passes without atomics, so it is
+// deterministic: one block per key block keeps dK and dV in registers (FlashAttention-2's split), one block per
+// query block keeps dQ.
 #include "attention_kernels.h"
 #include "common.cuh"
+#include "wgmma.cuh"
 
 namespace weft {
 namespace cuda {
@@ -75,9 +78,10 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Loads rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at `base`) into a swizzled
-// tile; rows at or past `limit` become zeros.
-template <int D>
+// Loads rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at `base`) into a tile, XOR-
+// swizzled for ldmatrix (swz) or, with kAtoms, laid out in wgmma's SW128 atoms (sw128_offset); rows at or past
+// `limit` become zeros.
+template <int D, bool kAtoms = false>
 __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
                                           int rows) {
   constexpr int kChunks = D / 8;
@@ -85,7 +89,9 @@ __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int6
     const int r = i / kChunks, c = i % kChunks;
     const int64_t g = row0 + r;
     const bool valid = g < limit;
-    cp_async16(tile + swz<D>(r, c * 8), base + (valid ? g : row0) * stride + c * 8, valid);
+    void* dst = kAtoms ? static_cast<void*>(reinterpret_cast<unsigned char*>(tile) + sw128_offset(r, c * 8, rows))
+                       : static_cast<void*>(tile + swz<D>(r, c * 8));
+    cp_async16(dst, base + (valid ? g : row0) * stride + c * 8, valid);
   }
 }
 
@@ -122,28 +128,41 @@ __device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_s
 }
 
 // Starts loading key tile kb of K and V into one stage (sK, sV at that stage).
-template <int D, int kKeys>
+template <int D, int kKeys, bool kAtoms = false>
 __device__ __forceinline__ void load_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
                                               int64_t kv_stride, const QueryBlock& b, int kb) {
   const int64_t key0 = b.seg_lo + int64_t(kb) * kKeys;
-  load_tile<D>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys);
-  load_tile<D>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys);
+  load_tile<D, kAtoms>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys);
+  load_tile<D, kAtoms>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys);
 }
 
 // The key-tile loop's double buffer: starts loading tile kb + 1 into the other stage of sK/sV (when there is one),
-// then waits until tile kb's stage has arrived for the whole block.
-template <int D, int kKeys>
+// then waits until tile kb's stage has arrived for the whole block (and, for wgmma's tiles, its async proxy).
+template <int D, int kKeys, bool kAtoms = false>
 __device__ __forceinline__ void next_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
                                               int64_t kv_stride, const QueryBlock& b, int kb, int stage) {
   if (kb + 1 < b.kb_hi) {
-    load_key_tile<D, kKeys>(sK + (stage ^ 1) * kKeys * D, sV + (stage ^ 1) * kKeys * D, k_base, v_base, kv_stride, b,
-                            kb + 1);
+    load_key_tile<D, kKeys, kAtoms>(sK + (stage ^ 1) * kKeys * D, sV + (stage ^ 1) * kKeys * D, k_base, v_base,
+                                    kv_stride, b, kb + 1);
     cp_async_commit();
     cp_async_wait<1>();
   } else {
     cp_async_wait<0>();
   }
+  if (kAtoms) fence_async_shared();
   __syncthreads();
+}
+
+// The columns [lo, hi] of a key tile (`keys` keys from key0) that query `row` sees; empty when lo > hi. Masking by
+// two 32-bit bounds per row keeps the mask's registers and instructions off the 64-bit token indices.
+struct ColumnRange {
+  int lo, hi;
+};
+__device__ __forceinline__ ColumnRange visible_columns(int64_t row, int64_t key0, int keys, int64_t seg_hi,
+                                                       int64_t window, bool causal) {
+  const int64_t last = row >= seg_hi ? key0 - 1 : min(seg_hi - 1, causal ? row : key0 + keys - 1);
+  const int64_t first = window > 0 ? max(key0, row - window + 1) : key0;
+  return {static_cast<int>(min(first - key0, int64_t(keys))), static_cast<int>(max(last - key0, int64_t(-1)))};
 }
 
 // One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
@@ -151,8 +170,8 @@ __device__ __forceinline__ void next_key_tile(bf16_t* sK, bf16_t* sV, const bf16
 // FFMA and one MUFU op per score.
 template <bool kMasked, int D, int kKeys>
 __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
-                                               float (&l_run)[2], const int64_t (&row_q)[2], int64_t key0,
-                                               int64_t seg_hi, int64_t window, bool causal, float scale_log2, int t) {
+                                               float (&l_run)[2], const ColumnRange (&shown)[2], float scale_log2,
+                                               int t) {
   float corr[2];
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -162,7 +181,8 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
       #pragma unroll
       for (int e = 0; e < 2; ++e) {
         float& x = sacc[nt][2 * r + e];
-        if (kMasked && !visible(row_q[r], key0 + nt * 8 + 2 * t + e, seg_hi, window, causal)) x = -INFINITY;
+        const int col = nt * 8 + 2 * t + e;
+        if (kMasked && (col < shown[r].lo || col > shown[r].hi)) x = -INFINITY;
         mx = fmaxf(mx, x);
       }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -196,139 +216,101 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
   }
 }
 
-// The forward gives each warp two 16-row tiles (32 queries, 128 per block), so that every K and V fragment read
-// from shared memory feeds two MMAs; Q fragments are read from shared memory where they are used, and key tiles
-// are 32 wide, as the registers hold the two output tiles (240 registers at head dim 128, no spills).
-constexpr int kFwdTiles = 2, kFwdRows = kWarps * 16 * kFwdTiles, kFwdKeys = 32;
-
-// A lane's ldmatrix byte offset in a swizzled [rows][D] tile (see swz): `lane_offset` is its unswizzled offset at
-// the first 16-column step (its row's start plus its 16-byte chunk in that step), `flip` = (row & 7) << 4, and
-// k16 the step. Flipping bits 4-6 is the XOR swizzle; steps 4 apart differ by 128 bytes above the flipped bits,
-// so the compiler keeps four offsets per operand instead of one per step.
-__device__ __forceinline__ uint32_t swizzled(uint32_t lane_offset, uint32_t flip, int k16) {
-  return ((lane_offset + (k16 & 3) * 32) ^ flip) + (k16 >> 2) * 128;
-}
+// The forward runs on wgmma: two warpgroups per block, 64 query rows each (128 per block), 128-key tiles. S = Q·Kᵀ
+// reads Q and K from shared memory; P stays in registers as the A operand of O += P·V, V read as an MN-major B.
+// Each warp still owns 16 rows of the accumulators, so the online softmax is the mma.sync kernels' own.
+constexpr int kFwdRows = 128, kFwdKeys = 128, kFwdThreads = 256;
 
 template <int D>
-__global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
-                                                                 const bf16_t* k, const bf16_t* v, Segments seg,
-                                                                 int blocks_per_seg, int64_t tokens, int heads,
-                                                                 int kv_heads, int64_t window, bool causal,
-                                                                 float scale_log2) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem_raw);
+__global__ void __launch_bounds__(kFwdThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
+                                                                   const bf16_t* k, const bf16_t* v, Segments seg,
+                                                                   int blocks_per_seg, int64_t tokens, int heads,
+                                                                   int kv_heads, int64_t window, bool causal,
+                                                                   float scale_log2) {
+  extern __shared__ unsigned char smem_raw[];
+  // SW128 atoms need 1024-byte alignment; the launch asks for 1 KiB more than the tiles take.
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sK = sQ + kFwdRows * D;  // two stages
   bf16_t* sV = sK + 2 * kFwdKeys * D;
-  constexpr uint32_t kRowBytes = D * sizeof(bf16_t), kStageBytes = kFwdKeys * kRowBytes;
+  constexpr uint32_t kStageBytes = kFwdKeys * D * sizeof(bf16_t);
 
   const QueryBlock blk = query_block<kFwdRows, kFwdKeys>(seg, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
   const int kb_lo = blk.kb_lo, kb_hi = blk.kb_hi;
   if (q0 >= seg_hi) return;
   const int h = blockIdx.y, hk = h / (heads / kv_heads);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first row in the block
 
   const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
   const bf16_t* k_base = k + int64_t(hk) * D;
   const bf16_t* v_base = v + int64_t(hk) * D;
 
-  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
-  load_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
+  load_tile<D, true>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
+  load_key_tile<D, kFwdKeys, true>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
   cp_async_commit();
 
-  const int warp_row = warp * 16 * kFwdTiles;  // the warp's first row in the block
-  // Every fragment this lane reads comes from a row ≡ lane (mod 8).
-  const uint32_t flip = (lane & 7) << 4;
-  const uint32_t q_row = smem_addr(sQ) + (warp_row + (lane & 15)) * kRowBytes, q_lane = (lane >> 4) * 16;
-  const uint32_t k_lane = ((lane & 7) + (lane >> 4) * 8) * kRowBytes + ((lane >> 3) & 1) * 16;
-  const uint32_t v_lane = ((lane & 7) + ((lane >> 3) & 1) * 8) * kRowBytes + (lane >> 4) * 16;
-  float o[kFwdTiles][D / 8][4], m_run[kFwdTiles][2], l_run[kFwdTiles][2];
+  // The warpgroup's 64 rows of Q: the 64-column blocks are kFwdRows·128 bytes apart, k steps of 16 are 32 bytes.
+  const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128;
+  float o[D / 8][4], m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
   #pragma unroll
-  for (int mt = 0; mt < kFwdTiles; ++mt) {
-    #pragma unroll
-    for (int i = 0; i < D / 8; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
-    m_run[mt][0] = m_run[mt][1] = -INFINITY;
-    l_run[mt][0] = l_run[mt][1] = 0.f;
-  }
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
   for (int kb = kb_lo; kb < kb_hi; ++kb) {
     const int stage = (kb - kb_lo) & 1;
-    next_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
-    const uint32_t cK = smem_addr(sK) + stage * kStageBytes, cV = smem_addr(sV) + stage * kStageBytes;
+    next_key_tile<D, kFwdKeys, true>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
+    const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
 
-    // S = Q·Kᵀ for this warp's 32 rows and the tile's 64 keys.
-    float sacc[kFwdTiles][kFwdKeys / 8][4];
-    #pragma unroll
-    for (int mt = 0; mt < kFwdTiles; ++mt)
-      #pragma unroll
-      for (int i = 0; i < kFwdKeys / 8; ++i) sacc[mt][i][0] = sacc[mt][i][1] = sacc[mt][i][2] = sacc[mt][i][3] = 0.f;
+    // S = Q·Kᵀ for the warpgroup's 64 rows and the tile's 128 keys.
+    float sacc[kFwdKeys / 8][4];
+    wgmma_fence();
     #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
-      uint32_t qa[kFwdTiles][4];
-      #pragma unroll
-      for (int mt = 0; mt < kFwdTiles; ++mt)
-        ldmatrix_x4(qa[mt], q_row + swizzled(q_lane, flip, ks) + mt * 16 * kRowBytes);
-      #pragma unroll
-      for (int p = 0; p < kFwdKeys / 16; ++p) {
-        uint32_t b[4];
-        ldmatrix_x4(b, cK + swizzled(k_lane, flip, ks) + p * 16 * kRowBytes);
-        #pragma unroll
-        for (int mt = 0; mt < kFwdTiles; ++mt) {
-          mma(sacc[mt][2 * p], qa[mt], b[0], b[1]);
-          mma(sacc[mt][2 * p + 1], qa[mt], b[2], b[3]);
-        }
-      }
+      const uint32_t step = (ks / 4) * 128 + (ks % 4) * 32;
+      wgmma_ss<kFwdKeys>(sacc, desc_k_major(q_addr + step / 128 * (kFwdRows * 128) + step % 128),
+                         desc_k_major(k_addr + step / 128 * (kFwdKeys * 128) + step % 128), ks > 0);
     }
-    // Online softmax in the log2 domain; only row tiles that cross the diagonal, the window's edge or the
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(sacc);
+
+    // Online softmax in the log2 domain; only warps whose rows cross the diagonal, the window's edge or the
     // segment's end pay for the mask.
-    const int64_t key0 = seg_lo + int64_t(kb) * kFwdKeys;
-    #pragma unroll
-    for (int mt = 0; mt < kFwdTiles; ++mt) {
-      const int64_t tile_q0 = q0 + warp_row + mt * 16;
-      const int64_t row_q[2] = {tile_q0 + g, tile_q0 + g + 8};
-      if (tile_needs_mask(tile_q0, 16, key0, kFwdKeys, seg_hi, window, causal))
-        online_softmax<true, D, kFwdKeys>(sacc[mt], o[mt], m_run[mt], l_run[mt], row_q, key0, seg_hi, window,
-                                          causal, scale_log2, t);
-      else
-        online_softmax<false, D, kFwdKeys>(sacc[mt], o[mt], m_run[mt], l_run[mt], row_q, key0, seg_hi, window,
-                                           causal, scale_log2, t);
+    const int64_t key0 = seg_lo + int64_t(kb) * kFwdKeys, warp_q0 = q0 + warp_row;
+    if (tile_needs_mask(warp_q0, 16, key0, kFwdKeys, seg_hi, window, causal)) {
+      const ColumnRange shown[2] = {visible_columns(warp_q0 + g, key0, kFwdKeys, seg_hi, window, causal),
+                                    visible_columns(warp_q0 + g + 8, key0, kFwdKeys, seg_hi, window, causal)};
+      online_softmax<true, D, kFwdKeys>(sacc, o, m_run, l_run, shown, scale_log2, t);
+    } else {
+      online_softmax<false, D, kFwdKeys>(sacc, o, m_run, l_run, {}, scale_log2, t);
     }
-    // P as bf16 A fragments (half the registers of the accumulators), then O += P·V.
-    uint32_t pa[kFwdTiles][kFwdKeys / 16][4];
+
+    // O += P·V, P as bf16 A fragments straight from the scores; V's rows are keys (K), its columns head dims (N).
+    uint32_t pa[kFwdKeys / 16][4];
     #pragma unroll
-    for (int mt = 0; mt < kFwdTiles; ++mt)
-      #pragma unroll
-      for (int j = 0; j < kFwdKeys / 16; ++j) a_fragment(pa[mt][j], sacc[mt], j);
+    for (int j = 0; j < kFwdKeys / 16; ++j) a_fragment(pa[j], sacc, j);
+    wgmma_fence();
     #pragma unroll
-    for (int j = 0; j < kFwdKeys / 16; ++j)
-      #pragma unroll
-      for (int dt = 0; dt < D / 16; ++dt) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, cV + swizzled(v_lane, flip, dt) + j * 16 * kRowBytes);
-        #pragma unroll
-        for (int mt = 0; mt < kFwdTiles; ++mt) {
-          mma(o[mt][2 * dt], pa[mt][j], b[0], b[1]);
-          mma(o[mt][2 * dt + 1], pa[mt][j], b[2], b[3]);
-        }
-      }
+    for (int j = 0; j < kFwdKeys / 16; ++j) wgmma_rs<D>(o, pa[j], desc_mn_major(v_addr + j * 16 * 128, kFwdKeys * 128));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(o);
     __syncthreads();  // the stage just read is the next prefetch target
   }
 
   constexpr float kLn2 = 0.69314718055994530942f;
   #pragma unroll
-  for (int mt = 0; mt < kFwdTiles; ++mt)
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = q0 + warp_row + g + 8 * r;
+    if (row >= seg_hi) continue;
+    const float inv = 1.f / l_run[r];
+    bf16_t* dst = out + (row * heads + h) * D;
     #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int64_t row = q0 + warp_row + mt * 16 + g + 8 * r;
-      if (row >= seg_hi) continue;
-      const float inv = 1.f / l_run[mt][r];
-      bf16_t* dst = out + (row * heads + h) * D;
-      #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt)
-        *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) =
-            pack_bf16(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
-      if (t == 0) lse[int64_t(h) * tokens + row] = m_run[mt][r] * kLn2 + logf(l_run[mt][r]);
-    }
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) = pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+    if (t == 0) lse[int64_t(h) * tokens + row] = m_run[r] * kLn2 + logf(l_run[r]);
+  }
 }
 
 // Lets a kernel launch with more than 48 KiB of dynamic shared memory.
@@ -341,10 +323,10 @@ template <int D>
 void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
   const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
-  const size_t smem = (kFwdRows * D + 4 * kFwdKeys * D) * sizeof(bf16_t);
+  const size_t smem = (kFwdRows * D + 4 * kFwdKeys * D) * sizeof(bf16_t) + 1024;
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
-  flash_fwd_kernel<D><<<grid, kWarps * 32, smem, stream()>>>(
+  flash_fwd_kernel<D><<<grid, kFwdThreads, smem, stream()>>>(
       ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
       static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
       static_cast<float>(p.scale * kLog2e));
