@@ -1,11 +1,11 @@
-// weft/cuda/flash_attention.cu v2 — flash attention on tensor cores: GQA, causal or full, sliding windows and
-// document segments, head dims 64 and 128.
+// weft/cuda/flash_attention.cu v2 — flash attention on Hopper's tensor cores: GQA, causal or full, sliding windows
+// and document segments, head dims 64 and 128.
 //
-// Online softmax in the log2 domain with fp32 state. The forward runs on Hopper's warpgroup MMA (wgmma.cuh), its
-// operands read from shared memory in SW128 atoms; the backward on mma.sync bf16 with fp32 accumulators, tiles
-// moved with cp.async into XOR-swizzled shared memory. The backward runs two passes without atomics, so it is
-// deterministic: one block per key block keeps dK and dV in registers (FlashAttention-2's split), one block per
-// query block keeps dQ.
+// Every product runs on warpgroup MMA (wgmma.cuh): tiles move with cp.async into shared memory laid out in SW128
+// atoms, from where wgmma reads its operands; scores stay in registers as the A operand of the next product. Online
+// softmax in the log2 domain with fp32 state. The backward runs two passes without atomics, so it is deterministic:
+// one block per key block keeps dK and dV in registers (FlashAttention-2's split), one block per query block keeps
+// dQ.
 #include "attention_kernels.h"
 #include "common.cuh"
 #include "wgmma.cuh"
@@ -16,17 +16,10 @@ namespace {
 
 // ---------------------------------------------------------------- flash forward (tensor cores)
 
-constexpr int kBM = 64, kBN = 64, kWarps = 4;
 constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// Element (r, c) of a [rows][D] bf16 tile whose 16-byte chunks are XOR-swizzled by row, so that ldmatrix reads of
-// eight rows at one column hit eight different bank groups.
-template <int D>
-__device__ __forceinline__ int swz(int r, int c) {
-  return r * D + ((((c >> 3) ^ (r & 7)) << 3) | (c & 7));
 }
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
@@ -36,28 +29,6 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-// Four 8×8 b16 matrices from shared memory (a byte address in the shared window, or a pointer into it).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) { ldmatrix_x4(r, smem_addr(p)); }
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  ldmatrix_x4_trans(r, smem_addr(p));
-}
-// c[4] += a[4] · b[2] for one m16n8k16 bf16 tile with fp32 accumulators.
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-               "{%0,%1,%2,%3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -78,20 +49,18 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Loads rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at `base`) into a tile, XOR-
-// swizzled for ldmatrix (swz) or, with kAtoms, laid out in wgmma's SW128 atoms (sw128_offset); rows at or past
-// `limit` become zeros.
-template <int D, bool kAtoms = false>
+// Loads rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at `base`) into a tile of SW128
+// atoms (wgmma.cuh); rows at or past `limit` become zeros.
+template <int D>
 __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
                                           int rows) {
   constexpr int kChunks = D / 8;
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(tile);
   for (int i = threadIdx.x; i < rows * kChunks; i += blockDim.x) {
     const int r = i / kChunks, c = i % kChunks;
     const int64_t g = row0 + r;
     const bool valid = g < limit;
-    void* dst = kAtoms ? static_cast<void*>(reinterpret_cast<unsigned char*>(tile) + sw128_offset(r, c * 8, rows))
-                       : static_cast<void*>(tile + swz<D>(r, c * 8));
-    cp_async16(dst, base + (valid ? g : row0) * stride + c * 8, valid);
+    cp_async16(bytes + sw128_offset(r, c * 8, rows), base + (valid ? g : row0) * stride + c * 8, valid);
   }
 }
 
@@ -101,10 +70,6 @@ __device__ __forceinline__ bool tile_needs_mask(int64_t q0, int rows, int64_t ke
                                                 int64_t window, bool causal) {
   return (causal && key0 + keys - 1 > q0) || key0 + keys > seg_hi || q0 + rows > seg_hi ||
          (window > 0 && q0 + rows - 1 - key0 >= window);
-}
-
-__device__ __forceinline__ bool visible(int64_t query, int64_t key, int64_t seg_hi, int64_t window, bool causal) {
-  return (!causal || key <= query) && key < seg_hi && query < seg_hi && (window <= 0 || query - key < window);
 }
 
 // A query block's place: its segment, its first query, and the key tiles [kb_lo, kb_hi) of kKeys keys that its
@@ -128,28 +93,28 @@ __device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_s
 }
 
 // Starts loading key tile kb of K and V into one stage (sK, sV at that stage).
-template <int D, int kKeys, bool kAtoms = false>
+template <int D, int kKeys>
 __device__ __forceinline__ void load_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
                                               int64_t kv_stride, const QueryBlock& b, int kb) {
   const int64_t key0 = b.seg_lo + int64_t(kb) * kKeys;
-  load_tile<D, kAtoms>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys);
-  load_tile<D, kAtoms>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys);
+  load_tile<D>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys);
+  load_tile<D>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys);
 }
 
 // The key-tile loop's double buffer: starts loading tile kb + 1 into the other stage of sK/sV (when there is one),
-// then waits until tile kb's stage has arrived for the whole block (and, for wgmma's tiles, its async proxy).
-template <int D, int kKeys, bool kAtoms = false>
+// then waits until tile kb's stage has arrived for the whole block, wgmma's async proxy included.
+template <int D, int kKeys>
 __device__ __forceinline__ void next_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
                                               int64_t kv_stride, const QueryBlock& b, int kb, int stage) {
   if (kb + 1 < b.kb_hi) {
-    load_key_tile<D, kKeys, kAtoms>(sK + (stage ^ 1) * kKeys * D, sV + (stage ^ 1) * kKeys * D, k_base, v_base,
+    load_key_tile<D, kKeys>(sK + (stage ^ 1) * kKeys * D, sV + (stage ^ 1) * kKeys * D, k_base, v_base,
                                     kv_stride, b, kb + 1);
     cp_async_commit();
     cp_async_wait<1>();
   } else {
     cp_async_wait<0>();
   }
-  if (kAtoms) fence_async_shared();
+  fence_async_shared();
   __syncthreads();
 }
 
@@ -218,7 +183,7 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
 
 // The forward runs on wgmma: two warpgroups per block, 64 query rows each (128 per block), 128-key tiles. S = Q·Kᵀ
 // reads Q and K from shared memory; P stays in registers as the A operand of O += P·V, V read as an MN-major B.
-// Each warp still owns 16 rows of the accumulators, so the online softmax is the mma.sync kernels' own.
+// Each warp owns 16 rows of the accumulators (two per thread), as with mma.sync's m16n8 tiles.
 constexpr int kFwdRows = 128, kFwdKeys = 128, kFwdThreads = 256;
 
 template <int D>
@@ -247,8 +212,8 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flash_fwd_kernel(bf16_t* out, 
   const bf16_t* k_base = k + int64_t(hk) * D;
   const bf16_t* v_base = v + int64_t(hk) * D;
 
-  load_tile<D, true>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
-  load_key_tile<D, kFwdKeys, true>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
+  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
+  load_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
   cp_async_commit();
 
   // The warpgroup's 64 rows of Q: the 64-column blocks are kFwdRows·128 bytes apart, k steps of 16 are 32 bytes.
@@ -259,7 +224,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flash_fwd_kernel(bf16_t* out, 
 
   for (int kb = kb_lo; kb < kb_hi; ++kb) {
     const int stage = (kb - kb_lo) & 1;
-    next_key_tile<D, kFwdKeys, true>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
+    next_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
     const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
 
     // S = Q·Kᵀ for the warpgroup's 64 rows and the tile's 128 keys.
@@ -335,9 +300,12 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
 
 // ---------------------------------------------------------------- flash backward (tensor cores)
 //
-// One block per (segment, 64-key block, kv head); its four warps own 16 keys each and keep dK, dV for them in
-// registers while the block walks every query tile (and every query head of the kv head's group) that sees the
-// keys. dQ has a pass of its own (flash_dq_kernel), one block per query block.
+// Two passes on wgmma, no atomics. The key pass: one block per (segment, 128-key block, kv head), two warpgroups
+// of 64 keys that keep dK and dV in registers while the block walks every 64-query tile (of every query head of
+// the kv head's group) that sees its keys. The query pass: one block per (segment, 128-query block, query head),
+// two warpgroups of 64 queries keeping dQ while the block walks 64-key tiles, as the forward does.
+constexpr int kBwdKeys = 128, kBwdQueries = 64, kBwdThreads = 256;  // the key pass's block and query tile
+constexpr int kDqRows = 128, kDqKeys = 64;                           // the query pass's block and key tile
 
 // The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain.
 __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
@@ -368,75 +336,112 @@ __device__ __forceinline__ float softmax_grad(float s, float& dp, float lse_log2
   return p;
 }
 
-// Pᵀ and dSᵀ in place, for a warp's 16 keys × 64 queries (keys are the accumulator rows).
-template <bool kMasked>
-__device__ __forceinline__ void softmax_backward(float (&sacc)[kBM / 8][4], float (&dpacc)[kBM / 8][4],
-                                                 const float* sLse, const float* sDelta, const int64_t (&key_row)[2],
-                                                 int64_t q0, int64_t seg_hi, int64_t window, bool causal,
-                                                 float scale_log2, int t) {
+// The columns [lo, hi] of a query tile (`n` queries from q0) that see key `key`; empty when lo > hi.
+__device__ __forceinline__ ColumnRange seeing_queries(int64_t key, int64_t q0, int n, int64_t seg_hi, int64_t window,
+                                                      bool causal) {
+  const int64_t first = causal ? max(q0, key) : q0;
+  int64_t last = key >= seg_hi ? q0 - 1 : min(seg_hi - 1, q0 + n - 1);
+  if (window > 0) last = min(last, key + window - 1);
+  return {static_cast<int>(min(first - q0, int64_t(n))), static_cast<int>(max(last - q0, int64_t(-1)))};
+}
+
+// A scores tile's softmax backward in place: P in s, dS in dp. Each warp holds 16 accumulator rows, two per thread
+// (rows[r]); columns are 2t, 2t + 1 of each n8 tile. `col_lse`/`col_delta` give the terms when columns are queries
+// (the key pass), `row_lse`/`row_delta` when rows are (the query pass).
+template <bool kMasked, int N>
+__device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&dp)[N / 8][4],
+                                                 const ColumnRange (&shown)[2], const float* col_lse,
+                                                 const float* col_delta, const float (&row_lse)[2],
+                                                 const float (&row_delta)[2], float scale_log2, int t) {
   #pragma unroll
-  for (int nt = 0; nt < kBM / 8; ++nt)
+  for (int nt = 0; nt < N / 8; ++nt)
     #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int col = nt * 8 + 2 * t + (e & 1);
-      const bool shown = !kMasked || visible(q0 + col, key_row[e >> 1], seg_hi, window, causal);
-      sacc[nt][e] = softmax_grad(sacc[nt][e], dpacc[nt][e], sLse[col], sDelta[col], shown, scale_log2);
+      const int r = e >> 1, col = nt * 8 + 2 * t + (e & 1);
+      const bool visible = !kMasked || (col >= shown[r].lo && col <= shown[r].hi);
+      const float lse2 = col_lse ? col_lse[col] : row_lse[r], dlt = col_delta ? col_delta[col] : row_delta[r];
+      s[nt][e] = softmax_grad(s[nt][e], dp[nt][e], lse2, dlt, visible, scale_log2);
     }
 }
 
+// Two K-major SS products over the head dim, A and B tiles in SW128 atoms: d1 = A1·B1ᵀ, d2 = A2·B2ᵀ (A rows 64 of
+// an a_rows-row tile from a1/a2, B rows N of an b_rows-row tile from b1/b2), committed as one group.
+template <int D, int N>
+__device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float (&d2)[N / 8][4], uint32_t a1,
+                                                   uint32_t a2, int a_rows, uint32_t b1, uint32_t b2, int b_rows) {
+  wgmma_fence();
+  #pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    const uint32_t a_step = (ks / 4) * a_rows * 128 + (ks % 4) * 32, b_step = (ks / 4) * b_rows * 128 + (ks % 4) * 32;
+    wgmma_ss<N>(d1, desc_k_major(a1 + a_step), desc_k_major(b1 + b_step), ks > 0);
+    wgmma_ss<N>(d2, desc_k_major(a2 + a_step), desc_k_major(b2 + b_step), ks > 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operands(d1);
+  fence_operands(d2);
+}
+
 template <int D>
-__global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
+__global__ void __launch_bounds__(kBwdThreads, 1) flash_dkv_kernel(
     bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
     const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  bf16_t* sK = reinterpret_cast<bf16_t*>(smem_raw);
-  bf16_t* sV = sK + kBN * D;
-  bf16_t* sQ = sV + kBN * D;                                   // two stages
-  bf16_t* sdO = sQ + 2 * kBM * D;                              // two stages
-  float* sLse = reinterpret_cast<float*>(sdO + 2 * kBM * D);   // two stages of kBM
-  float* sDelta = sLse + 2 * kBM;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  bf16_t* sK = reinterpret_cast<bf16_t*>(smem);
+  bf16_t* sV = sK + kBwdKeys * D;
+  bf16_t* sQ = sV + kBwdKeys * D;               // two stages
+  bf16_t* sdO = sQ + 2 * kBwdQueries * D;       // two stages
+  float* sLse = reinterpret_cast<float*>(sdO + 2 * kBwdQueries * D);  // two stages of kBwdQueries
+  float* sDelta = sLse + 2 * kBwdQueries;
+  constexpr uint32_t kTileBytes = kBwdQueries * D * sizeof(bf16_t);
 
   const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
   const int qpg = heads / kv_heads;
   const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
-  const int64_t k0 = seg_lo + int64_t(kb) * kBN;
+  const int64_t k0 = seg_lo + int64_t(kb) * kBwdKeys;
   if (k0 >= seg_hi) return;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp_key = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first key in the block
   const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
 
   // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
   // segment end (or the window's reach). The block walks them tile by tile for each query head of its group,
   // loading the next tile while it works on this one.
   const int64_t q_first = causal ? k0 : seg_lo;
-  const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBN - 1 + window) : seg_hi;
-  const int qb_lo = static_cast<int>((q_first - seg_lo) / kBM);
-  const int q_tiles = static_cast<int>((q_end - seg_lo + kBM - 1) / kBM) - qb_lo, tiles = qpg * q_tiles;
+  const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBwdKeys - 1 + window) : seg_hi;
+  const int qb_lo = static_cast<int>((q_first - seg_lo) / kBwdQueries);
+  const int q_tiles = static_cast<int>((q_end - seg_lo + kBwdQueries - 1) / kBwdQueries) - qb_lo;
+  const int tiles = qpg * q_tiles;
   auto tile_head = [&](int i) { return hk * qpg + i / q_tiles; };
-  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBM; };
+  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBwdQueries; };
   auto load_query_tile = [&](int i, int stage) {
     const int h = tile_head(i);
     const int64_t q0 = tile_start(i);
-    load_tile<D>(sQ + stage * kBM * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-    load_tile<D>(sdO + stage * kBM * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-    for (int r = threadIdx.x; r < kBM; r += blockDim.x) {
+    load_tile<D>(sQ + stage * kBwdQueries * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries);
+    load_tile<D>(sdO + stage * kBwdQueries * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries);
+    for (int r = threadIdx.x; r < kBwdQueries; r += blockDim.x) {
       const bool valid = q0 + r < seg_hi;
       const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
-      cp_async4(sLse + stage * kBM + r, lse_log2 + at, valid);
-      cp_async4(sDelta + stage * kBM + r, delta + at, valid);
+      cp_async4(sLse + stage * kBwdQueries + r, lse_log2 + at, valid);
+      cp_async4(sDelta + stage * kBwdQueries + r, delta + at, valid);
     }
   };
-  load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
-  load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBN);
+  load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys);
+  load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys);
   if (tiles > 0) load_query_tile(0, 0);
   cp_async_commit();
 
-  const int64_t key_row[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
+  const int64_t key_row[2] = {k0 + warp_key + g, k0 + warp_key + g + 8};
+  // The warpgroup's 64 keys of K and V as A operands.
+  const uint32_t k_addr = smem_addr(sK) + wg * 64 * 128, v_addr = smem_addr(sV) + wg * 64 * 128;
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
   #pragma unroll
   for (int i = 0; i < D / 8; ++i)
     #pragma unroll
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
+  const float no_row_terms[2] = {0.f, 0.f};
 
   for (int i = 0; i < tiles; ++i) {
     const int stage = i & 1;
@@ -448,58 +453,40 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
     } else {
       cp_async_wait<0>();
     }
+    fence_async_shared();
     __syncthreads();
-    const bf16_t* cQ = sQ + stage * kBM * D;
-    const bf16_t* cdO = sdO + stage * kBM * D;
+    const uint32_t q_addr = smem_addr(sQ) + stage * kTileBytes, do_addr = smem_addr(sdO) + stage * kTileBytes;
 
-    // Sᵀ = K_w·Qᵀ and dPᵀ = V_w·dOᵀ for this warp's 16 keys × the tile's 64 queries.
-    float sacc[kBM / 8][4], dpacc[kBM / 8][4];
-    #pragma unroll
-    for (int j = 0; j < kBM / 8; ++j)
-      #pragma unroll
-      for (int e = 0; e < 4; ++e) sacc[j][e] = dpacc[j][e] = 0.f;
-    #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      uint32_t ka[4], va[4];
-      ldmatrix_x4(ka, sK + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-      ldmatrix_x4(va, sV + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-      #pragma unroll
-      for (int p = 0; p < kBM / 16; ++p) {
-        uint32_t b[4];
-        const int row = p * 16 + (lane & 7) + (lane >> 4) * 8, col = ks * 16 + ((lane >> 3) & 1) * 8;
-        ldmatrix_x4(b, cQ + swz<D>(row, col));
-        mma(sacc[2 * p], ka, b[0], b[1]);
-        mma(sacc[2 * p + 1], ka, b[2], b[3]);
-        ldmatrix_x4(b, cdO + swz<D>(row, col));
-        mma(dpacc[2 * p], va, b[0], b[1]);
-        mma(dpacc[2 * p + 1], va, b[2], b[3]);
-      }
+    // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's 64 queries.
+    float sacc[kBwdQueries / 8][4], dpacc[kBwdQueries / 8][4];
+    two_score_products<D, kBwdQueries>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries);
+    const float* cLse = sLse + stage * kBwdQueries;
+    const float* cDelta = sDelta + stage * kBwdQueries;
+    // Only warps whose keys cross the diagonal, the window's edge or the segment's end pay for the mask.
+    if (tile_needs_mask(q0, kBwdQueries, k0 + warp_key, 16, seg_hi, window, causal)) {
+      const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries, seg_hi, window, causal),
+                                    seeing_queries(key_row[1], q0, kBwdQueries, seg_hi, window, causal)};
+      softmax_backward<true, kBwdQueries>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms, scale_log2, t);
+    } else {
+      softmax_backward<false, kBwdQueries>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms, scale_log2, t);
     }
-    const float* cLse = sLse + stage * kBM;
-    const float* cDelta = sDelta + stage * kBM;
-    // Only tiles that cross the diagonal, the window's edge or the segment's end pay for the mask.
-    if (tile_needs_mask(q0, kBM, k0, kBN, seg_hi, window, causal))
-      softmax_backward<true>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
-    else
-      softmax_backward<false>(sacc, dpacc, cLse, cDelta, key_row, q0, seg_hi, window, causal, scale_log2, t);
-    // dV_w += Pᵀ·dO and dK_w += dSᵀ·Q, the A operands straight from the accumulators.
+    // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows are queries).
+    uint32_t pa[kBwdQueries / 16][4], da[kBwdQueries / 16][4];
     #pragma unroll
-    for (int j = 0; j < kBM / 16; ++j) {
-      uint32_t pa[4], da[4];
-      a_fragment(pa, sacc, j);
-      a_fragment(da, dpacc, j);
-      #pragma unroll
-      for (int dt = 0; dt < D / 16; ++dt) {
-        uint32_t b[4];
-        const int row = j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = dt * 16 + (lane >> 4) * 8;
-        ldmatrix_x4_trans(b, cdO + swz<D>(row, col));
-        mma(dv_acc[2 * dt], pa, b[0], b[1]);
-        mma(dv_acc[2 * dt + 1], pa, b[2], b[3]);
-        ldmatrix_x4_trans(b, cQ + swz<D>(row, col));
-        mma(dk_acc[2 * dt], da, b[0], b[1]);
-        mma(dk_acc[2 * dt + 1], da, b[2], b[3]);
-      }
+    for (int j = 0; j < kBwdQueries / 16; ++j) {
+      a_fragment(pa[j], sacc, j);
+      a_fragment(da[j], dpacc, j);
     }
+    wgmma_fence();
+    #pragma unroll
+    for (int j = 0; j < kBwdQueries / 16; ++j) {
+      wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
+      wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(dv_acc);
+    fence_operands(dk_acc);
     __syncthreads();  // this stage is free for the next prefetch
   }
   // dK (times the softmax scale) and dV for this warp's keys.
@@ -517,47 +504,42 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(
   }
 }
 
-// dQ: one block per (segment, 64-query block, query head) walks the key tiles as the forward does, recomputes P
-// and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key-block kernel through fp32
-// atomics, yet faster on H200 (4.22 against 5.29 ms at the 1.5B shape), and deterministic: the summation order
-// does not depend on scheduling.
+// dQ: one block per (segment, 128-query block, query head) walks the key tiles as the forward does, recomputes P
+// and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key pass through fp32
+// atomics, and deterministic: the summation order does not depend on scheduling.
 template <int D>
-__global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
-                                                                const bf16_t* k, const bf16_t* v, const float* lse_log2,
-                                                                const float* delta, Segments seg, int blocks_per_seg,
-                                                                int64_t tokens, int heads, int kv_heads,
-                                                                int64_t window, bool causal, float scale_log2) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem_raw);
-  bf16_t* sdO = sQ + kBM * D;
-  bf16_t* sK = sdO + kBM * D;  // two stages
-  bf16_t* sV = sK + 2 * kBN * D;
+__global__ void __launch_bounds__(kBwdThreads, 1) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
+                                                                  const bf16_t* k, const bf16_t* v,
+                                                                  const float* lse_log2, const float* delta,
+                                                                  Segments seg, int blocks_per_seg, int64_t tokens,
+                                                                  int heads, int kv_heads, int64_t window, bool causal,
+                                                                  float scale_log2) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
+  bf16_t* sdO = sQ + kDqRows * D;
+  bf16_t* sK = sdO + kDqRows * D;  // two stages
+  bf16_t* sV = sK + 2 * kDqKeys * D;
+  constexpr uint32_t kStageBytes = kDqKeys * D * sizeof(bf16_t);
 
-  const QueryBlock blk = query_block<kBM, kBN>(seg, blocks_per_seg, window, causal);
+  const QueryBlock blk = query_block<kDqRows, kDqKeys>(seg, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
   const int kb_lo = blk.kb_lo, kb_hi = blk.kb_hi;
   if (q0 >= seg_hi) return;
   const int h = blockIdx.y, hk = h / (heads / kv_heads);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;
 
   const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
   const bf16_t* k_base = k + int64_t(hk) * D;
   const bf16_t* v_base = v + int64_t(hk) * D;
 
-  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-  load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBM);
-  load_key_tile<D, kBN>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
+  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows);
+  load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows);
+  load_key_tile<D, kDqKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
   cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();
 
-  uint32_t qf[D / 16][4], df[D / 16][4];
-  #pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks) {
-    ldmatrix_x4(qf[ks], sQ + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-    ldmatrix_x4(df[ks], sdO + swz<D>(warp * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-  }
-  const int64_t row_q[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  const int64_t row_q[2] = {q0 + warp_row + g, q0 + warp_row + g + 8};
   float row_lse[2], row_delta[2];
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -565,59 +547,38 @@ __global__ void __launch_bounds__(kWarps * 32) flash_dq_kernel(bf16_t* dq, const
     row_lse[r] = valid ? lse_log2[int64_t(h) * tokens + row_q[r]] : 0.f;
     row_delta[r] = valid ? delta[int64_t(h) * tokens + row_q[r]] : 0.f;
   }
+  const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128, do_addr = smem_addr(sdO) + wg * 64 * 128;
   float dq_acc[D / 8][4];
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
 
   for (int kb = kb_lo; kb < kb_hi; ++kb) {
     const int stage = (kb - kb_lo) & 1;
-    bf16_t* cK = sK + stage * kBN * D;
-    bf16_t* cV = sV + stage * kBN * D;
-    next_key_tile<D, kBN>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
+    next_key_tile<D, kDqKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
+    const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
 
-    // S = Q·Kᵀ and dP = dO·Vᵀ for this warp's 16 queries and the tile's 64 keys.
-    float sacc[kBN / 8][4], dpacc[kBN / 8][4];
-    #pragma unroll
-    for (int i = 0; i < kBN / 8; ++i)
-      #pragma unroll
-      for (int e = 0; e < 4; ++e) sacc[i][e] = dpacc[i][e] = 0.f;
-    #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks)
-      #pragma unroll
-      for (int p = 0; p < kBN / 16; ++p) {
-        uint32_t b[4];
-        const int row = p * 16 + (lane & 7) + (lane >> 4) * 8, col = ks * 16 + ((lane >> 3) & 1) * 8;
-        ldmatrix_x4(b, cK + swz<D>(row, col));
-        mma(sacc[2 * p], qf[ks], b[0], b[1]);
-        mma(sacc[2 * p + 1], qf[ks], b[2], b[3]);
-        ldmatrix_x4(b, cV + swz<D>(row, col));
-        mma(dpacc[2 * p], df[ks], b[0], b[1]);
-        mma(dpacc[2 * p + 1], df[ks], b[2], b[3]);
-      }
-    // dS in place of dP (queries are the accumulator rows here).
-    const int64_t key0 = seg_lo + int64_t(kb) * kBN;
-    const bool masked = tile_needs_mask(q0, kBM, key0, kBN, seg_hi, window, causal);
-    #pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt)
-      #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = e >> 1;
-        const bool shown = !masked || visible(row_q[r], key0 + nt * 8 + 2 * t + (e & 1), seg_hi, window, causal);
-        softmax_grad(sacc[nt][e], dpacc[nt][e], row_lse[r], row_delta[r], shown, scale_log2);
-      }
-    // dQ += dS·K, dS taken from the accumulators as bf16 A fragments.
-    #pragma unroll
-    for (int j = 0; j < kBN / 16; ++j) {
-      uint32_t da[4];
-      a_fragment(da, dpacc, j);
-      #pragma unroll
-      for (int dt = 0; dt < D / 16; ++dt) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, cK + swz<D>(j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dt * 16 + (lane >> 4) * 8));
-        mma(dq_acc[2 * dt], da, b[0], b[1]);
-        mma(dq_acc[2 * dt + 1], da, b[2], b[3]);
-      }
+    // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's 64 keys; then dS in place of dP.
+    float sacc[kDqKeys / 8][4], dpacc[kDqKeys / 8][4];
+    two_score_products<D, kDqKeys>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys);
+    const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys, warp_q0 = q0 + warp_row;
+    if (tile_needs_mask(warp_q0, 16, key0, kDqKeys, seg_hi, window, causal)) {
+      const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys, seg_hi, window, causal),
+                                    visible_columns(row_q[1], key0, kDqKeys, seg_hi, window, causal)};
+      softmax_backward<true, kDqKeys>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+    } else {
+      softmax_backward<false, kDqKeys>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
     }
+    // dQ += dS·K, dS as A fragments; K an MN-major B (rows are keys).
+    uint32_t da[kDqKeys / 16][4];
+    #pragma unroll
+    for (int j = 0; j < kDqKeys / 16; ++j) a_fragment(da[j], dpacc, j);
+    wgmma_fence();
+    #pragma unroll
+    for (int j = 0; j < kDqKeys / 16; ++j)
+      wgmma_rs<D>(dq_acc, da[j], desc_mn_major(k_addr + j * 16 * 128, kStageBytes / (D / 64)));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(dq_acc);
     __syncthreads();  // the stage just read is the next prefetch target
   }
 
@@ -646,19 +607,19 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   // Keys that start no block (past a segment's end) are still written: zero them first.
   CUDA_CHECK(cudaMemsetAsync(dk.data_ptr(), 0, dk.nbytes(), stream()));
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
-  const int key_blocks = static_cast<int>((max_seqlen + kBN - 1) / kBN);
+  const int key_blocks = static_cast<int>((max_seqlen + kBwdKeys - 1) / kBwdKeys);
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
-  const size_t key_smem = (2 * kBN * D + 4 * kBM * D) * sizeof(bf16_t) + 4 * kBM * sizeof(float);
-  allow_dynamic_smem(flash_bwd_kernel<D>, key_smem);
-  flash_bwd_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kWarps * 32, key_smem, stream()>>>(
+  const size_t key_smem = (2 * kBwdKeys * D + 4 * kBwdQueries * D) * sizeof(bf16_t) + 4 * kBwdQueries * sizeof(float) + 1024;
+  allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
+  flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kBwdThreads, key_smem, stream()>>>(
       ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
       ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
       scale_log2);
   CUDA_CHECK_LAUNCH();
-  const int query_blocks = static_cast<int>((max_seqlen + kBM - 1) / kBM);
-  const size_t query_smem = (2 * kBM * D + 4 * kBN * D) * sizeof(bf16_t);
+  const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
+  const size_t query_smem = (2 * kDqRows * D + 4 * kDqKeys * D) * sizeof(bf16_t) + 1024;
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
-  flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kWarps * 32, query_smem, stream()>>>(
+  flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kBwdThreads, query_smem, stream()>>>(
       ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
