@@ -17,6 +17,10 @@ namespace {
 // ---------------------------------------------------------------- flash forward (tensor cores)
 
 constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
+// Every kernel here is a producer warpgroup feeding two consumer warpgroups through stages of shared memory (see
+// TilePipeline), with no block-wide barrier in the loop, so the consumers drift apart and one's softmax overlaps the other's wgmma.
+// The producer hands its registers to the consumers (setmaxnreg): 128 × 40 + 256 × 232 fit the SM's 64 Ki.
+constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads = kConsumerThreads + kProducerThreads;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -49,14 +53,14 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Loads rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at `base`) into a tile of SW128
-// atoms (wgmma.cuh); rows at or past `limit` become zeros.
+// Producer thread p's share of the load of rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at
+// `base`) into a tile of SW128 atoms (wgmma.cuh); rows at or past `limit` become zeros.
 template <int D>
 __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
-                                          int rows) {
+                                          int rows, int p) {
   constexpr int kChunks = D / 8;
   unsigned char* bytes = reinterpret_cast<unsigned char*>(tile);
-  for (int i = threadIdx.x; i < rows * kChunks; i += blockDim.x) {
+  for (int i = p; i < rows * kChunks; i += kProducerThreads) {
     const int r = i / kChunks, c = i % kChunks;
     const int64_t g = row0 + r;
     const bool valid = g < limit;
@@ -92,31 +96,78 @@ __device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_s
   return b;
 }
 
-// Starts loading key tile kb of K and V into one stage (sK, sV at that stage).
+// Producer thread p's share of the load of key tile kb of K and V into one stage (sK, sV at that stage).
 template <int D, int kKeys>
 __device__ __forceinline__ void load_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
-                                              int64_t kv_stride, const QueryBlock& b, int kb) {
+                                              int64_t kv_stride, const QueryBlock& b, int kb, int p) {
   const int64_t key0 = b.seg_lo + int64_t(kb) * kKeys;
-  load_tile<D>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys);
-  load_tile<D>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys);
+  load_tile<D>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys, p);
+  load_tile<D>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys, p);
 }
 
-// The key-tile loop's double buffer: starts loading tile kb + 1 into the other stage of sK/sV (when there is one),
-// then waits until tile kb's stage has arrived for the whole block, wgmma's async proxy included.
-template <int D, int kKeys>
-__device__ __forceinline__ void next_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
-                                              int64_t kv_stride, const QueryBlock& b, int kb, int stage) {
-  if (kb + 1 < b.kb_hi) {
-    load_key_tile<D, kKeys>(sK + (stage ^ 1) * kKeys * D, sV + (stage ^ 1) * kKeys * D, k_base, v_base,
-                                    kv_stride, b, kb + 1);
-    cp_async_commit();
-    cp_async_wait<1>();
-  } else {
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Waits until the barrier's phase of this parity has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nwait:\n"
+      "mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+__device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n"); }
+__device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n"); }
+// A pipeline of kStages stages of shared memory and their barriers (2·kStages mbarriers): full[s] completes when
+// the producer's threads have seen their loads into stage s land (and fenced them for wgmma's async proxy); empty[s]
+// when all consumer threads are done reading it. Three stages let the producer load two tiles ahead.
+constexpr int kStages = 3;
+struct TilePipeline {
+  uint64_t* bar;  // full[kStages], then empty[kStages]
+  // Called by every thread of the block, before the roles split.
+  __device__ void init() const {
+    if (threadIdx.x == 0)
+      for (int s = 0; s < kStages; ++s) {
+        mbar_init(bar + s, kProducerThreads);
+        mbar_init(bar + kStages + s, kConsumerThreads);
+      }
+    __syncthreads();
+  }
+  // Consumers: wait for tile i, then release it once read.
+  __device__ void wait_full(int i) const { mbar_wait(bar + i % kStages, (i / kStages) & 1); }
+  __device__ void release(int i) const { mbar_arrive(bar + kStages + i % kStages); }
+  // The producer warpgroup: `load(i, stage)` issues tile i's cp.async into a stage (loads issued before the call join
+  // tile 0). A tile is marked full as soon as it lands; a stage is refilled once its consumers release it. Every
+  // step commits one cp.async group (empty or not), so tile i's group always has kStages − 2 groups after it once
+  // the first tile is out.
+  template <typename Load>
+  __device__ void produce(int n, Load load) const {
+    for (int s = 0; s < kStages; ++s) {
+      if (s < n) load(s, s);
+      cp_async_commit();
+    }
+    for (int i = 0; i < n; ++i) {
+      if (i == 0) cp_async_wait<kStages - 1>();
+      else cp_async_wait<kStages - 2>();
+      fence_async_shared();
+      mbar_arrive(bar + i % kStages);
+      if (i >= 1) {
+        const int next = i - 1 + kStages;
+        if (next < n) {
+          mbar_wait(bar + kStages + (i - 1) % kStages, ((i - 1) / kStages) & 1);
+          load(next, next % kStages);
+        }
+        cp_async_commit();
+      }
+    }
     cp_async_wait<0>();
   }
-  fence_async_shared();
-  __syncthreads();
-}
+};
 
 // The columns [lo, hi] of a key tile (`keys` keys from key0) that query `row` sees; empty when lo > hi. Masking by
 // two 32-bit bounds per row keeps the mask's registers and instructions off the 64-bit token indices.
@@ -184,10 +235,10 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
 // The forward runs on wgmma: two warpgroups per block, 64 query rows each (128 per block), 128-key tiles. S = Q·Kᵀ
 // reads Q and K from shared memory; P stays in registers as the A operand of O += P·V, V read as an MN-major B.
 // Each warp owns 16 rows of the accumulators (two per thread), as with mma.sync's m16n8 tiles.
-constexpr int kFwdRows = 128, kFwdKeys = 128, kFwdThreads = 256;
+constexpr int kFwdRows = 128, kFwdKeys = 128;
 
 template <int D>
-__global__ void __launch_bounds__(kFwdThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
                                                                    const bf16_t* k, const bf16_t* v, Segments seg,
                                                                    int blocks_per_seg, int64_t tokens, int heads,
                                                                    int kv_heads, int64_t window, bool causal,
@@ -196,25 +247,32 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flash_fwd_kernel(bf16_t* out, 
   // SW128 atoms need 1024-byte alignment; the launch asks for 1 KiB more than the tiles take.
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
-  bf16_t* sK = sQ + kFwdRows * D;  // two stages
-  bf16_t* sV = sK + 2 * kFwdKeys * D;
+  bf16_t* sK = sQ + kFwdRows * D;  // kStages stages
+  bf16_t* sV = sK + kStages * kFwdKeys * D;
+  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sV + kStages * kFwdKeys * D)};
   constexpr uint32_t kStageBytes = kFwdKeys * D * sizeof(bf16_t);
 
   const QueryBlock blk = query_block<kFwdRows, kFwdKeys>(seg, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
-  const int kb_lo = blk.kb_lo, kb_hi = blk.kb_hi;
+  const int kb_lo = blk.kb_lo, tiles = blk.kb_hi - blk.kb_lo;
   if (q0 >= seg_hi) return;
   const int h = blockIdx.y, hk = h / (heads / kv_heads);
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first row in the block
+  pipe.init();
 
-  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-  const bf16_t* k_base = k + int64_t(hk) * D;
-  const bf16_t* v_base = v + int64_t(hk) * D;
-
-  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kFwdRows);
-  load_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
-  cp_async_commit();
+  if (threadIdx.x >= kConsumerThreads) {  // the producer: Q, then the key tiles
+    producer_registers();
+    const int p = threadIdx.x - kConsumerThreads;
+    const int64_t kv_stride = int64_t(kv_heads) * D;
+    load_tile<D>(sQ, q + int64_t(h) * D, int64_t(heads) * D, q0, seg_hi, kFwdRows, p);
+    pipe.produce(tiles, [&](int i, int stage) {
+      load_key_tile<D, kFwdKeys>(sK + stage * kFwdKeys * D, sV + stage * kFwdKeys * D, k + int64_t(hk) * D,
+                                 v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
+    });
+    return;
+  }
+  consumer_registers();
 
   // The warpgroup's 64 rows of Q: the 64-column blocks are kFwdRows·128 bytes apart, k steps of 16 are 32 bytes.
   const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128;
@@ -222,9 +280,9 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flash_fwd_kernel(bf16_t* out, 
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
-  for (int kb = kb_lo; kb < kb_hi; ++kb) {
-    const int stage = (kb - kb_lo) & 1;
-    next_key_tile<D, kFwdKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
+  for (int i = 0; i < tiles; ++i) {
+    const int stage = i % kStages, kb = kb_lo + i;
+    pipe.wait_full(i);
     const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
 
     // S = Q·Kᵀ for the warpgroup's 64 rows and the tile's 128 keys.
@@ -261,7 +319,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flash_fwd_kernel(bf16_t* out, 
     wgmma_commit();
     wgmma_wait<0>();
     fence_operands(o);
-    __syncthreads();  // the stage just read is the next prefetch target
+    pipe.release(i);
   }
 
   constexpr float kLn2 = 0.69314718055994530942f;
@@ -288,10 +346,10 @@ template <int D>
 void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
   const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
-  const size_t smem = (kFwdRows * D + 4 * kFwdKeys * D) * sizeof(bf16_t) + 1024;
+  const size_t smem = (kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
-  flash_fwd_kernel<D><<<grid, kFwdThreads, smem, stream()>>>(
+  flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(
       ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
       static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
       static_cast<float>(p.scale * kLog2e));
@@ -304,8 +362,8 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
 // of 64 keys that keep dK and dV in registers while the block walks every 64-query tile (of every query head of
 // the kv head's group) that sees its keys. The query pass: one block per (segment, 128-query block, query head),
 // two warpgroups of 64 queries keeping dQ while the block walks 64-key tiles, as the forward does.
-constexpr int kBwdKeys = 128, kBwdQueries = 64, kBwdThreads = 256;  // the key pass's block and query tile
-constexpr int kDqRows = 128, kDqKeys = 64;                           // the query pass's block and key tile
+constexpr int kBwdKeys = 128, kBwdQueries = 64;  // the key pass's block and query tile
+constexpr int kDqRows = 128, kDqKeys = 64;     // the query pass's block and key tile
 
 // The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain.
 __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
@@ -383,7 +441,7 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
 }
 
 template <int D>
-__global__ void __launch_bounds__(kBwdThreads, 1) flash_dkv_kernel(
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
     const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
@@ -391,10 +449,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dkv_kernel(
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   bf16_t* sK = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sV = sK + kBwdKeys * D;
-  bf16_t* sQ = sV + kBwdKeys * D;               // two stages
-  bf16_t* sdO = sQ + 2 * kBwdQueries * D;       // two stages
-  float* sLse = reinterpret_cast<float*>(sdO + 2 * kBwdQueries * D);  // two stages of kBwdQueries
-  float* sDelta = sLse + 2 * kBwdQueries;
+  bf16_t* sQ = sV + kBwdKeys * D;  // kStages stages of Q, dO, lse and delta
+  bf16_t* sdO = sQ + kStages * kBwdQueries * D;
+  float* sLse = reinterpret_cast<float*>(sdO + kStages * kBwdQueries * D);
+  float* sDelta = sLse + kStages * kBwdQueries;
+  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sDelta + kStages * kBwdQueries)};
   constexpr uint32_t kTileBytes = kBwdQueries * D * sizeof(bf16_t);
 
   const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
@@ -404,34 +463,38 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dkv_kernel(
   if (k0 >= seg_hi) return;
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int warp_key = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first key in the block
-  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
+  pipe.init();
 
   // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
-  // segment end (or the window's reach). The block walks them tile by tile for each query head of its group,
-  // loading the next tile while it works on this one.
+  // segment end (or the window's reach). The block walks them tile by tile for each query head of its group.
   const int64_t q_first = causal ? k0 : seg_lo;
   const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBwdKeys - 1 + window) : seg_hi;
   const int qb_lo = static_cast<int>((q_first - seg_lo) / kBwdQueries);
   const int q_tiles = static_cast<int>((q_end - seg_lo + kBwdQueries - 1) / kBwdQueries) - qb_lo;
   const int tiles = qpg * q_tiles;
-  auto tile_head = [&](int i) { return hk * qpg + i / q_tiles; };
   auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBwdQueries; };
-  auto load_query_tile = [&](int i, int stage) {
-    const int h = tile_head(i);
-    const int64_t q0 = tile_start(i);
-    load_tile<D>(sQ + stage * kBwdQueries * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries);
-    load_tile<D>(sdO + stage * kBwdQueries * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries);
-    for (int r = threadIdx.x; r < kBwdQueries; r += blockDim.x) {
-      const bool valid = q0 + r < seg_hi;
-      const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
-      cp_async4(sLse + stage * kBwdQueries + r, lse_log2 + at, valid);
-      cp_async4(sDelta + stage * kBwdQueries + r, delta + at, valid);
-    }
-  };
-  load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys);
-  load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys);
-  if (tiles > 0) load_query_tile(0, 0);
-  cp_async_commit();
+
+  if (threadIdx.x >= kConsumerThreads) {  // the producer: K and V, then the query tiles and their row terms
+    producer_registers();
+    const int p = threadIdx.x - kConsumerThreads;
+    const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
+    load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys, p);
+    load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys, p);
+    pipe.produce(tiles, [&](int i, int stage) {
+      const int h = hk * qpg + i / q_tiles;
+      const int64_t q0 = tile_start(i);
+      load_tile<D>(sQ + stage * kBwdQueries * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries, p);
+      load_tile<D>(sdO + stage * kBwdQueries * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries, p);
+      for (int r = p; r < kBwdQueries; r += kProducerThreads) {
+        const bool valid = q0 + r < seg_hi;
+        const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
+        cp_async4(sLse + stage * kBwdQueries + r, lse_log2 + at, valid);
+        cp_async4(sDelta + stage * kBwdQueries + r, delta + at, valid);
+      }
+    });
+    return;
+  }
+  consumer_registers();
 
   const int64_t key_row[2] = {k0 + warp_key + g, k0 + warp_key + g + 8};
   // The warpgroup's 64 keys of K and V as A operands.
@@ -444,17 +507,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dkv_kernel(
   const float no_row_terms[2] = {0.f, 0.f};
 
   for (int i = 0; i < tiles; ++i) {
-    const int stage = i & 1;
+    const int stage = i % kStages;
     const int64_t q0 = tile_start(i);
-    if (i + 1 < tiles) {
-      load_query_tile(i + 1, stage ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    fence_async_shared();
-    __syncthreads();
+    pipe.wait_full(i);
     const uint32_t q_addr = smem_addr(sQ) + stage * kTileBytes, do_addr = smem_addr(sdO) + stage * kTileBytes;
 
     // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's 64 queries.
@@ -487,7 +542,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dkv_kernel(
     wgmma_wait<0>();
     fence_operands(dv_acc);
     fence_operands(dk_acc);
-    __syncthreads();  // this stage is free for the next prefetch
+    pipe.release(i);
   }
   // dK (times the softmax scale) and dV for this warp's keys.
   const float scale = scale_log2 / static_cast<float>(kLog2e);
@@ -508,7 +563,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dkv_kernel(
 // and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key pass through fp32
 // atomics, and deterministic: the summation order does not depend on scheduling.
 template <int D>
-__global__ void __launch_bounds__(kBwdThreads, 1) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
                                                                   const bf16_t* k, const bf16_t* v,
                                                                   const float* lse_log2, const float* delta,
                                                                   Segments seg, int blocks_per_seg, int64_t tokens,
@@ -518,26 +573,33 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dq_kernel(bf16_t* dq, co
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sdO = sQ + kDqRows * D;
-  bf16_t* sK = sdO + kDqRows * D;  // two stages
-  bf16_t* sV = sK + 2 * kDqKeys * D;
+  bf16_t* sK = sdO + kDqRows * D;  // kStages stages
+  bf16_t* sV = sK + kStages * kDqKeys * D;
+  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sV + kStages * kDqKeys * D)};
   constexpr uint32_t kStageBytes = kDqKeys * D * sizeof(bf16_t);
 
   const QueryBlock blk = query_block<kDqRows, kDqKeys>(seg, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
-  const int kb_lo = blk.kb_lo, kb_hi = blk.kb_hi;
+  const int kb_lo = blk.kb_lo, tiles = blk.kb_hi - blk.kb_lo;
   if (q0 >= seg_hi) return;
   const int h = blockIdx.y, hk = h / (heads / kv_heads);
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;
+  pipe.init();
 
-  const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-  const bf16_t* k_base = k + int64_t(hk) * D;
-  const bf16_t* v_base = v + int64_t(hk) * D;
-
-  load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows);
-  load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows);
-  load_key_tile<D, kDqKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb_lo);
-  cp_async_commit();
+  if (threadIdx.x >= kConsumerThreads) {  // the producer: Q and dO, then the key tiles
+    producer_registers();
+    const int p = threadIdx.x - kConsumerThreads;
+    const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
+    load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows, p);
+    load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows, p);
+    pipe.produce(tiles, [&](int i, int stage) {
+      load_key_tile<D, kDqKeys>(sK + stage * kDqKeys * D, sV + stage * kDqKeys * D, k + int64_t(hk) * D,
+                                v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
+    });
+    return;
+  }
+  consumer_registers();
 
   const int64_t row_q[2] = {q0 + warp_row + g, q0 + warp_row + g + 8};
   float row_lse[2], row_delta[2];
@@ -552,9 +614,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dq_kernel(bf16_t* dq, co
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
 
-  for (int kb = kb_lo; kb < kb_hi; ++kb) {
-    const int stage = (kb - kb_lo) & 1;
-    next_key_tile<D, kDqKeys>(sK, sV, k_base, v_base, kv_stride, blk, kb, stage);
+  for (int i = 0; i < tiles; ++i) {
+    const int stage = i % kStages, kb = kb_lo + i;
+    pipe.wait_full(i);
     const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
 
     // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's 64 keys; then dS in place of dP.
@@ -579,7 +641,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_dq_kernel(bf16_t* dq, co
     wgmma_commit();
     wgmma_wait<0>();
     fence_operands(dq_acc);
-    __syncthreads();  // the stage just read is the next prefetch target
+    pipe.release(i);
   }
 
   const float scale = scale_log2 / static_cast<float>(kLog2e);
@@ -609,17 +671,19 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
   const int key_blocks = static_cast<int>((max_seqlen + kBwdKeys - 1) / kBwdKeys);
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
-  const size_t key_smem = (2 * kBwdKeys * D + 4 * kBwdQueries * D) * sizeof(bf16_t) + 4 * kBwdQueries * sizeof(float) + 1024;
+  const size_t key_smem = (2 * kBwdKeys * D + 2 * kStages * kBwdQueries * D) * sizeof(bf16_t) +
+                          2 * kStages * kBwdQueries * sizeof(float) + 2 * kStages * sizeof(uint64_t) + 1024;
   allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
-  flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kBwdThreads, key_smem, stream()>>>(
+  flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
       ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
       ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
       scale_log2);
   CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
-  const size_t query_smem = (2 * kDqRows * D + 4 * kDqKeys * D) * sizeof(bf16_t) + 1024;
+  const size_t query_smem =
+      (2 * kDqRows * D + 2 * kStages * kDqKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
-  flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kBwdThreads, query_smem, stream()>>>(
+  flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(
       ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
