@@ -169,6 +169,23 @@ struct TilePipeline {
   }
 };
 
+// Pingpong between the two consumer warpgroups (FlashAttention-3's schedule): a warpgroup issues its wgmma only on
+// its turn and hands the turn over once issued, so the groups alternate on the tensor cores and each one's softmax
+// runs while the other's products do. Named barriers 1 and 2 mean "warpgroup 0 / 1 may issue"; each warpgroup
+// passes through the same number of turns, warpgroup 0 first.
+struct Pingpong {
+  int wg;
+  // Before the first turn; `turns` is how many each warpgroup will take.
+  __device__ void start(int turns) const {
+    if (wg == 1 && turns > 0) asm volatile("bar.arrive 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
+  }
+  __device__ void mine() const { asm volatile("bar.sync %0, %1;\n" ::"r"(1 + wg), "n"(kConsumerThreads) : "memory"); }
+  // After issuing; warpgroup 1 keeps its last turn, which nobody would take.
+  __device__ void yours(bool last) const {
+    if (!(last && wg == 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(2 - wg), "n"(kConsumerThreads) : "memory");
+  }
+};
+
 // The columns [lo, hi] of a key tile (`keys` keys from key0) that query `row` sees; empty when lo > hi. Masking by
 // two 32-bit bounds per row keeps the mask's registers and instructions off the 64-bit token indices.
 struct ColumnRange {
@@ -280,27 +297,32 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
-  for (int i = 0; i < tiles; ++i) {
-    const int stage = i % kStages, kb = kb_lo + i;
-    pipe.wait_full(i);
-    const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
-
-    // S = Q·Kᵀ for the warpgroup's 64 rows and the tile's 128 keys.
-    float sacc[kFwdKeys / 8][4];
-    wgmma_fence();
+  // Turn i issues O += P·V for tile i − 1 and S = Q·Kᵀ for tile i, so the softmax of tile i runs while the other
+  // warpgroup's turn keeps the tensor cores busy. P stays in registers as bf16 A fragments between turns. (The
+  // first and last turns are peeled off: wgmma under a branch would be serialized.)
+  uint32_t pa[kFwdKeys / 16][4];
+  float sacc[kFwdKeys / 8][4];
+  // O += P·V for tile i: V's rows are keys (K), its columns head dims (N).
+  auto issue_pv = [&](int i) {
+    const uint32_t v_addr = smem_addr(sV) + i % kStages * kStageBytes;
+    #pragma unroll
+    for (int j = 0; j < kFwdKeys / 16; ++j) wgmma_rs<D>(o, pa[j], desc_mn_major(v_addr + j * 16 * 128, kFwdKeys * 128));
+  };
+  // S = Q·Kᵀ for the warpgroup's 64 rows and tile i's 128 keys.
+  auto issue_scores = [&](int i) {
+    const uint32_t k_addr = smem_addr(sK) + i % kStages * kStageBytes;
     #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       const uint32_t step = (ks / 4) * 128 + (ks % 4) * 32;
       wgmma_ss<kFwdKeys>(sacc, desc_k_major(q_addr + step / 128 * (kFwdRows * 128) + step % 128),
                          desc_k_major(k_addr + step / 128 * (kFwdKeys * 128) + step % 128), ks > 0);
     }
-    wgmma_commit();
-    wgmma_wait<0>();
+  };
+  // Online softmax of tile i in the log2 domain (only warps whose rows cross the diagonal, the window's edge or the
+  // segment's end pay for the mask); P becomes the next turn's A fragments.
+  auto softmax = [&](int i) {
     fence_operands(sacc);
-
-    // Online softmax in the log2 domain; only warps whose rows cross the diagonal, the window's edge or the
-    // segment's end pay for the mask.
-    const int64_t key0 = seg_lo + int64_t(kb) * kFwdKeys, warp_q0 = q0 + warp_row;
+    const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kFwdKeys, warp_q0 = q0 + warp_row;
     if (tile_needs_mask(warp_q0, 16, key0, kFwdKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(warp_q0 + g, key0, kFwdKeys, seg_hi, window, causal),
                                     visible_columns(warp_q0 + g + 8, key0, kFwdKeys, seg_hi, window, causal)};
@@ -308,19 +330,40 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     } else {
       online_softmax<false, D, kFwdKeys>(sacc, o, m_run, l_run, {}, scale_log2, t);
     }
-
-    // O += P·V, P as bf16 A fragments straight from the scores; V's rows are keys (K), its columns head dims (N).
-    uint32_t pa[kFwdKeys / 16][4];
     #pragma unroll
     for (int j = 0; j < kFwdKeys / 16; ++j) a_fragment(pa[j], sacc, j);
+  };
+  const Pingpong turn{wg};
+  turn.start(tiles + 1);
+  pipe.wait_full(0);
+  turn.mine();
+  wgmma_fence();
+  issue_scores(0);
+  wgmma_commit();
+  turn.yours(false);
+  wgmma_wait<0>();
+  softmax(0);
+  for (int i = 1; i < tiles; ++i) {
+    pipe.wait_full(i);
+    turn.mine();
     wgmma_fence();
-    #pragma unroll
-    for (int j = 0; j < kFwdKeys / 16; ++j) wgmma_rs<D>(o, pa[j], desc_mn_major(v_addr + j * 16 * 128, kFwdKeys * 128));
+    issue_pv(i - 1);
+    issue_scores(i);
     wgmma_commit();
+    turn.yours(false);
     wgmma_wait<0>();
     fence_operands(o);
-    pipe.release(i);
+    pipe.release(i - 1);
+    softmax(i);
   }
+  turn.mine();
+  wgmma_fence();
+  issue_pv(tiles - 1);
+  wgmma_commit();
+  turn.yours(true);
+  wgmma_wait<0>();
+  fence_operands(o);
+  pipe.release(tiles - 1);
 
   constexpr float kLn2 = 0.69314718055994530942f;
   #pragma unroll
@@ -423,10 +466,12 @@ __device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&d
 }
 
 // Two K-major SS products over the head dim, A and B tiles in SW128 atoms: d1 = A1·B1ᵀ, d2 = A2·B2ᵀ (A rows 64 of
-// an a_rows-row tile from a1/a2, B rows N of an b_rows-row tile from b1/b2), committed as one group.
+// an a_rows-row tile from a1/a2, B rows N of an b_rows-row tile from b1/b2), issued on one pingpong turn.
 template <int D, int N>
 __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float (&d2)[N / 8][4], uint32_t a1,
-                                                   uint32_t a2, int a_rows, uint32_t b1, uint32_t b2, int b_rows) {
+                                                   uint32_t a2, int a_rows, uint32_t b1, uint32_t b2, int b_rows,
+                                                   const Pingpong& turn) {
+  turn.mine();
   wgmma_fence();
   #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
@@ -435,6 +480,7 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
     wgmma_ss<N>(d2, desc_k_major(a2 + a_step), desc_k_major(b2 + b_step), ks > 0);
   }
   wgmma_commit();
+  turn.yours(false);
   wgmma_wait<0>();
   fence_operands(d1);
   fence_operands(d2);
@@ -505,6 +551,8 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     #pragma unroll
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
   const float no_row_terms[2] = {0.f, 0.f};
+  const Pingpong turn{wg};  // two turns per tile: the score products, then dV and dK
+  turn.start(2 * tiles);
 
   for (int i = 0; i < tiles; ++i) {
     const int stage = i % kStages;
@@ -514,7 +562,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
 
     // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's 64 queries.
     float sacc[kBwdQueries / 8][4], dpacc[kBwdQueries / 8][4];
-    two_score_products<D, kBwdQueries>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries);
+    two_score_products<D, kBwdQueries>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries, turn);
     const float* cLse = sLse + stage * kBwdQueries;
     const float* cDelta = sDelta + stage * kBwdQueries;
     // Only warps whose keys cross the diagonal, the window's edge or the segment's end pay for the mask.
@@ -532,6 +580,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       a_fragment(pa[j], sacc, j);
       a_fragment(da[j], dpacc, j);
     }
+    turn.mine();
     wgmma_fence();
     #pragma unroll
     for (int j = 0; j < kBwdQueries / 16; ++j) {
@@ -539,6 +588,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
     }
     wgmma_commit();
+    turn.yours(i == tiles - 1);
     wgmma_wait<0>();
     fence_operands(dv_acc);
     fence_operands(dk_acc);
@@ -613,6 +663,8 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   float dq_acc[D / 8][4];
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
+  const Pingpong turn{wg};  // two turns per tile: the score products, then dQ
+  turn.start(2 * tiles);
 
   for (int i = 0; i < tiles; ++i) {
     const int stage = i % kStages, kb = kb_lo + i;
@@ -621,7 +673,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
 
     // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's 64 keys; then dS in place of dP.
     float sacc[kDqKeys / 8][4], dpacc[kDqKeys / 8][4];
-    two_score_products<D, kDqKeys>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys);
+    two_score_products<D, kDqKeys>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys, turn);
     const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys, warp_q0 = q0 + warp_row;
     if (tile_needs_mask(warp_q0, 16, key0, kDqKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys, seg_hi, window, causal),
@@ -634,11 +686,13 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     uint32_t da[kDqKeys / 16][4];
     #pragma unroll
     for (int j = 0; j < kDqKeys / 16; ++j) a_fragment(da[j], dpacc, j);
+    turn.mine();
     wgmma_fence();
     #pragma unroll
     for (int j = 0; j < kDqKeys / 16; ++j)
       wgmma_rs<D>(dq_acc, da[j], desc_mn_major(k_addr + j * 16 * 128, kStageBytes / (D / 64)));
     wgmma_commit();
+    turn.yours(i == tiles - 1);
     wgmma_wait<0>();
     fence_operands(dq_acc);
     pipe.release(i);
