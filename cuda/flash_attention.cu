@@ -53,18 +53,23 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Producer thread p's share of the load of rows [row0, row0 + rows) of a [tokens][stride] matrix (its head slice starts at
-// `base`) into a tile of SW128 atoms (wgmma.cuh); rows at or past `limit` become zeros.
-template <int D>
+// Producer thread p's share of the load of rows [row0, row0 + kRows) of a [tokens][stride] matrix (its head slice
+// starts at `base`) into a tile of SW128 atoms (wgmma.cuh); rows at or past `limit` become zeros. Thread p always
+// moves the same 16-byte chunk c of rows r0, r0 + kStep, ...: kStep is a multiple of 8, so the swizzle is the same
+// for all of them and each pass is one cp.async, 1 KiB further in shared memory and kStep rows further in global.
+template <int D, int kRows>
 __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
-                                          int rows, int p) {
-  constexpr int kChunks = D / 8;
-  unsigned char* bytes = reinterpret_cast<unsigned char*>(tile);
-  for (int i = p; i < rows * kChunks; i += kProducerThreads) {
-    const int r = i / kChunks, c = i % kChunks;
-    const int64_t g = row0 + r;
-    const bool valid = g < limit;
-    cp_async16(bytes + sw128_offset(r, c * 8, rows), base + (valid ? g : row0) * stride + c * 8, valid);
+                                          int p) {
+  constexpr int kChunks = D / 8, kStep = kProducerThreads / kChunks;
+  static_assert(kStep % 8 == 0 && kRows % kStep == 0, "load_tile: whole passes of whole swizzle atoms");
+  const int c = p % kChunks, r0 = p / kChunks;
+  unsigned char* dst = reinterpret_cast<unsigned char*>(tile) + sw128_offset(r0, c * 8, kRows);
+  const bf16_t* src = base + (row0 + r0) * stride + c * 8;
+  const int64_t rows_left = limit - row0 - r0, src_step = kStep * stride;
+  #pragma unroll 2
+  for (int j = 0; j < kRows / kStep; ++j, dst += kStep * 128, src += src_step) {
+    const bool valid = j * kStep < rows_left;
+    cp_async16(dst, valid ? src : base, valid);
   }
 }
 
@@ -101,8 +106,8 @@ template <int D, int kKeys>
 __device__ __forceinline__ void load_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
                                               int64_t kv_stride, const QueryBlock& b, int kb, int p) {
   const int64_t key0 = b.seg_lo + int64_t(kb) * kKeys;
-  load_tile<D>(sK, k_base, kv_stride, key0, b.seg_hi, kKeys, p);
-  load_tile<D>(sV, v_base, kv_stride, key0, b.seg_hi, kKeys, p);
+  load_tile<D, kKeys>(sK, k_base, kv_stride, key0, b.seg_hi, p);
+  load_tile<D, kKeys>(sV, v_base, kv_stride, key0, b.seg_hi, p);
 }
 
 __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
@@ -282,7 +287,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
     const int64_t kv_stride = int64_t(kv_heads) * D;
-    load_tile<D>(sQ, q + int64_t(h) * D, int64_t(heads) * D, q0, seg_hi, kFwdRows, p);
+    load_tile<D, kFwdRows>(sQ, q + int64_t(h) * D, int64_t(heads) * D, q0, seg_hi, p);
     pipe.produce(tiles, [&](int i, int stage) {
       load_key_tile<D, kFwdKeys>(sK + stage * kFwdKeys * D, sV + stage * kFwdKeys * D, k + int64_t(hk) * D,
                                  v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
@@ -524,13 +529,13 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
     const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-    load_tile<D>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys, p);
-    load_tile<D>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, kBwdKeys, p);
+    load_tile<D, kBwdKeys>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, p);
+    load_tile<D, kBwdKeys>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, p);
     pipe.produce(tiles, [&](int i, int stage) {
       const int h = hk * qpg + i / q_tiles;
       const int64_t q0 = tile_start(i);
-      load_tile<D>(sQ + stage * kBwdQueries * D, q + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries, p);
-      load_tile<D>(sdO + stage * kBwdQueries * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, kBwdQueries, p);
+      load_tile<D, kBwdQueries>(sQ + stage * kBwdQueries * D, q + int64_t(h) * D, q_stride, q0, seg_hi, p);
+      load_tile<D, kBwdQueries>(sdO + stage * kBwdQueries * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, p);
       for (int r = p; r < kBwdQueries; r += kProducerThreads) {
         const bool valid = q0 + r < seg_hi;
         const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
@@ -641,8 +646,8 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
     const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-    load_tile<D>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows, p);
-    load_tile<D>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, kDqRows, p);
+    load_tile<D, kDqRows>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, p);
+    load_tile<D, kDqRows>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, p);
     pipe.produce(tiles, [&](int i, int stage) {
       load_key_tile<D, kDqKeys>(sK + stage * kDqKeys * D, sV + stage * kDqKeys * D, k + int64_t(hk) * D,
                                 v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
