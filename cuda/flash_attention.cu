@@ -14,11 +14,11 @@ namespace weft {
 namespace cuda {
 namespace {
 
-// ---------------------------------------------------------------- flash forward (tensor cores)
+// ---------------------------------------------------------------- what the kernels share
 
 constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
 // Every kernel here is a producer warpgroup feeding two consumer warpgroups through stages of shared memory (see
-// TilePipeline), with no block-wide barrier in the loop, so the consumers drift apart and one's softmax overlaps the other's wgmma.
+// TilePipeline), with no block-wide barrier in the loop; the consumers take turns on the tensor cores (Pingpong).
 // The producer hands its registers to the consumers (setmaxnreg): 128 × 40 + 256 × 232 fit the SM's 64 Ki.
 constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads = kConsumerThreads + kProducerThreads;
 
@@ -38,8 +38,8 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
-// The m16n8k16 A fragment for 16 key columns [16j, 16j + 16) of a warp's fp32 accumulator tiles (two n8 tiles),
-// packed to bf16: how P and dS feed the next MMA without leaving registers.
+// A warp's share of a register A operand (wgmma's, laid out as mma.sync's m16n8k16) for 16 columns [16j, 16j + 16)
+// of its fp32 accumulator tiles (two n8 tiles), packed to bf16: how P and dS feed the next product in registers.
 template <int N>
 __device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const float (&acc)[N][4], int j) {
   a[0] = pack_bf16(acc[2 * j][0], acc[2 * j][1]);
@@ -56,7 +56,7 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // Producer thread p's share of the load of rows [row0, row0 + kRows) of a [tokens][stride] matrix (its head slice
 // starts at `base`) into a tile of SW128 atoms (wgmma.cuh); rows at or past `limit` become zeros. Thread p always
 // moves the same 16-byte chunk c of rows r0, r0 + kStep, ...: kStep is a multiple of 8, so the swizzle is the same
-// for all of them and each pass is one cp.async, 1 KiB further in shared memory and kStep rows further in global.
+// for all of them and each pass is one cp.async, kStep·128 bytes further in shared memory, kStep rows in global.
 template <int D, int kRows>
 __device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
                                           int p) {
@@ -254,6 +254,8 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
   }
 }
 
+// ---------------------------------------------------------------- forward
+
 // The forward runs on wgmma: two warpgroups per block, 64 query rows each (128 per block), 128-key tiles. S = Q·Kᵀ
 // reads Q and K from shared memory; P stays in registers as the A operand of O += P·V, V read as an MN-major B.
 // Each warp owns 16 rows of the accumulators (two per thread), as with mma.sync's m16n8 tiles.
@@ -394,7 +396,8 @@ template <int D>
 void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
   const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
-  const size_t smem = (kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
+  const size_t smem =
+      (kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
   flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(
@@ -404,7 +407,7 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
   CUDA_CHECK_LAUNCH();
 }
 
-// ---------------------------------------------------------------- flash backward (tensor cores)
+// ---------------------------------------------------------------- backward
 //
 // Two passes on wgmma, no atomics. The key pass: one block per (segment, 128-key block, kv head), two warpgroups
 // of 64 keys that keep dK and dV in registers while the block walks every 64-query tile (of every query head of
@@ -578,7 +581,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     } else {
       softmax_backward<false, kBwdQueries>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms, scale_log2, t);
     }
-    // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows are queries).
+    // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows: queries).
     uint32_t pa[kBwdQueries / 16][4], da[kBwdQueries / 16][4];
     #pragma unroll
     for (int j = 0; j < kBwdQueries / 16; ++j) {
