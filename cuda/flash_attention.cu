@@ -455,8 +455,8 @@ __device__ __forceinline__ ColumnRange seeing_queries(int64_t key, int64_t q0, i
 }
 
 // A scores tile's softmax backward in place: P in s, dS in dp. Each warp holds 16 accumulator rows, two per thread
-// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. `col_lse`/`col_delta` give the terms when columns are queries
-// (the key pass), `row_lse`/`row_delta` when rows are (the query pass).
+// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. `col_lse`/`col_delta` give the terms when
+// columns are queries (the key pass), `row_lse`/`row_delta` when rows are (the query pass).
 template <bool kMasked, int N>
 __device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&dp)[N / 8][4],
                                                  const ColumnRange (&shown)[2], const float* col_lse,
