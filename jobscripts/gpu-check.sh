@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v3 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v4 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -112,21 +112,26 @@ PY
       # The 1.5B shape on one GPU with each recomputation mode: throughput and peak memory.
       for mode in none selective full; do one_gpu_1p5b "recompute=$mode" --train.recompute=$mode; done ;;
     profile)
-      # Where a 1.5B step's GPU time goes: Nsight Systems over 6 steps, kernels summed by name.
+      # Where a 1.5B step's GPU time goes, kernels summed by name: Nsight Systems over 6 steps where it is installed,
+      # else Nsight Compute timing every kernel of one step (serialized, clocks not locked: kernel time without
+      # overlap between streams).
       rm -rf runs/profile-1.5b
       nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
-      [ -z "$nsys" ] && { row "profile: no nsys on this machine"; continue; }
-      "$nsys" profile -o "$OUT/weft-1.5b" --force-overwrite true -t cuda,nvtx "$BUILD/weft" train bench/decks/llama-1.5b.ini \
-        --train.train_iters=6 --log.interval=6 --log.dir=runs/profile-1.5b >"$OUT/profile_run.log" 2>&1
-      "$nsys" stats -q --report cuda_gpu_kern_sum --format csv "$OUT/weft-1.5b.nsys-rep" >"$OUT/kernels_by_time.csv" 2>&1
-      python3 - "$OUT/kernels_by_time.csv" <<'PY' | tee "$OUT/profile.txt"
-import csv, sys
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 8 and r[0][:1].isdigit()]
-total = sum(float(r[1]) for r in rows)
-print(f"GPU kernel time over 6 steps: {total/1e9:.3f} s ({total/6e6:.1f} ms per step)")
-for r in rows[:25]:
-    print(f"{float(r[0]):5.1f}%  {float(r[1])/6e6:8.2f} ms/step  {int(r[2]):6d} calls  {r[8][:110]}")
-PY
+      ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      if [ -n "$nsys" ]; then
+        "$nsys" profile -o "$OUT/weft-1.5b" --force-overwrite true -t cuda "$BUILD/weft" train bench/decks/llama-1.5b.ini \
+          --train.train_iters=6 --log.interval=6 --log.dir=runs/profile-1.5b >"$OUT/profile_run.log" 2>&1
+        "$nsys" stats -q --report cuda_gpu_kern_sum --format csv "$OUT/weft-1.5b.nsys-rep" >"$OUT/kernels_by_time.csv" 2>&1
+        steps=6 tool=nsys
+      elif [ -n "$ncu" ]; then
+        timeout 500 "$ncu" --metrics gpu__time_duration.sum --csv --print-units base --clock-control none \
+          --log-file "$OUT/kernels_by_time.csv" "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.train_iters=1 \
+          --log.interval=1 --log.dir=runs/profile-1.5b >"$OUT/profile_run.log" 2>&1
+        steps=1 tool=ncu
+      else
+        row "profile: neither nsys nor ncu on this machine"; continue
+      fi
+      python3 bench/peers/kernel_time_summary.py "$tool" "$OUT/kernels_by_time.csv" "$steps" | tee "$OUT/profile.txt"
       row "profile: $(head -1 "$OUT/profile.txt")" ;;
     bench)
       "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
