@@ -202,7 +202,13 @@ bool enable_cuda_backend(int local_rank) {
   if (!cuda_device_available()) return false;
   int count = 0;
   CUDA_CHECK(cudaGetDeviceCount(&count));
-  CUDA_CHECK(cudaSetDevice(local_rank % count));
+  const int device = local_rank % count;
+  CUDA_CHECK(cudaSetDevice(device));
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  // The kernels exist for sm_90a only: another GPU would fail at the first launch with a less helpful message.
+  WEFT_CHECK(prop.major == 9 && prop.minor == 0, "weft's CUDA backend is built for Hopper GPUs (sm_90a); GPU ", device,
+             " is ", prop.name, " (compute capability ", prop.major, ".", prop.minor, ")");
   CUDA_CHECK(cudaStreamCreateWithFlags(&cuda::g_stream, cudaStreamNonBlocking));
   ops = new CudaOps();
   register_ops(Device::cuda, ops);
