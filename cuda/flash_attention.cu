@@ -174,6 +174,14 @@ struct TilePipeline {
   }
 };
 
+// A kernel's dynamic shared memory: its tiles (SW128 atoms, which must start on a 1024-byte boundary) from the
+// first such boundary, then the pipeline's barriers. The launch asks for pipeline_smem(tile bytes), 1 KiB more than
+// tiles and barriers take; the kernel finds its tiles at aligned_tiles(smem_raw).
+constexpr size_t pipeline_smem(size_t tile_bytes) { return tile_bytes + 2 * kStages * sizeof(uint64_t) + 1024; }
+__device__ __forceinline__ unsigned char* aligned_tiles(unsigned char* smem_raw) {
+  return smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+}
+
 // Pingpong between the two consumer warpgroups (FlashAttention-3's schedule): a warpgroup issues its wgmma only on
 // its turn and hands the turn over once issued, so the groups alternate on the tensor cores and each one's softmax
 // runs while the other's products do. Named barriers 1 and 2 mean "warpgroup 0 / 1 may issue"; each warpgroup
@@ -268,8 +276,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
                                                                    int kv_heads, int64_t window, bool causal,
                                                                    float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
-  // SW128 atoms need 1024-byte alignment; the launch asks for 1 KiB more than the tiles take.
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem = aligned_tiles(smem_raw);
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sK = sQ + kFwdRows * D;  // kStages stages
   bf16_t* sV = sK + kStages * kFwdKeys * D;
@@ -396,8 +403,7 @@ template <int D>
 void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
   const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
-  const size_t smem =
-      (kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
+  const size_t smem = pipeline_smem((kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
   flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(
@@ -500,7 +506,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem = aligned_tiles(smem_raw);
   bf16_t* sK = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sV = sK + kBwdKeys * D;
   bf16_t* sQ = sV + kBwdKeys * D;  // kStages stages of Q, dO, lse and delta
@@ -628,7 +634,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
                                                                   int heads, int kv_heads, int64_t window, bool causal,
                                                                   float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem = aligned_tiles(smem_raw);
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sdO = sQ + kDqRows * D;
   bf16_t* sK = sdO + kDqRows * D;  // kStages stages
@@ -733,8 +739,8 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
   const int key_blocks = static_cast<int>((max_seqlen + kBwdKeys - 1) / kBwdKeys);
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
-  const size_t key_smem = (2 * kBwdKeys * D + 2 * kStages * kBwdQueries * D) * sizeof(bf16_t) +
-                          2 * kStages * kBwdQueries * sizeof(float) + 2 * kStages * sizeof(uint64_t) + 1024;
+  const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries * D) * sizeof(bf16_t) +
+                                        2 * kStages * kBwdQueries * sizeof(float));
   allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
   flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
       ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
@@ -742,8 +748,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
       scale_log2);
   CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
-  const size_t query_smem =
-      (2 * kDqRows * D + 2 * kStages * kDqKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
+  const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
   flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(
       ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
