@@ -1,11 +1,14 @@
 // weft/cuda/flash_attention.cu v2 — flash attention on Hopper's tensor cores: GQA, causal or full, sliding windows
 // and document segments, head dims 64 and 128.
 //
-// Every product runs on warpgroup MMA (wgmma.cuh): tiles move with cp.async into shared memory laid out in SW128
+// Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
 // atoms, from where wgmma reads its operands; scores stay in registers as the A operand of the next product. Online
 // softmax in the log2 domain with fp32 state. The backward runs two passes without atomics, so it is deterministic:
 // one block per key block keeps dK and dV in registers (FlashAttention-2's split), one block per query block keeps
 // dQ.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include "attention_kernels.h"
 #include "common.cuh"
 #include "wgmma.cuh"
@@ -24,15 +27,6 @@ constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads =
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -53,24 +47,25 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Producer thread p's share of the load of rows [row0, row0 + kRows) of a [tokens][stride] matrix (its head slice
-// starts at `base`) into a tile of SW128 atoms (wgmma.cuh); rows at or past `limit` become zeros. Thread p always
-// moves the same 16-byte chunk c of rows r0, r0 + kStep, ...: kStep is a multiple of 8, so the swizzle is the same
-// for all of them and each pass is one cp.async, kStep·128 bytes further in shared memory, kStep rows in global.
+// The tensor maps of a call's bf16 [tokens][heads][D] inputs, for the TMA unit: boxes of 64 head dims (128 bytes, one
+// SW128 atom row) × one head × a tile's rows, written to shared memory in the SW128 layout wgmma reads. Rows past
+// the tensor's end arrive as zeros; rows past a segment's end arrive as they are and the masks give them zero
+// weight (P = 0 exactly, so they add nothing).
+struct FlashMaps {
+  CUtensorMap q, k, v, dout;
+};
+
+// Starts the TMA load of rows [row0, row0 + kRows) of head `head` into a tile of SW128 atoms (one box per 64-column
+// block); `bar` counts the bytes as they land.
 template <int D, int kRows>
-__device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
-                                          int p) {
-  constexpr int kChunks = D / 8, kStep = kProducerThreads / kChunks;
-  static_assert(kStep % 8 == 0 && kRows % kStep == 0, "load_tile: whole passes of whole swizzle atoms");
-  const int c = p % kChunks, r0 = p / kChunks;
-  unsigned char* dst = reinterpret_cast<unsigned char*>(tile) + sw128_offset(r0, c * 8, kRows);
-  const bf16_t* src = base + (row0 + r0) * stride + c * 8;
-  const int64_t rows_left = limit - row0 - r0, src_step = kStep * stride;
-  #pragma unroll 2
-  for (int j = 0; j < kRows / kStep; ++j, dst += kStep * 128, src += src_step) {
-    const bool valid = j * kStep < rows_left;
-    cp_async16(dst, valid ? src : base, valid);
-  }
+__device__ __forceinline__ void tma_tile(bf16_t* tile, const CUtensorMap* map, int head, int64_t row0, uint64_t* bar) {
+  #pragma unroll
+  for (int b = 0; b < D / 64; ++b)
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+        ::"r"(smem_addr(tile) + b * kRows * 128), "l"(map), "r"(b * 64), "r"(head), "r"(static_cast<int>(row0)),
+        "r"(smem_addr(bar))
+        : "memory");
 }
 
 // Whether `rows` queries from q0 × `keys` keys from key0 have any (query, key) pair the mask hides: keys after a
@@ -101,20 +96,15 @@ __device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_s
   return b;
 }
 
-// Producer thread p's share of the load of key tile kb of K and V into one stage (sK, sV at that stage).
-template <int D, int kKeys>
-__device__ __forceinline__ void load_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
-                                              int64_t kv_stride, const QueryBlock& b, int kb, int p) {
-  const int64_t key0 = b.seg_lo + int64_t(kb) * kKeys;
-  load_tile<D, kKeys>(sK, k_base, kv_stride, key0, b.seg_hi, p);
-  load_tile<D, kKeys>(sV, v_base, kv_stride, key0, b.seg_hi, p);
-}
-
 __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Adds `bytes` to the transactions the barrier's current phase waits for (the TMA loads about to be issued).
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
 }
 // Waits until the barrier's phase of this parity has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
@@ -129,8 +119,8 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
 __device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n"); }
 __device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n"); }
 // A pipeline of kStages stages of shared memory and their barriers (2·kStages mbarriers): full[s] completes when
-// the producer's threads have seen their loads into stage s land (and fenced them for wgmma's async proxy); empty[s]
-// when all consumer threads are done reading it. Three stages let the producer load two tiles ahead.
+// every producer thread has arrived and the bytes its TMA loads expect have landed; empty[s] when all consumer
+// threads are done reading it. Three stages let the producer run two tiles ahead.
 constexpr int kStages = 3;
 struct TilePipeline {
   uint64_t* bar;  // full[kStages], then empty[kStages]
@@ -146,31 +136,21 @@ struct TilePipeline {
   // Consumers: wait for tile i, then release it once read.
   __device__ void wait_full(int i) const { mbar_wait(bar + i % kStages, (i / kStages) & 1); }
   __device__ void release(int i) const { mbar_arrive(bar + kStages + i % kStages); }
-  // The producer warpgroup: `load(i, stage)` issues tile i's cp.async into a stage (loads issued before the call join
-  // tile 0). A tile is marked full as soon as it lands; a stage is refilled once its consumers release it. Every
-  // step commits one cp.async group (empty or not), so tile i's group always has kStages − 2 groups after it once
-  // the first tile is out.
-  template <typename Load>
-  __device__ void produce(int n, Load load) const {
-    for (int s = 0; s < kStages; ++s) {
-      if (s < n) load(s, s);
-      cp_async_commit();
-    }
+  // The producer warpgroup, thread p: for each tile, once its stage is free, thread 0 announces `bytes(i)` and
+  // `issue(i, stage, full)` starts the TMA loads; `fill(i, stage)` lets every thread write what TMA does not carry
+  // (plain stores); then all arrive.
+  template <typename Bytes, typename Issue, typename Fill>
+  __device__ void produce(int n, int p, Bytes bytes, Issue issue, Fill fill) const {
     for (int i = 0; i < n; ++i) {
-      if (i == 0) cp_async_wait<kStages - 1>();
-      else cp_async_wait<kStages - 2>();
-      fence_async_shared();
-      mbar_arrive(bar + i % kStages);
-      if (i >= 1) {
-        const int next = i - 1 + kStages;
-        if (next < n) {
-          mbar_wait(bar + kStages + (i - 1) % kStages, ((i - 1) / kStages) & 1);
-          load(next, next % kStages);
-        }
-        cp_async_commit();
+      const int s = i % kStages;
+      if (i >= kStages) mbar_wait(bar + kStages + s, (i / kStages - 1) & 1);
+      if (p == 0) {
+        mbar_expect_tx(bar + s, bytes(i));
+        issue(i, s, bar + s);
       }
+      fill(i, s);
+      mbar_arrive(bar + s);
     }
-    cp_async_wait<0>();
   }
 };
 
@@ -262,8 +242,8 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
 constexpr int kFwdRows = 128, kFwdKeys = 128;
 
 template <int D>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
-                                                                   const bf16_t* k, const bf16_t* v, Segments seg,
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse,
+                                                                   const __grid_constant__ FlashMaps maps, Segments seg,
                                                                    int blocks_per_seg, int64_t tokens, int heads,
                                                                    int kv_heads, int64_t window, bool causal,
                                                                    float scale_log2) {
@@ -288,12 +268,16 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   if (threadIdx.x >= kConsumerThreads) {  // the producer: Q, then the key tiles
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    const int64_t kv_stride = int64_t(kv_heads) * D;
-    load_tile<D, kFwdRows>(sQ, q + int64_t(h) * D, int64_t(heads) * D, q0, seg_hi, p);
-    pipe.produce(tiles, [&](int i, int stage) {
-      load_key_tile<D, kFwdKeys>(sK + stage * kFwdKeys * D, sV + stage * kFwdKeys * D, k + int64_t(hk) * D,
-                                 v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
-    });
+    constexpr uint32_t kQBytes = kFwdRows * D * sizeof(bf16_t), kKvBytes = 2 * kFwdKeys * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) tma_tile<D, kFwdRows>(sQ, &maps.q, h, q0, full);
+          const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kFwdKeys;
+          tma_tile<D, kFwdKeys>(sK + stage * kFwdKeys * D, &maps.k, hk, key0, full);
+          tma_tile<D, kFwdKeys>(sV + stage * kFwdKeys * D, &maps.v, hk, key0, full);
+        },
+        [](int, int) {});
     return;
   }
   consumer_registers();
@@ -386,6 +370,34 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   }
 }
 
+// The driver's tensor-map encoder, found through the runtime (weft does not link libcuda itself).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    WEFT_CHECK(found == cudaDriverEntryPointSuccess && fn, "attention: the CUDA driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// The tensor map of a bf16 [tokens][heads][dim] tensor for boxes of 64 head dims × one head × `rows` tokens, written
+// to shared memory with the 128-byte swizzle (see FlashMaps); tokens past the end read as zeros.
+CUtensorMap head_map(const Tensor& t, int64_t tokens, int64_t heads, int dim, int rows) {
+  CUtensorMap map;
+  const cuuint64_t dims[3] = {cuuint64_t(dim), cuuint64_t(heads), cuuint64_t(tokens)};
+  const cuuint64_t strides[2] = {cuuint64_t(dim) * sizeof(bf16_t), cuuint64_t(heads * dim) * sizeof(bf16_t)};
+  const cuuint32_t box[3] = {64, 1, cuuint32_t(rows)}, unit[3] = {1, 1, 1};
+  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
+                                          const_cast<bf16_t*>(ptr<bf16_t>(t)), dims, strides, box, unit,
+                                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  WEFT_CHECK(r == CUDA_SUCCESS, "attention: cuTensorMapEncodeTiled failed (CUresult ", int(r), ") for a [", tokens,
+             "][", heads, "][", dim, "] bf16 tensor");
+  return map;
+}
+
 // Lets a kernel launch with more than 48 KiB of dynamic shared memory.
 template <typename Kernel>
 void allow_dynamic_smem(Kernel kernel, size_t bytes) {
@@ -400,8 +412,11 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
       (kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
+  const int64_t heads = p.num_heads, kv_heads = p.num_kv_heads;
+  const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows), head_map(k, tokens, kv_heads, D, kFwdKeys),
+                       head_map(v, tokens, kv_heads, D, kFwdKeys), {}};
   flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(
-      ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
+      ptr<bf16_t>(out), ptr<float>(lse), maps, seg, blocks_per_seg, tokens,
       static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
       static_cast<float>(p.scale * kLog2e));
   CUDA_CHECK_LAUNCH();
@@ -429,11 +444,6 @@ __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const 
     delta[int64_t(h) * tokens + i] = s;
     lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * static_cast<float>(kLog2e);
   }
-}
-
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(valid ? 4 : 0));
 }
 
 // The softmax backward for one score s: p = exp2(s·scale·log2e − lse₂) (zero where the mask hides the pair) and,
@@ -496,8 +506,8 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
 
 template <int D>
 __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
-    bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
-    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    bf16_t* dk, bf16_t* dv, const __grid_constant__ FlashMaps maps, const float* lse_log2, const float* delta,
+    Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
@@ -531,21 +541,24 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   if (threadIdx.x >= kConsumerThreads) {  // the producer: K and V, then the query tiles and their row terms
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-    load_tile<D, kBwdKeys>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, p);
-    load_tile<D, kBwdKeys>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, p);
-    pipe.produce(tiles, [&](int i, int stage) {
-      const int h = hk * qpg + i / q_tiles;
-      const int64_t q0 = tile_start(i);
-      load_tile<D, kBwdQueries>(sQ + stage * kBwdQueries * D, q + int64_t(h) * D, q_stride, q0, seg_hi, p);
-      load_tile<D, kBwdQueries>(sdO + stage * kBwdQueries * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, p);
-      for (int r = p; r < kBwdQueries; r += kProducerThreads) {
-        const bool valid = q0 + r < seg_hi;
-        const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
-        cp_async4(sLse + stage * kBwdQueries + r, lse_log2 + at, valid);
-        cp_async4(sDelta + stage * kBwdQueries + r, delta + at, valid);
-      }
-    });
+    constexpr uint32_t kKvBytes = 2 * kBwdKeys * D * sizeof(bf16_t), kTileBytes = 2 * kBwdQueries * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kKvBytes + kTileBytes : kTileBytes; },
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) {
+            tma_tile<D, kBwdKeys>(sK, &maps.k, hk, k0, full);
+            tma_tile<D, kBwdKeys>(sV, &maps.v, hk, k0, full);
+          }
+          const int h = hk * qpg + i / q_tiles;
+          tma_tile<D, kBwdQueries>(sQ + stage * kBwdQueries * D, &maps.q, h, tile_start(i), full);
+          tma_tile<D, kBwdQueries>(sdO + stage * kBwdQueries * D, &maps.dout, h, tile_start(i), full);
+        },
+        [&](int i, int stage) {  // the row terms of the tile's queries (zero past the segment)
+          if (p >= kBwdQueries) return;
+          const int64_t row = tile_start(i) + p, at = int64_t(hk * qpg + i / q_tiles) * tokens + row;
+          sLse[stage * kBwdQueries + p] = row < seg_hi ? lse_log2[at] : 0.f;
+          sDelta[stage * kBwdQueries + p] = row < seg_hi ? delta[at] : 0.f;
+        });
     return;
   }
   consumer_registers();
@@ -621,8 +634,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
 // and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key pass through fp32
 // atomics, and deterministic: the summation order does not depend on scheduling.
 template <int D>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
-                                                                  const bf16_t* k, const bf16_t* v,
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq, const __grid_constant__ FlashMaps maps,
                                                                   const float* lse_log2, const float* delta,
                                                                   Segments seg, int blocks_per_seg, int64_t tokens,
                                                                   int heads, int kv_heads, int64_t window, bool causal,
@@ -648,13 +660,19 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   if (threadIdx.x >= kConsumerThreads) {  // the producer: Q and dO, then the key tiles
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-    load_tile<D, kDqRows>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, p);
-    load_tile<D, kDqRows>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, p);
-    pipe.produce(tiles, [&](int i, int stage) {
-      load_key_tile<D, kDqKeys>(sK + stage * kDqKeys * D, sV + stage * kDqKeys * D, k + int64_t(hk) * D,
-                                v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
-    });
+    constexpr uint32_t kQBytes = 2 * kDqRows * D * sizeof(bf16_t), kKvBytes = 2 * kDqKeys * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) {
+            tma_tile<D, kDqRows>(sQ, &maps.q, h, q0, full);
+            tma_tile<D, kDqRows>(sdO, &maps.dout, h, q0, full);
+          }
+          const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kDqKeys;
+          tma_tile<D, kDqKeys>(sK + stage * kDqKeys * D, &maps.k, hk, key0, full);
+          tma_tile<D, kDqKeys>(sV + stage * kDqKeys * D, &maps.v, hk, key0, full);
+        },
+        [](int, int) {});
     return;
   }
   consumer_registers();
@@ -736,17 +754,20 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const size_t key_smem = (2 * kBwdKeys * D + 2 * kStages * kBwdQueries * D) * sizeof(bf16_t) +
                           2 * kStages * kBwdQueries * sizeof(float) + 2 * kStages * sizeof(uint64_t) + 1024;
   allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
+  const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries), head_map(k, tokens, kv_heads, D, kBwdKeys),
+                           head_map(v, tokens, kv_heads, D, kBwdKeys), head_map(dout, tokens, heads, D, kBwdQueries)};
   flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
-      ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
-      ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
+      ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
       scale_log2);
   CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
   const size_t query_smem =
       (2 * kDqRows * D + 2 * kStages * kDqKeys * D) * sizeof(bf16_t) + 2 * kStages * sizeof(uint64_t) + 1024;
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
+  const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys),
+                             head_map(v, tokens, kv_heads, D, kDqKeys), head_map(dout, tokens, heads, D, kDqRows)};
   flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(
-      ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
+      ptr<bf16_t>(dq), query_maps, ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
 }

@@ -48,8 +48,6 @@ __device__ __forceinline__ void fence_operands(float (&d)[T][4]) {
     #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
 }
-// Shared memory written by ordinary stores or cp.async must be made visible to wgmma's (async proxy) reads.
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 #define WEFT_ACC4(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
 #define WEFT_ACC32(d, j)                                                                                        \
