@@ -339,8 +339,8 @@ __device__ __forceinline__ ColumnRange seeing_queries(int64_t key, int64_t q0, i
 }
 
 // A scores tile's softmax backward in place: P in s, dS in dp. Each warp holds 16 accumulator rows, two per thread
-// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. `col_lse`/`col_delta` give the terms when columns are queries
-// (the key pass), `row_lse`/`row_delta` when rows are (the query pass).
+// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. `col_lse`/`col_delta` give the terms when
+// columns are queries (the key pass), `row_lse`/`row_delta` when rows are (the query pass).
 template <bool kMasked, int N>
 __device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&dp)[N / 8][4],
                                                  const ColumnRange (&shown)[2], const float* col_lse,
@@ -508,7 +508,8 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
 // and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key pass through fp32
 // atomics, and deterministic: the summation order does not depend on scheduling.
 template <int D>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq, const __grid_constant__ FlashMaps maps,
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq,
+                                                                  const __grid_constant__ FlashMaps maps,
                                                                   const float* lse_log2, const float* delta,
                                                                   Segments seg, int blocks_per_seg, int64_t tokens,
                                                                   int heads, int kv_heads, int64_t window, bool causal,
@@ -631,8 +632,8 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries), head_map(k, tokens, kv_heads, D, kBwdKeys),
                            head_map(v, tokens, kv_heads, D, kBwdKeys), head_map(dout, tokens, heads, D, kBwdQueries)};
   flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
-      ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
-      scale_log2);
+      ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens,
+      heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
   const size_t query_smem =

@@ -41,7 +41,8 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 }
 // Adds `bytes` to the transactions the barrier's current phase waits for (the TMA loads about to be issued).
 __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
 }
 // Waits until the barrier's phase of this parity has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
