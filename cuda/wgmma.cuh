@@ -12,11 +12,9 @@ namespace weft::cuda {
 
 // Tiles for wgmma live in shared memory as "SW128 atoms": the tile's columns split into blocks of 64 bf16 (128 bytes,
 // one row of an atom); block b holds every row, 128 bytes each, and the 16-byte chunks of row r are XOR-swizzled
-// by r mod 8, so eight rows form a 1024-byte atom. The tile must start on a 1024-byte boundary.
-// Byte offset of element (r, c) in such a tile of `rows` rows.
-__device__ __forceinline__ uint32_t sw128_offset(int r, int c, int rows) {
-  return uint32_t((c >> 6) * rows * 128 + r * 128 + ((((c >> 3) & 7) ^ (r & 7)) << 4) + (c & 7) * 2);
-}
+// by r mod 8, so eight rows form a 1024-byte atom: element (r, c) of a `rows`-row tile sits at byte
+// (c / 64)·rows·128 + r·128 + ((c / 8 mod 8) XOR (r mod 8))·16 + (c mod 8)·2. The TMA unit writes exactly this with
+// its 128-byte swizzle. The tile must start on a 1024-byte boundary.
 
 // A descriptor's 14-bit fields hold byte quantities divided by 16.
 __device__ __forceinline__ uint64_t desc_field(uint32_t bytes) { return uint64_t((bytes & 0x3FFFF) >> 4); }
