@@ -86,13 +86,12 @@ __device__ __forceinline__ ColumnRange visible_columns(int64_t row, int64_t key0
 }
 
 // One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
-// probabilities in place, and the running max, sum and output are rescaled. exp2(s·scale·log2e − max) is one
+// probabilities in place, the running max and sum move on, and corr says how to rescale the output. exp2(s·scale·log2e − max) is one
 // FFMA and one MUFU op per score.
-template <bool kMasked, int D, int kKeys>
-__device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
-                                               float (&l_run)[2], const ColumnRange (&shown)[2], float scale_log2,
+template <bool kMasked, int kKeys>
+__device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&m_run)[2], float (&l_run)[2],
+                                               float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
-  float corr[2];
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = -INFINITY;
@@ -124,7 +123,11 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
     l_run[r] = l_run[r] * corr[r] + rowsum;
     m_run[r] = m_new;
   }
-  // Once the running max settles (most tiles of a long row), no row of the warp needs the rescale.
+}
+// O's rows rescaled to a new running max (corr from online_softmax). Once the max settles (most tiles of a long
+// row), no row of the warp needs it.
+template <int D>
+__device__ __forceinline__ void rescale_output(float (&o)[D / 8][4], const float (&corr)[2]) {
   if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
     #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
@@ -190,11 +193,13 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
-  // Turn i issues O += P·V for tile i − 1 and S = Q·Kᵀ for tile i, so the softmax of tile i runs while the other
-  // warpgroup's turn keeps the tensor cores busy. P stays in registers as bf16 A fragments between turns. (The
-  // first and last turns are peeled off: wgmma under a branch would be serialized.)
+  // Turn i issues S = Q·Kᵀ for tile i + 1, then O += P·V for tile i; the softmax of tile i + 1 runs as soon as its
+  // scores are in, while this warpgroup's P·V and then the other warpgroup's turn keep the tensor cores busy
+  // (FlashAttention-3's two overlaps). P waits in fp32 until P·V of the previous tile has read the bf16 fragments;
+  // the output is rescaled only after that P·V has landed. (The first and last turns are peeled off: wgmma under a
+  // branch would be serialized.)
   uint32_t pa[kFwdKeys / 16][4];
-  float sacc[kFwdKeys / 8][4];
+  float sacc[kFwdKeys / 8][4], corr[2];
   // O += P·V for tile i: V's rows are keys (K), its columns head dims (N).
   auto issue_pv = [&](int i) {
     const uint32_t v_addr = smem_addr(sV) + i % kStages * kStageBytes;
@@ -212,17 +217,20 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     }
   };
   // Online softmax of tile i in the log2 domain (only warps whose rows cross the diagonal, the window's edge or the
-  // segment's end pay for the mask); P becomes the next turn's A fragments.
+  // segment's end pay for the mask).
   auto softmax = [&](int i) {
     fence_operands(sacc);
     const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kFwdKeys, warp_q0 = q0 + warp_row;
     if (tile_needs_mask(warp_q0, 16, key0, kFwdKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(warp_q0 + g, key0, kFwdKeys, seg_hi, window, causal),
                                     visible_columns(warp_q0 + g + 8, key0, kFwdKeys, seg_hi, window, causal)};
-      online_softmax<true, D, kFwdKeys>(sacc, o, m_run, l_run, shown, scale_log2, t);
+      online_softmax<true, kFwdKeys>(sacc, m_run, l_run, corr, shown, scale_log2, t);
     } else {
-      online_softmax<false, D, kFwdKeys>(sacc, o, m_run, l_run, {}, scale_log2, t);
+      online_softmax<false, kFwdKeys>(sacc, m_run, l_run, corr, {}, scale_log2, t);
     }
+  };
+  // P of the tile just softmaxed becomes the next turn's A fragments.
+  auto keep_p = [&] {
     #pragma unroll
     for (int j = 0; j < kFwdKeys / 16; ++j) a_fragment(pa[j], sacc, j);
   };
@@ -236,18 +244,24 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   turn.yours(false);
   wgmma_wait<0>();
   softmax(0);
-  for (int i = 1; i < tiles; ++i) {
-    pipe.wait_full(i);
+  keep_p();  // O is still zero: nothing to rescale
+  for (int i = 0; i + 1 < tiles; ++i) {
+    pipe.wait_full(i + 1);
     turn.mine();
     wgmma_fence();
-    issue_pv(i - 1);
-    issue_scores(i);
+    issue_scores(i + 1);
+    wgmma_commit();
+    issue_pv(i);
     wgmma_commit();
     turn.yours(false);
+    wgmma_wait<1>();  // the scores; P·V may still run
+    softmax(i + 1);
     wgmma_wait<0>();
     fence_operands(o);
-    pipe.release(i - 1);
-    softmax(i);
+    fence_operands(pa);  // P·V read these until now: they must not have been reused for the softmax
+    pipe.release(i);
+    rescale_output<D>(o, corr);
+    keep_p();
   }
   turn.mine();
   wgmma_fence();

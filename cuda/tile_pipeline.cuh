@@ -13,7 +13,7 @@ namespace weft::cuda {
 
 // A block is a producer warpgroup feeding two consumer warpgroups through stages of shared memory (TilePipeline),
 // with no block-wide barrier in the loop; the consumers take turns on the tensor cores (Pingpong). The producer
-// hands its registers to the consumers (setmaxnreg): 128 × 40 + 256 × 232 fit the SM's 64 Ki.
+// hands its registers to the consumers (setmaxnreg): 128 × 24 + 256 × 240 fit the SM's 64 Ki.
 constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads = kConsumerThreads + kProducerThreads;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -55,8 +55,8 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
 }
 
 // Called by a whole warpgroup as the roles split.
-__device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n"); }
-__device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n"); }
+__device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n"); }
+__device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n"); }
 // A pipeline of kStages stages of shared memory and their barriers (2·kStages mbarriers): full[s] completes when
 // every producer thread has arrived and the bytes its TMA loads expect have landed; empty[s] when all consumer
 // threads are done reading it. Three stages let the producer run two tiles ahead.

@@ -47,6 +47,15 @@ __device__ __forceinline__ void fence_operands(float (&d)[T][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
 }
 
+// The same for A fragments that an unfinished wgmma may still be reading.
+template <int T>
+__device__ __forceinline__ void fence_operands(uint32_t (&a)[T][4]) {
+  #pragma unroll
+  for (int i = 0; i < T; ++i)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[i][e])::"memory");
+}
+
 #define WEFT_ACC4(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
 #define WEFT_ACC32(d, j)                                                                                        \
   WEFT_ACC4(d, j), WEFT_ACC4(d, j + 1), WEFT_ACC4(d, j + 2), WEFT_ACC4(d, j + 3), WEFT_ACC4(d, j + 4),         \
