@@ -1,13 +1,14 @@
 // weft/cuda/flash_attention.cu v2 — flash attention on Hopper's tensor cores: GQA, causal or full, sliding windows
 // and document segments, head dims 64 and 128.
 //
-// Every product runs on warpgroup MMA (wgmma.cuh): tiles move with cp.async into shared memory laid out in SW128
+// Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
 // atoms, from where wgmma reads its operands; scores stay in registers as the A operand of the next product. Online
 // softmax in the log2 domain with fp32 state. The backward runs two passes without atomics, so it is deterministic:
 // one block per key block keeps dK and dV in registers (FlashAttention-2's split), one block per query block keeps
 // dQ.
 #include "attention_kernels.h"
 #include "common.cuh"
+#include "tile_pipeline.cuh"
 #include "wgmma.cuh"
 
 namespace weft {
@@ -17,23 +18,6 @@ namespace {
 // ---------------------------------------------------------------- what the kernels share
 
 constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
-// Every kernel here is a producer warpgroup feeding two consumer warpgroups through stages of shared memory (see
-// TilePipeline), with no block-wide barrier in the loop; the consumers take turns on the tensor cores (Pingpong).
-// The producer hands its registers to the consumers (setmaxnreg): 128 × 40 + 256 × 232 fit the SM's 64 Ki.
-constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads = kConsumerThreads + kProducerThreads;
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
@@ -47,31 +31,32 @@ __device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const float (&acc)[
   a[2] = pack_bf16(acc[2 * j + 1][0], acc[2 * j + 1][1]);
   a[3] = pack_bf16(acc[2 * j + 1][2], acc[2 * j + 1][3]);
 }
+// Four 8×8 b16 matrices from shared memory into the m16n8k16 A layout.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// This lane's ldmatrix address for the A fragment of columns [16ks, 16ks + 16) of the 16 rows from row0, in a SW128
+// tile of kRows rows starting at byte address `tile` (see wgmma.cuh).
+template <int kRows>
+__device__ __forceinline__ uint32_t a_fragment_address(uint32_t tile, int row0, int ks, int lane) {
+  const int r = row0 + (lane & 15), c = ks * 16 + (lane >> 4) * 8;
+  return tile + (c >> 6) * kRows * 128 + r * 128 + ((((c >> 3) & 7) ^ (r & 7)) << 4);
+}
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
 
-// Producer thread p's share of the load of rows [row0, row0 + kRows) of a [tokens][stride] matrix (its head slice
-// starts at `base`) into a tile of SW128 atoms (wgmma.cuh); rows at or past `limit` become zeros. Thread p always
-// moves the same 16-byte chunk c of rows r0, r0 + kStep, ...: kStep is a multiple of 8, so the swizzle is the same
-// for all of them and each pass is one cp.async, kStep·128 bytes further in shared memory, kStep rows in global.
-template <int D, int kRows>
-__device__ __forceinline__ void load_tile(bf16_t* tile, const bf16_t* base, int64_t stride, int64_t row0, int64_t limit,
-                                          int p) {
-  constexpr int kChunks = D / 8, kStep = kProducerThreads / kChunks;
-  static_assert(kStep % 8 == 0 && kRows % kStep == 0, "load_tile: whole passes of whole swizzle atoms");
-  const int c = p % kChunks, r0 = p / kChunks;
-  unsigned char* dst = reinterpret_cast<unsigned char*>(tile) + sw128_offset(r0, c * 8, kRows);
-  const bf16_t* src = base + (row0 + r0) * stride + c * 8;
-  const int64_t rows_left = limit - row0 - r0, src_step = kStep * stride;
-  #pragma unroll 2
-  for (int j = 0; j < kRows / kStep; ++j, dst += kStep * 128, src += src_step) {
-    const bool valid = j * kStep < rows_left;
-    cp_async16(dst, valid ? src : base, valid);
-  }
-}
+// The tensor maps of a call's bf16 [tokens][heads][D] inputs, for the TMA unit: boxes of 64 head dims (128 bytes, one
+// SW128 atom row) × one head × a tile's rows, written to shared memory in the SW128 layout wgmma reads. Rows past
+// the tensor's end arrive as zeros; rows past a segment's end arrive as they are and the masks give them zero
+// weight (P = 0 exactly, so they add nothing).
+struct FlashMaps {
+  CUtensorMap q, k, v, dout;
+};
 
 // Whether `rows` queries from q0 × `keys` keys from key0 have any (query, key) pair the mask hides: keys after a
 // query (causal), keys a window behind, or rows past the segment's end. Most tiles of a long sequence have none.
@@ -101,104 +86,6 @@ __device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_s
   return b;
 }
 
-// Producer thread p's share of the load of key tile kb of K and V into one stage (sK, sV at that stage).
-template <int D, int kKeys>
-__device__ __forceinline__ void load_key_tile(bf16_t* sK, bf16_t* sV, const bf16_t* k_base, const bf16_t* v_base,
-                                              int64_t kv_stride, const QueryBlock& b, int kb, int p) {
-  const int64_t key0 = b.seg_lo + int64_t(kb) * kKeys;
-  load_tile<D, kKeys>(sK, k_base, kv_stride, key0, b.seg_hi, p);
-  load_tile<D, kKeys>(sV, v_base, kv_stride, key0, b.seg_hi, p);
-}
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
-}
-// Waits until the barrier's phase of this parity has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nwait:\n"
-      "mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait;\n}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
-
-__device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n"); }
-__device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n"); }
-// A pipeline of kStages stages of shared memory and their barriers (2·kStages mbarriers): full[s] completes when
-// the producer's threads have seen their loads into stage s land (and fenced them for wgmma's async proxy); empty[s]
-// when all consumer threads are done reading it. Three stages let the producer load two tiles ahead.
-constexpr int kStages = 3;
-struct TilePipeline {
-  uint64_t* bar;  // full[kStages], then empty[kStages]
-  // Called by every thread of the block, before the roles split.
-  __device__ void init() const {
-    if (threadIdx.x == 0)
-      for (int s = 0; s < kStages; ++s) {
-        mbar_init(bar + s, kProducerThreads);
-        mbar_init(bar + kStages + s, kConsumerThreads);
-      }
-    __syncthreads();
-  }
-  // Consumers: wait for tile i, then release it once read.
-  __device__ void wait_full(int i) const { mbar_wait(bar + i % kStages, (i / kStages) & 1); }
-  __device__ void release(int i) const { mbar_arrive(bar + kStages + i % kStages); }
-  // The producer warpgroup: `load(i, stage)` issues tile i's cp.async into a stage (loads issued before the call join
-  // tile 0). A tile is marked full as soon as it lands; a stage is refilled once its consumers release it. Every
-  // step commits one cp.async group (empty or not), so tile i's group always has kStages − 2 groups after it once
-  // the first tile is out.
-  template <typename Load>
-  __device__ void produce(int n, Load load) const {
-    for (int s = 0; s < kStages; ++s) {
-      if (s < n) load(s, s);
-      cp_async_commit();
-    }
-    for (int i = 0; i < n; ++i) {
-      if (i == 0) cp_async_wait<kStages - 1>();
-      else cp_async_wait<kStages - 2>();
-      fence_async_shared();
-      mbar_arrive(bar + i % kStages);
-      if (i >= 1) {
-        const int next = i - 1 + kStages;
-        if (next < n) {
-          mbar_wait(bar + kStages + (i - 1) % kStages, ((i - 1) / kStages) & 1);
-          load(next, next % kStages);
-        }
-        cp_async_commit();
-      }
-    }
-    cp_async_wait<0>();
-  }
-};
-
-// A kernel's dynamic shared memory: its tiles (SW128 atoms, which must start on a 1024-byte boundary) from the
-// first such boundary, then the pipeline's barriers. The launch asks for pipeline_smem(tile bytes), 1 KiB more than
-// tiles and barriers take; the kernel finds its tiles at aligned_tiles(smem_raw).
-constexpr size_t pipeline_smem(size_t tile_bytes) { return tile_bytes + 2 * kStages * sizeof(uint64_t) + 1024; }
-__device__ __forceinline__ unsigned char* aligned_tiles(unsigned char* smem_raw) {
-  return smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-}
-
-// Pingpong between the two consumer warpgroups (FlashAttention-3's schedule): a warpgroup issues its wgmma only on
-// its turn and hands the turn over once issued, so the groups alternate on the tensor cores and each one's softmax
-// runs while the other's products do. Named barriers 1 and 2 mean "warpgroup 0 / 1 may issue"; each warpgroup
-// passes through the same number of turns, warpgroup 0 first.
-struct Pingpong {
-  int wg;
-  // Before the first turn; `turns` is how many each warpgroup will take.
-  __device__ void start(int turns) const {
-    if (wg == 1 && turns > 0) asm volatile("bar.arrive 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
-  }
-  __device__ void mine() const { asm volatile("bar.sync %0, %1;\n" ::"r"(1 + wg), "n"(kConsumerThreads) : "memory"); }
-  // After issuing; warpgroup 1 keeps its last turn, which nobody would take.
-  __device__ void yours(bool last) const {
-    if (!(last && wg == 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(2 - wg), "n"(kConsumerThreads) : "memory");
-  }
-};
-
 // The columns [lo, hi] of a key tile (`keys` keys from key0) that query `row` sees; empty when lo > hi. Masking by
 // two 32-bit bounds per row keeps the mask's registers and instructions off the 64-bit token indices.
 struct ColumnRange {
@@ -212,13 +99,12 @@ __device__ __forceinline__ ColumnRange visible_columns(int64_t row, int64_t key0
 }
 
 // One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
-// probabilities in place, and the running max, sum and output are rescaled. exp2(s·scale·log2e − max) is one
+// probabilities in place, the running max and sum move on, and corr says how to rescale the output. exp2(s·scale·log2e − max) is one
 // FFMA and one MUFU op per score.
-template <bool kMasked, int D, int kKeys>
-__device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&o)[D / 8][4], float (&m_run)[2],
-                                               float (&l_run)[2], const ColumnRange (&shown)[2], float scale_log2,
+template <bool kMasked, int kKeys>
+__device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&m_run)[2], float (&l_run)[2],
+                                               float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
-  float corr[2];
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = -INFINITY;
@@ -250,7 +136,11 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
     l_run[r] = l_run[r] * corr[r] + rowsum;
     m_run[r] = m_new;
   }
-  // Once the running max settles (most tiles of a long row), no row of the warp needs the rescale.
+}
+// O's rows rescaled to a new running max (corr from online_softmax). Once the max settles (most tiles of a long
+// row), no row of the warp needs it.
+template <int D>
+__device__ __forceinline__ void rescale_output(float (&o)[D / 8][4], const float (&corr)[2]) {
   if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
     #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
@@ -270,8 +160,8 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
 constexpr int kFwdRows = 128, kFwdKeys = 128;
 
 template <int D>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse, const bf16_t* q,
-                                                                   const bf16_t* k, const bf16_t* v, Segments seg,
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse,
+                                                                   const __grid_constant__ FlashMaps maps, Segments seg,
                                                                    int blocks_per_seg, int64_t tokens, int heads,
                                                                    int kv_heads, int64_t window, bool causal,
                                                                    float scale_log2) {
@@ -295,12 +185,16 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   if (threadIdx.x >= kConsumerThreads) {  // the producer: Q, then the key tiles
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    const int64_t kv_stride = int64_t(kv_heads) * D;
-    load_tile<D, kFwdRows>(sQ, q + int64_t(h) * D, int64_t(heads) * D, q0, seg_hi, p);
-    pipe.produce(tiles, [&](int i, int stage) {
-      load_key_tile<D, kFwdKeys>(sK + stage * kFwdKeys * D, sV + stage * kFwdKeys * D, k + int64_t(hk) * D,
-                                 v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
-    });
+    constexpr uint32_t kQBytes = kFwdRows * D * sizeof(bf16_t), kKvBytes = 2 * kFwdKeys * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) tma_tile<D, kFwdRows>(sQ, &maps.q, h, q0, full);
+          const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kFwdKeys;
+          tma_tile<D, kFwdKeys>(sK + stage * kFwdKeys * D, &maps.k, hk, key0, full);
+          tma_tile<D, kFwdKeys>(sV + stage * kFwdKeys * D, &maps.v, hk, key0, full);
+        },
+        [](int, int) {});
     return;
   }
   consumer_registers();
@@ -311,11 +205,13 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
-  // Turn i issues O += P·V for tile i − 1 and S = Q·Kᵀ for tile i, so the softmax of tile i runs while the other
-  // warpgroup's turn keeps the tensor cores busy. P stays in registers as bf16 A fragments between turns. (The
-  // first and last turns are peeled off: wgmma under a branch would be serialized.)
+  // Turn i issues S = Q·Kᵀ for tile i + 1, then O += P·V for tile i; the softmax of tile i + 1 runs as soon as its
+  // scores are in, while this warpgroup's P·V and then the other warpgroup's turn keep the tensor cores busy
+  // (FlashAttention-3's two overlaps). P waits in fp32 until P·V of the previous tile has read the bf16 fragments;
+  // the output is rescaled only after that P·V has landed. (The first and last turns are peeled off: wgmma under a
+  // branch would be serialized.)
   uint32_t pa[kFwdKeys / 16][4];
-  float sacc[kFwdKeys / 8][4];
+  float sacc[kFwdKeys / 8][4], corr[2];
   // O += P·V for tile i: V's rows are keys (K), its columns head dims (N).
   auto issue_pv = [&](int i) {
     const uint32_t v_addr = smem_addr(sV) + i % kStages * kStageBytes;
@@ -333,17 +229,20 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     }
   };
   // Online softmax of tile i in the log2 domain (only warps whose rows cross the diagonal, the window's edge or the
-  // segment's end pay for the mask); P becomes the next turn's A fragments.
+  // segment's end pay for the mask).
   auto softmax = [&](int i) {
     fence_operands(sacc);
     const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kFwdKeys, warp_q0 = q0 + warp_row;
     if (tile_needs_mask(warp_q0, 16, key0, kFwdKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(warp_q0 + g, key0, kFwdKeys, seg_hi, window, causal),
                                     visible_columns(warp_q0 + g + 8, key0, kFwdKeys, seg_hi, window, causal)};
-      online_softmax<true, D, kFwdKeys>(sacc, o, m_run, l_run, shown, scale_log2, t);
+      online_softmax<true, kFwdKeys>(sacc, m_run, l_run, corr, shown, scale_log2, t);
     } else {
-      online_softmax<false, D, kFwdKeys>(sacc, o, m_run, l_run, {}, scale_log2, t);
+      online_softmax<false, kFwdKeys>(sacc, m_run, l_run, corr, {}, scale_log2, t);
     }
+  };
+  // P of the tile just softmaxed becomes the next turn's A fragments.
+  auto keep_p = [&] {
     #pragma unroll
     for (int j = 0; j < kFwdKeys / 16; ++j) a_fragment(pa[j], sacc, j);
   };
@@ -357,18 +256,24 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   turn.yours(false);
   wgmma_wait<0>();
   softmax(0);
-  for (int i = 1; i < tiles; ++i) {
-    pipe.wait_full(i);
+  keep_p();  // O is still zero: nothing to rescale
+  for (int i = 0; i + 1 < tiles; ++i) {
+    pipe.wait_full(i + 1);
     turn.mine();
     wgmma_fence();
-    issue_pv(i - 1);
-    issue_scores(i);
+    issue_scores(i + 1);
+    wgmma_commit();
+    issue_pv(i);
     wgmma_commit();
     turn.yours(false);
+    wgmma_wait<1>();  // the scores; P·V may still run
+    softmax(i + 1);
     wgmma_wait<0>();
     fence_operands(o);
-    pipe.release(i - 1);
-    softmax(i);
+    fence_operands(pa);  // P·V read these until now: they must not have been reused for the softmax
+    pipe.release(i);
+    rescale_output<D>(o, corr);
+    keep_p();
   }
   turn.mine();
   wgmma_fence();
@@ -406,8 +311,11 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
   const size_t smem = pipeline_smem((kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
+  const int64_t heads = p.num_heads, kv_heads = p.num_kv_heads;
+  const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows), head_map(k, tokens, kv_heads, D, kFwdKeys),
+                       head_map(v, tokens, kv_heads, D, kFwdKeys), {}};
   flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(
-      ptr<bf16_t>(out), ptr<float>(lse), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), seg, blocks_per_seg, tokens,
+      ptr<bf16_t>(out), ptr<float>(lse), maps, seg, blocks_per_seg, tokens,
       static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
       static_cast<float>(p.scale * kLog2e));
   CUDA_CHECK_LAUNCH();
@@ -435,11 +343,6 @@ __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const 
     delta[int64_t(h) * tokens + i] = s;
     lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * static_cast<float>(kLog2e);
   }
-}
-
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(valid ? 4 : 0));
 }
 
 // The softmax backward for one score s: p = exp2(s·scale·log2e − lse₂) (zero where the mask hides the pair) and,
@@ -502,8 +405,8 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
 
 template <int D>
 __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
-    bf16_t* dk, bf16_t* dv, const bf16_t* dout, const bf16_t* q, const bf16_t* k, const bf16_t* v,
-    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    bf16_t* dk, bf16_t* dv, const __grid_constant__ FlashMaps maps, const float* lse_log2, const float* delta,
+    Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = aligned_tiles(smem_raw);
@@ -537,21 +440,24 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   if (threadIdx.x >= kConsumerThreads) {  // the producer: K and V, then the query tiles and their row terms
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-    load_tile<D, kBwdKeys>(sK, k + int64_t(hk) * D, kv_stride, k0, seg_hi, p);
-    load_tile<D, kBwdKeys>(sV, v + int64_t(hk) * D, kv_stride, k0, seg_hi, p);
-    pipe.produce(tiles, [&](int i, int stage) {
-      const int h = hk * qpg + i / q_tiles;
-      const int64_t q0 = tile_start(i);
-      load_tile<D, kBwdQueries>(sQ + stage * kBwdQueries * D, q + int64_t(h) * D, q_stride, q0, seg_hi, p);
-      load_tile<D, kBwdQueries>(sdO + stage * kBwdQueries * D, dout + int64_t(h) * D, q_stride, q0, seg_hi, p);
-      for (int r = p; r < kBwdQueries; r += kProducerThreads) {
-        const bool valid = q0 + r < seg_hi;
-        const int64_t at = int64_t(h) * tokens + (valid ? q0 + r : q0);
-        cp_async4(sLse + stage * kBwdQueries + r, lse_log2 + at, valid);
-        cp_async4(sDelta + stage * kBwdQueries + r, delta + at, valid);
-      }
-    });
+    constexpr uint32_t kKvBytes = 2 * kBwdKeys * D * sizeof(bf16_t), kTileBytes = 2 * kBwdQueries * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kKvBytes + kTileBytes : kTileBytes; },
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) {
+            tma_tile<D, kBwdKeys>(sK, &maps.k, hk, k0, full);
+            tma_tile<D, kBwdKeys>(sV, &maps.v, hk, k0, full);
+          }
+          const int h = hk * qpg + i / q_tiles;
+          tma_tile<D, kBwdQueries>(sQ + stage * kBwdQueries * D, &maps.q, h, tile_start(i), full);
+          tma_tile<D, kBwdQueries>(sdO + stage * kBwdQueries * D, &maps.dout, h, tile_start(i), full);
+        },
+        [&](int i, int stage) {  // the row terms of the tile's queries (zero past the segment)
+          if (p >= kBwdQueries) return;
+          const int64_t row = tile_start(i) + p, at = int64_t(hk * qpg + i / q_tiles) * tokens + row;
+          sLse[stage * kBwdQueries + p] = row < seg_hi ? lse_log2[at] : 0.f;
+          sDelta[stage * kBwdQueries + p] = row < seg_hi ? delta[at] : 0.f;
+        });
     return;
   }
   consumer_registers();
@@ -627,8 +533,8 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
 // and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key pass through fp32
 // atomics, and deterministic: the summation order does not depend on scheduling.
 template <int D>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq, const bf16_t* dout, const bf16_t* q,
-                                                                  const bf16_t* k, const bf16_t* v,
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq,
+                                                                  const __grid_constant__ FlashMaps maps,
                                                                   const float* lse_log2, const float* delta,
                                                                   Segments seg, int blocks_per_seg, int64_t tokens,
                                                                   int heads, int kv_heads, int64_t window, bool causal,
@@ -654,13 +560,19 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   if (threadIdx.x >= kConsumerThreads) {  // the producer: Q and dO, then the key tiles
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    const int64_t q_stride = int64_t(heads) * D, kv_stride = int64_t(kv_heads) * D;
-    load_tile<D, kDqRows>(sQ, q + int64_t(h) * D, q_stride, q0, seg_hi, p);
-    load_tile<D, kDqRows>(sdO, dout + int64_t(h) * D, q_stride, q0, seg_hi, p);
-    pipe.produce(tiles, [&](int i, int stage) {
-      load_key_tile<D, kDqKeys>(sK + stage * kDqKeys * D, sV + stage * kDqKeys * D, k + int64_t(hk) * D,
-                                v + int64_t(hk) * D, kv_stride, blk, kb_lo + i, p);
-    });
+    constexpr uint32_t kQBytes = 2 * kDqRows * D * sizeof(bf16_t), kKvBytes = 2 * kDqKeys * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) {
+            tma_tile<D, kDqRows>(sQ, &maps.q, h, q0, full);
+            tma_tile<D, kDqRows>(sdO, &maps.dout, h, q0, full);
+          }
+          const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kDqKeys;
+          tma_tile<D, kDqKeys>(sK + stage * kDqKeys * D, &maps.k, hk, key0, full);
+          tma_tile<D, kDqKeys>(sV + stage * kDqKeys * D, &maps.v, hk, key0, full);
+        },
+        [](int, int) {});
     return;
   }
   consumer_registers();
@@ -673,7 +585,15 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     row_lse[r] = valid ? lse_log2[int64_t(h) * tokens + row_q[r]] : 0.f;
     row_delta[r] = valid ? delta[int64_t(h) * tokens + row_q[r]] : 0.f;
   }
-  const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128, do_addr = smem_addr(sdO) + wg * 64 * 128;
+  // The warp's rows of Q and dO stay in registers as the A operands of the score products (register operands halve
+  // those products' shared-memory traffic, which at N = 64 would otherwise match the SM's bandwidth).
+  uint32_t qf[D / 16][4], df[D / 16][4];
+  pipe.wait_full(0);  // Q and dO arrive with the first key tile
+  #pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    ldmatrix_x4(qf[ks], a_fragment_address<kDqRows>(smem_addr(sQ), warp_row, ks, lane));
+    ldmatrix_x4(df[ks], a_fragment_address<kDqRows>(smem_addr(sdO), warp_row, ks, lane));
+  }
   float dq_acc[D / 8][4];
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
@@ -687,7 +607,19 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
 
     // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's 64 keys; then dS in place of dP.
     float sacc[kDqKeys / 8][4], dpacc[kDqKeys / 8][4];
-    two_score_products<D, kDqKeys>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys, turn);
+    turn.mine();
+    wgmma_fence();
+    #pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      const uint32_t step = (ks / 4) * kDqKeys * 128 + (ks % 4) * 32;
+      wgmma_rs_k<kDqKeys>(sacc, qf[ks], desc_k_major(k_addr + step), ks > 0);
+      wgmma_rs_k<kDqKeys>(dpacc, df[ks], desc_k_major(v_addr + step), ks > 0);
+    }
+    wgmma_commit();
+    turn.yours(false);
+    wgmma_wait<0>();
+    fence_operands(sacc);
+    fence_operands(dpacc);
     const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys, warp_q0 = q0 + warp_row;
     if (tile_needs_mask(warp_q0, 16, key0, kDqKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys, seg_hi, window, causal),
@@ -742,16 +674,19 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries * D) * sizeof(bf16_t) +
                                         2 * kStages * kBwdQueries * sizeof(float));
   allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
+  const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries), head_map(k, tokens, kv_heads, D, kBwdKeys),
+                           head_map(v, tokens, kv_heads, D, kBwdKeys), head_map(dout, tokens, heads, D, kBwdQueries)};
   flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
-      ptr<bf16_t>(dk), ptr<bf16_t>(dv), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v),
-      ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens, heads, kv_heads, p.window, p.causal,
-      scale_log2);
+      ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens,
+      heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
   const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
+  const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys),
+                             head_map(v, tokens, kv_heads, D, kDqKeys), head_map(dout, tokens, heads, D, kDqRows)};
   flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(
-      ptr<bf16_t>(dq), ptr<bf16_t>(dout), ptr<bf16_t>(q), ptr<bf16_t>(k), ptr<bf16_t>(v), ptr<float>(lse_log2),
+      ptr<bf16_t>(dq), query_maps, ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
 }

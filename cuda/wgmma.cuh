@@ -12,11 +12,9 @@ namespace weft::cuda {
 
 // Tiles for wgmma live in shared memory as "SW128 atoms": the tile's columns split into blocks of 64 bf16 (128 bytes,
 // one row of an atom); block b holds every row, 128 bytes each, and the 16-byte chunks of row r are XOR-swizzled
-// by r mod 8, so eight rows form a 1024-byte atom. The tile must start on a 1024-byte boundary.
-// Byte offset of element (r, c) in such a tile of `rows` rows.
-__device__ __forceinline__ uint32_t sw128_offset(int r, int c, int rows) {
-  return uint32_t((c >> 6) * rows * 128 + r * 128 + ((((c >> 3) & 7) ^ (r & 7)) << 4) + (c & 7) * 2);
-}
+// by r mod 8, so eight rows form a 1024-byte atom: element (r, c) of a `rows`-row tile sits at byte
+// (c / 64)·rows·128 + r·128 + ((c / 8 mod 8) XOR (r mod 8))·16 + (c mod 8)·2. The TMA unit writes exactly this with
+// its 128-byte swizzle. The tile must start on a 1024-byte boundary.
 
 // A descriptor's 14-bit fields hold byte quantities divided by 16.
 __device__ __forceinline__ uint64_t desc_field(uint32_t bytes) { return uint64_t((bytes & 0x3FFFF) >> 4); }
@@ -48,8 +46,15 @@ __device__ __forceinline__ void fence_operands(float (&d)[T][4]) {
     #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
 }
-// Shared memory written by ordinary stores or cp.async must be made visible to wgmma's (async proxy) reads.
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// The same for A fragments that an unfinished wgmma may still be reading.
+template <int T>
+__device__ __forceinline__ void fence_operands(uint32_t (&a)[T][4]) {
+  #pragma unroll
+  for (int i = 0; i < T; ++i)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[i][e])::"memory");
+}
 
 #define WEFT_ACC4(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
 #define WEFT_ACC32(d, j)                                                                                        \
@@ -95,6 +100,25 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&
                  ", {%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n"
                  : WEFT_ACC32(d, 0), WEFT_ACC32(d, 8)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
+}
+// d (64 × N, fp32) = A·B + (accumulate ? d : 0), A (64 × 16) in registers as bf16 fragments, B (16 × N) K-major in
+// shared memory: the score products of a warpgroup that keeps its rows of Q (and dO) in registers.
+template <int N>
+__device__ __forceinline__ void wgmma_rs_k(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+  static_assert(N == 64 || N == 128, "wgmma_rs_k: N is 64 or 128");
+  if constexpr (N == 64) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WEFT_D32
+                 ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+                 : WEFT_ACC32(d, 0)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+  } else {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WEFT_D64
+                 ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+                 : WEFT_ACC32(d, 0), WEFT_ACC32(d, 8)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
   }
 }
 #undef WEFT_ACC4

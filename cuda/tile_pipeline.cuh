@@ -1,0 +1,149 @@
+// weft/cuda/tile_pipeline.cuh v1 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
+// tiles into shared memory with the TMA unit, two consumer warpgroups compute on them, mbarriers hand stages over
+// and named barriers give the consumers turns on the tensor cores.
+#pragma once
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cstdint>
+
+#include "common.cuh"
+
+namespace weft::cuda {
+
+// A block is a producer warpgroup feeding two consumer warpgroups through stages of shared memory (TilePipeline),
+// with no block-wide barrier in the loop; the consumers take turns on the tensor cores (Pingpong). The producer
+// hands its registers to the consumers (setmaxnreg): 128 × 24 + 256 × 240 fit the SM's 64 Ki.
+constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads = kConsumerThreads + kProducerThreads;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Starts the TMA load of rows [row0, row0 + kRows) of head `head` into a tile of SW128 atoms (one box per 64-column
+// block); `bar` counts the bytes as they land.
+template <int D, int kRows>
+__device__ __forceinline__ void tma_tile(bf16_t* tile, const CUtensorMap* map, int head, int64_t row0, uint64_t* bar) {
+  #pragma unroll
+  for (int b = 0; b < D / 64; ++b)
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+        ::"r"(smem_addr(tile) + b * kRows * 128), "l"(map), "r"(b * 64), "r"(head), "r"(static_cast<int>(row0)),
+        "r"(smem_addr(bar))
+        : "memory");
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Adds `bytes` to the transactions the barrier's current phase waits for (the TMA loads about to be issued).
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+// Waits until the barrier's phase of this parity has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nwait:\n"
+      "mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// Called by a whole warpgroup as the roles split.
+__device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n"); }
+__device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n"); }
+// A pipeline of kStages stages of shared memory and their barriers (2·kStages mbarriers): full[s] completes when
+// every producer thread has arrived and the bytes its TMA loads expect have landed; empty[s] when all consumer
+// threads are done reading it. Three stages let the producer run two tiles ahead.
+constexpr int kStages = 3;
+// A kernel's dynamic shared memory: its tiles (SW128 atoms, which must start on a 1024-byte boundary) from the
+// first such boundary, then the pipeline's barriers. The launch asks for pipeline_smem(tile bytes), 1 KiB more than
+// tiles and barriers take; the kernel finds its tiles at aligned_tiles(smem_raw).
+constexpr size_t pipeline_smem(size_t tile_bytes) { return tile_bytes + 2 * kStages * sizeof(uint64_t) + 1024; }
+__device__ __forceinline__ unsigned char* aligned_tiles(unsigned char* smem_raw) {
+  return smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+}
+struct TilePipeline {
+  uint64_t* bar;  // full[kStages], then empty[kStages]
+  // Called by every thread of the block, before the roles split.
+  __device__ void init() const {
+    if (threadIdx.x == 0)
+      for (int s = 0; s < kStages; ++s) {
+        mbar_init(bar + s, kProducerThreads);
+        mbar_init(bar + kStages + s, kConsumerThreads);
+      }
+    __syncthreads();
+  }
+  // Consumers: wait for tile i, then release it once read.
+  __device__ void wait_full(int i) const { mbar_wait(bar + i % kStages, (i / kStages) & 1); }
+  __device__ void release(int i) const { mbar_arrive(bar + kStages + i % kStages); }
+  // The producer warpgroup, thread p: for each tile, once its stage is free, thread 0 announces `bytes(i)` and
+  // `issue(i, stage, full)` starts the TMA loads; `fill(i, stage)` lets every thread write what TMA does not carry
+  // (plain stores); then all arrive.
+  template <typename Bytes, typename Issue, typename Fill>
+  __device__ void produce(int n, int p, Bytes bytes, Issue issue, Fill fill) const {
+    for (int i = 0; i < n; ++i) {
+      const int s = i % kStages;
+      if (i >= kStages) mbar_wait(bar + kStages + s, (i / kStages - 1) & 1);
+      if (p == 0) {
+        mbar_expect_tx(bar + s, bytes(i));
+        issue(i, s, bar + s);
+      }
+      fill(i, s);
+      mbar_arrive(bar + s);
+    }
+  }
+};
+
+// Pingpong between the two consumer warpgroups (FlashAttention-3's schedule): a warpgroup issues its wgmma only on
+// its turn and hands the turn over once issued, so the groups alternate on the tensor cores and each one's softmax
+// runs while the other's products do. Named barriers 1 and 2 mean "warpgroup 0 / 1 may issue"; each warpgroup
+// passes through the same number of turns, warpgroup 0 first.
+struct Pingpong {
+  int wg;
+  // Before the first turn; `turns` is how many each warpgroup will take.
+  __device__ void start(int turns) const {
+    if (wg == 1 && turns > 0) asm volatile("bar.arrive 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
+  }
+  __device__ void mine() const { asm volatile("bar.sync %0, %1;\n" ::"r"(1 + wg), "n"(kConsumerThreads) : "memory"); }
+  // After issuing; warpgroup 1 keeps its last turn, which nobody would take.
+  __device__ void yours(bool last) const {
+    if (!(last && wg == 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(2 - wg), "n"(kConsumerThreads) : "memory");
+  }
+};
+
+// The driver's tensor-map encoder, found through the runtime (weft does not link libcuda itself).
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    WEFT_CHECK(found == cudaDriverEntryPointSuccess && fn, "attention: the CUDA driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// The tensor map of a bf16 [tokens][heads][dim] tensor for boxes of 64 head dims × one head × `rows` tokens, written
+// to shared memory with the 128-byte swizzle, the layout wgmma's SW128 descriptors read; tokens past the end read
+// as zeros.
+inline CUtensorMap head_map(const Tensor& t, int64_t tokens, int64_t heads, int dim, int rows) {
+  CUtensorMap map;
+  const cuuint64_t dims[3] = {cuuint64_t(dim), cuuint64_t(heads), cuuint64_t(tokens)};
+  const cuuint64_t strides[2] = {cuuint64_t(dim) * sizeof(bf16_t), cuuint64_t(heads * dim) * sizeof(bf16_t)};
+  const cuuint32_t box[3] = {64, 1, cuuint32_t(rows)}, unit[3] = {1, 1, 1};
+  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
+                                          const_cast<bf16_t*>(ptr<bf16_t>(t)), dims, strides, box, unit,
+                                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  WEFT_CHECK(r == CUDA_SUCCESS, "attention: cuTensorMapEncodeTiled failed (CUresult ", int(r), ") for a [", tokens,
+             "][", heads, "][", dim, "] bf16 tensor");
+  return map;
+}
+
+}  // namespace weft::cuda
