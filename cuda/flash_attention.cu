@@ -31,19 +31,6 @@ __device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const float (&acc)[
   a[2] = pack_bf16(acc[2 * j + 1][0], acc[2 * j + 1][1]);
   a[3] = pack_bf16(acc[2 * j + 1][2], acc[2 * j + 1][3]);
 }
-// Four 8×8 b16 matrices from shared memory into the m16n8k16 A layout.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-// This lane's ldmatrix address for the A fragment of columns [16ks, 16ks + 16) of the 16 rows from row0, in a SW128
-// tile of kRows rows starting at byte address `tile` (see wgmma.cuh).
-template <int kRows>
-__device__ __forceinline__ uint32_t a_fragment_address(uint32_t tile, int row0, int ks, int lane) {
-  const int r = row0 + (lane & 15), c = ks * 16 + (lane >> 4) * 8;
-  return tile + (c >> 6) * kRows * 128 + r * 128 + ((((c >> 3) & 7) ^ (r & 7)) << 4);
-}
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -585,15 +572,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     row_lse[r] = valid ? lse_log2[int64_t(h) * tokens + row_q[r]] : 0.f;
     row_delta[r] = valid ? delta[int64_t(h) * tokens + row_q[r]] : 0.f;
   }
-  // The warp's rows of Q and dO stay in registers as the A operands of the score products (register operands halve
-  // those products' shared-memory traffic, which at N = 64 would otherwise match the SM's bandwidth).
-  uint32_t qf[D / 16][4], df[D / 16][4];
-  pipe.wait_full(0);  // Q and dO arrive with the first key tile
-  #pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks) {
-    ldmatrix_x4(qf[ks], a_fragment_address<kDqRows>(smem_addr(sQ), warp_row, ks, lane));
-    ldmatrix_x4(df[ks], a_fragment_address<kDqRows>(smem_addr(sdO), warp_row, ks, lane));
-  }
+  const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128, do_addr = smem_addr(sdO) + wg * 64 * 128;
   float dq_acc[D / 8][4];
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
@@ -607,19 +586,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
 
     // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's 64 keys; then dS in place of dP.
     float sacc[kDqKeys / 8][4], dpacc[kDqKeys / 8][4];
-    turn.mine();
-    wgmma_fence();
-    #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const uint32_t step = (ks / 4) * kDqKeys * 128 + (ks % 4) * 32;
-      wgmma_rs_k<kDqKeys>(sacc, qf[ks], desc_k_major(k_addr + step), ks > 0);
-      wgmma_rs_k<kDqKeys>(dpacc, df[ks], desc_k_major(v_addr + step), ks > 0);
-    }
-    wgmma_commit();
-    turn.yours(false);
-    wgmma_wait<0>();
-    fence_operands(sacc);
-    fence_operands(dpacc);
+    two_score_products<D, kDqKeys>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys, turn);
     const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys, warp_q0 = q0 + warp_row;
     if (tile_needs_mask(warp_q0, 16, key0, kDqKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys, seg_hi, window, causal),
