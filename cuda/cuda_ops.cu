@@ -63,18 +63,22 @@ __global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
   if (i < rows * cols) y[i] = from_f<T>(to_f(y[i]) + to_f(b[i % cols]));
 }
 
-// AdamW on fp32 masters, torch.optim.AdamW's arrangement.
-__global__ void adamw_kernel(float* w, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2,
-                             float eps, float decay, float bc1, float bc2_sqrt) {
+// AdamW on fp32 masters, torch.optim.AdamW's arrangement; the gradient clipped by grad_scale on the way in and the
+// model's copy written on the way out, so neither takes a pass of its own over the parameters.
+template <typename V>
+__global__ void adamw_kernel(float* w, V* value, const float* g, float* m, float* v, int64_t n, float lr, float b1,
+                             float b2, float eps, float decay, float bc1, float bc2_sqrt, float grad_scale) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  const float gi = g[i];
+  const float gi = g[i] * grad_scale;
   const float mi = b1 * m[i] + (1.f - b1) * gi;
   const float vi = b2 * v[i] + (1.f - b2) * gi * gi;
   m[i] = mi;
   v[i] = vi;
   const float denom = sqrtf(vi) / bc2_sqrt + eps;
-  w[i] = w[i] * decay - (lr / bc1) * mi / denom;
+  const float wi = w[i] * decay - (lr / bc1) * mi / denom;
+  w[i] = wi;
+  value[i] = from_f<V>(wi);
 }
 
 }  // namespace
@@ -175,19 +179,23 @@ void CudaOps::bias_add(Tensor& y, const Tensor& bias) {
   CUDA_CHECK_LAUNCH();
 }
 
-void CudaOps::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
+void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
+                    const AdamWParams& p) {
   WEFT_CHECK(param.dtype() == DType::f32 && grad.dtype() == DType::f32 && m.dtype() == DType::f32 &&
-                 param.numel() == grad.numel(),
-             "CUDA adamw works on fp32 master weights, grads and moments; got ", param.describe(), ", ",
-             grad.describe());
+                 param.numel() == grad.numel() && value.numel() == param.numel(),
+             "CUDA adamw works on fp32 master weights, grads and moments and a model copy of their length; got ",
+             param.describe(), ", ", grad.describe(), ", ", value.describe());
   const int64_t n = param.numel();
   if (n == 0) return;
   const float bc1 = static_cast<float>(1 - std::pow(p.beta1, double(p.step)));
   const float bc2 = static_cast<float>(std::sqrt(1 - std::pow(p.beta2, double(p.step))));
-  adamw_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(
-      ptr<float>(param), ptr<float>(grad), ptr<float>(m), ptr<float>(v), n, static_cast<float>(p.lr),
-      static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
-      static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2);
+  dispatch_storage(value, [&](auto tag_V) {
+    using V = typename decltype(tag_V)::type;
+    adamw_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(
+        ptr<float>(param), ptr<V>(value), ptr<float>(grad), ptr<float>(m), ptr<float>(v), n, static_cast<float>(p.lr),
+        static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
+        static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
+  });
   CUDA_CHECK_LAUNCH();
 }
 

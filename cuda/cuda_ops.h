@@ -56,7 +56,8 @@ class CudaOps final : public Ops {
                               const Tensor& labels, const Tensor& row_scale, int64_t vocab_start,
                               int64_t valid_cols) override;
 
-  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
+  void adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
+             const AdamWParams& p) override;
 };
 
 // Makes the CUDA backend (device `local_rank` % device count) the implementation for Device::cuda and installs the

@@ -24,7 +24,8 @@ struct AttentionParams {
 
 struct AdamWParams {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
-  int64_t step = 1;  // 1-based, for bias correction
+  int64_t step = 1;         // 1-based, for bias correction
+  double grad_scale = 1.0;  // the gradient is used times this (gradient clipping, folded into the step)
 };
 
 class Ops {
@@ -110,8 +111,10 @@ class Ops {
                                       int64_t vocab_start, int64_t valid_cols) = 0;
 
   // ---- optimizer
-  // One AdamW step (decoupled decay, bias correction) on fp32 master weights `param` with fp32 moments m, v.
-  virtual void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) = 0;
+  // One AdamW step (decoupled decay, bias correction) on fp32 master weights `param` with fp32 moments m, v;
+  // `value` (the model's working copy, same length) then holds the updated param rounded to its dtype.
+  virtual void adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
+                     const AdamWParams& p) = 0;
 };
 
 // Writes host values (any numeric dtype, same number of elements) into dst's own memory, converting to dst's dtype:

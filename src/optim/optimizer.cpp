@@ -158,13 +158,9 @@ double Optimizer::grad_norm(Comm& mp, int tp_rank) {
 }
 
 void Optimizer::clip(double norm, double max_norm) {
+  grad_scale_ = 1.0;
   if (max_norm <= 0) return;
-  const double coeff = max_norm / (norm + 1e-6);
-  if (coeff >= 1.0) return;
-  for (const Bucket& b : buckets_) {
-    Tensor mine = grads_.rows(b.slice_begin, b.slice_end);
-    ops_for(mine).scale(mine, coeff);
-  }
+  grad_scale_ = std::min(1.0, max_norm / (norm + 1e-6));
 }
 
 void Optimizer::step(double lr) {
@@ -177,18 +173,20 @@ void Optimizer::step(double lr) {
       Tensor w = master_.rows(s.at, s.at + s.length), m = exp_avg_.rows(s.at, s.at + s.length),
              v = exp_avg_sq_.rows(s.at, s.at + s.length);
       const Tensor g = grads_.rows(s.flat_begin, s.flat_begin + s.length);
-      const AdamWParams h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, p.weight_decay ? cfg_.weight_decay : 0.0, steps_};
-      ops_for(w).adamw(w, g, m, v, h);
+      Tensor value = values_.rows(s.flat_begin, s.flat_begin + s.length);
+      const AdamWParams h{lr,     cfg_.beta1, cfg_.beta2, cfg_.eps, p.weight_decay ? cfg_.weight_decay : 0.0,
+                          steps_, grad_scale_};
+      ops_for(w).adamw(w, value, g, m, v, h);
     }
-    publish_values(b);
+    share_values(b);
   }
+  grad_scale_ = 1.0;
   group_.wait_started();
 }
 
-void Optimizer::publish_values(const Bucket& b) {
-  Tensor mine = values_.rows(b.slice_begin, b.slice_end);
-  ops_for(mine).convert(mine, b.in_shard(master_));
+void Optimizer::share_values(const Bucket& b) {
   if (cfg_.distributed && group_.size() > 1) {
+    Tensor mine = values_.rows(b.slice_begin, b.slice_end);
     Tensor whole = values_.rows(b.begin, b.end);
     group_.start_all_gather(whole, mine);
   }
@@ -232,7 +230,11 @@ void Optimizer::scatter_state(const std::string& kind, const std::vector<Tensor>
     ops_for(dst).convert(dst, src.to(dst.device()));
   }
   if (kind != "master") return;
-  for (const Bucket& b : buckets_) publish_values(b);
+  for (const Bucket& b : buckets_) {
+    Tensor mine = values_.rows(b.slice_begin, b.slice_end);
+    ops_for(mine).convert(mine, b.in_shard(master_));
+    share_values(b);
+  }
   group_.wait_started();
 }
 

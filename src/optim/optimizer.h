@@ -46,8 +46,10 @@ class Optimizer {
   // sqrt(Σ grad²) over the model: this rank's shard, tensor-parallel duplicates counted once (tp rank 0) and a
   // tied embedding's last-stage copy not at all, summed over the shards (dp) and the model-parallel group `mp`.
   double grad_norm(Comm& mp, int tp_rank);
-  // Megatron's clip_grad_norm: scales the gradients by max_norm / (norm + 1e-6) when that is below 1.
+  // Megatron's clip_grad_norm: the next step uses the gradients times max_norm / (norm + 1e-6) when that is below
+  // 1 (the scaling happens inside the step's update, not as a pass of its own; the gradients stay as they are).
   void clip(double norm, double max_norm);
+  double grad_scale() const { return grad_scale_; }  // what clip decided for the next step
   // One AdamW step (no weight decay on 1-D parameters) on the fp32 masters of the shard; the parameters then hold
   // the masters rounded to their dtype, on every data-parallel rank.
   void step(double lr);
@@ -83,7 +85,7 @@ class Optimizer {
   };
   Tensor& state(const std::string& kind);
   void start_reduction(Bucket& b);
-  void publish_values(const Bucket& b);  // the bucket's masters → values (all-gathering starts when sharded)
+  void share_values(const Bucket& b);  // starts all-gathering the bucket's updated values (when sharded)
   // The flat buffer of every rank's shards of `shard` (a shard-sized buffer), in flat-buffer order.
   Tensor gather_flat(const Tensor& shard);
 
@@ -99,6 +101,7 @@ class Optimizer {
   std::vector<Segment> segments_;
   Tensor master_, exp_avg_, exp_avg_sq_;  // shard-sized, fp32 (f64 for f64 models)
   int64_t steps_ = 0;
+  double grad_scale_ = 1.0;  // set by clip, used and reset by step
 };
 
 }  // namespace weft

@@ -146,13 +146,15 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   const Tensor w0 = randn({5000}), grad = randn({5000}), m0 = randn({5000}, 0.1);
   Tensor v0 = randn({5000}, 0.1);
   for (int64_t i = 0; i < 5000; ++i) v0.data<float>()[i] = std::abs(v0.data<float>()[i]);
-  const AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, 7};
-  Tensor w = w0.clone(), m = m0.clone(), v = v0.clone();
-  cpu_ops().adamw(w, grad, m, v, p);
+  const AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.4};
+  Tensor w = w0.clone(), m = m0.clone(), v = v0.clone(), value = Tensor::zeros({5000}, DType::f32);
+  cpu_ops().adamw(w, value, grad, m, v, p);
   Tensor gw = gpu(w0, DType::f32), gm = gpu(m0, DType::f32), gvv = gpu(v0, DType::f32);
-  g.adamw(gw, gpu(grad, DType::f32), gm, gvv, p);
+  Tensor gvalue = poisoned({5000}, DType::bf16);
+  g.adamw(gw, gvalue, gpu(grad, DType::f32), gm, gvv, p);
   EXPECT_LT(rel_error(gw, w), 1e-6);
   EXPECT_LT(rel_error(gm, m), 1e-6);
+  EXPECT_LT(rel_error(gvalue, value), 4e-3);  // the bf16 model copy: the masters rounded
   EXPECT_NEAR(g.sum_squares(gpu(grad, DType::f32)), cpu_ops().sum_squares(grad), 1e-4 * cpu_ops().sum_squares(grad));
 }
 

@@ -261,15 +261,18 @@ TEST(CpuOps, FullAttentionAndMergeEqualAttentionOverTheUnionOfKeys) {
 TEST(CpuOps, AdamWMatchesClosedForm) {
   std::mt19937 gen(8);
   Tensor w = random_tensor({10}, DType::f64, gen), m = Tensor::zeros({10}, DType::f64),
-         v = Tensor::zeros({10}, DType::f64);
+         v = Tensor::zeros({10}, DType::f64), value = Tensor::zeros({10}, DType::f32);
   const Tensor w0 = w.clone();
-  const AdamWParams p{1e-2, 0.9, 0.95, 1e-8, 0.1, 1};
+  const double clip = 0.25;
+  const AdamWParams p{1e-2, 0.9, 0.95, 1e-8, 0.1, 1, clip};
   const Tensor g = random_tensor({10}, DType::f64, gen);
-  cpu().adamw(w, g, m, v, p);
+  cpu().adamw(w, value, g, m, v, p);
   for (int i = 0; i < 10; ++i) {
-    const double gi = g.data<double>()[i];
+    const double gi = clip * g.data<double>()[i];
+    EXPECT_NEAR(m.data<double>()[i], 0.1 * gi, 1e-15);
     const double mh = (0.1 * gi) / 0.1, vh = (0.05 * gi * gi) / 0.05;
     const double ref = w0.data<double>()[i] * (1 - 1e-2 * 0.1) - 1e-2 * mh / (std::sqrt(vh) + 1e-8);
     EXPECT_NEAR(w.data<double>()[i], ref, 1e-12);
+    EXPECT_EQ(value.data<float>()[i], static_cast<float>(w.data<double>()[i]));  // the model copy, rounded
   }
 }

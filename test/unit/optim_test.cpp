@@ -1,4 +1,4 @@
-// weft/test/unit/optim_test.cpp v1 — Megatron's LR schedule, clipping and the weight-decay rule.
+// weft/test/unit/optim_test.cpp v2 — Megatron's LR schedule, clipping and the weight-decay rule.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -66,7 +66,19 @@ TEST(Optimizer, ClipScalesOnlyAboveTheThresholdAndNormSkipsDuplicates) {
   for (int i = 0; i < 4; ++i) p.grad.data<double>()[i] = copy.grad.data<double>()[i] = 1.5;
   EXPECT_DOUBLE_EQ(opt.grad_norm(*self, 0), 3.0);  // the pipeline copy is not counted
   opt.clip(3.0, 6.0);
-  EXPECT_DOUBLE_EQ(p.grad.data<double>()[0], 1.5);
+  EXPECT_DOUBLE_EQ(opt.grad_scale(), 1.0);
   opt.clip(3.0, 1.0);
-  EXPECT_NEAR(p.grad.data<double>()[0], 1.5 / (3.0 + 1e-6), 1e-12);
+  const double coeff = 1.0 / (3.0 + 1e-6);
+  EXPECT_DOUBLE_EQ(opt.grad_scale(), coeff);
+
+  // The clipped step equals a step on gradients scaled beforehand, and the scale lasts one step.
+  Parameter q = make_parameter("q", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
+  Optimizer plain({&q}, {0.9, 0.999, 1e-8, 0.0, false}, *self);
+  for (int i = 0; i < 4; ++i) q.grad.data<double>()[i] = 1.5 * coeff;
+  opt.step(0.1);
+  plain.step(0.1);
+  EXPECT_DOUBLE_EQ(p.grad.data<double>()[0], 1.5);  // the gradients themselves stay unscaled
+  EXPECT_EQ(p.value.to_doubles(), q.value.to_doubles());
+  EXPECT_NEAR(opt.gather_state("exp_avg")[0].to_doubles()[0], 0.1 * 1.5 * coeff, 1e-15);  // m = (1 − β₁)·g·coeff
+  EXPECT_DOUBLE_EQ(opt.grad_scale(), 1.0);
 }

@@ -326,7 +326,7 @@ void CpuOps::cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const
 
 // ---------------------------------------------------------------- AdamW
 
-void CpuOps::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
+void CpuOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
   check_same_shape(param, grad, "adamw");
   dispatch_float(param, [&]<typename T>() {
     T* w = param.data<T>();
@@ -338,14 +338,18 @@ void CpuOps::adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, cons
     const T bc2_sqrt = T(std::sqrt(1 - std::pow(p.beta2, double(p.step))));
     const T step_size = T(p.lr) / bc1;
     const T decay = T(1 - p.lr * p.weight_decay), b1 = T(p.beta1), b2 = T(p.beta2), eps = T(p.eps);
+    const T grad_scale = T(p.grad_scale);
     for (int64_t i = 0; i < param.numel(); ++i) {
+      // Clipping scales the gradient in its own dtype first, as torch's clip_grad_norm_ does in place.
+      const T gi = g[i] * grad_scale;
       w[i] *= decay;
-      mp[i] = b1 * mp[i] + (T(1) - b1) * g[i];
-      vp[i] = b2 * vp[i] + (T(1) - b2) * g[i] * g[i];
+      mp[i] = b1 * mp[i] + (T(1) - b1) * gi;
+      vp[i] = b2 * vp[i] + (T(1) - b2) * gi * gi;
       const T denom = std::sqrt(vp[i]) / bc2_sqrt + eps;
       w[i] -= step_size * mp[i] / denom;
     }
   });
+  convert(value, param);
 }
 
 // ---------------------------------------------------------------- registry

@@ -55,7 +55,8 @@ class CpuOps final : public Ops {
                               const Tensor& labels, const Tensor& row_scale, int64_t vocab_start,
                               int64_t valid_cols) override;
 
-  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
+  void adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
+             const AdamWParams& p) override;
 };
 
 // Calls f.template operator()<T>() with T = float or double per the tensor's dtype.
