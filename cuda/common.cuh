@@ -1,10 +1,12 @@
-// weft/cuda/common.cuh v1 — what every kernel file shares: the backend's stream, dtype dispatch, bf16 conversion,
+// weft/cuda/common.cuh v2 — what every kernel file shares: the backend's stream, dtype dispatch, bf16 conversion,
 // warp and block reductions, launch checking.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <type_traits>
 
 #include "cuda_check.h"
 #include "stream.h"
@@ -55,6 +57,39 @@ __device__ __forceinline__ float block_max(float v) {
 }
 
 inline int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
+
+// Elementwise kernels move V consecutive elements per access: one 16-byte load (8 bf16, 4 floats) where the rows
+// allow it, since 2-byte accesses leave a memory-bound kernel at a third of the bandwidth (ncu, H200).
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+template <typename T, int V>
+__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
+  return *reinterpret_cast<const Pack<T, V>*>(p);
+}
+template <typename T, int V>
+__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& x) {
+  *reinterpret_cast<Pack<T, V>*>(p) = x;
+}
+// The widest pack of T: 16 bytes.
+template <typename T>
+constexpr int kPack = 16 / sizeof(T);
+// Whether rows of `row_elements` elements of T at these addresses can be moved in packs of kPack<T>: every row
+// start then falls on a 16-byte boundary.
+template <typename T>
+bool packs_fit(int64_t row_elements, std::initializer_list<const void*> bases) {
+  if (row_elements % kPack<T> != 0) return false;
+  for (const void* p : bases)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+// Calls f(std::integral_constant<int, V>{}) when `fits`, else f(std::integral_constant<int, 1>{}).
+template <int V, typename F>
+void with_pack(bool fits, F&& f) {
+  if (fits) f(std::integral_constant<int, V>{});
+  else f(std::integral_constant<int, 1>{});
+}
 
 template <typename T>
 struct Type {

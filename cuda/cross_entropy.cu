@@ -1,4 +1,4 @@
-// weft/cuda/cross_entropy.cu v1 — vocab-parallel cross-entropy: row max, Σexp and target logit, loss, and the
+// weft/cuda/cross_entropy.cu v2 — vocab-parallel cross-entropy: row max, Σexp and target logit, loss, and the
 // gradient written over the logits (the softmax itself is never stored).
 #include "common.cuh"
 #include "cuda_ops.h"
@@ -9,23 +9,34 @@ namespace {
 
 constexpr int kThreads = 512;
 
-template <typename T>
+// f(value) for each of the first `valid` values of row x: V at a time, then the ones past the last whole pack.
+template <typename T, int V, typename F>
+__device__ __forceinline__ void for_each_valid(const T* x, int64_t valid, F&& f) {
+  const int64_t whole = valid - valid % V;
+  for (int64_t c = threadIdx.x * V; c < whole; c += blockDim.x * V) {
+    const Pack<T, V> p = load_pack<T, V>(x + c);
+    #pragma unroll
+    for (int e = 0; e < V; ++e) f(to_f(p.v[e]));
+  }
+  for (int64_t c = whole + threadIdx.x; c < valid; c += blockDim.x) f(to_f(x[c]));
+}
+
+template <typename T, int V>
 __global__ void ce_max_kernel(float* row_max, const T* logits, int64_t cols, int64_t valid) {
-  const T* x = logits + blockIdx.x * cols;
   float m = -INFINITY;
-  for (int64_t c = threadIdx.x; c < valid; c += blockDim.x) m = fmaxf(m, to_f(x[c]));
+  for_each_valid<T, V>(logits + blockIdx.x * cols, valid, [&](float v) { m = fmaxf(m, v); });
   m = block_max(m);
   if (threadIdx.x == 0) row_max[blockIdx.x] = m;
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void ce_sums_kernel(float* sum_exp, float* target, const T* logits, const float* row_max,
                                const int32_t* labels, int64_t cols, int64_t valid, int64_t start) {
   const int64_t r = blockIdx.x;
   const T* x = logits + r * cols;
   const float m = row_max[r];
   float s = 0.f;
-  for (int64_t c = threadIdx.x; c < valid; c += blockDim.x) s += __expf(to_f(x[c]) - m);
+  for_each_valid<T, V>(x, valid, [&](float v) { s += __expf(v - m); });
   s = block_sum(s);
   if (threadIdx.x == 0) {
     sum_exp[r] = s;
@@ -39,7 +50,8 @@ __global__ void ce_loss_kernel(float* loss, const float* row_max, const float* s
   if (i < n) loss[i] = logf(sum_exp[i]) + row_max[i] - target[i];
 }
 
-template <typename T>
+// Rows of `cols` (a multiple of V) columns, V at a time.
+template <typename T, int V>
 __global__ void ce_bwd_kernel(T* dlogits, const T* logits, const float* row_max, const float* sum_exp,
                               const int32_t* labels, const float* row_scale, int64_t cols, int64_t valid, int64_t start) {
   const int64_t r = blockIdx.x;
@@ -47,10 +59,16 @@ __global__ void ce_bwd_kernel(T* dlogits, const T* logits, const float* row_max,
   const int64_t target = int64_t(labels[r]) - start;
   const T* x = logits + r * cols;
   T* d = dlogits + r * cols;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    float g = 0.f;
-    if (c < valid) g = __expf(to_f(x[c]) - m) * inv - (c == target ? 1.f : 0.f);
-    d[c] = from_f<T>(sc * g);
+  for (int64_t c0 = threadIdx.x * V; c0 < cols; c0 += blockDim.x * V) {
+    Pack<T, V> p = load_pack<T, V>(x + c0);
+    #pragma unroll
+    for (int e = 0; e < V; ++e) {
+      const int64_t c = c0 + e;
+      float g = 0.f;
+      if (c < valid) g = __expf(to_f(p.v[e]) - m) * inv - (c == target ? 1.f : 0.f);
+      p.v[e] = from_f<T>(sc * g);
+    }
+    store_pack(d + c0, p);
   }
 }
 
@@ -69,7 +87,10 @@ void CudaOps::cross_entropy_max(Tensor& row_max, const Tensor& logits, int64_t v
   if (rows == 0) return;
   dispatch_storage(logits, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    ce_max_kernel<<<rows, kThreads, 0, stream()>>>(ptr<float>(row_max), ptr<T>(logits), cols, std::min(valid_cols, cols));
+    with_pack<kPack<T>>(packs_fit<T>(cols, {logits.data_ptr()}), [&](auto v) {
+      ce_max_kernel<T, v><<<rows, kThreads, 0, stream()>>>(ptr<float>(row_max), ptr<T>(logits), cols,
+                                                           std::min(valid_cols, cols));
+    });
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -81,9 +102,11 @@ void CudaOps::cross_entropy_sums(Tensor& sum_exp, Tensor& target_logit, const Te
   if (rows == 0) return;
   dispatch_storage(logits, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    ce_sums_kernel<<<rows, kThreads, 0, stream()>>>(ptr<float>(sum_exp), ptr<float>(target_logit), ptr<T>(logits),
-                                                    ptr<float>(row_max), ptr<int32_t>(labels), cols,
-                                                    std::min(valid_cols, cols), vocab_start);
+    with_pack<kPack<T>>(packs_fit<T>(cols, {logits.data_ptr()}), [&](auto v) {
+      ce_sums_kernel<T, v><<<rows, kThreads, 0, stream()>>>(ptr<float>(sum_exp), ptr<float>(target_logit),
+                                                            ptr<T>(logits), ptr<float>(row_max), ptr<int32_t>(labels),
+                                                            cols, std::min(valid_cols, cols), vocab_start);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -106,9 +129,12 @@ void CudaOps::cross_entropy_backward(Tensor& dlogits, const Tensor& logits, cons
   if (rows == 0) return;
   dispatch_storage(logits, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    ce_bwd_kernel<<<rows, kThreads, 0, stream()>>>(ptr<T>(dlogits), ptr<T>(logits), ptr<float>(row_max),
-                                                   ptr<float>(sum_exp), ptr<int32_t>(labels), ptr<float>(row_scale),
-                                                   cols, std::min(valid_cols, cols), vocab_start);
+    with_pack<kPack<T>>(packs_fit<T>(cols, {logits.data_ptr(), dlogits.data_ptr()}), [&](auto v) {
+      ce_bwd_kernel<T, v><<<rows, kThreads, 0, stream()>>>(ptr<T>(dlogits), ptr<T>(logits), ptr<float>(row_max),
+                                                           ptr<float>(sum_exp), ptr<int32_t>(labels),
+                                                           ptr<float>(row_scale), cols, std::min(valid_cols, cols),
+                                                           vocab_start);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }

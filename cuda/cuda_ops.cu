@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v1 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v2 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 
@@ -33,10 +33,15 @@ __global__ void bf16_to_f32(float* dst, const bf16_t* src, int64_t n) {
   if (i < n) dst[i] = __bfloat162float(src[i]);
 }
 
-template <typename Y, typename X>
+template <typename Y, typename X, int V>
 __global__ void add_kernel(Y* y, const X* x, float alpha, int64_t n) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i < n) y[i] = from_f<Y>(to_f(y[i]) + alpha * to_f(x[i]));
+  const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
+  if (i >= n) return;
+  Pack<Y, V> yp = load_pack<Y, V>(y + i);
+  const Pack<X, V> xp = load_pack<X, V>(x + i);
+  #pragma unroll
+  for (int e = 0; e < V; ++e) yp.v[e] = from_f<Y>(to_f(yp.v[e]) + alpha * to_f(xp.v[e]));
+  store_pack(y + i, yp);
 }
 
 template <typename T>
@@ -136,8 +141,12 @@ void CudaOps::add(Tensor& y, const Tensor& x, double alpha) {
   dispatch_storage(y, [&](auto tag_Y) {
     using Y = typename decltype(tag_Y)::type;
     dispatch_storage(x, [&](auto tag_X) {
-    using X = typename decltype(tag_X)::type;
-      add_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(ptr<Y>(y), ptr<X>(x), static_cast<float>(alpha), n);
+      using X = typename decltype(tag_X)::type;
+      using Wider = std::conditional_t<(sizeof(X) > sizeof(Y)), X, Y>;
+      with_pack<kPack<Wider>>(packs_fit<Wider>(n, {y.data_ptr(), x.data_ptr()}), [&](auto v) {
+        add_kernel<Y, X, v><<<blocks_for(n / v, 256), 256, 0, stream()>>>(ptr<Y>(y), ptr<X>(x),
+                                                                          static_cast<float>(alpha), n);
+      });
     });
   });
   CUDA_CHECK_LAUNCH();

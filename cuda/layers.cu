@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v2 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v3 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -12,24 +12,33 @@ constexpr int kThreads = 256;
 
 // ---------------------------------------------------------------- RMSNorm
 
-template <typename T>
+// One block per row, V columns per access.
+template <typename T, int V>
 __global__ void rmsnorm_fwd_kernel(T* y, float* rstd, const T* x, const T* w, int64_t h, float eps) {
   const int64_t r = blockIdx.x;
   const T* xr = x + r * h;
   float ss = 0.f;
-  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) {
-    const float v = to_f(xr[i]);
-    ss += v * v;
+  for (int64_t i = threadIdx.x * V; i < h; i += blockDim.x * V) {
+    const Pack<T, V> xp = load_pack<T, V>(xr + i);
+    #pragma unroll
+    for (int j = 0; j < V; ++j) ss += to_f(xp.v[j]) * to_f(xp.v[j]);
   }
   ss = block_sum(ss);
   const float inv = rsqrtf(ss / float(h) + eps);
   if (threadIdx.x == 0) rstd[r] = inv;
-  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) y[r * h + i] = from_f<T>(to_f(xr[i]) * inv * to_f(w[i]));
+  for (int64_t i = threadIdx.x * V; i < h; i += blockDim.x * V) {
+    const Pack<T, V> xp = load_pack<T, V>(xr + i), wp = load_pack<T, V>(w + i);
+    Pack<T, V> yp;
+    #pragma unroll
+    for (int j = 0; j < V; ++j) yp.v[j] = from_f<T>(to_f(xp.v[j]) * inv * to_f(wp.v[j]));
+    store_pack(y + r * h + i, yp);
+  }
 }
 
-// Each block walks a strided set of rows; its share of dw collects in shared memory and is written to
-// partial[block, :] for a second kernel to sum (deterministic, no atomics).
-template <typename T>
+// Each block walks a strided set of rows, V columns per access; its share of dw collects in shared memory and is
+// written to partial[block, :] for a second kernel to sum (deterministic, no atomics). Shared memory holds column
+// i at (i mod V)·(h / V) + i / V, so a warp's V accumulations each touch 32 consecutive words (no bank conflicts).
+template <typename T, int V>
 __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* x, const T* w, const float* rstd,
                                    int64_t rows, int64_t h, bool accumulate) {
   extern __shared__ float dw_acc[];
@@ -39,19 +48,31 @@ __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* 
     const T* gr = dy + r * h;
     const float rs = rstd[r];
     float dot = 0.f;
-    for (int64_t i = threadIdx.x; i < h; i += blockDim.x) dot += to_f(gr[i]) * to_f(w[i]) * to_f(xr[i]);
+    for (int64_t i = threadIdx.x * V; i < h; i += blockDim.x * V) {
+      const Pack<T, V> xp = load_pack<T, V>(xr + i), gp = load_pack<T, V>(gr + i), wp = load_pack<T, V>(w + i);
+      #pragma unroll
+      for (int j = 0; j < V; ++j) dot += to_f(gp.v[j]) * to_f(wp.v[j]) * to_f(xp.v[j]);
+    }
     dot = block_sum(dot);
     const float c = rs * rs * rs * dot / float(h);
-    for (int64_t i = threadIdx.x; i < h; i += blockDim.x) {
-      const float xv = to_f(xr[i]), gv = to_f(gr[i]);
-      float d = rs * gv * to_f(w[i]) - c * xv;
-      if (accumulate) d += to_f(dx[r * h + i]);
-      dx[r * h + i] = from_f<T>(d);
-      dw_acc[i] += gv * xv * rs;
+    for (int64_t i = threadIdx.x * V; i < h; i += blockDim.x * V) {
+      const Pack<T, V> xp = load_pack<T, V>(xr + i), gp = load_pack<T, V>(gr + i), wp = load_pack<T, V>(w + i);
+      Pack<T, V> dp;
+      if (accumulate) dp = load_pack<T, V>(dx + r * h + i);
+      #pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float xv = to_f(xp.v[j]), gv = to_f(gp.v[j]);
+        float d = rs * gv * to_f(wp.v[j]) - c * xv;
+        if (accumulate) d += to_f(dp.v[j]);
+        dp.v[j] = from_f<T>(d);
+        dw_acc[j * (h / V) + i / V] += gv * xv * rs;
+      }
+      store_pack(dx + r * h + i, dp);
     }
   }
   __syncthreads();
-  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) partial[blockIdx.x * h + i] = dw_acc[i];
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x)
+    partial[blockIdx.x * h + i] = dw_acc[(i % V) * (h / V) + i / V];
 }
 
 __global__ void column_sum_kernel(float* out, const float* partial, int blocks, int64_t h) {
@@ -75,27 +96,35 @@ __global__ void bias_grad_kernel(float* partial, const T* dy, int64_t rows, int6
 
 // ---------------------------------------------------------------- RoPE
 
-template <typename T>
+// Thread i rotates the V pairs (j, j + half) from j = (i·V) mod half of one head.
+template <typename T, int V>
 __global__ void rope_kernel(T* x, const int32_t* pos, const T* cos, const T* sin, int64_t tokens, int64_t heads,
                             int64_t dim, float sign) {
   const int64_t half = dim / 2;
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
   if (i >= tokens * heads * half) return;
   const int64_t j = i % half, th = i / half, t = th / heads;
-  T* v = x + th * dim;
-  const float c = to_f(cos[int64_t(pos[t]) * half + j]), s = sign * to_f(sin[int64_t(pos[t]) * half + j]);
-  const float x1 = to_f(v[j]), x2 = to_f(v[j + half]);
-  v[j] = from_f<T>(x1 * c - x2 * s);
-  v[j + half] = from_f<T>(x2 * c + x1 * s);
+  T* head = x + th * dim;
+  const int64_t angle = int64_t(pos[t]) * half + j;
+  const Pack<T, V> cp = load_pack<T, V>(cos + angle), sp = load_pack<T, V>(sin + angle);
+  Pack<T, V> lo = load_pack<T, V>(head + j), hi = load_pack<T, V>(head + j + half);
+  #pragma unroll
+  for (int e = 0; e < V; ++e) {
+    const float c = to_f(cp.v[e]), s = sign * to_f(sp.v[e]), x1 = to_f(lo.v[e]), x2 = to_f(hi.v[e]);
+    lo.v[e] = from_f<T>(x1 * c - x2 * s);
+    hi.v[e] = from_f<T>(x2 * c + x1 * s);
+  }
+  store_pack(head + j, lo);
+  store_pack(head + j + half, hi);
 }
 
 // ---------------------------------------------------------------- QKV layout
 
-// Element e of the fused [tokens, groups·(qpg + 2)·dim] tensor ↔ its place in q, k or v.
-template <typename T, bool kSplit>
+// Elements [e, e + V) of the fused [tokens, groups·(qpg + 2)·dim] tensor ↔ their place in q, k or v.
+template <typename T, int V, bool kSplit>
 __global__ void qkv_kernel(T* fused, T* q, T* k, T* v, int64_t tokens, int64_t groups, int64_t qpg, int64_t dim) {
   const int64_t per_group = (qpg + 2) * dim;
-  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t e = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
   if (e >= tokens * groups * per_group) return;
   const int64_t within = e % per_group, tg = e / per_group, g = tg % groups, t = tg / groups;
   const int64_t slot = within / dim, d = within % dim;
@@ -103,30 +132,44 @@ __global__ void qkv_kernel(T* fused, T* q, T* k, T* v, int64_t tokens, int64_t g
   if (slot < qpg) dst = q + ((t * groups + g) * qpg + slot) * dim + d;
   else if (slot == qpg) dst = k + (t * groups + g) * dim + d;
   else dst = v + (t * groups + g) * dim + d;
-  if (kSplit) *dst = fused[e];
-  else fused[e] = *dst;
+  if (kSplit) store_pack(dst, load_pack<T, V>(fused + e));
+  else store_pack(fused + e, load_pack<T, V>(dst));
 }
 
 // ---------------------------------------------------------------- SwiGLU
 
-template <typename T>
+// Thread i: outputs [i·V, i·V + V) of out [rows, f].
+template <typename T, int V>
 __global__ void swiglu_fwd_kernel(T* out, const T* in, int64_t rows, int64_t f) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
   if (i >= rows * f) return;
   const int64_t r = i / f, c = i % f;
-  const float g = to_f(in[r * 2 * f + c]), u = to_f(in[r * 2 * f + f + c]);
-  out[i] = from_f<T>(g / (1.f + __expf(-g)) * u);
+  const Pack<T, V> gp = load_pack<T, V>(in + r * 2 * f + c), up = load_pack<T, V>(in + r * 2 * f + f + c);
+  Pack<T, V> op;
+  #pragma unroll
+  for (int e = 0; e < V; ++e) {
+    const float g = to_f(gp.v[e]);
+    op.v[e] = from_f<T>(g / (1.f + __expf(-g)) * to_f(up.v[e]));
+  }
+  store_pack(out + i, op);
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void swiglu_bwd_kernel(T* din, const T* dout, const T* in, int64_t rows, int64_t f) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
   if (i >= rows * f) return;
   const int64_t r = i / f, c = i % f;
-  const float g = to_f(in[r * 2 * f + c]), u = to_f(in[r * 2 * f + f + c]), d = to_f(dout[i]);
-  const float sig = 1.f / (1.f + __expf(-g));
-  din[r * 2 * f + c] = from_f<T>(d * u * sig * (1.f + g * (1.f - sig)));
-  din[r * 2 * f + f + c] = from_f<T>(d * g * sig);
+  Pack<T, V> gp = load_pack<T, V>(in + r * 2 * f + c), up = load_pack<T, V>(in + r * 2 * f + f + c);
+  const Pack<T, V> dp = load_pack<T, V>(dout + i);
+  #pragma unroll
+  for (int e = 0; e < V; ++e) {
+    const float g = to_f(gp.v[e]), u = to_f(up.v[e]), d = to_f(dp.v[e]);
+    const float sig = 1.f / (1.f + __expf(-g));
+    gp.v[e] = from_f<T>(d * u * sig * (1.f + g * (1.f - sig)));
+    up.v[e] = from_f<T>(d * g * sig);
+  }
+  store_pack(din + r * 2 * f + c, gp);
+  store_pack(din + r * 2 * f + f + c, up);
 }
 
 // ---------------------------------------------------------------- embedding
@@ -177,8 +220,10 @@ void CudaOps::rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Te
   if (rows == 0) return;
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    rmsnorm_fwd_kernel<<<rows, kThreads, 0, stream()>>>(ptr<T>(y), ptr<float>(rstd), ptr<T>(x), ptr<T>(w), h,
-                                                        static_cast<float>(eps));
+    with_pack<kPack<T>>(packs_fit<T>(h, {y.data_ptr(), x.data_ptr(), w.data_ptr()}), [&](auto v) {
+      rmsnorm_fwd_kernel<T, v><<<rows, kThreads, 0, stream()>>>(ptr<T>(y), ptr<float>(rstd), ptr<T>(x), ptr<T>(w), h,
+                                                                static_cast<float>(eps));
+    });
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -188,12 +233,15 @@ void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const T
   const int64_t h = w.numel(), rows = x.numel() / h;
   WEFT_CHECK(dw.dtype() == DType::f32, "rmsnorm_backward: dw must be f32, got ", dw.describe());
   if (rows == 0) return;
-  const int blocks = static_cast<int>(std::min<int64_t>(rows, 264));
+  // Enough blocks to fill every SM's threads (8 × 256 on an H200's 132 SMs), each summing ≈ rows / 1024 rows' dw.
+  const int blocks = static_cast<int>(std::min<int64_t>(rows, 1024));
   Tensor partial = Tensor::empty({blocks, h}, DType::f32, Device::cuda);
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    rmsnorm_bwd_kernel<<<blocks, kThreads, h * sizeof(float), stream()>>>(
-        ptr<T>(dx), ptr<float>(partial), ptr<T>(dy), ptr<T>(x), ptr<T>(w), ptr<float>(rstd), rows, h, accumulate);
+    with_pack<kPack<T>>(packs_fit<T>(h, {dx.data_ptr(), dy.data_ptr(), x.data_ptr(), w.data_ptr()}), [&](auto v) {
+      rmsnorm_bwd_kernel<T, v><<<blocks, kThreads, h * sizeof(float), stream()>>>(
+          ptr<T>(dx), ptr<float>(partial), ptr<T>(dy), ptr<T>(x), ptr<T>(w), ptr<float>(rstd), rows, h, accumulate);
+    });
   });
   CUDA_CHECK_LAUNCH();
   column_sum_kernel<<<blocks_for(h, kThreads), kThreads, 0, stream()>>>(ptr<float>(dw), ptr<float>(partial), blocks, h);
@@ -206,9 +254,10 @@ void CudaOps::rope(Tensor& x, const Tensor& positions, const Tensor& cos, const 
   if (n == 0) return;
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    rope_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(ptr<T>(x), ptr<int32_t>(positions), ptr<T>(cos),
-                                                                     ptr<T>(sin), tokens, heads, dim,
-                                                                     inverse ? -1.f : 1.f);
+    with_pack<kPack<T>>(packs_fit<T>(dim / 2, {x.data_ptr(), cos.data_ptr(), sin.data_ptr()}), [&](auto v) {
+      rope_kernel<T, v><<<blocks_for(n / v, kThreads), kThreads, 0, stream()>>>(
+          ptr<T>(x), ptr<int32_t>(positions), ptr<T>(cos), ptr<T>(sin), tokens, heads, dim, inverse ? -1.f : 1.f);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -219,8 +268,10 @@ void CudaOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) {
   WEFT_CHECK(n == tokens * groups * (qpg + 2) * dim, "qkv_split: ", qkv.describe(), " does not match q ", q.describe());
   dispatch_storage(qkv, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    qkv_kernel<T, true><<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(ptr<T>(qkv), ptr<T>(q), ptr<T>(k),
-                                                                             ptr<T>(v), tokens, groups, qpg, dim);
+    with_pack<kPack<T>>(packs_fit<T>(dim, {qkv.data_ptr(), q.data_ptr(), k.data_ptr(), v.data_ptr()}), [&](auto w) {
+      qkv_kernel<T, w, true><<<blocks_for(n / w, kThreads), kThreads, 0, stream()>>>(
+          ptr<T>(qkv), ptr<T>(q), ptr<T>(k), ptr<T>(v), tokens, groups, qpg, dim);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -230,8 +281,10 @@ void CudaOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const 
   const int64_t n = dqkv.numel();
   dispatch_storage(dqkv, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    qkv_kernel<T, false><<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(ptr<T>(dqkv), ptr<T>(dq), ptr<T>(dk),
-                                                                              ptr<T>(dv), tokens, groups, qpg, dim);
+    with_pack<kPack<T>>(packs_fit<T>(dim, {dqkv.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr()}), [&](auto w) {
+      qkv_kernel<T, w, false><<<blocks_for(n / w, kThreads), kThreads, 0, stream()>>>(
+          ptr<T>(dqkv), ptr<T>(dq), ptr<T>(dk), ptr<T>(dv), tokens, groups, qpg, dim);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -240,7 +293,10 @@ void CudaOps::swiglu_forward(Tensor& out, const Tensor& in) {
   const int64_t f = out.size(-1), rows = out.numel() / f;
   dispatch_storage(in, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    swiglu_fwd_kernel<<<blocks_for(out.numel(), kThreads), kThreads, 0, stream()>>>(ptr<T>(out), ptr<T>(in), rows, f);
+    with_pack<kPack<T>>(packs_fit<T>(f, {out.data_ptr(), in.data_ptr()}), [&](auto v) {
+      swiglu_fwd_kernel<T, v><<<blocks_for(out.numel() / v, kThreads), kThreads, 0, stream()>>>(ptr<T>(out),
+                                                                                                ptr<T>(in), rows, f);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -249,8 +305,10 @@ void CudaOps::swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in)
   const int64_t f = dout.size(-1), rows = dout.numel() / f;
   dispatch_storage(in, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    swiglu_bwd_kernel<<<blocks_for(dout.numel(), kThreads), kThreads, 0, stream()>>>(ptr<T>(din), ptr<T>(dout),
-                                                                                      ptr<T>(in), rows, f);
+    with_pack<kPack<T>>(packs_fit<T>(f, {din.data_ptr(), dout.data_ptr(), in.data_ptr()}), [&](auto v) {
+      swiglu_bwd_kernel<T, v><<<blocks_for(dout.numel() / v, kThreads), kThreads, 0, stream()>>>(
+          ptr<T>(din), ptr<T>(dout), ptr<T>(in), rows, f);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -1,4 +1,4 @@
-// weft/test/gpu/ops_gpu_test.cpp v1 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v2 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16
@@ -32,21 +32,39 @@ TEST(GpuOps, GemmAllTransposesBf16AndFp32Outputs) {
 
 TEST(GpuOps, RmsNormForwardBackward) {
   REQUIRE_GPU();
-  const int64_t rows = 300, h = 1024;
-  const Tensor x = bf16_rounded(randn({rows, h})), w = bf16_rounded(randn({h}, 0.5)), dy = bf16_rounded(randn({rows, h}));
-  Tensor y = Tensor::empty({rows, h}, DType::f32), rstd = Tensor::empty({rows}, DType::f32);
-  cpu_ops().rmsnorm_forward(y, rstd, x, w, 1e-5);
-  Tensor gy = poisoned({rows, h}, DType::bf16), grstd = poisoned({rows}, DType::f32);
-  ops_for(Device::cuda).rmsnorm_forward(gy, grstd, gpu(x), gpu(w), 1e-5);
-  EXPECT_LT(rel_error(gy, y), 1e-2);
-  EXPECT_LT(rel_error(grstd, rstd), 1e-4);
-  const Tensor dx0 = bf16_rounded(randn({rows, h}));
-  Tensor dx = dx0.clone(), dw = Tensor::zeros({h}, DType::f32);
-  cpu_ops().rmsnorm_backward(dx, dw, dy, x, w, rstd, true);
-  Tensor gdx = gpu(dx0), gdw = Tensor::zeros({h}, DType::f32, Device::cuda);
-  ops_for(Device::cuda).rmsnorm_backward(gdx, gdw, gpu(dy), gpu(x), gpu(w), grstd, true);
-  EXPECT_LT(rel_error(gdx, dx), 1e-2);
-  EXPECT_LT(rel_error(gdw, dw), 2e-3);
+  for (const int64_t h : {1024, 1021}) {  // 16-byte packs, and rows that cannot use them
+    SCOPED_TRACE("hidden " + std::to_string(h));
+    const int64_t rows = 300;
+    const Tensor x = bf16_rounded(randn({rows, h})), w = bf16_rounded(randn({h}, 0.5)),
+                 dy = bf16_rounded(randn({rows, h}));
+    Tensor y = Tensor::empty({rows, h}, DType::f32), rstd = Tensor::empty({rows}, DType::f32);
+    cpu_ops().rmsnorm_forward(y, rstd, x, w, 1e-5);
+    Tensor gy = poisoned({rows, h}, DType::bf16), grstd = poisoned({rows}, DType::f32);
+    ops_for(Device::cuda).rmsnorm_forward(gy, grstd, gpu(x), gpu(w), 1e-5);
+    EXPECT_LT(rel_error(gy, y), 1e-2);
+    EXPECT_LT(rel_error(grstd, rstd), 1e-4);
+    const Tensor dx0 = bf16_rounded(randn({rows, h}));
+    Tensor dx = dx0.clone(), dw = Tensor::zeros({h}, DType::f32);
+    cpu_ops().rmsnorm_backward(dx, dw, dy, x, w, rstd, true);
+    Tensor gdx = gpu(dx0), gdw = Tensor::zeros({h}, DType::f32, Device::cuda);
+    ops_for(Device::cuda).rmsnorm_backward(gdx, gdw, gpu(dy), gpu(x), gpu(w), grstd, true);
+    EXPECT_LT(rel_error(gdx, dx), 1e-2);
+    EXPECT_LT(rel_error(gdw, dw), 2e-3);
+  }
+}
+
+TEST(GpuOps, AddInPackedAndElementwiseForms) {
+  REQUIRE_GPU();
+  for (const int64_t n : {4096, 4099}) {
+    const Tensor y0 = bf16_rounded(randn({n})), x = bf16_rounded(randn({n}));
+    Tensor y = y0.clone();
+    cpu_ops().add(y, x, -0.75);
+    Tensor gy16 = gpu(y0), gy32 = gpu(y0, DType::f32);
+    ops_for(Device::cuda).add(gy16, gpu(x), -0.75);  // bf16 += bf16
+    ops_for(Device::cuda).add(gy32, gpu(x), -0.75);  // f32 += bf16
+    EXPECT_LT(rel_error(gy16, y), 1e-2) << n;
+    EXPECT_LT(rel_error(gy32, y), 1e-6) << n;
+  }
 }
 
 TEST(GpuOps, RopeQkvSwigluEmbedding) {
@@ -82,15 +100,17 @@ TEST(GpuOps, RopeQkvSwigluEmbedding) {
     EXPECT_LT(rel_error(gr, r), 1e-2) << "inverse " << inverse;
   }
 
-  const Tensor in = bf16_rounded(randn({t, 2 * 200}, 2.0)), dout = bf16_rounded(randn({t, 200}));
-  Tensor out = Tensor::empty({t, 200}, DType::f32), din = Tensor::empty({t, 400}, DType::f32);
-  cpu_ops().swiglu_forward(out, in);
-  cpu_ops().swiglu_backward(din, dout, in);
-  Tensor gout = poisoned({t, 200}, DType::bf16), gdin = poisoned({t, 400}, DType::bf16);
-  ops_for(Device::cuda).swiglu_forward(gout, gpu(in));
-  ops_for(Device::cuda).swiglu_backward(gdin, gpu(dout), gpu(in));
-  EXPECT_LT(rel_error(gout, out), 1e-2);
-  EXPECT_LT(rel_error(gdin, din), 1e-2);
+  for (const int64_t f : {200, 203}) {  // 16-byte packs, and rows that cannot use them
+    const Tensor in = bf16_rounded(randn({t, 2 * f}, 2.0)), dout = bf16_rounded(randn({t, f}));
+    Tensor out = Tensor::empty({t, f}, DType::f32), din = Tensor::empty({t, 2 * f}, DType::f32);
+    cpu_ops().swiglu_forward(out, in);
+    cpu_ops().swiglu_backward(din, dout, in);
+    Tensor gout = poisoned({t, f}, DType::bf16), gdin = poisoned({t, 2 * f}, DType::bf16);
+    ops_for(Device::cuda).swiglu_forward(gout, gpu(in));
+    ops_for(Device::cuda).swiglu_backward(gdin, gpu(dout), gpu(in));
+    EXPECT_LT(rel_error(gout, out), 1e-2) << f;
+    EXPECT_LT(rel_error(gdin, din), 1e-2) << f;
+  }
 
   const int64_t rows = 50, h = 128, start = 100;
   const Tensor table = bf16_rounded(randn({rows, h}));
