@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v4 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v5 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -27,6 +27,24 @@ train_1p5b() {
   rm -rf "$dir"; mkdir -p runs
   timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.train_iters=12 \
     --log.interval=4 --log.dir="$dir" "$@" >"$dir.log" 2>&1
+}
+# GPU 0's SM clock and power every 200 ms while a run goes on, to tell a slow step from a card held below its boost
+# clock (Nsight Compute replays single kernels at whatever clock the idle card gets): start_sampling NAME, then
+# stop_sampling NAME adds a row with the medians over the busy samples (power above half the run's highest).
+start_sampling() {
+  nvidia-smi -i 0 --query-gpu=clocks.sm,power.draw --format=csv,noheader,nounits -lms 200 >"$OUT/clocks-$1.csv" 2>/dev/null &
+  SAMPLER=$!
+}
+stop_sampling() {
+  kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null
+  local samples="$OUT/clocks-$1.csv" busy="$OUT/clocks-$1.busy" n clock power
+  awk -F', *' 'NR == FNR { if ($2 + 0 > top) top = $2 + 0; next } $2 + 0 > top / 2 { print $1, $2 }' \
+    "$samples" "$samples" >"$busy" 2>/dev/null
+  n=$(wc -l <"$busy")
+  if [ "$n" -eq 0 ]; then row "$1: no clock samples"; return; fi
+  clock=$(cut -d' ' -f1 "$busy" | sort -n | sed -n "$(( (n + 1) / 2 ))p")
+  power=$(cut -d' ' -f2 "$busy" | sort -n | sed -n "$(( (n + 1) / 2 ))p")
+  row "$1, busy samples: median SM clock $clock MHz, median power $power W ($n samples)"
 }
 # 8 steps of the 1.5B shape on one GPU: one_gpu_1p5b NAME [flags...]; a table row with its last metrics.
 one_gpu_1p5b() {
@@ -140,9 +158,13 @@ PY
       row "kernels: see kernels.txt; torch SDPA: $(cat "$OUT/sdpa.json")" ;;
     e2e)
       rm -rf runs/bench-1.5b
+      start_sampling "weft 1.5B"
       "$BUILD/weft" train bench/decks/llama-1.5b.ini 2>&1 | tee "$OUT/weft_e2e.log" | tail -6
+      stop_sampling "weft 1.5B"
       row "weft 1.5B: $(tail -1 runs/bench-1.5b/metrics.jsonl 2>/dev/null)"
+      start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
+      stop_sampling "torch eager"
       row "torch eager: $(cat "$OUT/torch_eager.json")" ;;
     e2e-compile)
       python3 bench/peers/train_llama_hf.py --mode compile 2>&1 | tail -1 | tee "$OUT/torch_compile.json"
