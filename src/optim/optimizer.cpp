@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v2 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v3 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -174,8 +174,9 @@ void Optimizer::step(double lr) {
              v = exp_avg_sq_.rows(s.at, s.at + s.length);
       const Tensor g = grads_.rows(s.flat_begin, s.flat_begin + s.length);
       Tensor value = values_.rows(s.flat_begin, s.flat_begin + s.length);
-      const AdamWParams h{lr,     cfg_.beta1, cfg_.beta2, cfg_.eps, p.weight_decay ? cfg_.weight_decay : 0.0,
-                          steps_, grad_scale_};
+      const AdamWParams h{.lr = lr, .beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.eps,
+                          .weight_decay = p.weight_decay ? cfg_.weight_decay : 0.0, .step = steps_,
+                          .grad_scale = grad_scale_};
       ops_for(w).adamw(w, value, g, m, v, h);
     }
     share_values(b);

@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v2 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v3 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.cpp v1 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
+// weft/src/ops/cpu/cpu_ops.cpp v2 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
 // cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp.
 #include "ops/cpu/cpu_ops.h"
 
