@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   }
   consumer_registers();
 
-  // The warpgroup's 64 rows of Q: the 64-column blocks are kFwdRows·128 bytes apart, k steps of 16 are 32 bytes.
+  // The warpgroup's 64 rows of Q.
   const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128;
   float o[D / 8][4], m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
   #pragma unroll
@@ -209,11 +209,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   auto issue_scores = [&](int i) {
     const uint32_t k_addr = smem_addr(sK) + i % kStages * kStageBytes;
     #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const uint32_t step = (ks / 4) * 128 + (ks % 4) * 32;
-      wgmma_ss<kFwdKeys>(sacc, desc_k_major(q_addr + step / 128 * (kFwdRows * 128) + step % 128),
-                         desc_k_major(k_addr + step / 128 * (kFwdKeys * 128) + step % 128), ks > 0);
-    }
+    for (int ks = 0; ks < D / 16; ++ks)
+      wgmma_ss<kFwdKeys>(sacc, desc_k_major(q_addr + k_step_offset(ks, kFwdRows)),
+                         desc_k_major(k_addr + k_step_offset(ks, kFwdKeys)), ks > 0);
   };
   // Online softmax of tile i in the log2 domain (only warps whose rows cross the diagonal, the window's edge or the
   // segment's end pay for the mask).
@@ -298,13 +296,12 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
   const size_t smem = pipeline_smem((kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_fwd_kernel<D>, smem);
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
-  const int64_t heads = p.num_heads, kv_heads = p.num_kv_heads;
+  const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
   const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows), head_map(k, tokens, kv_heads, D, kFwdKeys),
                        head_map(v, tokens, kv_heads, D, kFwdKeys), {}};
-  flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(
-      ptr<bf16_t>(out), ptr<float>(lse), maps, seg, blocks_per_seg, tokens,
-      static_cast<int>(p.num_heads), static_cast<int>(p.num_kv_heads), p.window, p.causal,
-      static_cast<float>(p.scale * kLog2e));
+  flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(ptr<bf16_t>(out), ptr<float>(lse), maps, seg,
+                                                                  blocks_per_seg, tokens, heads, kv_heads, p.window,
+                                                                  p.causal, static_cast<float>(p.scale * kLog2e));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -379,7 +376,7 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
   wgmma_fence();
   #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
-    const uint32_t a_step = (ks / 4) * a_rows * 128 + (ks % 4) * 32, b_step = (ks / 4) * b_rows * 128 + (ks % 4) * 32;
+    const uint32_t a_step = k_step_offset(ks, a_rows), b_step = k_step_offset(ks, b_rows);
     wgmma_ss<N>(d1, desc_k_major(a1 + a_step), desc_k_major(b1 + b_step), ks > 0);
     wgmma_ss<N>(d2, desc_k_major(a2 + a_step), desc_k_major(b2 + b_step), ks > 0);
   }
@@ -427,9 +424,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   if (threadIdx.x >= kConsumerThreads) {  // the producer: K and V, then the query tiles and their row terms
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    constexpr uint32_t kKvBytes = 2 * kBwdKeys * D * sizeof(bf16_t), kTileBytes = 2 * kBwdQueries * D * sizeof(bf16_t);
+    constexpr uint32_t kKvBytes = 2 * kBwdKeys * D * sizeof(bf16_t);
     pipe.produce(
-        tiles, p, [&](int i) { return i == 0 ? kKvBytes + kTileBytes : kTileBytes; },
+        tiles, p, [&](int i) { return i == 0 ? kKvBytes + 2 * kTileBytes : 2 * kTileBytes; },  // Q and dO tiles
         [&](int i, int stage, uint64_t* full) {
           if (i == 0) {
             tma_tile<D, kBwdKeys>(sK, &maps.k, hk, k0, full);

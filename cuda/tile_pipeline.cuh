@@ -1,4 +1,4 @@
-// weft/cuda/tile_pipeline.cuh v1 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
+// weft/cuda/tile_pipeline.cuh v2 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
 // tiles into shared memory with the TMA unit, two consumer warpgroups compute on them, mbarriers hand stages over
 // and named barriers give the consumers turns on the tensor cores.
 #pragma once
@@ -61,13 +61,6 @@ __device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.
 // every producer thread has arrived and the bytes its TMA loads expect have landed; empty[s] when all consumer
 // threads are done reading it. Three stages let the producer run two tiles ahead.
 constexpr int kStages = 3;
-// A kernel's dynamic shared memory: its tiles (SW128 atoms, which must start on a 1024-byte boundary) from the
-// first such boundary, then the pipeline's barriers. The launch asks for pipeline_smem(tile bytes), 1 KiB more than
-// tiles and barriers take; the kernel finds its tiles at aligned_tiles(smem_raw).
-constexpr size_t pipeline_smem(size_t tile_bytes) { return tile_bytes + 2 * kStages * sizeof(uint64_t) + 1024; }
-__device__ __forceinline__ unsigned char* aligned_tiles(unsigned char* smem_raw) {
-  return smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-}
 struct TilePipeline {
   uint64_t* bar;  // full[kStages], then empty[kStages]
   // Called by every thread of the block, before the roles split.
@@ -99,6 +92,14 @@ struct TilePipeline {
     }
   }
 };
+
+// A kernel's dynamic shared memory: its tiles (SW128 atoms, which must start on a 1024-byte boundary) from the
+// first such boundary, then the pipeline's barriers. The launch asks for pipeline_smem(tile bytes), 1 KiB more than
+// tiles and barriers take; the kernel finds its tiles at aligned_tiles(smem_raw).
+constexpr size_t pipeline_smem(size_t tile_bytes) { return tile_bytes + 2 * kStages * sizeof(uint64_t) + 1024; }
+__device__ __forceinline__ unsigned char* aligned_tiles(unsigned char* smem_raw) {
+  return smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+}
 
 // Pingpong between the two consumer warpgroups (FlashAttention-3's schedule): a warpgroup issues its wgmma only on
 // its turn and hands the turn over once issued, so the groups alternate on the tensor cores and each one's softmax

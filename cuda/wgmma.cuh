@@ -23,6 +23,8 @@ __device__ __forceinline__ uint64_t desc_field(uint32_t bytes) { return uint64_t
 __device__ __forceinline__ uint64_t desc_k_major(uint32_t addr) {
   return desc_field(addr) | (uint64_t(1) << 16) | (desc_field(1024) << 32) | (uint64_t(1) << 62);
 }
+// The byte offset of k step `ks` (columns [16ks, 16ks + 16)) in a K-major SW128 tile of `rows` rows.
+__device__ __forceinline__ uint32_t k_step_offset(int ks, int rows) { return (ks / 4) * rows * 128 + (ks % 4) * 32; }
 // The descriptor of an MN-major B operand: the tile's rows run along K (16 rows per instruction, `addr` at the first)
 // and its 64-column blocks along N, `block_bytes` apart.
 __device__ __forceinline__ uint64_t desc_mn_major(uint32_t addr, uint32_t block_bytes) {
