@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v2 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v3 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 
@@ -69,17 +69,18 @@ __global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
 }
 
 // AdamW on fp32 masters, torch.optim.AdamW's arrangement; the gradient clipped by grad_scale on the way in and the
-// model's copy written on the way out, so neither takes a pass of its own over the parameters.
-template <typename V>
-__global__ void adamw_kernel(float* w, V* value, const float* g, float* m, float* v, int64_t n, float lr, float b1,
+// model's copy written on the way out, so neither takes a pass of its own over the parameters. Moments M are fp32
+// or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference does).
+template <typename V, typename M>
+__global__ void adamw_kernel(float* w, V* value, const float* g, M* m, M* v, int64_t n, float lr, float b1,
                              float b2, float eps, float decay, float bc1, float bc2_sqrt, float grad_scale) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float gi = g[i] * grad_scale;
-  const float mi = b1 * m[i] + (1.f - b1) * gi;
-  const float vi = b2 * v[i] + (1.f - b2) * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
+  const float mi = b1 * to_f(m[i]) + (1.f - b1) * gi;
+  const float vi = b2 * to_f(v[i]) + (1.f - b2) * gi * gi;
+  m[i] = from_f<M>(mi);
+  v[i] = from_f<M>(vi);
   const float denom = sqrtf(vi) / bc2_sqrt + eps;
   const float wi = w[i] * decay - (lr / bc1) * mi / denom;
   w[i] = wi;
@@ -190,20 +191,24 @@ void CudaOps::bias_add(Tensor& y, const Tensor& bias) {
 
 void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
                     const AdamWParams& p) {
-  WEFT_CHECK(param.dtype() == DType::f32 && grad.dtype() == DType::f32 && m.dtype() == DType::f32 &&
-                 param.numel() == grad.numel() && value.numel() == param.numel(),
-             "CUDA adamw works on fp32 master weights, grads and moments and a model copy of their length; got ",
-             param.describe(), ", ", grad.describe(), ", ", value.describe());
+  WEFT_CHECK(param.dtype() == DType::f32 && grad.dtype() == DType::f32 && m.dtype() == v.dtype() &&
+                 (m.dtype() == DType::f32 || m.dtype() == DType::bf16) && param.numel() == grad.numel() &&
+                 value.numel() == param.numel(),
+             "CUDA adamw works on fp32 master weights and grads, fp32 or bf16 moments and a model copy of their "
+             "length; got ", param.describe(), ", ", grad.describe(), ", ", m.describe(), ", ", value.describe());
   const int64_t n = param.numel();
   if (n == 0) return;
   const float bc1 = static_cast<float>(1 - std::pow(p.beta1, double(p.step)));
   const float bc2 = static_cast<float>(std::sqrt(1 - std::pow(p.beta2, double(p.step))));
   dispatch_storage(value, [&](auto tag_V) {
-    using V = typename decltype(tag_V)::type;
-    adamw_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(
-        ptr<float>(param), ptr<V>(value), ptr<float>(grad), ptr<float>(m), ptr<float>(v), n, static_cast<float>(p.lr),
-        static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
-        static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
+    dispatch_storage(m, [&](auto tag_M) {
+      using V = typename decltype(tag_V)::type;
+      using M = typename decltype(tag_M)::type;
+      adamw_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(
+          ptr<float>(param), ptr<V>(value), ptr<float>(grad), ptr<M>(m), ptr<M>(v), n, static_cast<float>(p.lr),
+          static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
+          static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
+    });
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -1,4 +1,4 @@
-// weft/src/config/config.h v1 — the typed configuration a deck produces, and where each value came from.
+// weft/src/config/config.h v2 — the typed configuration a deck produces, and where each value came from.
 //
 // Every field is declared once, with its type, default and one-line doc, in config/schema.cpp; decks are read by
 // config/deck.cpp and checked by config/validate.cpp. Field names follow the deck keys (Megatron's flag names).
@@ -67,6 +67,7 @@ struct TrainConfig {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
+  std::string adam_moments_dtype = "fp32";  // fp32 | bf16
   double clip_grad = 1.0;
   int64_t seed = 1234;
   std::string precision = "fp32";  // fp32: CPU backend; bf16: CUDA backend

@@ -1,4 +1,4 @@
-// weft/src/config/schema.cpp v1 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
+// weft/src/config/schema.cpp v2 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
 #include "config/schema.h"
 
 #include <algorithm>
@@ -95,6 +95,9 @@ po::options_description deck_schema(Config& c) {
       ("train.adam_beta1", real(&t.adam_beta1), "Adam beta1")
       ("train.adam_beta2", real(&t.adam_beta2), "Adam beta2")
       ("train.adam_eps", real(&t.adam_eps), "Adam epsilon")
+      ("train.adam_moments_dtype", opt(&t.adam_moments_dtype, "fp32|bf16"),
+       "storage of Adam's two moments: bf16 saves 4 bytes per parameter each (Megatron's --exp-avg-dtype and "
+       "--exp-avg-sq-dtype bf16; DeepSeek-V3 trains so); the masters stay fp32")
       ("train.clip_grad", real(&t.clip_grad), "global gradient-norm clip; 0 = off")
       ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
       ("train.precision", opt(&t.precision, "fp32|bf16"),

@@ -1,4 +1,4 @@
-// weft/src/config/validate.cpp v1 — cross-key checks, each naming the key and where it was set.
+// weft/src/config/validate.cpp v2 — cross-key checks, each naming the key and where it was set.
 #include "config/validate.h"
 
 #include <filesystem>
@@ -174,6 +174,7 @@ void validate_config(const Config& c, int world_size) {
   k.require(t.clip_grad >= 0, "train.clip_grad", "expected a non-negative number (0 = off)");
   k.require(t.seed >= 0 && t.seed <= 0xffffffffLL, "train.seed", "expected an integer in [0, 2^32)");
   k.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
+  k.one_of(t.adam_moments_dtype, {"fp32", "bf16"}, "train.adam_moments_dtype");
   k.one_of(t.recompute, {"none", "selective", "full"}, "train.recompute");
   k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");

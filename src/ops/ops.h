@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v2 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v3 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -111,8 +111,8 @@ class Ops {
                                       int64_t vocab_start, int64_t valid_cols) = 0;
 
   // ---- optimizer
-  // One AdamW step (decoupled decay, bias correction) on fp32 master weights `param` with fp32 moments m, v;
-  // `value` (the model's working copy, same length) then holds the updated param rounded to its dtype.
+  // One AdamW step (decoupled decay, bias correction) on fp32 master weights `param` with moments m, v in the
+  // masters' dtype or both in bf16; `value` (the model's working copy) then holds the updated param in its dtype.
   virtual void adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
                      const AdamWParams& p) = 0;
 };

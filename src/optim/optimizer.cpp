@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v3 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v4 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -71,8 +71,11 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     Tensor mine = b.in_shard(master_);
     ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));
   }
-  exp_avg_ = Tensor::zeros({at}, grads_.dtype(), first.device());
-  exp_avg_sq_ = Tensor::zeros({at}, grads_.dtype(), first.device());
+  WEFT_CHECK(!cfg.bf16_moments || master_.dtype() == DType::f32,
+             "optimizer: bf16 Adam moments need fp32 master weights; the model's masters are ", dtype_name(master_.dtype()));
+  const DType moments = cfg.bf16_moments ? DType::bf16 : master_.dtype();
+  exp_avg_ = Tensor::zeros({at}, moments, first.device());
+  exp_avg_sq_ = Tensor::zeros({at}, moments, first.device());
   ready_.assign(params_.size(), 0);
   zero_grad();
 }

@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v3 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v4 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -28,6 +28,9 @@ struct OptimizerConfig {
   bool distributed = false;  // shard masters and moments over the gradient group
   int context_parallel = 1;  // cp ranks in the gradient group
   int64_t bucket_elements = 0;  // parameters are grouped into buckets of at least this many elements (0: one bucket)
+  // Adam moments in bf16 beside fp32 masters (Megatron's --exp-avg-dtype/--exp-avg-sq-dtype bf16, as DeepSeek-V3
+  // trains): 4 bytes less per parameter each.
+  bool bf16_moments = false;
 };
 
 class Optimizer {
@@ -99,7 +102,7 @@ class Optimizer {
   std::vector<char> ready_;        // parameters reported final this step
   std::unordered_map<const Parameter*, size_t> index_;  // position of each parameter in params_
   std::vector<Segment> segments_;
-  Tensor master_, exp_avg_, exp_avg_sq_;  // shard-sized, fp32 (f64 for f64 models)
+  Tensor master_, exp_avg_, exp_avg_sq_;  // shard-sized: fp32 (f64 for f64 models); moments bf16 if asked
   int64_t steps_ = 0;
   double grad_scale_ = 1.0;  // set by clip, used and reset by step
 };

@@ -100,6 +100,27 @@ TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
   }
 }
 
+// bf16 Adam moments sharded over dp = 4 and checkpointed (as fp32) resume unsharded at dp = 2 on the same curve.
+TEST(ParallelLayouts, Bf16MomentsShardAndResume) {
+  TempDir dir;
+  const std::string prefix = dataset(dir);
+  const std::string d = deck(dir, prefix) + " --train.adam_moments_dtype=bf16";
+  ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("full"), 2).status, 0);
+  ASSERT_EQ(run_weft(dir, "train " + d + " --parallel.distributed_optimizer=true --train.exit_interval=5 --log.dir=" +
+                          dir.file("part") + " --checkpoint.save=" + dir.file("ckpt"), 4).status, 0);
+  const Result r = run_weft(dir, "train " + d + " --log.dir=" + dir.file("part") + " --checkpoint.load=" +
+                                     dir.file("ckpt"), 2);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto full = train_lines(dir.file("full/metrics.jsonl")), part = train_lines(dir.file("part/metrics.jsonl"));
+  ASSERT_EQ(part.size(), 10u);
+  for (size_t i = 0; i < 10; ++i)
+    EXPECT_NEAR(part[i]["loss"].get<double>(), full[i]["loss"].get<double>(), 1e-5 * full[i]["loss"].get<double>())
+        << "step " << i + 1;
+  // The moments' rounding shows in the curve: not the fp32-moment run's losses.
+  ASSERT_EQ(run_weft(dir, "train " + deck(dir, prefix) + " --log.dir=" + dir.file("fp32"), 2).status, 0);
+  EXPECT_NE(train_lines(dir.file("fp32/metrics.jsonl")).back()["loss"], full.back()["loss"]);
+}
+
 TEST(ParallelLayouts, TiedEmbeddingsAcrossPipelineStages) {
   TempDir dir;
   const std::string prefix = dataset(dir);

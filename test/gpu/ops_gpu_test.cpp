@@ -175,6 +175,16 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   EXPECT_LT(rel_error(gw, w), 1e-6);
   EXPECT_LT(rel_error(gm, m), 1e-6);
   EXPECT_LT(rel_error(gvalue, value), 4e-3);  // the bf16 model copy: the masters rounded
+  // bf16 moments (train.adam_moments_dtype = bf16) against the CPU's.
+  Tensor hw = w0.clone(), hm = Tensor::empty({5000}, DType::bf16), hv = Tensor::empty({5000}, DType::bf16);
+  cpu_ops().convert(hm, m0);
+  cpu_ops().convert(hv, v0);
+  Tensor gbm = hm.to(Device::cuda), gbv = hv.to(Device::cuda), gw2 = gpu(w0, DType::f32);
+  cpu_ops().adamw(hw, value, grad, hm, hv, p);
+  g.adamw(gw2, gvalue, gpu(grad, DType::f32), gbm, gbv, p);
+  EXPECT_LT(rel_error(gw2, hw), 1e-6);
+  EXPECT_LT(rel_error(gbm, hm), 1e-3);
+  EXPECT_LT(rel_error(gbv, hv), 1e-3);
   EXPECT_NEAR(g.sum_squares(gpu(grad, DType::f32)), cpu_ops().sum_squares(grad), 1e-4 * cpu_ops().sum_squares(grad));
 }
 

@@ -276,3 +276,38 @@ TEST(CpuOps, AdamWMatchesClosedForm) {
     EXPECT_EQ(value.data<float>()[i], static_cast<float>(w.data<double>()[i]));  // the model copy, rounded
   }
 }
+
+// bf16 moments: stored rounded to nearest, the step's update taken from the values before rounding, and the next
+// step starting from the rounded ones.
+TEST(CpuOps, AdamWWithBf16Moments) {
+  std::mt19937 gen(9);
+  const int n = 64;
+  const Tensor w0 = random_tensor({n}, DType::f32, gen), g1 = random_tensor({n}, DType::f32, gen),
+               g2 = random_tensor({n}, DType::f32, gen);
+  Tensor w = w0.clone(), value = Tensor::zeros({n}, DType::bf16);
+  Tensor m = Tensor::zeros({n}, DType::bf16), v = Tensor::zeros({n}, DType::bf16);
+  const auto at = [](const Tensor& t, int i) { return t.to_doubles()[i]; };
+  const auto rounded = [](double x) { return double(bf16::from_float(float(x)).to_float()); };
+  std::vector<double> m1(n), v1(n), w1(n);
+  AdamWParams p{1e-2, 0.9, 0.95, 1e-8, 0.1, 1, 1.0};
+  cpu().adamw(w, value, g1, m, v, p);
+  for (int i = 0; i < n; ++i) {
+    const double gi = at(g1, i), mi = 0.1 * gi, vi = 0.05 * gi * gi;
+    EXPECT_NEAR(at(m, i), rounded(mi), std::abs(mi) * 1e-6) << i;
+    EXPECT_NEAR(at(v, i), rounded(vi), std::abs(vi) * 1e-6) << i;
+    // The update from the unrounded moments: the rounded ones would move it by up to 2^-8 of its size.
+    w1[i] = at(w0, i) * (1 - 1e-3) - 1e-2 * (mi / 0.1) / (std::sqrt(vi / 0.05) + 1e-8);
+    EXPECT_NEAR(at(w, i), w1[i], 1e-6 + 1e-4 * 1e-2) << i;
+    m1[i] = at(m, i);
+    v1[i] = at(v, i);
+  }
+  p.step = 2;
+  cpu().adamw(w, value, g2, m, v, p);
+  for (int i = 0; i < n; ++i) {
+    const double gi = at(g2, i), mi = 0.9 * m1[i] + 0.1 * gi, vi = 0.95 * v1[i] + 0.05 * gi * gi;
+    EXPECT_NEAR(at(m, i), rounded(mi), std::abs(mi) * 1e-6) << i;
+    const double ref = w1[i] * (1 - 1e-3) - 1e-2 * (mi / 0.19) / (std::sqrt(vi / (1 - 0.95 * 0.95)) + 1e-8);
+    EXPECT_NEAR(at(w, i), ref, 1e-5) << i;
+    EXPECT_EQ(at(value, i), rounded(at(w, i))) << i;  // the bf16 model copy
+  }
+}

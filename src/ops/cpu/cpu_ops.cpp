@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.cpp v2 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
+// weft/src/ops/cpu/cpu_ops.cpp v3 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
 // cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp.
 #include "ops/cpu/cpu_ops.h"
 
@@ -328,11 +328,21 @@ void CpuOps::cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const
 
 void CpuOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
   check_same_shape(param, grad, "adamw");
+  const bool bf16_moments = m.dtype() == DType::bf16;
+  WEFT_CHECK(m.dtype() == v.dtype() && (m.dtype() == param.dtype() || (bf16_moments && param.dtype() == DType::f32)),
+             "adamw: moments ", m.describe(), " and ", v.describe(), " must both have the masters' dtype (",
+             param.describe(), ") or both be bf16 beside fp32 masters");
   dispatch_float(param, [&]<typename T>() {
     T* w = param.data<T>();
     const T* g = grad.data<T>();
-    T* mp = m.data<T>();
-    T* vp = v.data<T>();
+    // bf16 moments are updated in T and stored rounded to nearest; this step's update uses the unrounded values.
+    const auto load = [&](const Tensor& t, int64_t i) {
+      return bf16_moments ? T(t.data<bf16>()[i].to_float()) : t.data<T>()[i];
+    };
+    const auto store = [&](Tensor& t, int64_t i, T x) {
+      if (bf16_moments) t.data<bf16>()[i] = bf16::from_float(static_cast<float>(x));
+      else t.data<T>()[i] = x;
+    };
     // The same arrangement as torch.optim.AdamW, so that fp32 runs agree to rounding.
     const T bc1 = T(1 - std::pow(p.beta1, double(p.step)));
     const T bc2_sqrt = T(std::sqrt(1 - std::pow(p.beta2, double(p.step))));
@@ -343,10 +353,12 @@ void CpuOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, 
       // Clipping scales the gradient in its own dtype first, as torch's clip_grad_norm_ does in place.
       const T gi = g[i] * grad_scale;
       w[i] *= decay;
-      mp[i] = b1 * mp[i] + (T(1) - b1) * gi;
-      vp[i] = b2 * vp[i] + (T(1) - b2) * gi * gi;
-      const T denom = std::sqrt(vp[i]) / bc2_sqrt + eps;
-      w[i] -= step_size * mp[i] / denom;
+      const T mi = b1 * load(m, i) + (T(1) - b1) * gi;
+      const T vi = b2 * load(v, i) + (T(1) - b2) * gi * gi;
+      store(m, i, mi);
+      store(v, i, vi);
+      const T denom = std::sqrt(vi) / bc2_sqrt + eps;
+      w[i] -= step_size * mi / denom;
     }
   });
   convert(value, param);
