@@ -1,4 +1,4 @@
-// weft/src/model/gpt_model.cpp v2 — assembling a stage of the decoder and running its pieces.
+// weft/src/model/gpt_model.cpp v3 — assembling a stage of the decoder and running its pieces.
 #include "model/gpt_model.h"
 
 namespace weft {
@@ -77,17 +77,24 @@ Tensor GptModel::logits(const Tensor& x) {
   return output_->forward(normed, input);
 }
 
-Tensor GptModel::loss(const Tensor& x, const Batch& batch, ModelSaved& s) {
+Tensor GptModel::loss(const Tensor& x, const Batch& batch, ModelSaved& s, const Tensor& row_scale,
+                      int64_t chunk_rows) {
   WEFT_ASSERT(stage_.has_head);
   s.final_input = x;
   const Tensor normed = final_norm_->forward(x, s.final_rstd);
+  if (row_scale.defined())
+    return output_cross_entropy_fused(ctx_, *output_, normed, batch.labels, row_scale, shard_, chunk_rows,
+                                      s.head_grad);
   s.logits = output_->forward(normed, s.head_input);
   return vocab_parallel_cross_entropy(ctx_, s.logits, batch.labels, shard_, s.ce);
 }
 
 Tensor GptModel::loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale, const GradsReady& ready) {
-  vocab_parallel_cross_entropy_backward(s.logits, batch.labels, row_scale, shard_, s.ce);
-  const Tensor dnormed = output_->backward(s.logits, s.head_input);
+  if (!s.head_grad.defined()) {
+    vocab_parallel_cross_entropy_backward(s.logits, batch.labels, row_scale, shard_, s.ce);
+    s.head_grad = output_->backward(s.logits, s.head_input);
+  }
+  const Tensor& dnormed = s.head_grad;
   Tensor dx = Tensor::zeros(s.final_input.shape(), s.final_input.dtype(), s.final_input.device());
   final_norm_->backward(dx, dnormed, s.final_input, s.final_rstd);
   if (ready) {
@@ -96,7 +103,7 @@ Tensor GptModel::loss_backward(const Batch& batch, ModelSaved& s, const Tensor& 
     if (embedding_ && !stage_.has_embedding) done.push_back(&embedding_->weight);  // the last stage's tied copy
     ready(done);
   }
-  s.logits = s.head_input = s.final_input = Tensor();
+  s.logits = s.head_input = s.final_input = s.head_grad = Tensor();
   return dx;
 }
 

@@ -1,4 +1,4 @@
-// weft/src/model/gpt_model.h v2 — the decoder-only language model held by one rank: its pipeline stage's layers,
+// weft/src/model/gpt_model.h v3 — the decoder-only language model held by one rank: its pipeline stage's layers,
 // plus the embedding on the first stage and final norm, output layer and loss on the last.
 #pragma once
 #include <functional>
@@ -14,6 +14,7 @@ struct ModelSaved {
   std::vector<DecoderLayerSaved> layers;
   Tensor final_input, final_rstd, head_input, logits;
   CrossEntropySaved ce;
+  Tensor head_grad;  // ∂loss/∂(final norm output), when the loss ran fused with its backward
 };
 
 // Told which parameters' gradients a backward has just finished (so their reduction can start).
@@ -43,9 +44,12 @@ class GptModel {
   // This stage's decoder layers.
   Tensor forward_layers(Tensor x, const Batch& batch, ModelSaved& s);
   Tensor backward_layers(Tensor dx, const Batch& batch, ModelSaved& s, const GradsReady& ready = {});
-  // hidden → per-token cross-entropy [t] (stat dtype). Last stage.
-  Tensor loss(const Tensor& x, const Batch& batch, ModelSaved& s);
-  // The backward of Σ_t row_scale[t]·loss[t]: returns ∂/∂hidden.
+  // hidden → per-token cross-entropy [t] (stat dtype). Last stage. Given the backward's row_scale, the output
+  // layer and the loss run with their backward chunk by chunk (output_cross_entropy_fused; chunk_rows 0: by
+  // bytes), so the logits never exist whole; without it the logits stay for loss_backward.
+  Tensor loss(const Tensor& x, const Batch& batch, ModelSaved& s, const Tensor& row_scale = {},
+              int64_t chunk_rows = 0);
+  // The backward of Σ_t row_scale[t]·loss[t] (the row_scale loss was given, if any): returns ∂/∂hidden.
   Tensor loss_backward(const Batch& batch, ModelSaved& s, const Tensor& row_scale, const GradsReady& ready = {});
   // hidden → logits over this rank's vocabulary shard [t, local vocab] (no loss). Last stage.
   Tensor logits(const Tensor& x);

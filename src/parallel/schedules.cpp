@@ -1,4 +1,4 @@
-// weft/src/parallel/schedules.cpp v4 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
+// weft/src/parallel/schedules.cpp v5 — 1F1B and interleaved pipeline schedules (pp = 1: gradient accumulation).
 #include "parallel/schedules.h"
 
 #include <map>
@@ -8,32 +8,33 @@
 namespace weft {
 namespace {
 
-// Reduces per-token losses to the micro-batch loss and, for the backward, each token's weight in it.
-// Under context parallelism the sums run over the tokens of every cp rank.
-MicroBatchLoss reduce_loss(const Tensor& losses, const Tensor& loss_mask, double grad_scale, Comm* cp,
-                           Tensor* row_scale) {
+// Σ mask over the micro-batch's tokens (of every cp rank under context parallelism), known before the forward.
+double loss_tokens(const Tensor& loss_mask, Comm* cp) {
+  Tensor tokens = Tensor::from_vector<double>({0.0}, {1});
+  for (double m : loss_mask.to_doubles()) tokens.data<double>()[0] += m;
+  if (cp && cp->size() > 1) cp->all_reduce(tokens);
+  return tokens.data<double>()[0];
+}
+
+// Each token's weight in the backward: mask · grad_scale / tokens, in the model's loss dtype on its device.
+Tensor token_weights(const Tensor& loss_mask, double grad_scale, double tokens, DType dtype, Device device) {
+  const double per_token = tokens > 0 ? grad_scale / tokens : 0.0;
+  const std::vector<double> mask = loss_mask.to_doubles();
+  Tensor host = Tensor::empty({static_cast<int64_t>(mask.size())}, dtype);
+  for (size_t t = 0; t < mask.size(); ++t) {
+    if (dtype == DType::f64) host.data<double>()[t] = mask[t] * per_token;
+    else host.data<float>()[t] = static_cast<float>(mask[t] * per_token);
+  }
+  return host.to(device);
+}
+
+// The micro-batch loss from its per-token losses (summed over cp ranks).
+MicroBatchLoss reduce_loss(const Tensor& losses, const Tensor& loss_mask, double tokens, Comm* cp) {
   const std::vector<double> loss = losses.to_doubles(), mask = loss_mask.to_doubles();
-  MicroBatchLoss out;
-  for (size_t t = 0; t < loss.size(); ++t) {
-    out.loss_sum += mask[t] * loss[t];
-    out.tokens += mask[t];
-  }
-  if (cp && cp->size() > 1) {
-    Tensor sums = Tensor::from_vector<double>({out.loss_sum, out.tokens}, {2});
-    cp->all_reduce(sums);
-    out.loss_sum = sums.data<double>()[0];
-    out.tokens = sums.data<double>()[1];
-  }
-  if (row_scale) {
-    const double per_token = out.tokens > 0 ? grad_scale / out.tokens : 0.0;
-    Tensor host = Tensor::empty({static_cast<int64_t>(mask.size())}, losses.dtype());
-    for (size_t t = 0; t < mask.size(); ++t) {
-      if (host.dtype() == DType::f64) host.data<double>()[t] = mask[t] * per_token;
-      else host.data<float>()[t] = static_cast<float>(mask[t] * per_token);
-    }
-    *row_scale = host.to(losses.device());
-  }
-  return out;
+  Tensor sum = Tensor::from_vector<double>({0.0}, {1});
+  for (size_t t = 0; t < loss.size(); ++t) sum.data<double>()[0] += mask[t] * loss[t];
+  if (cp && cp->size() > 1) cp->all_reduce(sum);
+  return {sum.data<double>()[0], tokens};
 }
 
 // What one (chunk, micro-batch) keeps between its forward and backward.
@@ -148,10 +149,13 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
         Tensor x = stage == 0 ? model.embed(f.batch) : take_input(s);
         x = model.forward_layers(x, f.batch, f.saved);
         if (stage == last_stage) {
-          const Tensor losses = model.loss(x, f.batch, f.saved);
-          const MicroBatchLoss l =
-              reduce_loss(losses, f.host.loss_mask, 1.0 / double(count), cp, forward_only ? nullptr : &f.row_scale);
-          loss_total += l.mean();
+          // The backward's token weights are known before the forward, so the loss can run its backward fused.
+          const double tokens = loss_tokens(f.host.loss_mask, cp);
+          if (!forward_only)
+            f.row_scale = token_weights(f.host.loss_mask, 1.0 / double(count), tokens, stat_dtype(x.dtype()),
+                                        x.device());
+          const Tensor losses = model.loss(x, f.batch, f.saved, f.row_scale);
+          loss_total += reduce_loss(losses, f.host.loss_mask, tokens, cp).mean();
         } else {
           outbox.emplace_back(x, next_rank);
         }

@@ -1,4 +1,4 @@
-// weft/src/parallel/tensor_parallel.cpp v1 — column/row-parallel linears, vocab-parallel embedding and loss.
+// weft/src/parallel/tensor_parallel.cpp v2 — column/row-parallel linears, vocab-parallel embedding and loss.
 #include "parallel/tensor_parallel.h"
 
 #include <algorithm>
@@ -51,20 +51,28 @@ ColumnParallelLinear::ColumnParallelLinear(const LayerContext& ctx, Parameter& s
 
 Tensor ColumnParallelLinear::forward(const Tensor& x, Tensor& saved_input) {
   saved_input = gather_sequence(x, *ctx_);
-  Tensor y = Tensor::empty({saved_input.size(0), w().value.size(0)}, x.dtype(), x.device());
-  Ops& ops = ops_for(x);
-  ops.gemm(y, saved_input, false, w().value, true, 1.0, 0.0);
+  return forward_local(saved_input);
+}
+
+Tensor ColumnParallelLinear::backward(const Tensor& dy, const Tensor& saved_input) {
+  Tensor dx = Tensor::empty(saved_input.shape(), dy.dtype(), dy.device());
+  backward_local(dx, dy, saved_input);
+  return reduce_sequence(dx, *ctx_);
+}
+
+Tensor ColumnParallelLinear::forward_local(const Tensor& input) {
+  Tensor y = Tensor::empty({input.size(0), w().value.size(0)}, input.dtype(), input.device());
+  Ops& ops = ops_for(input);
+  ops.gemm(y, input, false, w().value, true, 1.0, 0.0);
   if (bias.value.defined()) ops.bias_add(y, bias.value);
   return y;
 }
 
-Tensor ColumnParallelLinear::backward(const Tensor& dy, const Tensor& saved_input) {
+void ColumnParallelLinear::backward_local(Tensor& dx, const Tensor& dy, const Tensor& input) {
   Ops& ops = ops_for(dy);
-  ops.gemm(w().grad, dy, true, saved_input, false, 1.0, 1.0);
+  ops.gemm(w().grad, dy, true, input, false, 1.0, 1.0);
   if (bias.value.defined()) ops.bias_grad(bias.grad, dy);
-  Tensor dx = Tensor::empty(saved_input.shape(), dy.dtype(), dy.device());
   ops.gemm(dx, dy, false, w().value, false, 1.0, 0.0);
-  return reduce_sequence(dx, *ctx_);
 }
 
 std::vector<Parameter*> ColumnParallelLinear::parameters() {
@@ -196,6 +204,32 @@ void vocab_parallel_cross_entropy_backward(Tensor& logits, const Tensor& labels,
                                            const VocabShard& shard, const CrossEntropySaved& saved) {
   ops_for(logits).cross_entropy_backward(logits, logits, saved.row_max, saved.sum_exp, labels, row_scale,
                                          shard.start, shard.valid);
+}
+
+Tensor output_cross_entropy_fused(const LayerContext& ctx, ColumnParallelLinear& output, const Tensor& x,
+                                  const Tensor& labels, const Tensor& row_scale, const VocabShard& shard,
+                                  int64_t chunk_rows, Tensor& dx) {
+  const Tensor input = gather_sequence(x, ctx);
+  const int64_t t = input.size(0);
+  if (chunk_rows <= 0) {
+    const int64_t row_bytes = output.w().value.size(0) * static_cast<int64_t>(dtype_size(input.dtype()));
+    chunk_rows = std::max<int64_t>(1, kLossChunkBytes / row_bytes);
+  }
+  Tensor losses = Tensor::empty({t}, stat_dtype(input.dtype()), input.device());
+  Tensor dinput = Tensor::empty(input.shape(), input.dtype(), input.device());
+  for (int64_t lo = 0; lo < t; lo += chunk_rows) {
+    const int64_t hi = std::min(t, lo + chunk_rows);
+    const Tensor rows = input.rows(lo, hi), chunk_labels = labels.rows(lo, hi);
+    Tensor logits = output.forward_local(rows);
+    CrossEntropySaved saved;
+    Tensor chunk_losses = losses.rows(lo, hi);
+    ops_for(x).convert(chunk_losses, vocab_parallel_cross_entropy(ctx, logits, chunk_labels, shard, saved));
+    vocab_parallel_cross_entropy_backward(logits, chunk_labels, row_scale.rows(lo, hi), shard, saved);
+    Tensor dinput_rows = dinput.rows(lo, hi);
+    output.backward_local(dinput_rows, logits, rows);
+  }
+  dx = reduce_sequence(dinput, ctx);
+  return losses;
 }
 
 }  // namespace weft

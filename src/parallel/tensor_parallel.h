@@ -1,4 +1,4 @@
-// weft/src/parallel/tensor_parallel.h v1 — Megatron's tensor-parallel building blocks.
+// weft/src/parallel/tensor_parallel.h v2 — Megatron's tensor-parallel building blocks.
 //
 // Column-parallel linear (output features split over tp ranks), row-parallel linear (input features split, output
 // summed over tp), vocab-parallel embedding and cross-entropy. With sequence parallelism the token axis of the
@@ -49,6 +49,10 @@ class ColumnParallelLinear {
   Tensor forward(const Tensor& x, Tensor& saved_input);
   // dy [t, out_local] → dx [t, in] (summed over tp; t/tp rows under sequence parallelism); accumulates dW, db.
   Tensor backward(const Tensor& dy, const Tensor& saved_input);
+  // forward and backward without the sequence gather and reduction: y = input·Wᵀ (+ b) for rows of the gathered
+  // input; dx (partial over tp) = dy·W, accumulating dW and db.
+  Tensor forward_local(const Tensor& input);
+  void backward_local(Tensor& dx, const Tensor& dy, const Tensor& input);
   // The parameters this layer owns (not a shared weight).
   std::vector<Parameter*> parameters();
   Parameter& w() { return shared_ ? *shared_ : weight; }
@@ -113,5 +117,14 @@ Tensor vocab_parallel_cross_entropy(const LayerContext& ctx, const Tensor& logit
 // Overwrites logits with row_scale[t]·∂loss[t]/∂logits.
 void vocab_parallel_cross_entropy_backward(Tensor& logits, const Tensor& labels, const Tensor& row_scale,
                                            const VocabShard& shard, const CrossEntropySaved& saved);
+
+// Logits of at most this many bytes exist at once in output_cross_entropy_fused.
+constexpr int64_t kLossChunkBytes = int64_t(256) << 20;
+// The output layer and the loss with its backward, chunk by chunk of `chunk_rows` tokens (0: chunks of
+// kLossChunkBytes of logits), so the [tokens, vocab] logits never exist whole: returns the per-token losses and
+// sets dx = ∂(Σ_t row_scale[t]·loss[t])/∂x (as ColumnParallelLinear::backward returns it); accumulates dW.
+Tensor output_cross_entropy_fused(const LayerContext& ctx, ColumnParallelLinear& output, const Tensor& x,
+                                  const Tensor& labels, const Tensor& row_scale, const VocabShard& shard,
+                                  int64_t chunk_rows, Tensor& dx);
 
 }  // namespace weft
