@@ -70,21 +70,32 @@ __global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
 
 // AdamW on fp32 masters, torch.optim.AdamW's arrangement; the gradient clipped by grad_scale on the way in and the
 // model's copy written on the way out, so neither takes a pass of its own over the parameters. Moments M are fp32
-// or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference does).
-template <typename V, typename M>
+// or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference does). Each thread
+// steps P consecutive parameters.
+template <typename V, typename M, int P>
 __global__ void adamw_kernel(float* w, V* value, const float* g, M* m, M* v, int64_t n, float lr, float b1,
                              float b2, float eps, float decay, float bc1, float bc2_sqrt, float grad_scale) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * P;
   if (i >= n) return;
-  const float gi = g[i] * grad_scale;
-  const float mi = b1 * to_f(m[i]) + (1.f - b1) * gi;
-  const float vi = b2 * to_f(v[i]) + (1.f - b2) * gi * gi;
-  m[i] = from_f<M>(mi);
-  v[i] = from_f<M>(vi);
-  const float denom = sqrtf(vi) / bc2_sqrt + eps;
-  const float wi = w[i] * decay - (lr / bc1) * mi / denom;
-  w[i] = wi;
-  value[i] = from_f<V>(wi);
+  Pack<float, P> wp = load_pack<float, P>(w + i);
+  const Pack<float, P> gp = load_pack<float, P>(g + i);
+  Pack<M, P> mp = load_pack<M, P>(m + i), vp = load_pack<M, P>(v + i);
+  Pack<V, P> out;
+  #pragma unroll
+  for (int k = 0; k < P; ++k) {
+    const float gi = gp.v[k] * grad_scale;
+    const float mi = b1 * to_f(mp.v[k]) + (1.f - b1) * gi;
+    const float vi = b2 * to_f(vp.v[k]) + (1.f - b2) * gi * gi;
+    mp.v[k] = from_f<M>(mi);
+    vp.v[k] = from_f<M>(vi);
+    const float denom = sqrtf(vi) / bc2_sqrt + eps;
+    wp.v[k] = wp.v[k] * decay - (lr / bc1) * mi / denom;
+    out.v[k] = from_f<V>(wp.v[k]);
+  }
+  store_pack(w + i, wp);
+  store_pack(m + i, mp);
+  store_pack(v + i, vp);
+  store_pack(value + i, out);
 }
 
 }  // namespace
@@ -200,14 +211,22 @@ void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m,
   if (n == 0) return;
   const float bc1 = static_cast<float>(1 - std::pow(p.beta1, double(p.step)));
   const float bc2 = static_cast<float>(std::sqrt(1 - std::pow(p.beta2, double(p.step))));
+  // Four parameters per thread when every array's part starts on a boundary of four of its elements.
+  const auto aligned = [&](const Tensor& t) {
+    return reinterpret_cast<uintptr_t>(t.data_ptr()) % (4 * dtype_size(t.dtype())) == 0;
+  };
+  const bool fits = n % 4 == 0 && aligned(param) && aligned(grad) && aligned(m) && aligned(v) && aligned(value);
   dispatch_storage(value, [&](auto tag_V) {
     dispatch_storage(m, [&](auto tag_M) {
-      using V = typename decltype(tag_V)::type;
-      using M = typename decltype(tag_M)::type;
-      adamw_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(
-          ptr<float>(param), ptr<V>(value), ptr<float>(grad), ptr<M>(m), ptr<M>(v), n, static_cast<float>(p.lr),
-          static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
-          static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
+      with_pack<4>(fits, [&](auto pack) {
+        using V = typename decltype(tag_V)::type;
+        using M = typename decltype(tag_M)::type;
+        constexpr int P = decltype(pack)::value;
+        adamw_kernel<V, M, P><<<blocks_for(n / P, 256), 256, 0, stream()>>>(
+            ptr<float>(param), ptr<V>(value), ptr<float>(grad), ptr<M>(m), ptr<M>(v), n, static_cast<float>(p.lr),
+            static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
+            static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
+      });
     });
   });
   CUDA_CHECK_LAUNCH();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v5 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v6 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -31,13 +31,16 @@ train_1p5b() {
 # GPU 0's SM clock and power every 200 ms while a run goes on, to tell a slow step from a card held below its boost
 # clock (Nsight Compute replays single kernels at whatever clock the idle card gets): start_sampling NAME, then
 # stop_sampling NAME adds a row with the medians over the busy samples (power above half the run's highest).
+samples_file() { echo "$OUT/clocks-$(echo "$1" | tr -c 'a-zA-Z0-9.\n' '_')"; }  # no spaces: the device tool drops them
 start_sampling() {
-  nvidia-smi -i 0 --query-gpu=clocks.sm,power.draw --format=csv,noheader,nounits -lms 200 >"$OUT/clocks-$1.csv" 2>/dev/null &
+  nvidia-smi -i 0 --query-gpu=clocks.sm,power.draw --format=csv,noheader,nounits -lms 200 >"$(samples_file "$1").csv" \
+    2>/dev/null &
   SAMPLER=$!
 }
 stop_sampling() {
   kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null
-  local samples="$OUT/clocks-$1.csv" busy="$OUT/clocks-$1.busy" n clock power
+  local samples busy n clock power
+  samples="$(samples_file "$1").csv" busy="$(samples_file "$1").busy"
   awk -F', *' 'NR == FNR { if ($2 + 0 > top) top = $2 + 0; next } $2 + 0 > top / 2 { print $1, $2 }' \
     "$samples" "$samples" >"$busy" 2>/dev/null
   n=$(wc -l <"$busy")
@@ -162,6 +165,12 @@ PY
       "$BUILD/weft" train bench/decks/llama-1.5b.ini 2>&1 | tee "$OUT/weft_e2e.log" | tail -6
       stop_sampling "weft 1.5B"
       row "weft 1.5B: $(tail -1 runs/bench-1.5b/metrics.jsonl 2>/dev/null)"
+      rm -rf runs/bench-1.5b-bf16-moments
+      start_sampling "weft 1.5B, bf16 moments"
+      "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.adam_moments_dtype=bf16 \
+        --log.dir=runs/bench-1.5b-bf16-moments 2>&1 | tee "$OUT/weft_e2e_bf16_moments.log" | tail -2
+      stop_sampling "weft 1.5B, bf16 moments"
+      row "weft 1.5B, bf16 moments: $(tail -1 runs/bench-1.5b-bf16-moments/metrics.jsonl 2>/dev/null)"
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
       stop_sampling "torch eager"

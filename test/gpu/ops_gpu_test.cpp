@@ -1,4 +1,4 @@
-// weft/test/gpu/ops_gpu_test.cpp v2 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v3 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16
@@ -175,16 +175,27 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   EXPECT_LT(rel_error(gw, w), 1e-6);
   EXPECT_LT(rel_error(gm, m), 1e-6);
   EXPECT_LT(rel_error(gvalue, value), 4e-3);  // the bf16 model copy: the masters rounded
-  // bf16 moments (train.adam_moments_dtype = bf16) against the CPU's.
-  Tensor hw = w0.clone(), hm = Tensor::empty({5000}, DType::bf16), hv = Tensor::empty({5000}, DType::bf16);
-  cpu_ops().convert(hm, m0);
-  cpu_ops().convert(hv, v0);
-  Tensor gbm = hm.to(Device::cuda), gbv = hv.to(Device::cuda), gw2 = gpu(w0, DType::f32);
-  cpu_ops().adamw(hw, value, grad, hm, hv, p);
-  g.adamw(gw2, gvalue, gpu(grad, DType::f32), gbm, gbv, p);
-  EXPECT_LT(rel_error(gw2, hw), 1e-6);
-  EXPECT_LT(rel_error(gbm, hm), 1e-3);
-  EXPECT_LT(rel_error(gbv, hv), 1e-3);
+  // bf16 moments (train.adam_moments_dtype = bf16) against the CPU's: four parameters per thread over the whole
+  // buffers, one per thread over parts that start off a 4-element boundary.
+  for (const auto& [lo, hi] : {std::pair<int64_t, int64_t>{0, 5000}, {1, 4998}}) {
+    const int64_t n = hi - lo;
+    Tensor hw = w0.rows(lo, hi).clone(), hm = Tensor::empty({n}, DType::bf16), hv = Tensor::empty({n}, DType::bf16);
+    Tensor hvalue = Tensor::empty({n}, DType::f32);
+    cpu_ops().convert(hm, m0.rows(lo, hi));
+    cpu_ops().convert(hv, v0.rows(lo, hi));
+    Tensor gbm = hm.to(Device::cuda), gbv = hv.to(Device::cuda), gw2 = gpu(w0, DType::f32);
+    Tensor gm_all = poisoned({5000}, DType::bf16), gv_all = poisoned({5000}, DType::bf16);
+    Tensor gm_part = gm_all.rows(lo, hi), gv_part = gv_all.rows(lo, hi), gw_part = gw2.rows(lo, hi);
+    Tensor gvalue_part = gvalue.rows(lo, hi);
+    g.convert(gm_part, gbm);
+    g.convert(gv_part, gbv);
+    cpu_ops().adamw(hw, hvalue, grad.rows(lo, hi), hm, hv, p);
+    g.adamw(gw_part, gvalue_part, gpu(grad, DType::f32).rows(lo, hi), gm_part, gv_part, p);
+    EXPECT_LT(rel_error(gw_part, hw), 1e-6) << lo;
+    EXPECT_LT(rel_error(gm_part, hm), 1e-3) << lo;
+    EXPECT_LT(rel_error(gv_part, hv), 1e-3) << lo;
+    EXPECT_LT(rel_error(gvalue_part, hvalue), 4e-3) << lo;
+  }
   EXPECT_NEAR(g.sum_squares(gpu(grad, DType::f32)), cpu_ops().sum_squares(grad), 1e-4 * cpu_ops().sum_squares(grad));
 }
 
