@@ -1,4 +1,5 @@
-// weft/test/gpu/model_gpu_test.cpp v1 — the whole model on the GPU in bf16 against HuggingFace's fp32 logits.
+// weft/test/gpu/model_gpu_test.cpp v2 — the whole model on the GPU in bf16: logits against HuggingFace, the fused
+// loss against the unfused one.
 #include <mpi.h>
 
 #include "../unit/test_util.h"
@@ -47,5 +48,54 @@ TEST(GpuModel, Bf16LogitsTrackHuggingFace) {
         scale = std::max(scale, std::abs(theirs[i * vocab + v]));
       }
     EXPECT_LE(diff / scale, 2e-2) << c << ": max|Δ| " << diff << " / max|ref| " << scale;
+  }
+}
+
+// The output layer and loss fused with their backward in chunks (7 tokens here, 256 MiB of logits in training)
+// against the unfused path on the GPU: the same losses and gradients to bf16 rounding.
+TEST(GpuModel, FusedChunkedLossMatchesTheUnfusedPath) {
+  REQUIRE_GPU();
+  auto tp = make_mpi_comm("tp", {{0}});
+  const std::string dir = fixture("hf/llama31");
+  const ModelSpec spec = read_hf_config(dir);
+  LayerContext ctx{tp.get(), false, DType::bf16, Device::cuda, 0};
+  GptModel plain(spec, ctx, StageLayout::whole(spec)), fused(spec, ctx, StageLayout::whole(spec));
+  for (GptModel* m : {&plain, &fused}) load_hf_weights(spec, m->parameters(), dir);
+  const int64_t rows = 2, seq = 24, t = rows * seq;
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(spec.vocab - 1));
+  std::vector<int32_t> tokens(t), labels(t), pos(t), cu;
+  std::vector<float> mask(t), scale(t);
+  for (int64_t i = 0; i < t; ++i) {
+    tokens[i] = id(rng());
+    labels[i] = id(rng());
+    pos[i] = static_cast<int32_t>(i % seq);
+    mask[i] = i % 5 == 3 ? 0.f : 1.f;
+    scale[i] = mask[i] / float(t);
+  }
+  for (int64_t r = 0; r <= rows; ++r) cu.push_back(static_cast<int32_t>(r * seq));
+  Batch b;
+  b.rows = rows;
+  b.seq = seq;
+  b.max_seqlen = seq;
+  b.tokens = Tensor::from_vector(tokens, {t});
+  b.labels = Tensor::from_vector(labels, {t});
+  b.positions = Tensor::from_vector(pos, {t});
+  b.cu_seqlens = Tensor::from_vector(cu, {rows + 1});
+  b.loss_mask = Tensor::from_vector(mask, {t});
+  const Batch g = b.to(Device::cuda);
+  const Tensor row_scale = Tensor::from_vector(scale, {t}).to(Device::cuda);
+  std::vector<Tensor> losses;
+  for (GptModel* m : {&plain, &fused}) {
+    ModelSaved s;
+    const Tensor hidden = m->forward_layers(m->embed(g), g, s);
+    losses.push_back((m == &plain ? m->loss(hidden, g, s) : m->loss(hidden, g, s, row_scale, 7)).to(Device::cpu));
+    Tensor dx = m->loss_backward(g, s, row_scale);
+    dx = m->backward_layers(dx, g, s);
+    m->embed_backward(dx, g);
+  }
+  EXPECT_LT(rel_error(losses[1], losses[0]), 1e-3);
+  for (size_t i = 0; i < plain.parameters().size(); ++i) {
+    const Parameter &p = *plain.parameters()[i], &f = *fused.parameters()[i];
+    EXPECT_LT(rel_error(f.grad, p.grad.to(Device::cpu)), 1e-2) << p.name;
   }
 }
