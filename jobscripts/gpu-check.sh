@@ -3,8 +3,8 @@
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            scaling reduce recompute profile (default: build tests bench e2e);
-#                                            parallel, scaling and reduce need 2 GPUs
+#                                            scaling dp-sweep reduce recompute profile (default: build tests bench
+#                                            e2e); parallel, scaling, dp-sweep and reduce need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -126,6 +126,25 @@ except Exception as e:
     print(f"weak scaling: FAILED ({e})")
 PY
       while read -r line; do row "$line"; done <"$OUT/weak_scaling.txt" ;;
+    dp-sweep)
+      # Plain dp = 2 against one GPU (one micro-batch of 2 × 4096 per GPU) under settings that trade the gradient
+      # all-reduce's speed against its interference with the backward: NCCL's CTA cap and the bucket size.
+      for entry in "1::" "2::" "2:NCCL_MAX_CTAS=8:" "2:NCCL_MAX_CTAS=4:" "2::--parallel.ddp_bucket_size=100000000" \
+                   "2::--parallel.ddp_bucket_size=20000000"; do
+        np=${entry%%:*}; rest=${entry#*:}; envs=${rest%%:*}; args=${rest#*:}
+        dir=$(run_dir sweep "$np" "$envs $args")
+        ( [ -n "$envs" ] && export "$envs"; train_1p5b "$np" "$dir" --train.global_batch_size=$((2 * np)) $args )
+        python3 - "$dir" "$np" "$envs $args" <<'PY' | tee -a "$OUT/dp_sweep.txt"
+import json, sys
+d, np_, what = sys.argv[1:4]
+try:
+    last = [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
+    print(f"{np_} GPU(s) [{what.strip() or 'defaults'}]: {last['tokens_per_s']:.0f} tok/s, {last['tflops_per_rank']:.0f} TFLOP/s/GPU")
+except Exception as e:
+    print(f"{np_} GPU(s) [{what.strip() or 'defaults'}]: FAILED ({e}); see {d}.log")
+PY
+      done
+      while read -r line; do row "$line"; done <"$OUT/dp_sweep.txt" ;;
     reduce)
       mpirun -np 2 --bind-to none "$BUILD/bench/weft_bench_grad_reduce" 2>&1 | tee "$OUT/grad_reduce.txt"
       while read -r line; do row "$line"; done < <(grep -E "bus" "$OUT/grad_reduce.txt") ;;
