@@ -8,6 +8,7 @@
 #include "io/hf_config.h"
 #include "io/model_io.h"
 #include "io/npy.h"
+#include "ops/device.h"
 
 using namespace weft;
 using namespace weft::test;
@@ -55,7 +56,7 @@ TEST(GpuModel, Bf16LogitsTrackHuggingFace) {
 // against the unfused path on the GPU: the same losses and gradients to bf16 rounding.
 TEST(GpuModel, FusedChunkedLossMatchesTheUnfusedPath) {
   REQUIRE_GPU();
-  auto tp = make_mpi_comm("tp", {{0}});
+  auto tp = device_support().comm_factory("tp", {{0}});  // the loss reduces device tensors over tp
   const std::string dir = fixture("hf/llama31");
   const ModelSpec spec = read_hf_config(dir);
   LayerContext ctx{tp.get(), false, DType::bf16, Device::cuda, 0};
