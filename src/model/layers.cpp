@@ -1,4 +1,4 @@
-// weft/src/model/layers.cpp v1 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
+// weft/src/model/layers.cpp v2 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
 #include "model/layers.h"
 
 #include <cmath>
@@ -48,6 +48,7 @@ Tensor RMSNorm::forward(const Tensor& x, Tensor& rstd) {
 }
 
 void RMSNorm::backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& rstd) {
+  prepare_grad(weight);
   ops_for(x).rmsnorm_backward(dx, weight.grad, dy, x, weight.value, rstd, true);
 }
 

@@ -1,4 +1,4 @@
-// weft/src/model/parameter.cpp v2 — parameter construction, shard index maps, layout-independent init.
+// weft/src/model/parameter.cpp v3 — parameter construction, shard index maps, layout-independent init.
 #include "model/parameter.h"
 
 #include <algorithm>
@@ -99,6 +99,17 @@ Parameter make_parameter(const std::string& name, const Shape& global_shape, con
   // Low-precision parameters accumulate their gradients in fp32.
   p.grad = Tensor::zeros(local_shape, stat_dtype(dtype), device);
   return p;
+}
+
+double grad_gemm_beta(Parameter& p) {
+  const double beta = p.grad_unwritten ? 0.0 : 1.0;
+  p.grad_unwritten = false;
+  return beta;
+}
+
+void prepare_grad(Parameter& p) {
+  if (p.grad_unwritten) ops_for(p.grad).zero(p.grad);
+  p.grad_unwritten = false;
 }
 
 }  // namespace weft

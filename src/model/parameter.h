@@ -1,4 +1,4 @@
-// weft/src/model/parameter.h v1 — a trainable tensor: its logical (layout-independent) identity and local shard.
+// weft/src/model/parameter.h v2 — a trainable tensor: its logical (layout-independent) identity and local shard.
 //
 // Every parameter has one name and one global shape whatever the tp/pp layout; `blocks` say which global rows
 // (or columns) the local tensor holds. Initialisation draws each element from a counter-based normal keyed by
@@ -33,9 +33,18 @@ struct Parameter {
   bool tp_duplicate = false;    // a full copy on every tp rank: counted once in the gradient norm
   bool pipeline_copy = false;   // the last stage's copy of a tied embedding: its first-stage twin counts instead
   bool sequence_parallel = false;  // grads come from this rank's tokens only: summed over tp before the step
+  // Set by Optimizer::zero_grad instead of clearing the memory: grad holds the last step's values until its first
+  // writer of this step overwrites them (a GEMM with beta 0 saves a pass and a read over the weight gradients).
+  bool grad_unwritten = false;
 
   int64_t numel() const { return value.numel(); }
 };
+
+// The beta for a GEMM adding into p.grad: 0 overwrites an unwritten gradient, 1 accumulates. Marks it written.
+double grad_gemm_beta(Parameter& p);
+// Before an op adds into p.grad: zeroes an unwritten gradient first. Marks it written. Readers call it too, so a
+// gradient nothing wrote this step reads as zeros.
+void prepare_grad(Parameter& p);
 
 // Makes a parameter with value and zeroed grad of `local_shape` and initialises it.
 // `blocks` empty with shard_dim >= 0 is not allowed; shard_dim = -1 means replicated.

@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v4 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v5 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -77,7 +77,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
   exp_avg_ = Tensor::zeros({at}, moments, first.device());
   exp_avg_sq_ = Tensor::zeros({at}, moments, first.device());
   ready_.assign(params_.size(), 0);
-  zero_grad();
+  start_step();  // the gradients are fresh zeros
 }
 
 int64_t Optimizer::shard_bytes() const {
@@ -85,7 +85,15 @@ int64_t Optimizer::shard_bytes() const {
 }
 
 void Optimizer::zero_grad() {
-  ops_for(grads_).zero(grads_);
+  for (Parameter* p : params_) p->grad_unwritten = true;  // cleared by their first writers (or readers)
+  start_step();
+}
+
+void Optimizer::settle_grads() {
+  for (Parameter* p : params_) prepare_grad(*p);
+}
+
+void Optimizer::start_step() {
   std::fill(ready_.begin(), ready_.end(), 0);
   for (Bucket& b : buckets_) {
     b.pending = static_cast<int>(b.end_param - b.first_param);
@@ -115,6 +123,7 @@ int Optimizer::buckets_started() const {
 }
 
 void Optimizer::start_reduction(Bucket& b) {
+  for (size_t i = b.first_param; i < b.end_param; ++i) prepare_grad(*params_[i]);
   b.started = true;
   if (group_.size() == 1) return;
   const double mean = double(cfg_.context_parallel) / group_.size();  // cp parts add, dp samples average
@@ -135,6 +144,7 @@ void Optimizer::reduce_gradients() {
 }
 
 double Optimizer::grad_norm(Comm& mp, int tp_rank) {
+  settle_grads();
   // Σ g² over runs of adjacent counted segments: one reduction (and, on a GPU, one wait for its result) per run
   // of the flat buffer rather than per parameter.
   double local = 0;
@@ -167,6 +177,7 @@ void Optimizer::clip(double norm, double max_norm) {
 }
 
 void Optimizer::step(double lr) {
+  settle_grads();
   ++steps_;
   // Each bucket's updated values leave for the other ranks while the next bucket steps.
   for (const Bucket& b : buckets_) {

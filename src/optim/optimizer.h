@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v4 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v5 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -36,6 +36,8 @@ struct OptimizerConfig {
 class Optimizer {
  public:
   Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg, Comm& grad_group);
+  // A new step: every gradient counts as zero, without a pass over them (Parameter::grad_unwritten; the first
+  // writer overwrites, and whatever reads a gradient nothing wrote zeroes it first).
   void zero_grad();
   // These parameters' gradients are final for this step: buckets whose parameters are all final start their
   // reduction now. Every rank of the gradient group must report the same parameters in the same order.
@@ -87,6 +89,8 @@ class Optimizer {
     Tensor in_shard(const Tensor& shard) const { return shard.rows(at, at + slice_end - slice_begin); }
   };
   Tensor& state(const std::string& kind);
+  void start_step();    // no bucket started, no parameter reported
+  void settle_grads();  // zeroes the gradients nothing wrote this step
   void start_reduction(Bucket& b);
   void share_values(const Bucket& b);  // starts all-gathering the bucket's updated values (when sharded)
   // The flat buffer of every rank's shards of `shard` (a shard-sized buffer), in flat-buffer order.

@@ -1,4 +1,4 @@
-// weft/src/parallel/shared_gradients.cpp v3 — sequence-parallel and tied-embedding gradient sums.
+// weft/src/parallel/shared_gradients.cpp v4 — sequence-parallel and tied-embedding gradient sums.
 #include "parallel/shared_gradients.h"
 
 namespace weft {
@@ -13,6 +13,7 @@ bool spans_stages(const Parameter& p, bool tied_embeddings, int pp_size) {
 void reduce_shared_gradients(const std::vector<Parameter*>& params, Comm& tp, Comm& embedding, bool tied_embeddings,
                              int pp_size) {
   for (Parameter* p : params) {
+    prepare_grad(*p);
     if (p->sequence_parallel) tp.all_reduce(p->grad);
     if (spans_stages(*p, tied_embeddings, pp_size)) embedding.all_reduce(p->grad);
   }
@@ -22,6 +23,7 @@ std::vector<Parameter*> reduce_finished_gradients(const std::vector<Parameter*>&
                                                   int pp_size) {
   std::vector<Parameter*> now;
   for (Parameter* p : done) {
+    prepare_grad(*p);
     if (spans_stages(*p, tied_embeddings, pp_size)) continue;
     if (p->sequence_parallel) tp.all_reduce(p->grad);
     now.push_back(p);

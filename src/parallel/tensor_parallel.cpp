@@ -70,8 +70,11 @@ Tensor ColumnParallelLinear::forward_local(const Tensor& input) {
 
 void ColumnParallelLinear::backward_local(Tensor& dx, const Tensor& dy, const Tensor& input) {
   Ops& ops = ops_for(dy);
-  ops.gemm(w().grad, dy, true, input, false, 1.0, 1.0);
-  if (bias.value.defined()) ops.bias_grad(bias.grad, dy);
+  ops.gemm(w().grad, dy, true, input, false, 1.0, grad_gemm_beta(w()));
+  if (bias.value.defined()) {
+    prepare_grad(bias);
+    ops.bias_grad(bias.grad, dy);
+  }
   ops.gemm(dx, dy, false, w().value, false, 1.0, 0.0);
 }
 
@@ -103,7 +106,7 @@ Tensor RowParallelLinear::forward(const Tensor& x, Tensor& saved_input) {
 Tensor RowParallelLinear::backward(const Tensor& dy, const Tensor& saved_input) {
   const Tensor dy_full = gather_sequence(dy, *ctx_);
   Ops& ops = ops_for(dy);
-  ops.gemm(weight.grad, dy_full, true, saved_input, false, 1.0, 1.0);
+  ops.gemm(weight.grad, dy_full, true, saved_input, false, 1.0, grad_gemm_beta(weight));
   Tensor dx = Tensor::empty(saved_input.shape(), dy.dtype(), dy.device());
   ops.gemm(dx, dy_full, false, weight.value, false, 1.0, 0.0);
   return dx;
@@ -176,6 +179,7 @@ Tensor VocabParallelEmbedding::forward(const Tensor& ids) {
 
 void VocabParallelEmbedding::backward(const Tensor& dy, const Tensor& ids) {
   const Tensor full = gather_sequence(dy, *ctx_);
+  prepare_grad(weight);
   ops_for(full).embedding_backward(weight.grad, full, ids, shard.start);
 }
 

@@ -1,4 +1,5 @@
-// weft/test/unit/optim_test.cpp v2 — Megatron's LR schedule, clipping and the weight-decay rule.
+// weft/test/unit/optim_test.cpp v3 — Megatron's LR schedule, clipping, the weight-decay rule, bf16 moments,
+// deferred zeroing.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -114,4 +115,26 @@ TEST(Optimizer, Bf16MomentsHalveTheStateAndRoundTrip) {
 
   Parameter wide = make_parameter("wide", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
   EXPECT_THROW(Optimizer({&wide}, {.bf16_moments = true}, *self), Error);
+}
+
+// zero_grad leaves the gradients' memory as it was: a GEMM's first write overwrites it (beta 0), the next one adds,
+// and a gradient nothing wrote reads as zeros.
+TEST(Optimizer, ZeroGradDefersToWritersAndReaders) {
+  auto self = self_comm();
+  Parameter a = make_parameter("a", {2, 2}, {2, 2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
+  Parameter b = make_parameter("b", {2, 2}, {2, 2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
+  Optimizer opt({&a, &b}, {0.9, 0.999, 1e-8, 0.0, false}, *self);
+  for (Parameter* p : {&a, &b})
+    for (int i = 0; i < 4; ++i) p->grad.data<double>()[i] = 5.0;  // last step's gradients
+  opt.zero_grad();
+  EXPECT_TRUE(a.grad_unwritten);
+  EXPECT_DOUBLE_EQ(a.grad.data<double>()[0], 5.0);  // no pass over the memory
+  const Tensor x = Tensor::from_vector<double>({1, 2, 3, 4}, {2, 2});
+  cpu_ops().gemm(a.grad, x, true, x, false, 1.0, grad_gemm_beta(a));  // xᵀx = [[10, 14], [14, 20]]
+  EXPECT_FALSE(a.grad_unwritten);
+  EXPECT_EQ(a.grad.to_doubles(), (std::vector<double>{10, 14, 14, 20}));
+  cpu_ops().gemm(a.grad, x, true, x, false, 1.0, grad_gemm_beta(a));  // a second micro-batch adds
+  EXPECT_EQ(a.grad.to_doubles(), (std::vector<double>{20, 28, 28, 40}));
+  EXPECT_NEAR(opt.grad_norm(*self, 0), std::sqrt(400.0 + 2 * 784 + 1600), 1e-9);  // b counts as zero
+  EXPECT_EQ(b.grad.to_doubles(), std::vector<double>(4, 0.0));
 }
