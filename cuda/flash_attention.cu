@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention.cu v2 — flash attention on Hopper's tensor cores: GQA, causal or full, sliding windows
+// weft/cuda/flash_attention.cu v3 — flash attention on Hopper's tensor cores: GQA, causal or full, sliding windows
 // and document segments, head dims 64 and 128.
 //
 // Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
@@ -314,18 +314,29 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
 constexpr int kBwdKeys = 128, kBwdQueries = 64;  // the key pass's block and query tile
 constexpr int kDqRows = 128, kDqKeys = 64;     // the query pass's block and key tile
 
-// The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain.
+// The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain. Row
+// r = i·heads + h of dout and out is D contiguous bf16 (16-byte aligned, as the TMA loads need): D / 8 lanes read it
+// in 16-byte packs and add their parts in a fixed order.
+template <int D>
 __global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
-                                           const float* lse, int64_t tokens, int heads, int dim) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
-  const int h = blockIdx.y, lane = threadIdx.x & 31;
-  if (i >= tokens) return;
+                                           const float* lse, int64_t tokens, int heads) {
+  constexpr int kLanes = D / 8;
+  const int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kLanes;
+  const int part = threadIdx.x % kLanes;
+  const bool valid = row < tokens * heads;
   float s = 0.f;
-  for (int d = lane; d < dim; d += 32) s += to_f(dout[(i * heads + h) * dim + d]) * to_f(out[(i * heads + h) * dim + d]);
-  s = warp_sum(s);
-  if (lane == 0) {
-    delta[int64_t(h) * tokens + i] = s;
-    lse_log2[int64_t(h) * tokens + i] = lse[int64_t(h) * tokens + i] * static_cast<float>(kLog2e);
+  if (valid) {
+    const Pack<bf16_t, 8> a = load_pack<bf16_t, 8>(dout + row * D + part * 8);
+    const Pack<bf16_t, 8> b = load_pack<bf16_t, 8>(out + row * D + part * 8);
+    #pragma unroll
+    for (int k = 0; k < 8; ++k) s += to_f(a.v[k]) * to_f(b.v[k]);
+  }
+  #pragma unroll
+  for (int o = kLanes / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);  // every lane takes part
+  if (valid && part == 0) {
+    const int64_t at = int64_t(row % heads) * tokens + row / heads;
+    delta[at] = s;
+    lse_log2[at] = lse[at] * static_cast<float>(kLog2e);
   }
 }
 
@@ -627,8 +638,9 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
   Tensor delta = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
   Tensor lse_log2 = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
-  attention_row_terms_kernel<<<dim3(blocks_for(tokens, 4), heads), 128, 0, stream()>>>(
-      ptr<float>(delta), ptr<float>(lse_log2), ptr<bf16_t>(dout), ptr<bf16_t>(out), ptr<float>(lse), tokens, heads, D);
+  WEFT_ASSERT(packs_fit<bf16_t>(D, {dout.data_ptr(), out.data_ptr()}));
+  attention_row_terms_kernel<D><<<blocks_for(tokens * heads * (D / 8), 256), 256, 0, stream()>>>(
+      ptr<float>(delta), ptr<float>(lse_log2), ptr<bf16_t>(dout), ptr<bf16_t>(out), ptr<float>(lse), tokens, heads);
   CUDA_CHECK_LAUNCH();
   // Keys that start no block (past a segment's end) are still written: zero them first.
   CUDA_CHECK(cudaMemsetAsync(dk.data_ptr(), 0, dk.nbytes(), stream()));
