@@ -308,11 +308,11 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
 // ---------------------------------------------------------------- backward
 //
 // Two passes on wgmma, no atomics. The key pass: one block per (segment, 128-key block, kv head), two warpgroups
-// of 64 keys that keep dK and dV in registers while the block walks every 64-query tile (of every query head of
-// the kv head's group) that sees its keys. The query pass: one block per (segment, 128-query block, query head),
-// two warpgroups of 64 queries keeping dQ while the block walks 64-key tiles, as the forward does.
-// The key pass's block and query tile, the query pass's block and key tile. At head dim 64 the registers allow
-// 128-wide tiles: half the pipeline turns, and less shared memory read per product (wgmma's N is 128, not 64).
+// of 64 keys that keep dK and dV in registers while the block walks every query tile (of every query head of the
+// kv head's group) that sees its keys. The query pass: one block per (segment, 128-query block, query head), two
+// warpgroups of 64 queries keeping dQ while the block walks key tiles, as the forward does. Tiles are 64 wide, 128
+// at head dim 64, where the registers allow it: half the pipeline turns, and less shared memory read per product
+// (wgmma's N is 128, not 64).
 constexpr int kBwdKeys = 128, kDqRows = 128;
 template <int D>
 constexpr int kBwdQueries = D == 64 ? 128 : 64;
@@ -469,7 +469,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     pipe.wait_full(i);
     const uint32_t q_addr = smem_addr(sQ) + stage * kTileBytes, do_addr = smem_addr(sdO) + stage * kTileBytes;
 
-    // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's 64 queries.
+    // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's queries.
     float sacc[kBwdQueries<D> / 8][4], dpacc[kBwdQueries<D> / 8][4];
     two_score_products<D, kBwdQueries<D>>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries<D>, turn);
     const float* cLse = sLse + stage * kBwdQueries<D>;
@@ -478,9 +478,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     if (tile_needs_mask(q0, kBwdQueries<D>, k0 + warp_key, 16, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries<D>, seg_hi, window, causal),
                                     seeing_queries(key_row[1], q0, kBwdQueries<D>, seg_hi, window, causal)};
-      softmax_backward<true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms, scale_log2, t);
+      softmax_backward<true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms,
+                                             scale_log2, t);
     } else {
-      softmax_backward<false, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms, scale_log2, t);
+      softmax_backward<false, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms,
+                                              scale_log2, t);
     }
     // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows: queries).
     uint32_t pa[kBwdQueries<D> / 16][4], da[kBwdQueries<D> / 16][4];
@@ -586,7 +588,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     pipe.wait_full(i);
     const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
 
-    // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's 64 keys; then dS in place of dP.
+    // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's keys; then dS in place of dP.
     float sacc[kDqKeys<D> / 8][4], dpacc[kDqKeys<D> / 8][4];
     two_score_products<D, kDqKeys<D>>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys<D>, turn);
     const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys<D>, warp_q0 = q0 + warp_row;
@@ -644,7 +646,8 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
                                         2 * kStages * kBwdQueries<D> * sizeof(float));
   allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
   const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries<D>), head_map(k, tokens, kv_heads, D, kBwdKeys),
-                           head_map(v, tokens, kv_heads, D, kBwdKeys), head_map(dout, tokens, heads, D, kBwdQueries<D>)};
+                           head_map(v, tokens, kv_heads, D, kBwdKeys),
+                           head_map(dout, tokens, heads, D, kBwdQueries<D>)};
   flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
       ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens,
       heads, kv_heads, p.window, p.causal, scale_log2);
