@@ -308,11 +308,16 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
 // ---------------------------------------------------------------- backward
 //
 // Two passes on wgmma, no atomics. The key pass: one block per (segment, 128-key block, kv head), two warpgroups
-// of 64 keys that keep dK and dV in registers while the block walks every 64-query tile (of every query head of
-// the kv head's group) that sees its keys. The query pass: one block per (segment, 128-query block, query head),
-// two warpgroups of 64 queries keeping dQ while the block walks 64-key tiles, as the forward does.
-constexpr int kBwdKeys = 128, kBwdQueries = 64;  // the key pass's block and query tile
-constexpr int kDqRows = 128, kDqKeys = 64;     // the query pass's block and key tile
+// of 64 keys that keep dK and dV in registers while the block walks every query tile (of every query head of the
+// kv head's group) that sees its keys. The query pass: one block per (segment, 128-query block, query head), two
+// warpgroups of 64 queries keeping dQ while the block walks key tiles, as the forward does. Tiles are 64 wide, 128
+// at head dim 64, where the registers allow it: half the pipeline turns, and less shared memory read per product
+// (wgmma's N is 128, not 64).
+constexpr int kBwdKeys = 128, kDqRows = 128;
+template <int D>
+constexpr int kBwdQueries = D == 64 ? 128 : 64;
+template <int D>
+constexpr int kDqKeys = D == 64 ? 128 : 64;
 
 // The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain. Row
 // r = i·heads + h of dout and out is D contiguous bf16 (16-byte aligned, as the TMA loads need): D / 8 lanes read it
@@ -408,11 +413,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   bf16_t* sK = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sV = sK + kBwdKeys * D;
   bf16_t* sQ = sV + kBwdKeys * D;  // kStages stages of Q, dO, lse and delta
-  bf16_t* sdO = sQ + kStages * kBwdQueries * D;
-  float* sLse = reinterpret_cast<float*>(sdO + kStages * kBwdQueries * D);
-  float* sDelta = sLse + kStages * kBwdQueries;
-  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sDelta + kStages * kBwdQueries)};
-  constexpr uint32_t kTileBytes = kBwdQueries * D * sizeof(bf16_t);
+  bf16_t* sdO = sQ + kStages * kBwdQueries<D> * D;
+  float* sLse = reinterpret_cast<float*>(sdO + kStages * kBwdQueries<D> * D);
+  float* sDelta = sLse + kStages * kBwdQueries<D>;
+  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sDelta + kStages * kBwdQueries<D>)};
+  constexpr uint32_t kTileBytes = kBwdQueries<D> * D * sizeof(bf16_t);
 
   const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
   const int qpg = heads / kv_heads;
@@ -427,10 +432,10 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   // segment end (or the window's reach). The block walks them tile by tile for each query head of its group.
   const int64_t q_first = causal ? k0 : seg_lo;
   const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBwdKeys - 1 + window) : seg_hi;
-  const int qb_lo = static_cast<int>((q_first - seg_lo) / kBwdQueries);
-  const int q_tiles = static_cast<int>((q_end - seg_lo + kBwdQueries - 1) / kBwdQueries) - qb_lo;
+  const int qb_lo = static_cast<int>((q_first - seg_lo) / kBwdQueries<D>);
+  const int q_tiles = static_cast<int>((q_end - seg_lo + kBwdQueries<D> - 1) / kBwdQueries<D>) - qb_lo;
   const int tiles = qpg * q_tiles;
-  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBwdQueries; };
+  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBwdQueries<D>; };
 
   if (threadIdx.x >= kConsumerThreads) {  // the producer: K and V, then the query tiles and their row terms
     producer_registers();
@@ -444,14 +449,14 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
             tma_tile<D, kBwdKeys>(sV, &maps.v, hk, k0, full);
           }
           const int h = hk * qpg + i / q_tiles;
-          tma_tile<D, kBwdQueries>(sQ + stage * kBwdQueries * D, &maps.q, h, tile_start(i), full);
-          tma_tile<D, kBwdQueries>(sdO + stage * kBwdQueries * D, &maps.dout, h, tile_start(i), full);
+          tma_tile<D, kBwdQueries<D>>(sQ + stage * kBwdQueries<D> * D, &maps.q, h, tile_start(i), full);
+          tma_tile<D, kBwdQueries<D>>(sdO + stage * kBwdQueries<D> * D, &maps.dout, h, tile_start(i), full);
         },
         [&](int i, int stage) {  // the row terms of the tile's queries (zero past the segment)
-          if (p >= kBwdQueries) return;
+          if (p >= kBwdQueries<D>) return;
           const int64_t row = tile_start(i) + p, at = int64_t(hk * qpg + i / q_tiles) * tokens + row;
-          sLse[stage * kBwdQueries + p] = row < seg_hi ? lse_log2[at] : 0.f;
-          sDelta[stage * kBwdQueries + p] = row < seg_hi ? delta[at] : 0.f;
+          sLse[stage * kBwdQueries<D> + p] = row < seg_hi ? lse_log2[at] : 0.f;
+          sDelta[stage * kBwdQueries<D> + p] = row < seg_hi ? delta[at] : 0.f;
         });
     return;
   }
@@ -475,30 +480,32 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     pipe.wait_full(i);
     const uint32_t q_addr = smem_addr(sQ) + stage * kTileBytes, do_addr = smem_addr(sdO) + stage * kTileBytes;
 
-    // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's 64 queries.
-    float sacc[kBwdQueries / 8][4], dpacc[kBwdQueries / 8][4];
-    two_score_products<D, kBwdQueries>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries, turn);
-    const float* cLse = sLse + stage * kBwdQueries;
-    const float* cDelta = sDelta + stage * kBwdQueries;
+    // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's queries.
+    float sacc[kBwdQueries<D> / 8][4], dpacc[kBwdQueries<D> / 8][4];
+    two_score_products<D, kBwdQueries<D>>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries<D>, turn);
+    const float* cLse = sLse + stage * kBwdQueries<D>;
+    const float* cDelta = sDelta + stage * kBwdQueries<D>;
     // Only warps whose keys cross the diagonal, the window's edge or the segment's end pay for the mask.
-    if (tile_needs_mask(q0, kBwdQueries, k0 + warp_key, 16, seg_hi, window, causal)) {
-      const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries, seg_hi, window, causal),
-                                    seeing_queries(key_row[1], q0, kBwdQueries, seg_hi, window, causal)};
-      softmax_backward<true, kBwdQueries>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms, scale_log2, t);
+    if (tile_needs_mask(q0, kBwdQueries<D>, k0 + warp_key, 16, seg_hi, window, causal)) {
+      const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries<D>, seg_hi, window, causal),
+                                    seeing_queries(key_row[1], q0, kBwdQueries<D>, seg_hi, window, causal)};
+      softmax_backward<true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms,
+                                             scale_log2, t);
     } else {
-      softmax_backward<false, kBwdQueries>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms, scale_log2, t);
+      softmax_backward<false, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms,
+                                              scale_log2, t);
     }
     // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows: queries).
-    uint32_t pa[kBwdQueries / 16][4], da[kBwdQueries / 16][4];
+    uint32_t pa[kBwdQueries<D> / 16][4], da[kBwdQueries<D> / 16][4];
     #pragma unroll
-    for (int j = 0; j < kBwdQueries / 16; ++j) {
+    for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
       a_fragment(pa[j], sacc, j);
       a_fragment(da[j], dpacc, j);
     }
     turn.mine();
     wgmma_fence();
     #pragma unroll
-    for (int j = 0; j < kBwdQueries / 16; ++j) {
+    for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
       wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
       wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
     }
@@ -539,11 +546,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sdO = sQ + kDqRows * D;
   bf16_t* sK = sdO + kDqRows * D;  // kStages stages
-  bf16_t* sV = sK + kStages * kDqKeys * D;
-  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sV + kStages * kDqKeys * D)};
-  constexpr uint32_t kStageBytes = kDqKeys * D * sizeof(bf16_t);
+  bf16_t* sV = sK + kStages * kDqKeys<D> * D;
+  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sV + kStages * kDqKeys<D> * D)};
+  constexpr uint32_t kStageBytes = kDqKeys<D> * D * sizeof(bf16_t);
 
-  const QueryBlock blk = query_block<kDqRows, kDqKeys>(seg, blocks_per_seg, window, causal);
+  const QueryBlock blk = query_block<kDqRows, kDqKeys<D>>(seg, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
   const int kb_lo = blk.kb_lo, tiles = blk.kb_hi - blk.kb_lo;
   if (q0 >= seg_hi) return;
@@ -555,7 +562,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   if (threadIdx.x >= kConsumerThreads) {  // the producer: Q and dO, then the key tiles
     producer_registers();
     const int p = threadIdx.x - kConsumerThreads;
-    constexpr uint32_t kQBytes = 2 * kDqRows * D * sizeof(bf16_t), kKvBytes = 2 * kDqKeys * D * sizeof(bf16_t);
+    constexpr uint32_t kQBytes = 2 * kDqRows * D * sizeof(bf16_t), kKvBytes = 2 * kDqKeys<D> * D * sizeof(bf16_t);
     pipe.produce(
         tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
         [&](int i, int stage, uint64_t* full) {
@@ -563,9 +570,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
             tma_tile<D, kDqRows>(sQ, &maps.q, h, q0, full);
             tma_tile<D, kDqRows>(sdO, &maps.dout, h, q0, full);
           }
-          const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kDqKeys;
-          tma_tile<D, kDqKeys>(sK + stage * kDqKeys * D, &maps.k, hk, key0, full);
-          tma_tile<D, kDqKeys>(sV + stage * kDqKeys * D, &maps.v, hk, key0, full);
+          const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kDqKeys<D>;
+          tma_tile<D, kDqKeys<D>>(sK + stage * kDqKeys<D> * D, &maps.k, hk, key0, full);
+          tma_tile<D, kDqKeys<D>>(sV + stage * kDqKeys<D> * D, &maps.v, hk, key0, full);
         },
         [](int, int) {});
     return;
@@ -592,25 +599,25 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     pipe.wait_full(i);
     const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
 
-    // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's 64 keys; then dS in place of dP.
-    float sacc[kDqKeys / 8][4], dpacc[kDqKeys / 8][4];
-    two_score_products<D, kDqKeys>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys, turn);
-    const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys, warp_q0 = q0 + warp_row;
-    if (tile_needs_mask(warp_q0, 16, key0, kDqKeys, seg_hi, window, causal)) {
-      const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys, seg_hi, window, causal),
-                                    visible_columns(row_q[1], key0, kDqKeys, seg_hi, window, causal)};
-      softmax_backward<true, kDqKeys>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+    // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's keys; then dS in place of dP.
+    float sacc[kDqKeys<D> / 8][4], dpacc[kDqKeys<D> / 8][4];
+    two_score_products<D, kDqKeys<D>>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys<D>, turn);
+    const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys<D>, warp_q0 = q0 + warp_row;
+    if (tile_needs_mask(warp_q0, 16, key0, kDqKeys<D>, seg_hi, window, causal)) {
+      const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys<D>, seg_hi, window, causal),
+                                    visible_columns(row_q[1], key0, kDqKeys<D>, seg_hi, window, causal)};
+      softmax_backward<true, kDqKeys<D>>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
     } else {
-      softmax_backward<false, kDqKeys>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+      softmax_backward<false, kDqKeys<D>>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
     }
     // dQ += dS·K, dS as A fragments; K an MN-major B (rows are keys).
-    uint32_t da[kDqKeys / 16][4];
+    uint32_t da[kDqKeys<D> / 16][4];
     #pragma unroll
-    for (int j = 0; j < kDqKeys / 16; ++j) a_fragment(da[j], dpacc, j);
+    for (int j = 0; j < kDqKeys<D> / 16; ++j) a_fragment(da[j], dpacc, j);
     turn.mine();
     wgmma_fence();
     #pragma unroll
-    for (int j = 0; j < kDqKeys / 16; ++j)
+    for (int j = 0; j < kDqKeys<D> / 16; ++j)
       wgmma_rs<D>(dq_acc, da[j], desc_mn_major(k_addr + j * 16 * 128, kStageBytes / (D / 64)));
     wgmma_commit();
     turn.yours(i == tiles - 1);
@@ -647,20 +654,21 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
   const int key_blocks = static_cast<int>((max_seqlen + kBwdKeys - 1) / kBwdKeys);
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
-  const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries * D) * sizeof(bf16_t) +
-                                        2 * kStages * kBwdQueries * sizeof(float));
+  const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries<D> * D) * sizeof(bf16_t) +
+                                        2 * kStages * kBwdQueries<D> * sizeof(float));
   allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
-  const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries), head_map(k, tokens, kv_heads, D, kBwdKeys),
-                           head_map(v, tokens, kv_heads, D, kBwdKeys), head_map(dout, tokens, heads, D, kBwdQueries)};
+  const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries<D>), head_map(k, tokens, kv_heads, D, kBwdKeys),
+                           head_map(v, tokens, kv_heads, D, kBwdKeys),
+                           head_map(dout, tokens, heads, D, kBwdQueries<D>)};
   flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
       ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens,
       heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
-  const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys * D) * sizeof(bf16_t));
+  const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys<D> * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
-  const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys),
-                             head_map(v, tokens, kv_heads, D, kDqKeys), head_map(dout, tokens, heads, D, kDqRows)};
+  const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys<D>),
+                             head_map(v, tokens, kv_heads, D, kDqKeys<D>), head_map(dout, tokens, heads, D, kDqRows)};
   flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(
       ptr<bf16_t>(dq), query_maps, ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
