@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v3 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v4 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -128,20 +128,34 @@ __global__ void rope_kernel(T* x, const int32_t* pos, const T* cos, const T* sin
 
 // ---------------------------------------------------------------- QKV layout
 
-// Elements [e, e + V) of the fused [tokens, groups·(qpg + 2)·dim] tensor ↔ their place in q, k or v.
+// The fused [tokens, groups·(qpg + 2)·dim] tensor ↔ q, k, v, with RoPE on q and k on the way (split: rotate by
+// `sign` = +1 after the move; merge: by −1, the backward): thread i moves the V pairs (j, j + half) from
+// j = (i·V) mod half of one head, so a rotation's two halves meet in one thread.
 template <typename T, int V, bool kSplit>
-__global__ void qkv_kernel(T* fused, T* q, T* k, T* v, int64_t tokens, int64_t groups, int64_t qpg, int64_t dim) {
-  const int64_t per_group = (qpg + 2) * dim;
-  const int64_t e = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
-  if (e >= tokens * groups * per_group) return;
-  const int64_t within = e % per_group, tg = e / per_group, g = tg % groups, t = tg / groups;
-  const int64_t slot = within / dim, d = within % dim;
-  T* dst;
-  if (slot < qpg) dst = q + ((t * groups + g) * qpg + slot) * dim + d;
-  else if (slot == qpg) dst = k + (t * groups + g) * dim + d;
-  else dst = v + (t * groups + g) * dim + d;
-  if (kSplit) store_pack(dst, load_pack<T, V>(fused + e));
-  else store_pack(fused + e, load_pack<T, V>(dst));
+__global__ void qkv_rope_kernel(T* fused, T* q, T* k, T* v, const int32_t* pos, const T* cos, const T* sin,
+                                int64_t tokens, int64_t groups, int64_t qpg, int64_t dim, float sign) {
+  const int64_t half = dim / 2;
+  const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
+  if (i >= tokens * groups * (qpg + 2) * half) return;
+  const int64_t j = i % half, head = i / half;  // head: (token, group, slot) in the fused order
+  const int64_t slot = head % (qpg + 2), tg = head / (qpg + 2), t = tg / groups;
+  T* packed = fused + head * dim;
+  T* alone = slot < qpg ? q + (tg * qpg + slot) * dim : (slot == qpg ? k : v) + tg * dim;
+  const T* src = kSplit ? packed : alone;
+  T* dst = kSplit ? alone : packed;
+  Pack<T, V> lo = load_pack<T, V>(src + j), hi = load_pack<T, V>(src + j + half);
+  if (slot <= qpg) {
+    const int64_t angle = int64_t(pos[t]) * half + j;
+    const Pack<T, V> cp = load_pack<T, V>(cos + angle), sp = load_pack<T, V>(sin + angle);
+    #pragma unroll
+    for (int e = 0; e < V; ++e) {
+      const float c = to_f(cp.v[e]), s = sign * to_f(sp.v[e]), x1 = to_f(lo.v[e]), x2 = to_f(hi.v[e]);
+      lo.v[e] = from_f<T>(x1 * c - x2 * s);
+      hi.v[e] = from_f<T>(x2 * c + x1 * s);
+    }
+  }
+  store_pack(dst + j, lo);
+  store_pack(dst + j + half, hi);
 }
 
 // ---------------------------------------------------------------- SwiGLU
@@ -272,31 +286,42 @@ void CudaOps::rope(Tensor& x, const Tensor& positions, const Tensor& cos, const 
   CUDA_CHECK_LAUNCH();
 }
 
-void CudaOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) {
+namespace {
+
+// qkv_split (kSplit) and qkv_merge: the fused tensor and q, k, v are the source or the destination.
+template <bool kSplit>
+void move_qkv(const Tensor& fused, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+              const Tensor& cos, const Tensor& sin) {
   const int64_t tokens = q.size(0), groups = k.size(1), qpg = q.size(1) / groups, dim = q.size(2);
-  const int64_t n = qkv.numel();
-  WEFT_CHECK(n == tokens * groups * (qpg + 2) * dim, "qkv_split: ", qkv.describe(), " does not match q ", q.describe());
-  dispatch_storage(qkv, [&](auto tag_T) {
+  const int64_t n = tokens * groups * (qpg + 2) * dim / 2;
+  WEFT_CHECK(fused.numel() == 2 * n && q.size(1) == groups * qpg && v.shape() == k.shape() && dim % 2 == 0 &&
+                 cos.dtype() == fused.dtype() && sin.dtype() == fused.dtype(),
+             "qkv_", kSplit ? "split" : "merge", ": ", fused.describe(), " does not match q ", q.describe(), ", k ",
+             k.describe(), " and RoPE tables ", cos.describe());
+  if (n == 0) return;
+  dispatch_storage(fused, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    with_pack<kPack<T>>(packs_fit<T>(dim, {qkv.data_ptr(), q.data_ptr(), k.data_ptr(), v.data_ptr()}), [&](auto w) {
-      qkv_kernel<T, w, true><<<blocks_for(n / w, kThreads), kThreads, 0, stream()>>>(
-          ptr<T>(qkv), ptr<T>(q), ptr<T>(k), ptr<T>(v), tokens, groups, qpg, dim);
+    const bool fits = packs_fit<T>(dim / 2, {fused.data_ptr(), q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                                             cos.data_ptr(), sin.data_ptr()});
+    with_pack<kPack<T>>(fits, [&](auto w) {
+      qkv_rope_kernel<T, w, kSplit><<<blocks_for(n / w, kThreads), kThreads, 0, stream()>>>(
+          ptr<T>(fused), ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<int32_t>(positions), ptr<T>(cos), ptr<T>(sin),
+          tokens, groups, qpg, dim, kSplit ? 1.f : -1.f);
     });
   });
   CUDA_CHECK_LAUNCH();
 }
 
-void CudaOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
-  const int64_t tokens = dq.size(0), groups = dk.size(1), qpg = dq.size(1) / groups, dim = dq.size(2);
-  const int64_t n = dqkv.numel();
-  dispatch_storage(dqkv, [&](auto tag_T) {
-    using T = typename decltype(tag_T)::type;
-    with_pack<kPack<T>>(packs_fit<T>(dim, {dqkv.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr()}), [&](auto w) {
-      qkv_kernel<T, w, false><<<blocks_for(n / w, kThreads), kThreads, 0, stream()>>>(
-          ptr<T>(dqkv), ptr<T>(dq), ptr<T>(dk), ptr<T>(dv), tokens, groups, qpg, dim);
-    });
-  });
-  CUDA_CHECK_LAUNCH();
+}  // namespace
+
+void CudaOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv, const Tensor& positions,
+                        const Tensor& cos, const Tensor& sin) {
+  move_qkv<true>(qkv, q, k, v, positions, cos, sin);
+}
+
+void CudaOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& positions,
+                        const Tensor& cos, const Tensor& sin) {
+  move_qkv<false>(dqkv, dq, dk, dv, positions, cos, sin);
 }
 
 void CudaOps::swiglu_forward(Tensor& out, const Tensor& in) {

@@ -91,9 +91,7 @@ Tensor SelfAttention::forward(const Tensor& x, const Batch& batch, AttentionSave
   s.q = Tensor::empty({t, params_.num_heads, d}, x.dtype(), x.device());
   s.k = Tensor::empty({t, params_.num_kv_heads, d}, x.dtype(), x.device());
   s.v = Tensor::empty({t, params_.num_kv_heads, d}, x.dtype(), x.device());
-  ops.qkv_split(s.q, s.k, s.v, mixed);
-  ops.rope(s.q, batch.positions, rope_->cos, rope_->sin, false);
-  ops.rope(s.k, batch.positions, rope_->cos, rope_->sin, false);
+  ops.qkv_split(s.q, s.k, s.v, mixed, batch.positions, rope_->cos, rope_->sin);
   s.out = Tensor::empty(s.q.shape(), x.dtype(), x.device());
   s.lse = Tensor::empty({params_.num_heads, t}, stat_dtype(x.dtype()), x.device());
   context_parallel_attention_forward(cp_, s.out, s.lse, s.q, s.k, s.v, batch, with_seqlen(batch));
@@ -110,10 +108,8 @@ Tensor SelfAttention::backward(const Tensor& dy, const Batch& batch, AttentionSa
   Tensor dk = Tensor::empty(s.k.shape(), dy.dtype(), dy.device());
   Tensor dv = Tensor::empty(s.v.shape(), dy.dtype(), dy.device());
   context_parallel_attention_backward(cp_, dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, batch, with_seqlen(batch));
-  ops.rope(dq, batch.positions, rope_->cos, rope_->sin, true);
-  ops.rope(dk, batch.positions, rope_->cos, rope_->sin, true);
   Tensor dmixed = Tensor::empty({t, qkv.weight.value.size(0)}, dy.dtype(), dy.device());
-  ops.qkv_merge(dmixed, dq, dk, dv);
+  ops.qkv_merge(dmixed, dq, dk, dv, batch.positions, rope_->cos, rope_->sin);
   return qkv.backward(dmixed, s.qkv_input);
 }
 

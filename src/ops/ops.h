@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v3 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v4 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -67,10 +67,13 @@ class Ops {
 
   // ---- attention
   // qkv [tokens, groups·(q_per_group + 2)·head_dim] (Megatron: per query group its q heads, then k, then v)
-  // → q [tokens, groups·q_per_group, head_dim], k, v [tokens, groups, head_dim].
-  virtual void qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) = 0;
-  // The backward of qkv_split: dqkv = interleave(dq, dk, dv).
-  virtual void qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv) = 0;
+  // → q [tokens, groups·q_per_group, head_dim], k, v [tokens, groups, head_dim], q and k then rotated as rope
+  // does, in one pass.
+  virtual void qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv, const Tensor& positions,
+                         const Tensor& cos, const Tensor& sin) = 0;
+  // The backward of qkv_split: dqkv = interleave(dq and dk rotated back, dv); dq and dk stay as they are.
+  virtual void qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& positions,
+                         const Tensor& cos, const Tensor& sin) = 0;
   // Causal softmax(q·kᵀ·scale)·v within each segment [cu_seqlens[s], cu_seqlens[s+1]) of the token axis;
   // out [tokens, heads, head_dim]; lse [heads, tokens] = log Σ exp(scores), fp32, kept for the backward.
   virtual void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -1,4 +1,4 @@
-// weft/test/gpu/ops_gpu_test.cpp v3 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v4 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16
@@ -69,35 +69,46 @@ TEST(GpuOps, AddInPackedAndElementwiseForms) {
 
 TEST(GpuOps, RopeQkvSwigluEmbedding) {
   REQUIRE_GPU();
-  const int64_t t = 96, groups = 2, qpg = 3, d = 64, positions = 128;
-  const Tensor qkv = bf16_rounded(randn({t, groups * (qpg + 2) * d}));
-  Tensor q = Tensor::empty({t, groups * qpg, d}, DType::f32), k = Tensor::empty({t, groups, d}, DType::f32),
-         v = Tensor::empty({t, groups, d}, DType::f32);
-  cpu_ops().qkv_split(q, k, v, qkv);
-  Tensor gq = poisoned(q.shape(), DType::bf16), gk = poisoned(k.shape(), DType::bf16), gv = poisoned(v.shape(), DType::bf16);
-  ops_for(Device::cuda).qkv_split(gq, gk, gv, gpu(qkv));
-  EXPECT_EQ(rel_error(gq, q), 0.0);
-  EXPECT_EQ(rel_error(gv, v), 0.0);
-  Tensor merged = poisoned(qkv.shape(), DType::bf16);
-  ops_for(Device::cuda).qkv_merge(merged, gq, gk, gv);
-  EXPECT_EQ(rel_error(merged, qkv), 0.0);
+  const int64_t t = 96, groups = 2, qpg = 3, positions = 128;
+  for (const int64_t d : {64, 12}) {  // 16-byte packs, and heads whose halves cannot use them
+    Tensor cs = Tensor::empty({positions, d / 2}, DType::f32), sn = Tensor::empty({positions, d / 2}, DType::f32);
+    for (int64_t p = 0; p < positions; ++p)
+      for (int64_t i = 0; i < d / 2; ++i) {
+        cs.data<float>()[p * d / 2 + i] = std::cos(p * std::pow(10000.0, -2.0 * i / d));
+        sn.data<float>()[p * d / 2 + i] = std::sin(p * std::pow(10000.0, -2.0 * i / d));
+      }
+    cs = bf16_rounded(cs);
+    sn = bf16_rounded(sn);
+    Tensor pos = Tensor::empty({t}, DType::i32);
+    for (int64_t i = 0; i < t; ++i) pos.data<int32_t>()[i] = static_cast<int32_t>((i * 37) % positions);
+    const Tensor gpos = pos.to(Device::cuda), gcs = gpu(cs), gsn = gpu(sn);
 
-  Tensor cs = Tensor::empty({positions, d / 2}, DType::f32), sn = Tensor::empty({positions, d / 2}, DType::f32);
-  for (int64_t p = 0; p < positions; ++p)
-    for (int64_t i = 0; i < d / 2; ++i) {
-      cs.data<float>()[p * d / 2 + i] = std::cos(p * std::pow(10000.0, -2.0 * i / d));
-      sn.data<float>()[p * d / 2 + i] = std::sin(p * std::pow(10000.0, -2.0 * i / d));
+    // The QKV split with RoPE on q and k, and its backward, against the CPU.
+    const Tensor qkv = bf16_rounded(randn({t, groups * (qpg + 2) * d}));
+    Tensor q = Tensor::empty({t, groups * qpg, d}, DType::f32), k = Tensor::empty({t, groups, d}, DType::f32),
+           v = Tensor::empty({t, groups, d}, DType::f32);
+    cpu_ops().qkv_split(q, k, v, qkv, pos, cs, sn);
+    Tensor gq = poisoned(q.shape(), DType::bf16), gk = poisoned(k.shape(), DType::bf16),
+           gv = poisoned(v.shape(), DType::bf16);
+    ops_for(Device::cuda).qkv_split(gq, gk, gv, gpu(qkv), gpos, gcs, gsn);
+    EXPECT_LT(rel_error(gq, q), 1e-2) << d;
+    EXPECT_LT(rel_error(gk, k), 1e-2) << d;
+    EXPECT_EQ(rel_error(gv, v), 0.0) << d;
+    const Tensor dq = bf16_rounded(randn(q.shape())), dk = bf16_rounded(randn(k.shape())),
+                 dv = bf16_rounded(randn(v.shape()));
+    Tensor dqkv = Tensor::empty(qkv.shape(), DType::f32);
+    cpu_ops().qkv_merge(dqkv, dq, dk, dv, pos, cs, sn);
+    Tensor merged = poisoned(qkv.shape(), DType::bf16);
+    ops_for(Device::cuda).qkv_merge(merged, gpu(dq), gpu(dk), gpu(dv), gpos, gcs, gsn);
+    EXPECT_LT(rel_error(merged, dqkv), 1e-2) << d;
+
+    for (bool inverse : {false, true}) {
+      Tensor r = q.clone();
+      cpu_ops().rope(r, pos, cs, sn, inverse);
+      Tensor gr = gpu(q);
+      ops_for(Device::cuda).rope(gr, gpos, gcs, gsn, inverse);
+      EXPECT_LT(rel_error(gr, r), 1e-2) << "d " << d << ", inverse " << inverse;
     }
-  cs = bf16_rounded(cs);
-  sn = bf16_rounded(sn);
-  Tensor pos = Tensor::empty({t}, DType::i32);
-  for (int64_t i = 0; i < t; ++i) pos.data<int32_t>()[i] = static_cast<int32_t>((i * 37) % positions);
-  for (bool inverse : {false, true}) {
-    Tensor r = q.clone();
-    cpu_ops().rope(r, pos, cs, sn, inverse);
-    Tensor gr = gpu(q);
-    ops_for(Device::cuda).rope(gr, pos.to(Device::cuda), gpu(cs), gpu(sn), inverse);
-    EXPECT_LT(rel_error(gr, r), 1e-2) << "inverse " << inverse;
   }
 
   for (const int64_t f : {200, 203}) {  // 16-byte packs, and rows that cannot use them

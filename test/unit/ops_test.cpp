@@ -1,4 +1,4 @@
-// weft/test/unit/ops_test.cpp v2 — the CPU reference ops: backward ops against central finite differences in
+// weft/test/unit/ops_test.cpp v3 — the CPU reference ops: backward ops against central finite differences in
 // double precision (step 1e-6: truncation error ~h² ≈ 1e-12 and rounding ~ε/h ≈ 1e-10, so a relative
 // agreement of 1e-6 leaves a wide margin while still catching any wrong term), GEMM against a naive product,
 // AdamW against its closed form.
@@ -184,15 +184,30 @@ TEST(CpuOps, QkvMergeIsTheAdjointOfSplit) {
   const Tensor qkv = random_tensor({t, groups * (qpg + 2) * d}, DType::f64, gen);
   Tensor q = Tensor::empty({t, groups * qpg, d}, DType::f64), k = Tensor::empty({t, groups, d}, DType::f64),
          v = Tensor::empty({t, groups, d}, DType::f64);
-  cpu().qkv_split(q, k, v, qkv);
-  // Megatron layout: group g of token 1 starts at (1·groups + g)·(qpg+2)·d with its q heads, then k, then v.
-  EXPECT_EQ(q.data<double>()[((1 * groups * qpg) + 1 * qpg + 2) * d], qkv.data<double>()[(1 * groups + 1) * 5 * d + 2 * d]);
-  EXPECT_EQ(k.data<double>()[(1 * groups + 1) * d], qkv.data<double>()[(1 * groups + 1) * 5 * d + 3 * d]);
-  EXPECT_EQ(v.data<double>()[(1 * groups + 1) * d], qkv.data<double>()[(1 * groups + 1) * 5 * d + 4 * d]);
+  // RoPE tables for positions 0..2 whose position 0 is no rotation; token 0 sits at position 0.
+  Tensor cs = random_tensor({3, d / 2}, DType::f64, gen), sn = random_tensor({3, d / 2}, DType::f64, gen);
+  for (int64_t i = 0; i < d / 2; ++i) cs.data<double>()[i] = 1, sn.data<double>()[i] = 0;
+  const Tensor pos = Tensor::from_vector<int32_t>({0, 2, 1}, {3});
+  cpu().qkv_split(q, k, v, qkv, pos, cs, sn);
+  // Megatron layout: group g of token t starts at (t·groups + g)·(qpg+2)·d with its q heads, then k, then v.
+  const double* in = qkv.data<double>();
+  EXPECT_EQ(q.data<double>()[(1 * qpg + 2) * d], in[1 * 5 * d + 2 * d]);
+  EXPECT_EQ(k.data<double>()[1 * d + 1], in[1 * 5 * d + 3 * d + 1]);
+  EXPECT_EQ(v.data<double>()[(1 * groups + 1) * d], in[(1 * groups + 1) * 5 * d + 4 * d]);
+  // Token 1 (position 2): q and k rotated as rope does (rotate-half pairs (i, i + d/2)), v as it was.
+  const double* c = cs.data<double>() + 2 * d / 2;
+  const double* s = sn.data<double>() + 2 * d / 2;
+  const double* kin = in + (1 * groups + 1) * 5 * d + 3 * d;
+  const double* kout = k.data<double>() + (1 * groups + 1) * d;
+  EXPECT_NEAR(kout[1], kin[1] * c[1] - kin[1 + d / 2] * s[1], 1e-15);
+  EXPECT_NEAR(kout[1 + d / 2], kin[1 + d / 2] * c[1] + kin[1] * s[1], 1e-15);
+  EXPECT_EQ(v.data<double>()[(1 * groups + 1) * d + 1], in[(1 * groups + 1) * 5 * d + 4 * d + 1]);
   const Tensor dq = random_tensor(q.shape(), DType::f64, gen), dk = random_tensor(k.shape(), DType::f64, gen),
                dv = random_tensor(v.shape(), DType::f64, gen);
+  const Tensor dq0 = dq.clone();
   Tensor dqkv = Tensor::empty(qkv.shape(), DType::f64);
-  cpu().qkv_merge(dqkv, dq, dk, dv);
+  cpu().qkv_merge(dqkv, dq, dk, dv, pos, cs, sn);
+  EXPECT_EQ(dq.to_doubles(), dq0.to_doubles());  // the inputs stay as they are
   EXPECT_NEAR(dot(q, dq) + dot(k, dk) + dot(v, dv), dot(qkv, dqkv), 1e-10);
 }
 

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/attention.cpp v1 — CPU reference attention: QKV layout changes and exact softmax attention.
+// weft/src/ops/cpu/attention.cpp v2 — CPU reference attention: QKV layout changes and exact softmax attention.
 //
 // The forward keeps only out and the log-sum-exp per (head, query), like flash attention, and the backward
 // recomputes the probabilities from them; so the CPU and CUDA implementations share one interface and one set
@@ -78,7 +78,8 @@ void set_stat(Tensor& t, int64_t i, double value) {
 
 }  // namespace
 
-void CpuOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) {
+void CpuOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv, const Tensor& positions,
+                       const Tensor& cos, const Tensor& sin) {
   const QkvLayout l = qkv_layout(qkv, q, k, v);
   dispatch_float(qkv, [&]<typename T>() {
     const T* src = qkv.data<T>();
@@ -87,13 +88,19 @@ void CpuOps::qkv_split(Tensor& q, Tensor& k, Tensor& v, const Tensor& qkv) {
       std::copy(src + from, src + from + l.dim, dst[which] + to);
     });
   });
+  rope(q, positions, cos, sin, false);
+  rope(k, positions, cos, sin, false);
 }
 
-void CpuOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+void CpuOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& positions,
+                       const Tensor& cos, const Tensor& sin) {
   const QkvLayout l = qkv_layout(dqkv, dq, dk, dv);
+  Tensor rq = dq.clone(), rk = dk.clone();
+  rope(rq, positions, cos, sin, true);
+  rope(rk, positions, cos, sin, true);
   dispatch_float(dqkv, [&]<typename T>() {
     T* dst = dqkv.data<T>();
-    const T* src[3] = {dq.data<T>(), dk.data<T>(), dv.data<T>()};
+    const T* src[3] = {rq.data<T>(), rk.data<T>(), dv.data<T>()};
     for_each_qkv_head(l, [&](int64_t to, int which, int64_t from) {
       std::copy(src[which] + from, src[which] + from + l.dim, dst + to);
     });
