@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.h v1 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v2 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
@@ -27,6 +27,8 @@ class CpuOps final : public Ops {
   void bias_grad(Tensor& dbias, const Tensor& dy) override;
 
   void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) override;
+  void add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
+                           double eps) override;
   void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
                         const Tensor& rstd, bool accumulate) override;
   void rope(Tensor& x, const Tensor& positions, const Tensor& cos, const Tensor& sin, bool inverse) override;
