@@ -139,7 +139,8 @@ import json, sys
 d, np_, what = sys.argv[1:4]
 try:
     last = [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
-    print(f"{np_} GPU(s) [{what.strip() or 'defaults'}]: {last['tokens_per_s']:.0f} tok/s, {last['tflops_per_rank']:.0f} TFLOP/s/GPU")
+    print(f"{np_} GPU(s) [{what.strip() or 'defaults'}]: {last['tokens_per_s']:.0f} tok/s, "
+          f"{last['tflops_per_rank']:.0f} TFLOP/s/GPU")
 except Exception as e:
     print(f"{np_} GPU(s) [{what.strip() or 'defaults'}]: FAILED ({e}); see {d}.log")
 PY

@@ -47,6 +47,13 @@ Tensor RMSNorm::forward(const Tensor& x, Tensor& rstd) {
   return y;
 }
 
+Tensor RMSNorm::forward_add(Tensor& x, const Tensor& residual, Tensor& rstd) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  rstd = Tensor::empty({x.size(0)}, stat_dtype(x.dtype()), x.device());
+  ops_for(x).add_rmsnorm_forward(y, rstd, x, residual, weight.value, eps_);
+  return y;
+}
+
 void RMSNorm::backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& rstd) {
   prepare_grad(weight);
   ops_for(x).rmsnorm_backward(dx, weight.grad, dy, x, weight.value, rstd, true);
@@ -184,8 +191,7 @@ Tensor DecoderLayer::forward_saving_all(const Tensor& x, const Batch& batch, Dec
   s.input = x;
   const Tensor n1 = input_norm.forward(x, s.rstd1);
   s.mid = attention.forward(n1, batch, s.attention);
-  add_into(s.mid, x);
-  const Tensor n2 = mlp_norm.forward(s.mid, s.rstd2);
+  const Tensor n2 = mlp_norm.forward_add(s.mid, x, s.rstd2);  // s.mid += x on the way
   Tensor out = mlp.forward(n2, s.mlp);
   add_into(out, s.mid);
   return out;

@@ -1,4 +1,4 @@
-// weft/src/model/layers.h v1 — the decoder's layers, each with its forward and backward side by side.
+// weft/src/model/layers.h v2 — the decoder's layers, each with its forward and backward side by side.
 //
 // A layer's forward fills a *Saved struct with exactly the tensors its backward reads; the struct is the one
 // place that says what the layer keeps alive between the passes (and what recomputation would rebuild).
@@ -24,6 +24,8 @@ class RMSNorm {
   RMSNorm(const LayerContext& ctx, const std::string& name, int64_t hidden, double eps);
   // y = x / rms(x) · w; rstd kept for the backward.
   Tensor forward(const Tensor& x, Tensor& rstd);
+  // x += residual, then forward of the sum, in one pass (x becomes the residual stream).
+  Tensor forward_add(Tensor& x, const Tensor& residual, Tensor& rstd);
   // dx += ∂L/∂x; accumulates dw.
   void backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& rstd);
   Parameter weight;

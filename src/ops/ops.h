@@ -56,6 +56,10 @@ class Ops {
   // ---- normalisation
   // y = x / rms(x) · w per row; rstd[r] = 1/sqrt(mean(x[r]²) + eps) saved in fp32.
   virtual void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) = 0;
+  // x += residual (rounded to x's dtype, as add does), then rmsnorm_forward of the sum: a residual connection and
+  // the next norm in one pass.
+  virtual void add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
+                                   double eps) = 0;
   // dx (+)= ∂L/∂x (accumulates when `accumulate`), dw += ∂L/∂w.
   virtual void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
                                 const Tensor& rstd, bool accumulate) = 0;

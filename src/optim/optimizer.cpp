@@ -72,7 +72,8 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));
   }
   WEFT_CHECK(!cfg.bf16_moments || master_.dtype() == DType::f32,
-             "optimizer: bf16 Adam moments need fp32 master weights; the model's masters are ", dtype_name(master_.dtype()));
+             "optimizer: bf16 Adam moments need fp32 master weights; the model's masters are ",
+             dtype_name(master_.dtype()));
   const DType moments = cfg.bf16_moments ? DType::bf16 : master_.dtype();
   exp_avg_ = Tensor::zeros({at}, moments, first.device());
   exp_avg_sq_ = Tensor::zeros({at}, moments, first.device());

@@ -50,6 +50,21 @@ TEST(GpuOps, RmsNormForwardBackward) {
     ops_for(Device::cuda).rmsnorm_backward(gdx, gdw, gpu(dy), gpu(x), gpu(w), grstd, true);
     EXPECT_LT(rel_error(gdx, dx), 1e-2);
     EXPECT_LT(rel_error(gdw, dw), 2e-3);
+
+    // The residual add fused in: the same bits as add then rmsnorm on the GPU, and the CPU's sum and norm.
+    const Tensor branch = bf16_rounded(randn({rows, h}));
+    Tensor sum = branch.clone(), ys = Tensor::empty({rows, h}, DType::f32), rs = Tensor::empty({rows}, DType::f32);
+    cpu_ops().add_rmsnorm_forward(ys, rs, sum, x, w, 1e-5);
+    Tensor fused_sum = gpu(branch), fused_y = poisoned({rows, h}, DType::bf16), fused_r = poisoned({rows}, DType::f32);
+    ops_for(Device::cuda).add_rmsnorm_forward(fused_y, fused_r, fused_sum, gpu(x), gpu(w), 1e-5);
+    Tensor two_sum = gpu(branch), two_y = poisoned({rows, h}, DType::bf16), two_r = poisoned({rows}, DType::f32);
+    ops_for(Device::cuda).add(two_sum, gpu(x), 1.0);
+    ops_for(Device::cuda).rmsnorm_forward(two_y, two_r, two_sum, gpu(w), 1e-5);
+    EXPECT_TRUE(same_bits(fused_sum, two_sum));
+    EXPECT_TRUE(same_bits(fused_y, two_y));
+    EXPECT_TRUE(same_bits(fused_r, two_r));
+    EXPECT_LT(rel_error(fused_sum, sum), 1e-2);
+    EXPECT_LT(rel_error(fused_y, ys), 1e-2);
   }
 }
 

@@ -144,6 +144,12 @@ void CpuOps::rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Ten
   });
 }
 
+void CpuOps::add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
+                                 double eps) {
+  add(x, residual, 1.0);
+  rmsnorm_forward(y, rstd, x, w, eps);
+}
+
 void CpuOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
                               const Tensor& rstd, bool accumulate) {
   check_same_shape(dx, x, "rmsnorm_backward");
