@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.h v2 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
+// weft/cuda/cuda_ops.h v3 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
 //
 // Parameters and activations are bf16; gradients, optimizer state and per-row statistics are fp32. Every kernel
 // has a reference twin in src/ops/cpu, and test/gpu compares the two on random inputs.

@@ -1,4 +1,4 @@
-// weft/src/model/layers.cpp v2 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
+// weft/src/model/layers.cpp v4 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
 #include "model/layers.h"
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v4 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v5 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.

@@ -1,4 +1,4 @@
-// weft/test/gpu/ops_gpu_test.cpp v4 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v5 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16

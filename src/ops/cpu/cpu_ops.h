@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.h v2 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v3 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
