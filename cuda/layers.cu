@@ -110,6 +110,18 @@ __global__ void bias_grad_kernel(float* partial, const T* dy, int64_t rows, int6
 
 // ---------------------------------------------------------------- RoPE
 
+// Rotates V pairs (lo[e], hi[e]) by the angles whose cos and sin start at `cos` and `sin` (sign −1: backwards).
+template <typename T, int V>
+__device__ __forceinline__ void rotate_pairs(Pack<T, V>& lo, Pack<T, V>& hi, const T* cos, const T* sin, float sign) {
+  const Pack<T, V> cp = load_pack<T, V>(cos), sp = load_pack<T, V>(sin);
+  #pragma unroll
+  for (int e = 0; e < V; ++e) {
+    const float c = to_f(cp.v[e]), s = sign * to_f(sp.v[e]), x1 = to_f(lo.v[e]), x2 = to_f(hi.v[e]);
+    lo.v[e] = from_f<T>(x1 * c - x2 * s);
+    hi.v[e] = from_f<T>(x2 * c + x1 * s);
+  }
+}
+
 // Thread i rotates the V pairs (j, j + half) from j = (i·V) mod half of one head.
 template <typename T, int V>
 __global__ void rope_kernel(T* x, const int32_t* pos, const T* cos, const T* sin, int64_t tokens, int64_t heads,
@@ -120,14 +132,8 @@ __global__ void rope_kernel(T* x, const int32_t* pos, const T* cos, const T* sin
   const int64_t j = i % half, th = i / half, t = th / heads;
   T* head = x + th * dim;
   const int64_t angle = int64_t(pos[t]) * half + j;
-  const Pack<T, V> cp = load_pack<T, V>(cos + angle), sp = load_pack<T, V>(sin + angle);
   Pack<T, V> lo = load_pack<T, V>(head + j), hi = load_pack<T, V>(head + j + half);
-  #pragma unroll
-  for (int e = 0; e < V; ++e) {
-    const float c = to_f(cp.v[e]), s = sign * to_f(sp.v[e]), x1 = to_f(lo.v[e]), x2 = to_f(hi.v[e]);
-    lo.v[e] = from_f<T>(x1 * c - x2 * s);
-    hi.v[e] = from_f<T>(x2 * c + x1 * s);
-  }
+  rotate_pairs(lo, hi, cos + angle, sin + angle, sign);
   store_pack(head + j, lo);
   store_pack(head + j + half, hi);
 }
@@ -152,13 +158,7 @@ __global__ void qkv_rope_kernel(T* fused, T* q, T* k, T* v, const int32_t* pos, 
   Pack<T, V> lo = load_pack<T, V>(src + j), hi = load_pack<T, V>(src + j + half);
   if (slot <= qpg) {
     const int64_t angle = int64_t(pos[t]) * half + j;
-    const Pack<T, V> cp = load_pack<T, V>(cos + angle), sp = load_pack<T, V>(sin + angle);
-    #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      const float c = to_f(cp.v[e]), s = sign * to_f(sp.v[e]), x1 = to_f(lo.v[e]), x2 = to_f(hi.v[e]);
-      lo.v[e] = from_f<T>(x1 * c - x2 * s);
-      hi.v[e] = from_f<T>(x2 * c + x1 * s);
-    }
+    rotate_pairs(lo, hi, cos + angle, sin + angle, sign);
   }
   store_pack(dst + j, lo);
   store_pack(dst + j + half, hi);
