@@ -154,7 +154,7 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
           if (!forward_only)
             f.row_scale = token_weights(f.host.loss_mask, 1.0 / double(count), tokens, stat_dtype(x.dtype()),
                                         x.device());
-          const Tensor losses = model.loss(x, f.batch, f.saved, f.row_scale);
+          const Tensor losses = model.loss(x, f.batch, f.saved, f.row_scale, loss_chunk_rows);
           loss_total += reduce_loss(losses, f.host.loss_mask, tokens, cp).mean();
         } else {
           outbox.emplace_back(x, next_rank);

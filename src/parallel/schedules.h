@@ -1,4 +1,4 @@
-// weft/src/parallel/schedules.h v4 — running the micro-batches of one global batch through a (pipelined) model.
+// weft/src/parallel/schedules.h v5 — running the micro-batches of one global batch through a (pipelined) model.
 //
 // One executor serves every layout: with one pipeline stage it is plain gradient accumulation (forward then
 // backward, micro-batch by micro-batch); with pp stages it is Megatron's 1F1B; with vpp model chunks per stage
@@ -31,6 +31,7 @@ struct PipelineSchedule {
   Comm* cp = nullptr;                // context-parallel group: each micro-batch is split over it (null: none)
   mutable bool ring_connected = false;  // the pipeline ranks have exchanged with both neighbours once
   GradsReady grads_ready;            // told the parameters each chunk's last backward finishes (unset: nobody)
+  int64_t loss_chunk_rows = 0;       // tokens per chunk of the fused output layer and loss (0: by bytes of logits)
 
   // Forward and (unless forward_only) backward of micro-batches 0..count-1 (whole ones: the schedule takes this
   // rank's context-parallel part). Gradients accumulate as those of the

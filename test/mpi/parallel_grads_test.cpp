@@ -1,4 +1,4 @@
-// weft/test/mpi/parallel_grads_test.cpp v2 — gradients of model-parallel layouts equal the single-rank model's,
+// weft/test/mpi/parallel_grads_test.cpp v3 — gradients of model-parallel layouts equal the single-rank model's,
 // parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5). The layouts
 // reduce their gradients the way the trainer does: reported by the backward as it finishes them, in small buckets.
 #include <gtest/gtest.h>
@@ -80,7 +80,9 @@ void compare(const Layout& l) {
 
   LayerContext ctx{tp.get(), l.sp, DType::f64, Device::cpu, 3, cp.get(), l.recompute};
   std::vector<std::unique_ptr<GptModel>> chunks;
-  PipelineSchedule schedule{pp.get(), {}, l.sp, l.tp, cp.get(), false, {}};
+  // The fused loss in chunks of 5 tokens here (its vocabulary-parallel sums over tp per chunk), whole in the
+  // reference.
+  PipelineSchedule schedule{pp.get(), {}, l.sp, l.tp, cp.get(), false, {}, 5};
   std::vector<Parameter*> params;
   for (int c = 0; c < l.vpp; ++c) {
     chunks.push_back(std::make_unique<GptModel>(s, ctx, StageLayout::of(s, grid.pp_rank(), l.pp, c, l.vpp, 0, 0)));
