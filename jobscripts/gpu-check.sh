@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v6 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v7 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -27,6 +27,19 @@ train_1p5b() {
   rm -rf "$dir"; mkdir -p runs
   timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.train_iters=12 \
     --log.interval=4 --log.dir="$dir" "$@" >"$dir.log" 2>&1
+}
+# One line for a finished run: run_summary LABEL DIR prints its last logged throughput, peak memory and loss.
+run_summary() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+label, d = sys.argv[1:3]
+try:
+    last = [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
+    print(f"{label}: {last['tokens_per_s']:.0f} tok/s, {last['tflops_per_rank']:.0f} TFLOP/s/GPU, "
+          f"peak {last['peak_memory_gib']:.2f} GiB, loss {last['loss']:.3f}")
+except Exception as e:
+    print(f"{label}: FAILED ({e}); see {d}.log")
+PY
 }
 # GPU 0's SM clock and power every 200 ms while a run goes on, to tell a slow step from a card held below its boost
 # clock (Nsight Compute replays single kernels at whatever clock the idle card gets): start_sampling NAME, then
@@ -82,16 +95,7 @@ for stage in "${STAGES[@]}"; do
                     "2:--parallel.tp=2 --parallel.sequence_parallel=true" "2:--parallel.cp=2"; do
         np=${layout%%:*}; args=${layout#*:}; dir=$(run_dir par "$np" "$args")
         train_1p5b "$np" "$dir" --train.global_batch_size=4 --train.micro_batch_size=2 $args
-        python3 - "$dir" "$np" "$args" <<'PY' | tee -a "$OUT/parallel.txt"
-import json, sys, re
-d, np_, args = sys.argv[1:4]
-try:
-    last = [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
-    print(f"1.5B on {np_} GPU(s) [{args or 'dp'}]: {last['tokens_per_s']:.0f} tok/s, "
-          f"{last['tflops_per_rank']:.0f} TFLOP/s/GPU, peak {last['peak_memory_gib']:.2f} GiB, loss {last['loss']:.3f}")
-except Exception as e:
-    print(f"1.5B on {np_} GPU(s) [{args or 'dp'}]: FAILED ({e}); see {d}.log")
-PY
+        run_summary "1.5B on $np GPU(s) [${args:-dp}]" "$dir" | tee -a "$OUT/parallel.txt"
         tail -3 "$dir.log" >"$OUT/$(basename "$dir").tail"
       done
       while read -r line; do row "$line"; done <"$OUT/parallel.txt"
@@ -134,16 +138,8 @@ PY
         np=${entry%%:*}; rest=${entry#*:}; envs=${rest%%:*}; args=${rest#*:}
         dir=$(run_dir sweep "$np" "$envs $args")
         ( [ -n "$envs" ] && export "$envs"; train_1p5b "$np" "$dir" --train.global_batch_size=$((2 * np)) $args )
-        python3 - "$dir" "$np" "$envs $args" <<'PY' | tee -a "$OUT/dp_sweep.txt"
-import json, sys
-d, np_, what = sys.argv[1:4]
-try:
-    last = [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
-    print(f"{np_} GPU(s) [{what.strip() or 'defaults'}]: {last['tokens_per_s']:.0f} tok/s, "
-          f"{last['tflops_per_rank']:.0f} TFLOP/s/GPU")
-except Exception as e:
-    print(f"{np_} GPU(s) [{what.strip() or 'defaults'}]: FAILED ({e}); see {d}.log")
-PY
+        what="$envs $args"; what=${what# }; what=${what% }
+        run_summary "$np GPU(s) [${what:-defaults}]" "$dir" | tee -a "$OUT/dp_sweep.txt"
       done
       while read -r line; do row "$line"; done <"$OUT/dp_sweep.txt" ;;
     reduce)

@@ -9,17 +9,17 @@ namespace weft {
 namespace {
 
 // Σ mask over the micro-batch's tokens (of every cp rank under context parallelism), known before the forward.
-double loss_tokens(const Tensor& loss_mask, Comm* cp) {
+double loss_tokens(const std::vector<double>& mask, Comm* cp) {
   Tensor tokens = Tensor::from_vector<double>({0.0}, {1});
-  for (double m : loss_mask.to_doubles()) tokens.data<double>()[0] += m;
+  for (double m : mask) tokens.data<double>()[0] += m;
   if (cp && cp->size() > 1) cp->all_reduce(tokens);
   return tokens.data<double>()[0];
 }
 
 // Each token's weight in the backward: mask · grad_scale / tokens, in the model's loss dtype on its device.
-Tensor token_weights(const Tensor& loss_mask, double grad_scale, double tokens, DType dtype, Device device) {
+Tensor token_weights(const std::vector<double>& mask, double grad_scale, double tokens, DType dtype,
+                     Device device) {
   const double per_token = tokens > 0 ? grad_scale / tokens : 0.0;
-  const std::vector<double> mask = loss_mask.to_doubles();
   Tensor host = Tensor::empty({static_cast<int64_t>(mask.size())}, dtype);
   for (size_t t = 0; t < mask.size(); ++t) {
     if (dtype == DType::f64) host.data<double>()[t] = mask[t] * per_token;
@@ -29,8 +29,8 @@ Tensor token_weights(const Tensor& loss_mask, double grad_scale, double tokens, 
 }
 
 // The micro-batch loss from its per-token losses (summed over cp ranks).
-MicroBatchLoss reduce_loss(const Tensor& losses, const Tensor& loss_mask, double tokens, Comm* cp) {
-  const std::vector<double> loss = losses.to_doubles(), mask = loss_mask.to_doubles();
+MicroBatchLoss reduce_loss(const Tensor& losses, const std::vector<double>& mask, double tokens, Comm* cp) {
+  const std::vector<double> loss = losses.to_doubles();
   Tensor sum = Tensor::from_vector<double>({0.0}, {1});
   for (size_t t = 0; t < loss.size(); ++t) sum.data<double>()[0] += mask[t] * loss[t];
   if (cp && cp->size() > 1) cp->all_reduce(sum);
@@ -149,13 +149,13 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
         Tensor x = stage == 0 ? model.embed(f.batch) : take_input(s);
         x = model.forward_layers(x, f.batch, f.saved);
         if (stage == last_stage) {
-          // The backward's token weights are known before the forward, so the loss can run its backward fused.
-          const double tokens = loss_tokens(f.host.loss_mask, cp);
+          // The backward's token weights are known before the loss runs, so it can run its backward fused.
+          const std::vector<double> mask = f.host.loss_mask.to_doubles();
+          const double tokens = loss_tokens(mask, cp);
           if (!forward_only)
-            f.row_scale = token_weights(f.host.loss_mask, 1.0 / double(count), tokens, stat_dtype(x.dtype()),
-                                        x.device());
+            f.row_scale = token_weights(mask, 1.0 / double(count), tokens, stat_dtype(x.dtype()), x.device());
           const Tensor losses = model.loss(x, f.batch, f.saved, f.row_scale, loss_chunk_rows);
-          loss_total += reduce_loss(losses, f.host.loss_mask, tokens, cp).mean();
+          loss_total += reduce_loss(losses, mask, tokens, cp).mean();
         } else {
           outbox.emplace_back(x, next_rank);
         }

@@ -1,4 +1,4 @@
-// weft/test/cli/cli_util.h v1 — running the weft executable from tests and reading what it wrote.
+// weft/test/cli/cli_util.h v2 — running the weft executable from tests and reading what it wrote.
 #pragma once
 #include <sys/wait.h>
 
@@ -57,6 +57,16 @@ inline std::vector<nlohmann::json> train_lines(const std::string& path) {
   for (auto& j : read_jsonl(path))
     if (j.contains("loss")) out.push_back(j);
   return out;
+}
+
+// A 10-step run stopped and resumed (its log dir `part` holds the lines of both halves) follows the uninterrupted
+// run in `full`: every loss within 1e-5 relative.
+inline void expect_resumed_losses(const std::string& full, const std::string& part, const std::string& what = "") {
+  const auto ref = train_lines(full + "/metrics.jsonl"), got = train_lines(part + "/metrics.jsonl");
+  ASSERT_EQ(got.size(), 10u) << what;
+  for (size_t i = 0; i < 10; ++i)
+    EXPECT_NEAR(got[i]["loss"].get<double>(), ref[i]["loss"].get<double>(), 1e-5 * ref[i]["loss"].get<double>())
+        << what << " step " << i + 1;
 }
 
 }  // namespace weft::test

@@ -1,4 +1,4 @@
-// weft/test/cli/parallel_test.cpp v1 — model-parallel layouts give the single-rank run: 10 fp32 steps of a tiny
+// weft/test/cli/parallel_test.cpp v2 — model-parallel layouts give the single-rank run: 10 fp32 steps of a tiny
 // model at each layout, compared with one rank on losses and gradient norms (and the resharded checkpoints).
 #include <gtest/gtest.h>
 
@@ -90,14 +90,7 @@ TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
   const Result rc = run_weft(dir, "train " + d + " --parallel.cp=2 --log.dir=" + dir.file("cp") +
                                       " --checkpoint.load=" + dir.file("ckpt_cp"), 2);
   ASSERT_EQ(rc.status, 0) << rc.err;
-  const auto full = train_lines(dir.file("full/metrics.jsonl"));
-  for (const char* run : {"part", "cp"}) {
-    const auto part = train_lines(dir.file(run) + "/metrics.jsonl");
-    ASSERT_EQ(part.size(), 10u) << run;
-    for (size_t i = 0; i < 10; ++i)
-      EXPECT_NEAR(part[i]["loss"].get<double>(), full[i]["loss"].get<double>(), 1e-5 * full[i]["loss"].get<double>())
-          << run << " step " << i + 1;
-  }
+  for (const char* run : {"part", "cp"}) expect_resumed_losses(dir.file("full"), dir.file(run), run);
 }
 
 // bf16 Adam moments sharded over dp = 4 and checkpointed (as fp32) resume unsharded at dp = 2 on the same curve.
@@ -111,14 +104,11 @@ TEST(ParallelLayouts, Bf16MomentsShardAndResume) {
   const Result r = run_weft(dir, "train " + d + " --log.dir=" + dir.file("part") + " --checkpoint.load=" +
                                      dir.file("ckpt"), 2);
   ASSERT_EQ(r.status, 0) << r.err;
-  const auto full = train_lines(dir.file("full/metrics.jsonl")), part = train_lines(dir.file("part/metrics.jsonl"));
-  ASSERT_EQ(part.size(), 10u);
-  for (size_t i = 0; i < 10; ++i)
-    EXPECT_NEAR(part[i]["loss"].get<double>(), full[i]["loss"].get<double>(), 1e-5 * full[i]["loss"].get<double>())
-        << "step " << i + 1;
+  expect_resumed_losses(dir.file("full"), dir.file("part"));
   // The moments' rounding shows in the curve: not the fp32-moment run's losses.
   ASSERT_EQ(run_weft(dir, "train " + deck(dir, prefix) + " --log.dir=" + dir.file("fp32"), 2).status, 0);
-  EXPECT_NE(train_lines(dir.file("fp32/metrics.jsonl")).back()["loss"], full.back()["loss"]);
+  EXPECT_NE(train_lines(dir.file("fp32/metrics.jsonl")).back()["loss"],
+            train_lines(dir.file("full/metrics.jsonl")).back()["loss"]);
 }
 
 TEST(ParallelLayouts, TiedEmbeddingsAcrossPipelineStages) {
@@ -142,11 +132,7 @@ TEST(ParallelLayouts, CheckpointsReshardAcrossTensorAndPipelineLayouts) {
   const Result r = run_weft(dir, "train " + d + " --parallel.pp=2 --log.dir=" + dir.file("part") +
                                      " --checkpoint.load=" + dir.file("ckpt"), 4);
   ASSERT_EQ(r.status, 0) << r.err;
-  const auto full = train_lines(dir.file("full/metrics.jsonl")), part = train_lines(dir.file("part/metrics.jsonl"));
-  ASSERT_EQ(part.size(), 10u);
-  for (size_t i = 0; i < 10; ++i)
-    EXPECT_NEAR(part[i]["loss"].get<double>(), full[i]["loss"].get<double>(), 1e-5 * full[i]["loss"].get<double>())
-        << "step " << i + 1;
+  expect_resumed_losses(dir.file("full"), dir.file("part"));
 }
 
 TEST(ParallelLayouts, BadLayoutsAreClearErrors) {

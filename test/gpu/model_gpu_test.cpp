@@ -1,4 +1,4 @@
-// weft/test/gpu/model_gpu_test.cpp v2 — the whole model on the GPU in bf16: logits against HuggingFace, the fused
+// weft/test/gpu/model_gpu_test.cpp v3 — the whole model on the GPU in bf16: logits against HuggingFace, the fused
 // loss against the unfused one.
 #include <mpi.h>
 
@@ -13,6 +13,29 @@
 using namespace weft;
 using namespace weft::test;
 
+namespace {
+
+// `rows` rows of `seq` tokens on the GPU, each row its own segment with positions from 0.
+Batch rows_batch(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels, const std::vector<float>& mask,
+                 int64_t rows, int64_t seq) {
+  const int64_t t = rows * seq;
+  std::vector<int32_t> pos(t), cu;
+  for (int64_t i = 0; i < t; ++i) pos[i] = static_cast<int32_t>(i % seq);
+  for (int64_t r = 0; r <= rows; ++r) cu.push_back(static_cast<int32_t>(r * seq));
+  Batch b;
+  b.rows = rows;
+  b.seq = seq;
+  b.max_seqlen = seq;
+  b.tokens = Tensor::from_vector(tokens, {t});
+  b.labels = Tensor::from_vector(labels, {t});
+  b.positions = Tensor::from_vector(pos, {t});
+  b.cu_seqlens = Tensor::from_vector(cu, {rows + 1});
+  b.loss_mask = Tensor::from_vector(mask, {t});
+  return b.to(Device::cuda);
+}
+
+}  // namespace
+
 TEST(GpuModel, Bf16LogitsTrackHuggingFace) {
   REQUIRE_GPU();
   auto tp = make_mpi_comm("tp", {{0}});
@@ -24,20 +47,9 @@ TEST(GpuModel, Bf16LogitsTrackHuggingFace) {
     load_hf_weights(spec, model.parameters(), dir);
     const Tensor ids = read_npy(dir + "/input_ids.npy"), ref = read_npy(dir + "/logits.npy");
     const int64_t rows = ids.size(0), seq = ids.size(1), t = rows * seq;
-    Batch b;
-    b.rows = rows;
-    b.seq = seq;
-    b.max_seqlen = seq;
-    b.tokens = Tensor::empty({t}, DType::i32);
-    cpu_ops().convert(b.tokens, ids.reshape({t}));
-    b.labels = Tensor::zeros({t}, DType::i32);
-    std::vector<int32_t> pos(t), cu;
-    for (int64_t i = 0; i < t; ++i) pos[i] = static_cast<int32_t>(i % seq);
-    for (int64_t r = 0; r <= rows; ++r) cu.push_back(static_cast<int32_t>(r * seq));
-    b.positions = Tensor::from_vector(pos, {t});
-    b.cu_seqlens = Tensor::from_vector(cu, {rows + 1});
-    b.loss_mask = Tensor::zeros({t}, DType::f32);
-    const Batch g = b.to(Device::cuda);
+    std::vector<int32_t> tokens;
+    for (double id : ids.to_doubles()) tokens.push_back(static_cast<int32_t>(id));
+    const Batch g = rows_batch(tokens, std::vector<int32_t>(t, 0), std::vector<float>(t, 0.f), rows, seq);
     ModelSaved s;
     const Tensor logits = model.logits(model.forward_layers(model.embed(g), g, s)).to(Device::cpu);
     const auto ours = logits.to_doubles(), theirs = ref.to_doubles();
@@ -64,26 +76,15 @@ TEST(GpuModel, FusedChunkedLossMatchesTheUnfusedPath) {
   for (GptModel* m : {&plain, &fused}) load_hf_weights(spec, m->parameters(), dir);
   const int64_t rows = 2, seq = 24, t = rows * seq;
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(spec.vocab - 1));
-  std::vector<int32_t> tokens(t), labels(t), pos(t), cu;
+  std::vector<int32_t> tokens(t), labels(t);
   std::vector<float> mask(t), scale(t);
   for (int64_t i = 0; i < t; ++i) {
     tokens[i] = id(rng());
     labels[i] = id(rng());
-    pos[i] = static_cast<int32_t>(i % seq);
     mask[i] = i % 5 == 3 ? 0.f : 1.f;
     scale[i] = mask[i] / float(t);
   }
-  for (int64_t r = 0; r <= rows; ++r) cu.push_back(static_cast<int32_t>(r * seq));
-  Batch b;
-  b.rows = rows;
-  b.seq = seq;
-  b.max_seqlen = seq;
-  b.tokens = Tensor::from_vector(tokens, {t});
-  b.labels = Tensor::from_vector(labels, {t});
-  b.positions = Tensor::from_vector(pos, {t});
-  b.cu_seqlens = Tensor::from_vector(cu, {rows + 1});
-  b.loss_mask = Tensor::from_vector(mask, {t});
-  const Batch g = b.to(Device::cuda);
+  const Batch g = rows_batch(tokens, labels, mask, rows, seq);
   const Tensor row_scale = Tensor::from_vector(scale, {t}).to(Device::cuda);
   std::vector<Tensor> losses;
   for (GptModel* m : {&plain, &fused}) {
