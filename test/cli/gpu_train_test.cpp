@@ -119,8 +119,9 @@ void expect_layouts_track_one_gpu(const TempDir& dir, const std::string& deck, c
       worst = std::max(worst, std::abs(x - y) / y);
       EXPECT_LE(std::abs(x - y), 0.01 * y) << common << " " << layout << " step " << i + 1 << ": " << x << " vs " << y;
     }
-    std::printf("2 GPUs [%s%s] vs 1 GPU, 30 bf16 steps: worst relative loss difference %.4f%%\n", common.c_str(),
-                layout.empty() ? "dp=2" : layout.c_str(), 100 * worst);
+    const std::string label = common.empty() ? (layout.empty() ? "dp=2" : layout) : common + " " + layout;
+    std::printf("2 GPUs [%s] vs 1 GPU, 30 bf16 steps: worst relative loss difference %.4f%%\n", label.c_str(),
+                100 * worst);
   }
 }
 
