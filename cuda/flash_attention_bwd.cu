@@ -1,0 +1,389 @@
+// weft/cuda/flash_attention_bwd.cu v1 — flash attention on Hopper's tensor cores, the backward (moved out of
+// flash_attention.cu v3, which it shares flash_common.cuh with).
+#include "flash_common.cuh"
+
+namespace weft {
+namespace cuda {
+namespace {
+
+// ---------------------------------------------------------------- backward
+//
+// Two passes on wgmma, no atomics. The key pass: one block per (segment, 128-key block, kv head), two warpgroups
+// of 64 keys that keep dK and dV in registers while the block walks every query tile (of every query head of the
+// kv head's group) that sees its keys. The query pass: one block per (segment, 128-query block, query head), two
+// warpgroups of 64 queries keeping dQ while the block walks key tiles, as the forward does. Tiles are 64 wide, 128
+// at head dim 64, where the registers allow it: half the pipeline turns, and less shared memory read per product
+// (wgmma's N is 128, not 64).
+constexpr int kBwdKeys = 128, kDqRows = 128;
+template <int D>
+constexpr int kBwdQueries = D == 64 ? 128 : 64;
+template <int D>
+constexpr int kDqKeys = D == 64 ? 128 : 64;
+
+// The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain. Row
+// r = i·heads + h of dout and out is D contiguous bf16 (16-byte aligned, as the TMA loads need): D / 8 lanes read it
+// in 16-byte packs and add their parts in a fixed order.
+template <int D>
+__global__ void attention_row_terms_kernel(float* delta, float* lse_log2, const bf16_t* dout, const bf16_t* out,
+                                           const float* lse, int64_t tokens, int heads) {
+  constexpr int kLanes = D / 8;
+  const int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kLanes;
+  const int part = threadIdx.x % kLanes;
+  const bool valid = row < tokens * heads;
+  float s = 0.f;
+  if (valid) {
+    const Pack<bf16_t, 8> a = load_pack<bf16_t, 8>(dout + row * D + part * 8);
+    const Pack<bf16_t, 8> b = load_pack<bf16_t, 8>(out + row * D + part * 8);
+    #pragma unroll
+    for (int k = 0; k < 8; ++k) s += to_f(a.v[k]) * to_f(b.v[k]);
+  }
+  #pragma unroll
+  for (int o = kLanes / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);  // every lane takes part
+  if (valid && part == 0) {
+    const int64_t at = int64_t(row % heads) * tokens + row / heads;
+    delta[at] = s;
+    lse_log2[at] = lse[at] * static_cast<float>(kLog2e);
+  }
+}
+
+// The softmax backward for one score s: p = exp2(s·scale·log2e − lse₂) (zero where the mask hides the pair) and,
+// in place of dp, ds = p·(dp − delta).
+__device__ __forceinline__ float softmax_grad(float s, float& dp, float lse_log2, float delta, bool shown,
+                                              float scale_log2) {
+  const float p = shown ? fast_exp2(fmaf(s, scale_log2, -lse_log2)) : 0.f;
+  dp = p * (dp - delta);
+  return p;
+}
+
+// The columns [lo, hi] of a query tile (`n` queries from q0) that see key `key`; empty when lo > hi.
+__device__ __forceinline__ ColumnRange seeing_queries(int64_t key, int64_t q0, int n, int64_t seg_hi, int64_t window,
+                                                      bool causal) {
+  const int64_t first = causal ? max(q0, key) : q0;
+  int64_t last = key >= seg_hi ? q0 - 1 : min(seg_hi - 1, q0 + n - 1);
+  if (window > 0) last = min(last, key + window - 1);
+  return {static_cast<int>(min(first - q0, int64_t(n))), static_cast<int>(max(last - q0, int64_t(-1)))};
+}
+
+// A scores tile's softmax backward in place: P in s, dS in dp. Each warp holds 16 accumulator rows, two per thread
+// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. `col_lse`/`col_delta` give the terms when
+// columns are queries (the key pass), `row_lse`/`row_delta` when rows are (the query pass).
+template <bool kMasked, int N>
+__device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&dp)[N / 8][4],
+                                                 const ColumnRange (&shown)[2], const float* col_lse,
+                                                 const float* col_delta, const float (&row_lse)[2],
+                                                 const float (&row_delta)[2], float scale_log2, int t) {
+  #pragma unroll
+  for (int nt = 0; nt < N / 8; ++nt)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = e >> 1, col = nt * 8 + 2 * t + (e & 1);
+      const bool visible = !kMasked || (col >= shown[r].lo && col <= shown[r].hi);
+      const float lse2 = col_lse ? col_lse[col] : row_lse[r], dlt = col_delta ? col_delta[col] : row_delta[r];
+      s[nt][e] = softmax_grad(s[nt][e], dp[nt][e], lse2, dlt, visible, scale_log2);
+    }
+}
+
+// Two K-major SS products over the head dim, A and B tiles in SW128 atoms: d1 = A1·B1ᵀ, d2 = A2·B2ᵀ (A rows 64 of
+// an a_rows-row tile from a1/a2, B rows N of an b_rows-row tile from b1/b2), issued on one pingpong turn.
+template <int D, int N>
+__device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float (&d2)[N / 8][4], uint32_t a1,
+                                                   uint32_t a2, int a_rows, uint32_t b1, uint32_t b2, int b_rows,
+                                                   const Pingpong& turn) {
+  turn.mine();
+  wgmma_fence();
+  #pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    const uint32_t a_step = k_step_offset(ks, a_rows), b_step = k_step_offset(ks, b_rows);
+    wgmma_ss<N>(d1, desc_k_major(a1 + a_step), desc_k_major(b1 + b_step), ks > 0);
+    wgmma_ss<N>(d2, desc_k_major(a2 + a_step), desc_k_major(b2 + b_step), ks > 0);
+  }
+  wgmma_commit();
+  turn.yours(false);
+  wgmma_wait<0>();
+  fence_operands(d1);
+  fence_operands(d2);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
+    bf16_t* dk, bf16_t* dv, const __grid_constant__ FlashMaps maps, const float* lse_log2, const float* delta,
+    Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    int kv_heads, int64_t window, bool causal, float scale_log2) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = aligned_tiles(smem_raw);
+  bf16_t* sK = reinterpret_cast<bf16_t*>(smem);
+  bf16_t* sV = sK + kBwdKeys * D;
+  bf16_t* sQ = sV + kBwdKeys * D;  // kStages stages of Q, dO, lse and delta
+  bf16_t* sdO = sQ + kStages * kBwdQueries<D> * D;
+  float* sLse = reinterpret_cast<float*>(sdO + kStages * kBwdQueries<D> * D);
+  float* sDelta = sLse + kStages * kBwdQueries<D>;
+  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sDelta + kStages * kBwdQueries<D>)};
+  constexpr uint32_t kTileBytes = kBwdQueries<D> * D * sizeof(bf16_t);
+
+  const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
+  const int qpg = heads / kv_heads;
+  const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
+  const int64_t k0 = seg_lo + int64_t(kb) * kBwdKeys;
+  if (k0 >= seg_hi) return;
+  const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp_key = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first key in the block
+  pipe.init();
+
+  // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
+  // segment end (or the window's reach). The block walks them tile by tile for each query head of its group.
+  const int64_t q_first = causal ? k0 : seg_lo;
+  const int64_t q_end = window > 0 ? min(seg_hi, k0 + kBwdKeys - 1 + window) : seg_hi;
+  const int qb_lo = static_cast<int>((q_first - seg_lo) / kBwdQueries<D>);
+  const int q_tiles = static_cast<int>((q_end - seg_lo + kBwdQueries<D> - 1) / kBwdQueries<D>) - qb_lo;
+  const int tiles = qpg * q_tiles;
+  auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBwdQueries<D>; };
+
+  if (threadIdx.x >= kConsumerThreads) {  // the producer: K and V, then the query tiles and their row terms
+    producer_registers();
+    const int p = threadIdx.x - kConsumerThreads;
+    constexpr uint32_t kKvBytes = 2 * kBwdKeys * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kKvBytes + 2 * kTileBytes : 2 * kTileBytes; },  // Q and dO tiles
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) {
+            tma_tile<D, kBwdKeys>(sK, &maps.k, hk, k0, full);
+            tma_tile<D, kBwdKeys>(sV, &maps.v, hk, k0, full);
+          }
+          const int h = hk * qpg + i / q_tiles;
+          tma_tile<D, kBwdQueries<D>>(sQ + stage * kBwdQueries<D> * D, &maps.q, h, tile_start(i), full);
+          tma_tile<D, kBwdQueries<D>>(sdO + stage * kBwdQueries<D> * D, &maps.dout, h, tile_start(i), full);
+        },
+        [&](int i, int stage) {  // the row terms of the tile's queries (zero past the segment)
+          if (p >= kBwdQueries<D>) return;
+          const int64_t row = tile_start(i) + p, at = int64_t(hk * qpg + i / q_tiles) * tokens + row;
+          sLse[stage * kBwdQueries<D> + p] = row < seg_hi ? lse_log2[at] : 0.f;
+          sDelta[stage * kBwdQueries<D> + p] = row < seg_hi ? delta[at] : 0.f;
+        });
+    return;
+  }
+  consumer_registers();
+
+  const int64_t key_row[2] = {k0 + warp_key + g, k0 + warp_key + g + 8};
+  // The warpgroup's 64 keys of K and V as A operands.
+  const uint32_t k_addr = smem_addr(sK) + wg * 64 * 128, v_addr = smem_addr(sV) + wg * 64 * 128;
+  float dk_acc[D / 8][4], dv_acc[D / 8][4];
+  #pragma unroll
+  for (int i = 0; i < D / 8; ++i)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
+  const float no_row_terms[2] = {0.f, 0.f};
+  const Pingpong turn{wg};  // two turns per tile: the score products, then dV and dK
+  turn.start(2 * tiles);
+
+  for (int i = 0; i < tiles; ++i) {
+    const int stage = i % kStages;
+    const int64_t q0 = tile_start(i);
+    pipe.wait_full(i);
+    const uint32_t q_addr = smem_addr(sQ) + stage * kTileBytes, do_addr = smem_addr(sdO) + stage * kTileBytes;
+
+    // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's queries.
+    float sacc[kBwdQueries<D> / 8][4], dpacc[kBwdQueries<D> / 8][4];
+    two_score_products<D, kBwdQueries<D>>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries<D>, turn);
+    const float* cLse = sLse + stage * kBwdQueries<D>;
+    const float* cDelta = sDelta + stage * kBwdQueries<D>;
+    // Only warps whose keys cross the diagonal, the window's edge or the segment's end pay for the mask.
+    if (tile_needs_mask(q0, kBwdQueries<D>, k0 + warp_key, 16, seg_hi, window, causal)) {
+      const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries<D>, seg_hi, window, causal),
+                                    seeing_queries(key_row[1], q0, kBwdQueries<D>, seg_hi, window, causal)};
+      softmax_backward<true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms,
+                                             scale_log2, t);
+    } else {
+      softmax_backward<false, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms,
+                                              scale_log2, t);
+    }
+    // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows: queries).
+    uint32_t pa[kBwdQueries<D> / 16][4], da[kBwdQueries<D> / 16][4];
+    #pragma unroll
+    for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
+      a_fragment(pa[j], sacc, j);
+      a_fragment(da[j], dpacc, j);
+    }
+    turn.mine();
+    wgmma_fence();
+    #pragma unroll
+    for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
+      wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
+      wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
+    }
+    wgmma_commit();
+    turn.yours(i == tiles - 1);
+    wgmma_wait<0>();
+    fence_operands(dv_acc);
+    fence_operands(dk_acc);
+    pipe.release(i);
+  }
+  // dK (times the softmax scale) and dV for this warp's keys.
+  const float scale = scale_log2 / static_cast<float>(kLog2e);
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (key_row[r] >= seg_hi) continue;
+    bf16_t* dkr = dk + (key_row[r] * kv_heads + hk) * D;
+    bf16_t* dvr = dv + (key_row[r] * kv_heads + hk) * D;
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      *reinterpret_cast<uint32_t*>(dkr + dt * 8 + 2 * t) = pack_bf16(dk_acc[dt][2 * r] * scale, dk_acc[dt][2 * r + 1] * scale);
+      *reinterpret_cast<uint32_t*>(dvr + dt * 8 + 2 * t) = pack_bf16(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
+    }
+  }
+}
+
+// dQ: one block per (segment, 128-query block, query head) walks the key tiles as the forward does, recomputes P
+// and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key pass through fp32
+// atomics, and deterministic: the summation order does not depend on scheduling.
+template <int D>
+__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq,
+                                                                  const __grid_constant__ FlashMaps maps,
+                                                                  const float* lse_log2, const float* delta,
+                                                                  Segments seg, int blocks_per_seg, int64_t tokens,
+                                                                  int heads, int kv_heads, int64_t window, bool causal,
+                                                                  float scale_log2) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = aligned_tiles(smem_raw);
+  bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
+  bf16_t* sdO = sQ + kDqRows * D;
+  bf16_t* sK = sdO + kDqRows * D;  // kStages stages
+  bf16_t* sV = sK + kStages * kDqKeys<D> * D;
+  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sV + kStages * kDqKeys<D> * D)};
+  constexpr uint32_t kStageBytes = kDqKeys<D> * D * sizeof(bf16_t);
+
+  const QueryBlock blk = query_block<kDqRows, kDqKeys<D>>(seg, blocks_per_seg, window, causal);
+  const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
+  const int kb_lo = blk.kb_lo, tiles = blk.kb_hi - blk.kb_lo;
+  if (q0 >= seg_hi) return;
+  const int h = blockIdx.y, hk = h / (heads / kv_heads);
+  const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;
+  pipe.init();
+
+  if (threadIdx.x >= kConsumerThreads) {  // the producer: Q and dO, then the key tiles
+    producer_registers();
+    const int p = threadIdx.x - kConsumerThreads;
+    constexpr uint32_t kQBytes = 2 * kDqRows * D * sizeof(bf16_t), kKvBytes = 2 * kDqKeys<D> * D * sizeof(bf16_t);
+    pipe.produce(
+        tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
+        [&](int i, int stage, uint64_t* full) {
+          if (i == 0) {
+            tma_tile<D, kDqRows>(sQ, &maps.q, h, q0, full);
+            tma_tile<D, kDqRows>(sdO, &maps.dout, h, q0, full);
+          }
+          const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kDqKeys<D>;
+          tma_tile<D, kDqKeys<D>>(sK + stage * kDqKeys<D> * D, &maps.k, hk, key0, full);
+          tma_tile<D, kDqKeys<D>>(sV + stage * kDqKeys<D> * D, &maps.v, hk, key0, full);
+        },
+        [](int, int) {});
+    return;
+  }
+  consumer_registers();
+
+  const int64_t row_q[2] = {q0 + warp_row + g, q0 + warp_row + g + 8};
+  float row_lse[2], row_delta[2];
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const bool valid = row_q[r] < seg_hi;  // rows past the segment are masked; their terms must not be read
+    row_lse[r] = valid ? lse_log2[int64_t(h) * tokens + row_q[r]] : 0.f;
+    row_delta[r] = valid ? delta[int64_t(h) * tokens + row_q[r]] : 0.f;
+  }
+  const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128, do_addr = smem_addr(sdO) + wg * 64 * 128;
+  float dq_acc[D / 8][4];
+  #pragma unroll
+  for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
+  const Pingpong turn{wg};  // two turns per tile: the score products, then dQ
+  turn.start(2 * tiles);
+
+  for (int i = 0; i < tiles; ++i) {
+    const int stage = i % kStages, kb = kb_lo + i;
+    pipe.wait_full(i);
+    const uint32_t k_addr = smem_addr(sK) + stage * kStageBytes, v_addr = smem_addr(sV) + stage * kStageBytes;
+
+    // S = Q·Kᵀ and dP = dO·Vᵀ for the warpgroup's 64 queries and the tile's keys; then dS in place of dP.
+    float sacc[kDqKeys<D> / 8][4], dpacc[kDqKeys<D> / 8][4];
+    two_score_products<D, kDqKeys<D>>(sacc, dpacc, q_addr, do_addr, kDqRows, k_addr, v_addr, kDqKeys<D>, turn);
+    const int64_t key0 = seg_lo + int64_t(kb) * kDqKeys<D>, warp_q0 = q0 + warp_row;
+    if (tile_needs_mask(warp_q0, 16, key0, kDqKeys<D>, seg_hi, window, causal)) {
+      const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys<D>, seg_hi, window, causal),
+                                    visible_columns(row_q[1], key0, kDqKeys<D>, seg_hi, window, causal)};
+      softmax_backward<true, kDqKeys<D>>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+    } else {
+      softmax_backward<false, kDqKeys<D>>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+    }
+    // dQ += dS·K, dS as A fragments; K an MN-major B (rows are keys).
+    uint32_t da[kDqKeys<D> / 16][4];
+    #pragma unroll
+    for (int j = 0; j < kDqKeys<D> / 16; ++j) a_fragment(da[j], dpacc, j);
+    turn.mine();
+    wgmma_fence();
+    #pragma unroll
+    for (int j = 0; j < kDqKeys<D> / 16; ++j)
+      wgmma_rs<D>(dq_acc, da[j], desc_mn_major(k_addr + j * 16 * 128, kStageBytes / (D / 64)));
+    wgmma_commit();
+    turn.yours(i == tiles - 1);
+    wgmma_wait<0>();
+    fence_operands(dq_acc);
+    pipe.release(i);
+  }
+
+  const float scale = scale_log2 / static_cast<float>(kLog2e);
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (row_q[r] >= seg_hi) continue;
+    bf16_t* dst = dq + (row_q[r] * heads + h) * D;
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) =
+          pack_bf16(dq_acc[dt][2 * r] * scale, dq_acc[dt][2 * r + 1] * scale);
+  }
+}
+
+template <int D>
+void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                      const Tensor& v, const Tensor& out, const Tensor& lse, Segments seg, const AttentionParams& p,
+                      int64_t tokens, int64_t max_seqlen) {
+  const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
+  Tensor delta = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
+  Tensor lse_log2 = Tensor::empty({heads, tokens}, DType::f32, Device::cuda);
+  WEFT_ASSERT(packs_fit<bf16_t>(D, {dout.data_ptr(), out.data_ptr()}));
+  attention_row_terms_kernel<D><<<blocks_for(tokens * heads * (D / 8), 256), 256, 0, stream()>>>(
+      ptr<float>(delta), ptr<float>(lse_log2), ptr<bf16_t>(dout), ptr<bf16_t>(out), ptr<float>(lse), tokens, heads);
+  CUDA_CHECK_LAUNCH();
+  // Keys that start no block (past a segment's end) are still written: zero them first.
+  CUDA_CHECK(cudaMemsetAsync(dk.data_ptr(), 0, dk.nbytes(), stream()));
+  CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
+  const int key_blocks = static_cast<int>((max_seqlen + kBwdKeys - 1) / kBwdKeys);
+  const float scale_log2 = static_cast<float>(p.scale * kLog2e);
+  const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries<D> * D) * sizeof(bf16_t) +
+                                        2 * kStages * kBwdQueries<D> * sizeof(float));
+  allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
+  const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries<D>), head_map(k, tokens, kv_heads, D, kBwdKeys),
+                           head_map(v, tokens, kv_heads, D, kBwdKeys),
+                           head_map(dout, tokens, heads, D, kBwdQueries<D>)};
+  flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
+      ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens,
+      heads, kv_heads, p.window, p.causal, scale_log2);
+  CUDA_CHECK_LAUNCH();
+  const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
+  const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys<D> * D) * sizeof(bf16_t));
+  allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
+  const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys<D>),
+                             head_map(v, tokens, kv_heads, D, kDqKeys<D>), head_map(dout, tokens, heads, D, kDqRows)};
+  flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(
+      ptr<bf16_t>(dq), query_maps, ptr<float>(lse_log2),
+      ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                              const Tensor& v, const Tensor& out, const Tensor& lse, Segments seg,
+                              const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
+  if (p.head_dim == 64) launch_flash_bwd<64>(dq, dk, dv, dout, q, k, v, out, lse, seg, p, tokens, max_seqlen);
+  else launch_flash_bwd<128>(dq, dk, dv, dout, q, k, v, out, lse, seg, p, tokens, max_seqlen);
+}
+
+}  // namespace cuda
+}  // namespace weft

@@ -1,0 +1,85 @@
+// weft/cuda/flash_common.cuh v1 — what the flash attention kernels share (flash_attention.cu, the forward;
+// flash_attention_bwd.cu, the backward): bf16 packing, register A fragments, exp2, tensor maps, masks and tiling.
+#pragma once
+#include "attention_kernels.h"
+#include "common.cuh"
+#include "tile_pipeline.cuh"
+#include "wgmma.cuh"
+
+namespace weft::cuda {
+
+constexpr double kLog2e = 1.4426950408889634;  // the flash kernels work in the log2 domain: exp(x) = exp2(x·log2 e)
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+// A warp's share of a register A operand (wgmma's, laid out as mma.sync's m16n8k16) for 16 columns [16j, 16j + 16)
+// of its fp32 accumulator tiles (two n8 tiles), packed to bf16: how P and dS feed the next product in registers.
+template <int N>
+__device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const float (&acc)[N][4], int j) {
+  a[0] = pack_bf16(acc[2 * j][0], acc[2 * j][1]);
+  a[1] = pack_bf16(acc[2 * j][2], acc[2 * j][3]);
+  a[2] = pack_bf16(acc[2 * j + 1][0], acc[2 * j + 1][1]);
+  a[3] = pack_bf16(acc[2 * j + 1][2], acc[2 * j + 1][3]);
+}
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// The tensor maps of a call's bf16 [tokens][heads][D] inputs, for the TMA unit: boxes of 64 head dims (128 bytes, one
+// SW128 atom row) × one head × a tile's rows, written to shared memory in the SW128 layout wgmma reads. Rows past
+// the tensor's end arrive as zeros; rows past a segment's end arrive as they are and the masks give them zero
+// weight (P = 0 exactly, so they add nothing).
+struct FlashMaps {
+  CUtensorMap q, k, v, dout;
+};
+
+// Whether `rows` queries from q0 × `keys` keys from key0 have any (query, key) pair the mask hides: keys after a
+// query (causal), keys a window behind, or rows past the segment's end. Most tiles of a long sequence have none.
+__device__ __forceinline__ bool tile_needs_mask(int64_t q0, int rows, int64_t key0, int keys, int64_t seg_hi,
+                                                int64_t window, bool causal) {
+  return (causal && key0 + keys - 1 > q0) || key0 + keys > seg_hi || q0 + rows > seg_hi ||
+         (window > 0 && q0 + rows - 1 - key0 >= window);
+}
+
+// A query block's place: its segment, its first query, and the key tiles [kb_lo, kb_hi) of kKeys keys that its
+// kRows rows see. Blocks run the longest rows first.
+struct QueryBlock {
+  int64_t seg_lo, seg_hi, q0;
+  int kb_lo, kb_hi;
+};
+template <int kRows, int kKeys>
+__device__ __forceinline__ QueryBlock query_block(Segments seg, int blocks_per_seg, int64_t window, bool causal) {
+  const int s = blockIdx.x / blocks_per_seg, qb = blocks_per_seg - 1 - blockIdx.x % blocks_per_seg;
+  QueryBlock b;
+  b.seg_lo = seg.cu[s];
+  b.seg_hi = seg.cu[s + 1];
+  b.q0 = b.seg_lo + int64_t(qb) * kRows;
+  const int64_t kv_first = window > 0 ? max(b.seg_lo, b.q0 - window + 1) : b.seg_lo;
+  b.kb_lo = static_cast<int>((kv_first - b.seg_lo) / kKeys);
+  const int64_t kv_end = causal ? min(b.q0 + kRows, b.seg_hi) : b.seg_hi;
+  b.kb_hi = static_cast<int>((kv_end - b.seg_lo + kKeys - 1) / kKeys);
+  return b;
+}
+
+// The columns [lo, hi] of a key tile (`keys` keys from key0) that query `row` sees; empty when lo > hi. Masking by
+// two 32-bit bounds per row keeps the mask's registers and instructions off the 64-bit token indices.
+struct ColumnRange {
+  int lo, hi;
+};
+__device__ __forceinline__ ColumnRange visible_columns(int64_t row, int64_t key0, int keys, int64_t seg_hi,
+                                                       int64_t window, bool causal) {
+  const int64_t last = row >= seg_hi ? key0 - 1 : min(seg_hi - 1, causal ? row : key0 + keys - 1);
+  const int64_t first = window > 0 ? max(key0, row - window + 1) : key0;
+  return {static_cast<int>(min(first - key0, int64_t(keys))), static_cast<int>(max(last - key0, int64_t(-1)))};
+}
+
+// Lets a kernel launch with more than 48 KiB of dynamic shared memory.
+template <typename Kernel>
+void allow_dynamic_smem(Kernel kernel, size_t bytes) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+}  // namespace weft::cuda
