@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v7 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v8 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -173,8 +173,10 @@ PY
     bench)
       "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
         --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json 2>&1 | grep -E "median|Benchmark" | tee "$OUT/kernels.txt"
-      python3 bench/peers/train_llama_hf.py --attention 2>&1 | tail -1 | tee "$OUT/sdpa.json"
-      row "kernels: see kernels.txt; torch SDPA: $(cat "$OUT/sdpa.json")" ;;
+      for d in 128 64; do
+        python3 bench/peers/train_llama_hf.py --attention --head-dim $d 2>&1 | tail -1 | tee "$OUT/sdpa_hd$d.json"
+        row "kernels: see kernels.txt; torch SDPA: $(cat "$OUT/sdpa_hd$d.json")"
+      done ;;
     e2e)
       rm -rf runs/bench-1.5b
       start_sampling "weft 1.5B"
@@ -187,6 +189,10 @@ PY
         --log.dir=runs/bench-1.5b-bf16-moments 2>&1 | tee "$OUT/weft_e2e_bf16_moments.log" | tail -2
       stop_sampling "weft 1.5B, bf16 moments"
       row "weft 1.5B, bf16 moments: $(tail -1 runs/bench-1.5b-bf16-moments/metrics.jsonl 2>/dev/null)"
+      rm -rf runs/bench-1.5b-deterministic
+      "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.deterministic=true \
+        --log.dir=runs/bench-1.5b-deterministic 2>&1 | tee "$OUT/weft_e2e_deterministic.log" | tail -2
+      row "weft 1.5B, deterministic: $(tail -1 runs/bench-1.5b-deterministic/metrics.jsonl 2>/dev/null)"
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
       stop_sampling "torch eager"

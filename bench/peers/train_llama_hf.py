@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""weft/bench/peers/train_llama_hf.py v1 — the PyTorch baseline: HF LlamaForCausalLM training on one GPU.
+"""weft/bench/peers/train_llama_hf.py v2 — the PyTorch baseline: HF LlamaForCausalLM training on one GPU.
 
     python3 bench/peers/train_llama_hf.py --mode eager|compile [--steps 12] [--warmup 4]
 
 The benchmark shape of the CUDA issue (hidden 2048, 16 layers, 32 heads, 8 KV groups, ffn 8192, vocab 128256,
 seq 4096, micro-batch 2), bf16 weights, SDPA attention, fused AdamW. Prints one JSON line: tokens/s, model
 TFLOP/s (Megatron's formula, as weft reports it) and peak memory; the median step time over the timed steps.
-Also `--attention`: SDPA forward and backward alone at the same shape (causal, GQA), in TFLOP/s.
+Also `--attention [--head-dim D]`: SDPA forward and backward alone at the same shape (causal, GQA; head dim 128 as
+the issue's attention target asks, or the model's 64), in TFLOP/s.
 """
 import argparse
 import json
@@ -27,11 +28,11 @@ def megatron_flops(batch, seq):
     return batch * seq * per_token + attention
 
 
-def attention_bench(reps=20):
-    q = torch.randn(MBS, HEADS, SEQ, DIM, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k = torch.randn(MBS, GROUPS, SEQ, DIM, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    v = torch.randn(MBS, GROUPS, SEQ, DIM, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    flops_fwd = 2 * 2 * MBS * HEADS * SEQ * SEQ * DIM / 2
+def attention_bench(dim, reps=20):
+    q = torch.randn(MBS, HEADS, SEQ, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(MBS, GROUPS, SEQ, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(MBS, GROUPS, SEQ, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    flops_fwd = 2 * 2 * MBS * HEADS * SEQ * SEQ * dim / 2
 
     def timed(fn):
         fn()
@@ -50,7 +51,7 @@ def attention_bench(reps=20):
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
     grad = torch.randn_like(out)
     bwd = timed(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True))
-    print(json.dumps({"peer": "torch sdpa", "attention_fwd_tflops": flops_fwd / fwd / 1e12,
+    print(json.dumps({"peer": "torch sdpa", "head_dim": dim, "attention_fwd_tflops": flops_fwd / fwd / 1e12,
                       "attention_bwd_tflops": 2.5 * flops_fwd / bwd / 1e12, "torch": torch.__version__,
                       "device": torch.cuda.get_device_name()}))
 
@@ -92,8 +93,9 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--attention", action="store_true")
+    ap.add_argument("--head-dim", type=int, default=128)
     a = ap.parse_args()
     if a.attention:
-        attention_bench()
+        attention_bench(a.head_dim)
     else:
         train_bench(a.mode, a.steps, a.warmup)
