@@ -1,6 +1,6 @@
 // weft/bench/gpu_ops_bench.cpp v2 — CUDA kernels at the 1.5B benchmark shape (hidden 2048, 32 heads / 8 groups,
-// head dim 128 as the issue asks and 64 as the model has, ffn 8192, vocab 128256, 2 × 4096 tokens): GEMMs and attention in TFLOP/s, RMSNorm and
-// cross-entropy in GB/s. Timed with CUDA events on weft's stream; the median of the repetitions is reported.
+// ffn 8192, vocab 128256, 2 × 4096 tokens; attention at head dim 128, as the issue's target asks, and at the
+// model's 64): GEMMs and attention in TFLOP/s, RMSNorm and cross-entropy in GB/s. Timed with CUDA events on weft's stream; the median of the repetitions is reported.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -86,18 +86,16 @@ void BM_AttentionForward(benchmark::State& state) {
 }
 BENCHMARK(BM_AttentionForward)->Arg(128)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-// Arguments: the head dim, and 1 for the deterministic form (at head dim 128 the only one).
+// Argument: the head dim.
 void BM_AttentionBackward(benchmark::State& state) {
   AttentionInputs a(state.range(0));
-  a.p.deterministic = state.range(1) != 0;
   ops_for(Device::cuda).attention_forward(a.out, a.lse, a.q, a.k, a.v, a.cu, a.p);
   Tensor dq = Tensor::empty(a.q.shape(), DType::bf16, Device::cuda), dk = Tensor::empty(a.k.shape(), DType::bf16, Device::cuda),
          dv = Tensor::empty(a.v.shape(), DType::bf16, Device::cuda);
   timed(state, [&] { ops_for(Device::cuda).attention_backward(dq, dk, dv, a.dout, a.q, a.k, a.v, a.out, a.lse, a.cu, a.p); },
         2.5 * a.forward_flops(), 0);
 }
-BENCHMARK(BM_AttentionBackward)->Args({128, 1})->Args({64, 0})->Args({64, 1})->UseManualTime()
-    ->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_AttentionBackward)->Arg(128)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 
 void BM_RmsNormForwardBackward(benchmark::State& state) {
   Tensor x = random_bf16({kTokens, kHidden}), w = random_bf16({kHidden}), y = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);

@@ -1,5 +1,5 @@
-// weft/cuda/flash_attention_bwd.cu v2 — flash attention on Hopper's tensor cores, the backward: two deterministic
-// passes, or (head dim 64) one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
+// weft/cuda/flash_attention_bwd.cu v1 — flash attention on Hopper's tensor cores, the backward (moved out of
+// flash_attention.cu v3, which it shares flash_common.cuh with).
 #include "flash_common.cuh"
 
 namespace weft {
@@ -14,22 +14,11 @@ namespace {
 // warpgroups of 64 queries keeping dQ while the block walks key tiles, as the forward does. Tiles are 64 wide, 128
 // at head dim 64, where the registers allow it: half the pipeline turns, and less shared memory read per product
 // (wgmma's N is 128, not 64).
-//
-// The one-pass backward (FlashAttention-3's, head dim 64, when determinism is not asked for) drops the query pass
-// and its recomputed S and dP: two products of seven. In the key pass each warpgroup also multiplies its 64 keys'
-// dS by their K rows into the tile's dQ partial. That product sums over keys, which are the rows of the
-// warpgroup's accumulators, so dS goes through shared memory (an SW128 tile of keys × queries, read as an MN-major
-// A); the partial goes back through shared memory and one TMA bulk reduction adds it to an fp32 buffer in L2. The
-// order of those additions follows the scheduling, so dQ's last bits may differ from run to run. (At head dim 128
-// the partial's 32 KiB per warpgroup does not fit beside three pipeline stages.)
 constexpr int kBwdKeys = 128, kDqRows = 128;
 template <int D>
 constexpr int kBwdQueries = D == 64 ? 128 : 64;
 template <int D>
 constexpr int kDqKeys = D == 64 ? 128 : 64;
-// The one-pass backward's shared memory per warpgroup: a tile's dQ partial (its dS, bf16, takes half).
-template <int D, bool kOnePass>
-constexpr uint32_t kPartialBytes = kOnePass ? kBwdQueries<D> * D * sizeof(float) : 0;
 
 // The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain. Row
 // r = i·heads + h of dout and out is D contiguous bf16 (16-byte aligned, as the TMA loads need): D / 8 lanes read it
@@ -115,67 +104,10 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
   fence_operands(d2);
 }
 
-// The one-pass backward's dS: the warpgroup's dSᵀ fragments (64 keys × N queries as A fragments, see a_fragment;
-// warp w holds keys 16w..16w + 15) stored as an SW128 tile whose rows are keys and 64-column blocks queries.
-template <int N>
-__device__ __forceinline__ void store_ds(uint32_t tile, const uint32_t (&da)[N / 16][4], int warp, int g, int t) {
-  #pragma unroll
-  for (int j = 0; j < N / 16; ++j)
-    #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int r = 16 * warp + g + 8 * (e & 1), c = 16 * j + 8 * (e >> 1) + 2 * t;
-      const uint32_t at = tile + (c / 64) * 64 * 128 + r * 128 + (((c / 8) % 8) ^ (r % 8)) * 16 + (c % 8) * 2;
-      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[j][e]) : "memory");
-    }
-}
-
-// Where column c of dQ row `row` (a token) sits in a D-float row of the one-pass backward's fp32 buffer: its 16-byte
-// chunks are XOR-swizzled by the token mod 8, so that the warps' stores of a partial into shared memory, which has
-// the buffer's layout, spread over all banks.
 template <int D>
-__device__ __forceinline__ int dq_slot(int64_t row, int c) {
-  return (((c / 4) ^ static_cast<int>(row & 7)) * 4) + c % 4;
-}
-
-// The one-pass backward's dQ partial of a tile (kRows queries from q0; warp w's rows 16w.. of each 64-row block)
-// into shared memory laid out as the fp32 buffer's rows.
-template <int D, int kRows>
-__device__ __forceinline__ void store_dq(float* tile, const float (&acc)[kRows / 64][D / 8][4], int64_t q0, int warp,
-                                         int g, int t) {
-  #pragma unroll
-  for (int mb = 0; mb < kRows / 64; ++mb)
-    #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = 64 * mb + 16 * warp + g + 8 * half;
-      #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt)
-        *reinterpret_cast<float2*>(tile + r * D + dq_slot<D>(q0 + r, dt * 8 + 2 * t)) =
-            make_float2(acc[mb][dt][2 * half], acc[mb][dt][2 * half + 1]);
-    }
-}
-
-// dq[token, h, :] = scale · the one-pass buffer's row (h, token), unswizzled; one thread per 4 columns.
-template <int D>
-__global__ void dq_from_buffer_kernel(bf16_t* dq, const float* buffer, int64_t tokens, int64_t buffer_rows,
-                                      int heads, float scale) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= tokens * heads * (D / 4)) return;
-  const int c = static_cast<int>(i % (D / 4)) * 4;
-  const int64_t token = i / (D / 4) / heads;
-  const int h = static_cast<int>(i / (D / 4) % heads);
-  const float4 v = *reinterpret_cast<const float4*>(buffer + (h * buffer_rows + token) * D + dq_slot<D>(token, c));
-  uint2 packed;
-  packed.x = pack_bf16(v.x * scale, v.y * scale);
-  packed.y = pack_bf16(v.z * scale, v.w * scale);
-  *reinterpret_cast<uint2*>(dq + (token * heads + h) * D + c) = packed;
-}
-
-// The key pass; with kOnePass it also adds each tile's dQ partial to dq_buffer ([heads][buffer_rows][D] fp32, zero
-// at the start, rows swizzled as dq_slot says).
-template <int D, bool kOnePass>
 __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
-    bf16_t* dk, bf16_t* dv, float* dq_buffer, int64_t buffer_rows, const __grid_constant__ FlashMaps maps,
-    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    bf16_t* dk, bf16_t* dv, const __grid_constant__ FlashMaps maps, const float* lse_log2, const float* delta,
+    Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = aligned_tiles(smem_raw);
@@ -183,9 +115,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   bf16_t* sV = sK + kBwdKeys * D;
   bf16_t* sQ = sV + kBwdKeys * D;  // kStages stages of Q, dO, lse and delta
   bf16_t* sdO = sQ + kStages * kBwdQueries<D> * D;
-  // One pass: per warpgroup, dS (bf16) and then, in the same bytes, the dQ partial (fp32).
-  unsigned char* sPartials = reinterpret_cast<unsigned char*>(sdO + kStages * kBwdQueries<D> * D);
-  float* sLse = reinterpret_cast<float*>(sPartials + 2 * kPartialBytes<D, kOnePass>);
+  float* sLse = reinterpret_cast<float*>(sdO + kStages * kBwdQueries<D> * D);
   float* sDelta = sLse + kStages * kBwdQueries<D>;
   const TilePipeline pipe{reinterpret_cast<uint64_t*>(sDelta + kStages * kBwdQueries<D>)};
   constexpr uint32_t kTileBytes = kBwdQueries<D> * D * sizeof(bf16_t);
@@ -196,7 +126,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   const int64_t k0 = seg_lo + int64_t(kb) * kBwdKeys;
   if (k0 >= seg_hi) return;
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int warp = threadIdx.x / 32 % 4, warp_key = wg * 64 + warp * 16;  // the warp's first key in the block
+  const int warp_key = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first key in the block
   pipe.init();
 
   // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
@@ -242,10 +172,8 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     #pragma unroll
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
   const float no_row_terms[2] = {0.f, 0.f};
-  const Pingpong turn{wg};  // two turns per tile: the score products, then dV and dK (and dQ's partial)
+  const Pingpong turn{wg};  // two turns per tile: the score products, then dV and dK
   turn.start(2 * tiles);
-  unsigned char* partial = sPartials + wg * kPartialBytes<D, kOnePass>;  // one pass: dS, then the dQ partial
-  const bool leader = threadIdx.x % 128 == 0;  // issues the warpgroup's bulk reductions
 
   for (int i = 0; i < tiles; ++i) {
     const int stage = i % kStages;
@@ -275,60 +203,20 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       a_fragment(pa[j], sacc, j);
       a_fragment(da[j], dpacc, j);
     }
-    auto issue_dv_dk = [&] {
-      #pragma unroll
-      for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
-        wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
-        wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
-      }
-    };
-    if constexpr (kOnePass) {
-      // dS into shared memory, once the previous tile's partial (the same bytes) has left for L2.
-      if (leader) bulk_wait_read();
-      warpgroup_sync(wg);
-      store_ds<kBwdQueries<D>>(smem_addr(partial), da, warp, g, t);
-      fence_async_shared();  // the turn's barrier then orders every warp's dS before the products
-      float dq_part[kBwdQueries<D> / 64][D / 8][4];  // the first k step overwrites (zeroing it serializes wgmma)
-      turn.mine();
-      wgmma_fence();
-      issue_dv_dk();
-      // dQ partial = dS·K over the warpgroup's 64 keys: dS an MN-major A (rows keys, 64-query blocks), K an
-      // MN-major B (rows keys).
-      #pragma unroll
-      for (int mb = 0; mb < kBwdQueries<D> / 64; ++mb)
-        #pragma unroll
-        for (int ks = 0; ks < 4; ++ks)
-          wgmma_ss<D, true>(dq_part[mb], desc_mn_major(smem_addr(partial) + mb * 64 * 128 + ks * 16 * 128, 64 * 128),
-                            desc_mn_major(k_addr + ks * 16 * 128, kBwdKeys * 128), ks > 0);
-      wgmma_commit();
-      turn.yours(i == tiles - 1);
-      wgmma_wait<0>();
-      fence_operands(dv_acc);
-      fence_operands(dk_acc);
-      #pragma unroll
-      for (int mb = 0; mb < kBwdQueries<D> / 64; ++mb) fence_operands(dq_part[mb]);
-      pipe.release(i);
-      warpgroup_sync(wg);  // every warp's products have read dS
-      store_dq<D, kBwdQueries<D>>(reinterpret_cast<float*>(partial), dq_part, q0, warp, g, t);
-      fence_async_shared();
-      warpgroup_sync(wg);
-      const int h = hk * qpg + i / q_tiles;
-      if (leader)
-        bulk_reduce_add(dq_buffer + (int64_t(h) * buffer_rows + q0) * D, reinterpret_cast<const float*>(partial),
-                        kPartialBytes<D, kOnePass>);
-    } else {
-      turn.mine();
-      wgmma_fence();
-      issue_dv_dk();
-      wgmma_commit();
-      turn.yours(i == tiles - 1);
-      wgmma_wait<0>();
-      fence_operands(dv_acc);
-      fence_operands(dk_acc);
-      pipe.release(i);
+    turn.mine();
+    wgmma_fence();
+    #pragma unroll
+    for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
+      wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
+      wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
     }
+    wgmma_commit();
+    turn.yours(i == tiles - 1);
+    wgmma_wait<0>();
+    fence_operands(dv_acc);
+    fence_operands(dk_acc);
+    pipe.release(i);
   }
-  if (kOnePass && leader) bulk_wait_done();  // the shared memory must outlive the last reduction's reads
   // dK (times the softmax scale) and dV for this warp's keys.
   const float scale = scale_log2 / static_cast<float>(kLog2e);
   #pragma unroll
@@ -467,34 +355,16 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
   const int key_blocks = static_cast<int>((max_seqlen + kBwdKeys - 1) / kBwdKeys);
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
+  const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries<D> * D) * sizeof(bf16_t) +
+                                        2 * kStages * kBwdQueries<D> * sizeof(float));
+  allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
   const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries<D>), head_map(k, tokens, kv_heads, D, kBwdKeys),
                            head_map(v, tokens, kv_heads, D, kBwdKeys),
                            head_map(dout, tokens, heads, D, kBwdQueries<D>)};
-  // The key pass, in one of two forms: kOnePass also gathers dQ in `buffer`.
-  auto key_pass = [&](auto one_pass, float* buffer, int64_t buffer_rows) {
-    constexpr bool kOnePass = decltype(one_pass)::value;
-    const size_t smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries<D> * D) * sizeof(bf16_t) +
-                                      2 * kPartialBytes<D, kOnePass> + 2 * kStages * kBwdQueries<D> * sizeof(float));
-    allow_dynamic_smem(flash_dkv_kernel<D, kOnePass>, smem);
-    flash_dkv_kernel<D, kOnePass><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, smem, stream()>>>(
-        ptr<bf16_t>(dk), ptr<bf16_t>(dv), buffer, buffer_rows, key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg,
-        key_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
-    CUDA_CHECK_LAUNCH();
-  };
-  if constexpr (D == 64) {
-    if (!p.deterministic) {
-      // A query tile of the last segment may run past the last token: kBwdQueries<D> rows of slack per head.
-      const int64_t rows = tokens + kBwdQueries<D>;
-      Tensor buffer = Tensor::empty({heads, rows, D}, DType::f32, Device::cuda);
-      CUDA_CHECK(cudaMemsetAsync(buffer.data_ptr(), 0, buffer.nbytes(), stream()));
-      key_pass(std::true_type{}, ptr<float>(buffer), rows);
-      dq_from_buffer_kernel<D><<<blocks_for(tokens * heads * (D / 4), 256), 256, 0, stream()>>>(
-          ptr<bf16_t>(dq), ptr<float>(buffer), tokens, rows, heads, static_cast<float>(p.scale));
-      CUDA_CHECK_LAUNCH();
-      return;
-    }
-  }
-  key_pass(std::false_type{}, nullptr, 0);
+  flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
+      ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens,
+      heads, kv_heads, p.window, p.causal, scale_log2);
+  CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
   const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys<D> * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem);

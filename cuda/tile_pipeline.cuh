@@ -1,4 +1,4 @@
-// weft/cuda/tile_pipeline.cuh v3 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
+// weft/cuda/tile_pipeline.cuh v2 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
 // tiles into shared memory with the TMA unit, two consumer warpgroups compute on them, mbarriers hand stages over
 // and named barriers give the consumers turns on the tensor cores.
 #pragma once
@@ -117,23 +117,6 @@ struct Pingpong {
     if (!(last && wg == 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(2 - wg), "n"(kConsumerThreads) : "memory");
   }
 };
-
-// Shared-memory stores, then reads by the async proxy (wgmma operands, bulk copies): each storing thread fences its
-// stores, and a barrier orders them before the reader's issue.
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// A barrier over one consumer warpgroup's 128 threads (named barriers 3 and 4; Pingpong holds 1 and 2).
-__device__ __forceinline__ void warpgroup_sync(int wg) {
-  asm volatile("bar.sync %0, 128;\n" ::"r"(3 + wg) : "memory");
-}
-// Adds `bytes` (a multiple of 16) of fp32 from shared memory into global memory, in the L2 (a TMA bulk reduction),
-// as a bulk group of its own; the shared memory may be rewritten after bulk_wait_read.
-__device__ __forceinline__ void bulk_reduce_add(float* dst, const float* src, uint32_t bytes) {
-  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
-               "cp.async.bulk.commit_group;\n" ::"l"(dst), "r"(smem_addr(src)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-__device__ __forceinline__ void bulk_wait_done() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // The driver's tensor-map encoder, found through the runtime (weft does not link libcuda itself).
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
