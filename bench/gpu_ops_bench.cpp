@@ -1,6 +1,7 @@
 // weft/bench/gpu_ops_bench.cpp v2 — CUDA kernels at the 1.5B benchmark shape (hidden 2048, 32 heads / 8 groups,
 // ffn 8192, vocab 128256, 2 × 4096 tokens; attention at head dim 128, as the target asks, and at the
-// model's 64): GEMMs and attention in TFLOP/s, RMSNorm and cross-entropy in GB/s. Timed with CUDA events on weft's stream; the median of the repetitions is reported.
+// model's 64): GEMMs and attention in TFLOP/s, RMSNorm and cross-entropy in GB/s. Timed with CUDA events on weft's
+// stream; the median of the repetitions is reported.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 #include <mpi.h>
