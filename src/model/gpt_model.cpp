@@ -34,6 +34,7 @@ GptModel::GptModel(const ModelSpec& spec, const LayerContext& ctx, const StageLa
   if (stage.has_embedding || (stage.has_head && spec.tie_embeddings)) {
     embedding_ = std::make_unique<VocabParallelEmbedding>(ctx_, spec.vocab, padded, spec.hidden, spec.init_std);
     embedding_->weight.pipeline_copy = !stage.has_embedding;
+    embedding_->weight.row_sparse_grad = !spec.tie_embeddings;  // tied, the output layer's dense gradient adds in
   }
   for (int64_t l = stage.first_layer; l < stage.end_layer; ++l)
     layers_.push_back(std::make_unique<DecoderLayer>(ctx_, spec, l, rope_));

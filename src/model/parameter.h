@@ -1,4 +1,4 @@
-// weft/src/model/parameter.h v2 — a trainable tensor: its logical (layout-independent) identity and local shard.
+// weft/src/model/parameter.h v3 — a trainable tensor: its logical (layout-independent) identity and local shard.
 //
 // Every parameter has one name and one global shape whatever the tp/pp layout; `blocks` say which global rows
 // (or columns) the local tensor holds. Initialisation draws each element from a counter-based normal keyed by
@@ -33,6 +33,7 @@ struct Parameter {
   bool tp_duplicate = false;    // a full copy on every tp rank: counted once in the gradient norm
   bool pipeline_copy = false;   // the last stage's copy of a tied embedding: its first-stage twin counts instead
   bool sequence_parallel = false;  // grads come from this rank's tokens only: summed over tp before the step
+  bool row_sparse_grad = false;    // only rows of the step's token ids get gradient (an untied word embedding)
   // Set by Optimizer::zero_grad instead of clearing the memory: grad holds the last step's values until its first
   // writer of this step overwrites them (a GEMM with beta 0 saves a pass and a read over the weight gradients).
   bool grad_unwritten = false;

@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v5 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v6 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -14,12 +14,22 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
   WEFT_ASSERT(!params_.empty());
   const Tensor& first = params_.front()->value;
   const int shards = cfg.distributed ? group_.size() : 1, rank = cfg.distributed ? group_.rank() : 0;
-  // Buckets fill in backward order (last parameter first), the order in which the backward finishes them.
+  // Buckets fill in backward order (last parameter first), the order in which the backward finishes them. A
+  // row-sparse parameter gets a bucket of its own.
   std::vector<std::pair<size_t, size_t>> ranges;
   int64_t filled = 0;
   for (size_t i = params_.size(), end = params_.size(); i-- > 0;) {
+    const bool alone = params_[i]->row_sparse_grad;
+    if (alone) {
+      WEFT_CHECK(sparse_param_ < 0, "optimizer: two row-sparse parameters, ", params_[i]->name, " and ",
+                 params_[sparse_param_]->name);
+      sparse_param_ = static_cast<int64_t>(i);
+      if (end > i + 1) ranges.emplace_back(i + 1, end);
+      end = i + 1;
+      filled = 0;
+    }
     filled += params_[i]->value.numel();
-    if ((cfg.bucket_elements > 0 && filled >= cfg.bucket_elements) || i == 0) {
+    if (alone || (cfg.bucket_elements > 0 && filled >= cfg.bucket_elements) || i == 0) {
       ranges.emplace_back(i, end);
       end = i;
       filled = 0;
@@ -87,7 +97,23 @@ int64_t Optimizer::shard_bytes() const {
 
 void Optimizer::zero_grad() {
   for (Parameter* p : params_) p->grad_unwritten = true;  // cleared by their first writers (or readers)
+  sparse_rows_ = Tensor();
   start_step();
+}
+
+void Optimizer::set_sparse_rows(const std::vector<int32_t>& rows) {
+  WEFT_ASSERT(sparse_param_ >= 0 && !buckets_[bucket_of_[sparse_param_]].started);
+  if (rows.empty()) {
+    sparse_rows_ = Tensor();
+    return;
+  }
+  sparse_rows_ = Tensor::from_vector(rows, {static_cast<int64_t>(rows.size())})
+                     .to(params_[sparse_param_]->grad.device());
+}
+
+Tensor Optimizer::sparse_table() const {
+  const Tensor& g = params_[sparse_param_]->grad;
+  return g.reshape({g.size(0), g.numel() / g.size(0)});
 }
 
 void Optimizer::settle_grads() {
@@ -128,6 +154,13 @@ void Optimizer::start_reduction(Bucket& b) {
   b.started = true;
   if (group_.size() == 1) return;
   const double mean = double(cfg_.context_parallel) / group_.size();  // cp parts add, dp samples average
+  if (sparse_rows_.defined() && b.first_param == static_cast<size_t>(sparse_param_)) {
+    const Tensor table = sparse_table();
+    packed_ = Tensor::empty({sparse_rows_.numel(), table.size(1)}, table.dtype(), table.device());
+    ops_for(table).embedding_forward(packed_, sparse_rows_, table, 0);  // gathers the rows
+    group_.start_all_reduce(packed_, mean);
+    return;
+  }
   Tensor whole = grads_.rows(b.begin, b.end);
   if (cfg_.distributed) {
     Tensor mine = grads_.rows(b.slice_begin, b.slice_end);
@@ -142,6 +175,12 @@ void Optimizer::reduce_gradients() {
   for (size_t i = buckets_.size(); i-- > 0;)
     if (!buckets_[i].started) start_reduction(buckets_[i]);
   group_.wait_started();
+  if (packed_.defined()) {  // the reduced rows back in place; the rest is zero on every rank
+    Tensor table = sparse_table();
+    ops_for(table).zero(table);
+    ops_for(table).embedding_backward(table, packed_, sparse_rows_, 0);
+    packed_ = Tensor();
+  }
 }
 
 double Optimizer::grad_norm(Comm& mp, int tp_rank) {

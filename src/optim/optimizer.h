@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v5 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v6 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -12,6 +12,11 @@
 // gradients are reduce-scattered into the slices, fp32 masters and Adam moments exist for the slices only, and the
 // updated values are all-gathered back bucket by bucket while the next bucket steps; without it the slice is the
 // whole bucket and the gradients are all-reduced.
+//
+// A row-sparse parameter (an untied word embedding: of its 128k rows a step's tokens touch a few thousand) has a
+// bucket of its own. When the trainer names the rows any rank may have written (set_sparse_rows), only those rows
+// travel: gathered into a packed [rows, cols] buffer, all-reduced, and written back, on every rank (so also into
+// every shard); the other rows are zero everywhere.
 #pragma once
 #include <memory>
 #include <unordered_map>
@@ -39,6 +44,12 @@ class Optimizer {
   // A new step: every gradient counts as zero, without a pass over them (Parameter::grad_unwritten; the first
   // writer overwrites, and whatever reads a gradient nothing wrote zeroes it first).
   void zero_grad();
+  // The parameter with Parameter::row_sparse_grad (at most one), or null.
+  Parameter* row_sparse_param() const { return sparse_param_ < 0 ? nullptr : params_[sparse_param_]; }
+  // For this step (after zero_grad): the rows of row_sparse_param() that any rank of the gradient group may have
+  // written, as sorted local row indices, the same list on every rank; its reduction then moves only these rows.
+  // Empty: every row is reduced (the default each step).
+  void set_sparse_rows(const std::vector<int32_t>& rows);
   // These parameters' gradients are final for this step: buckets whose parameters are all final start their
   // reduction now. Every rank of the gradient group must report the same parameters in the same order.
   void grads_ready(const std::vector<Parameter*>& done);
@@ -107,6 +118,10 @@ class Optimizer {
   std::unordered_map<const Parameter*, size_t> index_;  // position of each parameter in params_
   std::vector<Segment> segments_;
   Tensor master_, exp_avg_, exp_avg_sq_;  // shard-sized: fp32 (f64 for f64 models); moments bf16 if asked
+  int64_t sparse_param_ = -1;  // index of the row-sparse parameter in params_
+  Tensor sparse_rows_;         // i32 local rows on its device this step; undefined: all rows
+  Tensor packed_;              // its rows in flight: [sparse rows, cols]
+  Tensor sparse_table() const;  // its gradient as [rows, cols]
   int64_t steps_ = 0;
   double grad_scale_ = 1.0;  // set by clip, used and reset by step
 };

@@ -1,4 +1,4 @@
-// weft/src/train/trainer.cpp v2 — the training loop.
+// weft/src/train/trainer.cpp v3 — the training loop.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -23,6 +23,28 @@ double mean_over(Comm& comm, double value) {
   Tensor t = Tensor::from_vector<double>({value}, {1});
   comm.all_reduce(t);
   return t.data<double>()[0] / comm.size();
+}
+
+// The rows of p (a vocabulary shard of a word embedding) that the step's tokens on any rank of `group` select:
+// sorted local row indices, or none when they are half the shard or more (reducing every row then costs as much).
+// Collective over `group`, through MPI (host flags).
+std::vector<int32_t> touched_rows(const Parameter& p, const std::vector<Batch>& batches, Comm& group) {
+  const int64_t start = p.blocks.at(0).global_begin, valid = p.blocks.at(0).length;
+  Tensor flags = Tensor::zeros({valid}, DType::f32);
+  float* f = flags.data<float>();
+  for (const Batch& b : batches) {
+    const int32_t* ids = b.tokens.data<int32_t>();
+    for (int64_t t = 0; t < b.tokens.numel(); ++t) {
+      const int64_t r = int64_t(ids[t]) - start;
+      if (r >= 0 && r < valid) f[r] = 1.f;
+    }
+  }
+  group.all_reduce(flags, ReduceOp::max);
+  std::vector<int32_t> rows;
+  for (int64_t r = 0; r < valid; ++r)
+    if (f[r] > 0) rows.push_back(static_cast<int32_t>(r));
+  if (2 * static_cast<int64_t>(rows.size()) >= valid) rows.clear();
+  return rows;
 }
 
 }  // namespace
@@ -103,8 +125,12 @@ void Trainer::log_start() const {
 double Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
   optimizer_->zero_grad();
   const int64_t consumed = iteration * cfg_.train.global_batch_size;
-  const double loss =
-      schedule_.run([&](int64_t m) { return train_batches_->get(consumed, m); }, num_micro_batches_, false);
+  std::vector<Batch> batches;
+  for (int64_t m = 0; m < num_micro_batches_; ++m) batches.push_back(train_batches_->get(consumed, m));
+  // An untied word embedding's gradient has rows only where the step's tokens are: only those are reduced.
+  if (const Parameter* embedding = optimizer_->row_sparse_param(); embedding && comms_.dp_cp->size() > 1)
+    optimizer_->set_sparse_rows(touched_rows(*embedding, batches, *comms_.dp_cp));
+  const double loss = schedule_.run([&](int64_t m) { return batches[m]; }, num_micro_batches_, false);
   reduce_shared_gradients(optimizer_->unreported(), *comms_.tp, *comms_.embedding, spec_.tie_embeddings,
                           grid_.pp_size());
   optimizer_->reduce_gradients();

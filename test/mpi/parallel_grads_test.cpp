@@ -1,4 +1,4 @@
-// weft/test/mpi/parallel_grads_test.cpp v3 — gradients of model-parallel layouts equal the single-rank model's,
+// weft/test/mpi/parallel_grads_test.cpp v4 — gradients of model-parallel layouts equal the single-rank model's,
 // parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5). The layouts
 // reduce their gradients the way the trainer does: reported by the backward as it finishes them, in small buckets.
 #include <gtest/gtest.h>
@@ -216,5 +216,52 @@ TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
   for (size_t i = 0; i < ms.size(); ++i) {
     const auto x = ms[i].to_doubles(), y = mp[i].to_doubles();
     for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 1e-12 * std::abs(y[j]) + 1e-300) << a[i]->name;
+  }
+}
+
+// An untied embedding's gradient reduced over the rows some rank touched (Optimizer::set_sparse_rows) steps as the
+// whole gradient reduced does, sharded or not, with a bucket of its own among small buckets of dense gradients.
+TEST(DistributedOptimizer, SparseEmbeddingRowsMatchTheDenseReduction) {
+  if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
+  const ModelSpec s = spec(false);
+  std::vector<int> all(world());
+  for (int r = 0; r < world(); ++r) all[r] = r;
+  auto dp = make_mpi_comm("dp", {all});
+  GroupList singles;
+  for (int r = 0; r < world(); ++r) singles.push_back({r});
+  auto self = make_mpi_comm("self", singles);
+  LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
+  // Rank r writes vocabulary rows r, r + 7, r + 14, ... (not the padding rows past the vocabulary).
+  auto touched = [&](int r, int64_t row) { return row < s.vocab && row % 7 == r; };
+  std::vector<int32_t> rows;
+  for (int64_t row = 0; row < s.vocab; ++row)
+    for (int r = 0; r < world(); ++r)
+      if (touched(r, row)) rows.push_back(static_cast<int32_t>(row));
+  for (const bool sharded : {false, true}) {
+    GptModel sparse_model(s, ctx, StageLayout::whole(s)), dense_model(s, ctx, StageLayout::whole(s));
+    Optimizer sparse(sparse_model.parameters(), {0.9, 0.95, 1e-8, 0.1, sharded, 1, 2000}, *dp);
+    Optimizer dense(dense_model.parameters(), {0.9, 0.95, 1e-8, 0.1, sharded, 1, 2000}, *dp);
+    ASSERT_NE(sparse.row_sparse_param(), nullptr);
+    for (auto* m : {&sparse_model, &dense_model})
+      for (Parameter* p : m->parameters()) {
+        const int64_t cols = p->grad.numel() / p->grad.size(0);
+        for (int64_t i = 0; i < p->grad.numel(); ++i)
+          p->grad.data<double>()[i] = p->row_sparse_grad && !touched(rank(), i / cols)
+                                          ? 0.0
+                                          : std::sin(0.37 * double(i) + rank() + p->name.size());
+      }
+    sparse.set_sparse_rows(rows);
+    const auto reported = sparse_model.parameters();
+    for (size_t i = reported.size(); i-- > 0;) sparse.grads_ready({reported[i]});
+    for (Optimizer* o : {&sparse, &dense}) {
+      o->reduce_gradients();
+      o->clip(o->grad_norm(*self, 0), 0.5);
+      o->step(1e-2);
+    }
+    const auto a = sparse_model.parameters(), b = dense_model.parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      const auto x = a[i]->value.to_doubles(), y = b[i]->value.to_doubles();
+      for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 1e-12) << a[i]->name << " sharded " << sharded;
+    }
   }
 }
