@@ -1,4 +1,4 @@
-// weft/cuda/common.cuh v2 — what every kernel file shares: the backend's stream, dtype dispatch, bf16 conversion,
+// weft/cuda/common.cuh v3 — what every kernel file shares: the backend's stream, dtype dispatch, bf16 conversion,
 // warp and block reductions, launch checking.
 #pragma once
 #include <cuda_bf16.h>
@@ -109,6 +109,21 @@ decltype(auto) dispatch_storage(const Tensor& t, F&& f) {
 template <typename T>
 T* ptr(const Tensor& t) {
   return static_cast<T*>(t.data_ptr());
+}
+
+// Lets a kernel launch with `bytes` of dynamic shared memory, more than the default 48 KiB; `what` names the
+// launch in the error when the GPU's per-block limit is below that.
+template <typename Kernel>
+void allow_dynamic_smem(Kernel kernel, size_t bytes, const char* what = "kernel") {
+  static const int limit = [] {
+    int device = 0, value = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return value;
+  }();
+  WEFT_CHECK(bytes <= size_t(limit), what, " needs ", bytes, " bytes of shared memory per block; this GPU allows ",
+             limit);
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
 }  // namespace weft::cuda

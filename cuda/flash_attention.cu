@@ -213,7 +213,7 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
   const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
   const size_t smem = pipeline_smem((kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
-  allow_dynamic_smem(flash_fwd_kernel<D>, smem);
+  allow_dynamic_smem(flash_fwd_kernel<D>, smem, "flash attention forward");
   const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
   const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
   const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows), head_map(k, tokens, kv_heads, D, kFwdKeys),

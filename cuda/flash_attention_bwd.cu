@@ -357,7 +357,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
   const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries<D> * D) * sizeof(bf16_t) +
                                         2 * kStages * kBwdQueries<D> * sizeof(float));
-  allow_dynamic_smem(flash_dkv_kernel<D>, key_smem);
+  allow_dynamic_smem(flash_dkv_kernel<D>, key_smem, "flash attention backward (key pass)");
   const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries<D>), head_map(k, tokens, kv_heads, D, kBwdKeys),
                            head_map(v, tokens, kv_heads, D, kBwdKeys),
                            head_map(dout, tokens, heads, D, kBwdQueries<D>)};
@@ -367,7 +367,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   CUDA_CHECK_LAUNCH();
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
   const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys<D> * D) * sizeof(bf16_t));
-  allow_dynamic_smem(flash_dq_kernel<D>, query_smem);
+  allow_dynamic_smem(flash_dq_kernel<D>, query_smem, "flash attention backward (query pass)");
   const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys<D>),
                              head_map(v, tokens, kv_heads, D, kDqKeys<D>), head_map(dout, tokens, heads, D, kDqRows)};
   flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(

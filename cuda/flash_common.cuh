@@ -1,4 +1,4 @@
-// weft/cuda/flash_common.cuh v1 — what the flash attention kernels share (flash_attention.cu, the forward;
+// weft/cuda/flash_common.cuh v2 — what the flash attention kernels share (flash_attention.cu, the forward;
 // flash_attention_bwd.cu, the backward): bf16 packing, register A fragments, exp2, tensor maps, masks and tiling.
 #pragma once
 #include "attention_kernels.h"
@@ -74,12 +74,6 @@ __device__ __forceinline__ ColumnRange visible_columns(int64_t row, int64_t key0
   const int64_t last = row >= seg_hi ? key0 - 1 : min(seg_hi - 1, causal ? row : key0 + keys - 1);
   const int64_t first = window > 0 ? max(key0, row - window + 1) : key0;
   return {static_cast<int>(min(first - key0, int64_t(keys))), static_cast<int>(max(last - key0, int64_t(-1)))};
-}
-
-// Lets a kernel launch with more than 48 KiB of dynamic shared memory.
-template <typename Kernel>
-void allow_dynamic_smem(Kernel kernel, size_t bytes) {
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
 }  // namespace weft::cuda

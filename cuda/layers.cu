@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v5 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v6 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -285,6 +285,8 @@ void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const T
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
     with_pack<kPack<T>>(packs_fit<T>(h, {dx.data_ptr(), dy.data_ptr(), x.data_ptr(), w.data_ptr()}), [&](auto v) {
+      // dw of the block's rows collects in h floats of shared memory: past 48 KiB (hidden 12288) it must be asked for.
+      allow_dynamic_smem(rmsnorm_bwd_kernel<T, v>, h * sizeof(float), "rmsnorm_backward (hidden size)");
       rmsnorm_bwd_kernel<T, v><<<blocks, kThreads, h * sizeof(float), stream()>>>(
           ptr<T>(dx), ptr<float>(partial), ptr<T>(dy), ptr<T>(x), ptr<T>(w), ptr<float>(rstd), rows, h, accumulate);
     });

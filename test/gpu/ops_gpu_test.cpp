@@ -1,4 +1,4 @@
-// weft/test/gpu/ops_gpu_test.cpp v5 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v6 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16
@@ -32,7 +32,8 @@ TEST(GpuOps, GemmAllTransposesBf16AndFp32Outputs) {
 
 TEST(GpuOps, RmsNormForwardBackward) {
   REQUIRE_GPU();
-  for (const int64_t h : {1024, 1021}) {  // 16-byte packs, and rows that cannot use them
+  // 16-byte packs, rows that cannot use them, and a hidden size whose dw takes more than 48 KiB of shared memory
+  for (const int64_t h : {1024, 1021, 16384}) {
     SCOPED_TRACE("hidden " + std::to_string(h));
     const int64_t rows = 300;
     const Tensor x = bf16_rounded(randn({rows, h})), w = bf16_rounded(randn({h}, 0.5)),
