@@ -1,4 +1,4 @@
-// weft/src/train/trainer.cpp v2 — the training loop.
+// weft/src/train/trainer.cpp v3 — the training loop.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -43,6 +43,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   ctx_.recompute = cfg.train.recompute == "full"        ? Recompute::full
                    : cfg.train.recompute == "selective" ? Recompute::selective
                                                         : Recompute::none;
+  ctx_.deterministic = cfg.train.deterministic;
   const int vpp = static_cast<int>(cfg.parallel.vpp);
   for (int c = 0; c < vpp; ++c) {
     chunks_.push_back(std::make_unique<GptModel>(
