@@ -87,16 +87,18 @@ void BM_AttentionForward(benchmark::State& state) {
 }
 BENCHMARK(BM_AttentionForward)->Arg(128)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-// Argument: the head dim.
+// Arguments: the head dim, and 1 for the deterministic form (at head dim 128 the only one).
 void BM_AttentionBackward(benchmark::State& state) {
   AttentionInputs a(state.range(0));
+  a.p.deterministic = state.range(1) != 0;
   ops_for(Device::cuda).attention_forward(a.out, a.lse, a.q, a.k, a.v, a.cu, a.p);
   Tensor dq = Tensor::empty(a.q.shape(), DType::bf16, Device::cuda), dk = Tensor::empty(a.k.shape(), DType::bf16, Device::cuda),
          dv = Tensor::empty(a.v.shape(), DType::bf16, Device::cuda);
   timed(state, [&] { ops_for(Device::cuda).attention_backward(dq, dk, dv, a.dout, a.q, a.k, a.v, a.out, a.lse, a.cu, a.p); },
         2.5 * a.forward_flops(), 0);
 }
-BENCHMARK(BM_AttentionBackward)->Arg(128)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_AttentionBackward)->Args({128, 1})->Args({64, 0})->Args({64, 1})->UseManualTime()
+    ->Unit(benchmark::kMillisecond)->Iterations(3);
 
 void BM_RmsNormForwardBackward(benchmark::State& state) {
   Tensor x = random_bf16({kTokens, kHidden}), w = random_bf16({kHidden}), y = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);

@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sK = sQ + kFwdRows * D;  // kStages stages
   bf16_t* sV = sK + kStages * kFwdKeys * D;
-  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sV + kStages * kFwdKeys * D)};
+  const TilePipeline<> pipe{reinterpret_cast<uint64_t*>(sV + kStages * kFwdKeys * D)};
   constexpr uint32_t kStageBytes = kFwdKeys * D * sizeof(bf16_t);
 
   const QueryBlock blk = query_block<kFwdRows, kFwdKeys>(seg, blocks_per_seg, window, causal);

@@ -1,5 +1,5 @@
-// weft/cuda/flash_attention_bwd.cu v1 — flash attention on Hopper's tensor cores, the backward (moved out of
-// flash_attention.cu v3, which it shares flash_common.cuh with).
+// weft/cuda/flash_attention_bwd.cu v3 — flash attention on Hopper's tensor cores, the backward: two deterministic
+// passes, or (head dim 64) one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
 #include "flash_common.cuh"
 
 namespace weft {
@@ -14,11 +14,31 @@ namespace {
 // warpgroups of 64 queries keeping dQ while the block walks key tiles, as the forward does. Tiles are 64 wide, 128
 // at head dim 64, where the registers allow it: half the pipeline turns, and less shared memory read per product
 // (wgmma's N is 128, not 64).
+//
+// The one-pass backward (FlashAttention-3's, head dim 64, when determinism is not asked for) drops the query pass
+// and its recomputed S and dP: two products of seven. dQ = dS·K sums over keys, which are the rows of the key
+// pass's accumulators, so both warpgroups store their dS of a tile into one shared SW128 tile (128 keys × 128
+// queries) and each multiplies, for its half of the queries, all 128 keys' dS by K (dS read as an MN-major A).
+// The other warpgroup's dS is complete only a turn later, so the product of tile i rides in the dV/dK turn of tile
+// i + 1; two dS tiles alternate, and a warpgroup writes one only after the other has finished reading it (named
+// barriers 5-8). Each warpgroup's 64 × D fp32 partial then goes back through shared memory and one TMA bulk
+// reduction adds it to an fp32 buffer in L2, whose order of additions follows the scheduling: dQ's last bits may
+// differ from run to run. Two pipeline stages make room. (A first form, each warpgroup reducing its own 64 keys'
+// partial for all 128 queries, moved twice the bytes through L2 and was slower than the two passes.)
 constexpr int kBwdKeys = 128, kDqRows = 128;
 template <int D>
 constexpr int kBwdQueries = D == 64 ? 128 : 64;
 template <int D>
 constexpr int kDqKeys = D == 64 ? 128 : 64;
+template <bool kOnePass>
+constexpr int kKeyStages = kOnePass ? 2 : kStages;
+// The one-pass backward's shared memory: two dS tiles (bf16), and per warpgroup its dQ partial (fp32).
+template <int D, bool kOnePass>
+constexpr uint32_t kDsBytes = kOnePass ? kBwdKeys * kBwdQueries<D> * sizeof(bf16_t) : 0;
+template <int D, bool kOnePass>
+constexpr uint32_t kPartialBytes = kOnePass ? 64 * D * sizeof(float) : 0;
+template <int D, bool kOnePass>
+constexpr uint32_t kOnePassBytes = 2 * kDsBytes<D, kOnePass> + 2 * kPartialBytes<D, kOnePass>;
 
 // The row terms of the softmax backward: delta[h, i] = Σ_d dout·out, and the log-sum-exp in the log2 domain. Row
 // r = i·heads + h of dout and out is D contiguous bf16 (16-byte aligned, as the TMA loads need): D / 8 lanes read it
@@ -104,20 +124,83 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
   fence_operands(d2);
 }
 
+// The one-pass backward's dS: a warpgroup's dSᵀ fragments (its 64 keys × N queries as A fragments, see a_fragment;
+// warp w holds keys 16w..16w + 15), stored from row `row0` of an SW128 tile of kBwdKeys rows (keys) whose 64-column
+// blocks are queries.
+template <int N>
+__device__ __forceinline__ void store_ds(uint32_t tile, const uint32_t (&da)[N / 16][4], int row0, int warp, int g,
+                                         int t) {
+  #pragma unroll
+  for (int j = 0; j < N / 16; ++j)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = row0 + 16 * warp + g + 8 * (e & 1), c = 16 * j + 8 * (e >> 1) + 2 * t;
+      const uint32_t at =
+          tile + (c / 64) * kBwdKeys * 128 + r * 128 + (((c / 8) % 8) ^ (r % 8)) * 16 + (c % 8) * 2;
+      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[j][e]) : "memory");
+    }
+}
+
+// Where column c of dQ row `row` (a token) sits in a D-float row of the one-pass backward's fp32 buffer: its 16-byte
+// chunks are XOR-swizzled by the token mod 8, so that the warps' stores of a partial into shared memory, which has
+// the buffer's layout, spread over all banks.
 template <int D>
+__device__ __forceinline__ int dq_slot(int64_t row, int c) {
+  return (((c / 4) ^ static_cast<int>(row & 7)) * 4) + c % 4;
+}
+
+// The one-pass backward's dQ partial of 64 queries from q0 (warp w's rows 16w..16w + 15) into shared memory laid
+// out as the fp32 buffer's rows.
+template <int D>
+__device__ __forceinline__ void store_dq(float* tile, const float (&acc)[D / 8][4], int64_t q0, int warp, int g,
+                                         int t) {
+  #pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = 16 * warp + g + 8 * half;
+    #pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<float2*>(tile + r * D + dq_slot<D>(q0 + r, dt * 8 + 2 * t)) =
+          make_float2(acc[dt][2 * half], acc[dt][2 * half + 1]);
+  }
+}
+
+// dq[token, h, :] = scale · the one-pass buffer's row (h, token), unswizzled; one thread per 4 columns.
+template <int D>
+__global__ void dq_from_buffer_kernel(bf16_t* dq, const float* buffer, int64_t tokens, int64_t buffer_rows,
+                                      int heads, float scale) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= tokens * heads * (D / 4)) return;
+  const int c = static_cast<int>(i % (D / 4)) * 4;
+  const int64_t token = i / (D / 4) / heads;
+  const int h = static_cast<int>(i / (D / 4) % heads);
+  const float4 v = *reinterpret_cast<const float4*>(buffer + (h * buffer_rows + token) * D + dq_slot<D>(token, c));
+  uint2 packed;
+  packed.x = pack_bf16(v.x * scale, v.y * scale);
+  packed.y = pack_bf16(v.z * scale, v.w * scale);
+  *reinterpret_cast<uint2*>(dq + (token * heads + h) * D + c) = packed;
+}
+
+// The key pass; with kOnePass it also adds each tile's dQ partial to dq_buffer ([heads][buffer_rows][D] fp32, zero
+// at the start, rows swizzled as dq_slot says).
+template <int D, bool kOnePass>
 __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
-    bf16_t* dk, bf16_t* dv, const __grid_constant__ FlashMaps maps, const float* lse_log2, const float* delta,
-    Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    bf16_t* dk, bf16_t* dv, float* dq_buffer, int64_t buffer_rows, const __grid_constant__ FlashMaps maps,
+    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = aligned_tiles(smem_raw);
   bf16_t* sK = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sV = sK + kBwdKeys * D;
-  bf16_t* sQ = sV + kBwdKeys * D;  // kStages stages of Q, dO, lse and delta
-  bf16_t* sdO = sQ + kStages * kBwdQueries<D> * D;
-  float* sLse = reinterpret_cast<float*>(sdO + kStages * kBwdQueries<D> * D);
-  float* sDelta = sLse + kStages * kBwdQueries<D>;
-  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sDelta + kStages * kBwdQueries<D>)};
+  constexpr int kSt = kKeyStages<kOnePass>;
+  static_assert(!kOnePass || kBwdQueries<D> == 128, "one pass: each warpgroup takes 64 of a tile's queries");
+  bf16_t* sQ = sV + kBwdKeys * D;  // kSt stages of Q, dO, lse and delta
+  bf16_t* sdO = sQ + kSt * kBwdQueries<D> * D;
+  // One pass: two dS tiles, then each warpgroup's dQ partial.
+  unsigned char* sDs = reinterpret_cast<unsigned char*>(sdO + kSt * kBwdQueries<D> * D);
+  float* sPartials = reinterpret_cast<float*>(sDs + 2 * kDsBytes<D, kOnePass>);
+  float* sLse = reinterpret_cast<float*>(sDs + kOnePassBytes<D, kOnePass>);
+  float* sDelta = sLse + kSt * kBwdQueries<D>;
+  const TilePipeline<kSt> pipe{reinterpret_cast<uint64_t*>(sDelta + kSt * kBwdQueries<D>)};
   constexpr uint32_t kTileBytes = kBwdQueries<D> * D * sizeof(bf16_t);
 
   const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
@@ -126,7 +209,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   const int64_t k0 = seg_lo + int64_t(kb) * kBwdKeys;
   if (k0 >= seg_hi) return;
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int warp_key = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first key in the block
+  const int warp = threadIdx.x / 32 % 4, warp_key = wg * 64 + warp * 16;  // the warp's first key in the block
   pipe.init();
 
   // Queries that can see these keys: from the block's first key (every query without the causal mask) to the
@@ -172,11 +255,36 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     #pragma unroll
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
   const float no_row_terms[2] = {0.f, 0.f};
-  const Pingpong turn{wg};  // two turns per tile: the score products, then dV and dK
-  turn.start(2 * tiles);
+  // Two turns per tile: the score products, then dV and dK (and, one pass, the previous tile's dQ); one pass adds a
+  // last turn for the last tile's dQ.
+  const Pingpong turn{wg};
+  turn.start(2 * tiles + (kOnePass ? 1 : 0));
+  float* partial = sPartials + wg * (kPartialBytes<D, kOnePass> / sizeof(float));
+  const bool leader = threadIdx.x % 128 == 0;  // issues the warpgroup's bulk reductions
+  // One pass: dQ of tile j for this warpgroup's 64 queries, all 128 keys, from dS tile j % 2 (issued in a turn).
+  auto issue_dq = [&](float (&acc)[D / 8][4], int j) {
+    const uint32_t ds = smem_addr(sDs) + (j % 2) * kDsBytes<D, kOnePass> + wg * kBwdKeys * 128;
+    #pragma unroll
+    for (int ks = 0; ks < kBwdKeys / 16; ++ks)
+      wgmma_ss<D, true>(acc, desc_mn_major(ds + ks * 16 * 128, kBwdKeys * 128),
+                        desc_mn_major(smem_addr(sK) + ks * 16 * 128, kBwdKeys * 128), ks > 0);
+  };
+  // One pass, after tile j's dQ product has landed: the partial to L2, and (when a later tile will rewrite dS tile
+  // j % 2) the other warpgroup told that this one has read it.
+  auto flush_dq = [&](const float (&acc)[D / 8][4], int j) {
+    if (j + 2 < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(5 + 2 * (1 - wg) + j % 2) : "memory");
+    if (leader) bulk_wait_read();  // the previous partial has left
+    warpgroup_sync(wg);
+    const int64_t q = tile_start(j) + 64 * wg;
+    store_dq<D>(partial, acc, q, warp, g, t);
+    fence_async_shared();
+    warpgroup_sync(wg);
+    const int h = hk * qpg + j / q_tiles;
+    if (leader) bulk_reduce_add(dq_buffer + (int64_t(h) * buffer_rows + q) * D, partial, kPartialBytes<D, kOnePass>);
+  };
 
   for (int i = 0; i < tiles; ++i) {
-    const int stage = i % kStages;
+    const int stage = i % kSt;
     const int64_t q0 = tile_start(i);
     pipe.wait_full(i);
     const uint32_t q_addr = smem_addr(sQ) + stage * kTileBytes, do_addr = smem_addr(sdO) + stage * kTileBytes;
@@ -203,19 +311,56 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       a_fragment(pa[j], sacc, j);
       a_fragment(da[j], dpacc, j);
     }
+    auto issue_dv_dk = [&] {
+      #pragma unroll
+      for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
+        wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
+        wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
+      }
+    };
+    if constexpr (kOnePass) {
+      // This warpgroup's half of dS tile i % 2, once the other warpgroup has read tile i - 2 from it.
+      if (i >= 2) asm volatile("bar.sync %0, 256;\n" ::"r"(5 + 2 * wg + i % 2) : "memory");
+      store_ds<kBwdQueries<D>>(smem_addr(sDs) + (i % 2) * kDsBytes<D, kOnePass>, da, 64 * wg, warp, g, t);
+      fence_async_shared();  // the turns' barriers order it before either warpgroup's dQ product
+      float dq_part[D / 8][4];  // the first k step overwrites (zeroing it serializes wgmma)
+      turn.mine();
+      wgmma_fence();
+      issue_dv_dk();
+      // The other warpgroup's half of dS tile i - 1 is in by now. At i = 0 the product runs on tile 0 and is
+      // dropped: a wgmma under a branch would serialize them all.
+      issue_dq(dq_part, i > 0 ? i - 1 : 0);
+      wgmma_commit();
+      turn.yours(false);
+      wgmma_wait<0>();
+      fence_operands(dv_acc);
+      fence_operands(dk_acc);
+      fence_operands(dq_part);
+      pipe.release(i);
+      if (i > 0) flush_dq(dq_part, i - 1);
+    } else {
+      turn.mine();
+      wgmma_fence();
+      issue_dv_dk();
+      wgmma_commit();
+      turn.yours(i == tiles - 1);
+      wgmma_wait<0>();
+      fence_operands(dv_acc);
+      fence_operands(dk_acc);
+      pipe.release(i);
+    }
+  }
+  if constexpr (kOnePass) {  // the last tile's dQ in a turn of its own
+    float dq_part[D / 8][4];
     turn.mine();
     wgmma_fence();
-    #pragma unroll
-    for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
-      wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
-      wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
-    }
+    issue_dq(dq_part, tiles - 1);
     wgmma_commit();
-    turn.yours(i == tiles - 1);
+    turn.yours(true);
     wgmma_wait<0>();
-    fence_operands(dv_acc);
-    fence_operands(dk_acc);
-    pipe.release(i);
+    fence_operands(dq_part);
+    flush_dq(dq_part, tiles - 1);
+    if (leader) bulk_wait_done();  // the shared memory must outlive the last reduction's reads
   }
   // dK (times the softmax scale) and dV for this warp's keys.
   const float scale = scale_log2 / static_cast<float>(kLog2e);
@@ -248,7 +393,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   bf16_t* sdO = sQ + kDqRows * D;
   bf16_t* sK = sdO + kDqRows * D;  // kStages stages
   bf16_t* sV = sK + kStages * kDqKeys<D> * D;
-  const TilePipeline pipe{reinterpret_cast<uint64_t*>(sV + kStages * kDqKeys<D> * D)};
+  const TilePipeline<> pipe{reinterpret_cast<uint64_t*>(sV + kStages * kDqKeys<D> * D)};
   constexpr uint32_t kStageBytes = kDqKeys<D> * D * sizeof(bf16_t);
 
   const QueryBlock blk = query_block<kDqRows, kDqKeys<D>>(seg, blocks_per_seg, window, causal);
@@ -355,16 +500,36 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   CUDA_CHECK(cudaMemsetAsync(dv.data_ptr(), 0, dv.nbytes(), stream()));
   const int key_blocks = static_cast<int>((max_seqlen + kBwdKeys - 1) / kBwdKeys);
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
-  const size_t key_smem = pipeline_smem((2 * kBwdKeys * D + 2 * kStages * kBwdQueries<D> * D) * sizeof(bf16_t) +
-                                        2 * kStages * kBwdQueries<D> * sizeof(float));
-  allow_dynamic_smem(flash_dkv_kernel<D>, key_smem, "flash attention backward (key pass)");
   const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries<D>), head_map(k, tokens, kv_heads, D, kBwdKeys),
                            head_map(v, tokens, kv_heads, D, kBwdKeys),
                            head_map(dout, tokens, heads, D, kBwdQueries<D>)};
-  flash_dkv_kernel<D><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, key_smem, stream()>>>(
-      ptr<bf16_t>(dk), ptr<bf16_t>(dv), key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg, key_blocks, tokens,
-      heads, kv_heads, p.window, p.causal, scale_log2);
-  CUDA_CHECK_LAUNCH();
+  // The key pass, in one of two forms: kOnePass also gathers dQ in `buffer`.
+  auto key_pass = [&](auto one_pass, float* buffer, int64_t buffer_rows) {
+    constexpr bool kOnePass = decltype(one_pass)::value;
+    constexpr int kSt = kKeyStages<kOnePass>;
+    const size_t smem = pipeline_smem((2 * kBwdKeys * D + 2 * kSt * kBwdQueries<D> * D) * sizeof(bf16_t) +
+                                          kOnePassBytes<D, kOnePass> + 2 * kSt * kBwdQueries<D> * sizeof(float),
+                                      kSt);
+    allow_dynamic_smem(flash_dkv_kernel<D, kOnePass>, smem, "flash attention backward (key pass)");
+    flash_dkv_kernel<D, kOnePass><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, smem, stream()>>>(
+        ptr<bf16_t>(dk), ptr<bf16_t>(dv), buffer, buffer_rows, key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg,
+        key_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
+    CUDA_CHECK_LAUNCH();
+  };
+  if constexpr (D == 64) {
+    if (!p.deterministic) {
+      // A query tile of the last segment may run past the last token: kBwdQueries<D> rows of slack per head.
+      const int64_t rows = tokens + kBwdQueries<D>;
+      Tensor buffer = Tensor::empty({heads, rows, D}, DType::f32, Device::cuda);
+      CUDA_CHECK(cudaMemsetAsync(buffer.data_ptr(), 0, buffer.nbytes(), stream()));
+      key_pass(std::true_type{}, ptr<float>(buffer), rows);
+      dq_from_buffer_kernel<D><<<blocks_for(tokens * heads * (D / 4), 256), 256, 0, stream()>>>(
+          ptr<bf16_t>(dq), ptr<float>(buffer), tokens, rows, heads, static_cast<float>(p.scale));
+      CUDA_CHECK_LAUNCH();
+      return;
+    }
+  }
+  key_pass(std::false_type{}, nullptr, 0);
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);
   const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys<D> * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem, "flash attention backward (query pass)");

@@ -1,4 +1,4 @@
-// weft/cuda/tile_pipeline.cuh v2 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
+// weft/cuda/tile_pipeline.cuh v3 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
 // tiles into shared memory with the TMA unit, two consumer warpgroups compute on them, mbarriers hand stages over
 // and named barriers give the consumers turns on the tensor cores.
 #pragma once
@@ -57,32 +57,33 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
 // Called by a whole warpgroup as the roles split.
 __device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n"); }
 __device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n"); }
-// A pipeline of kStages stages of shared memory and their barriers (2·kStages mbarriers): full[s] completes when
+// A pipeline of kN stages of shared memory and their barriers (2·kN mbarriers): full[s] completes when
 // every producer thread has arrived and the bytes its TMA loads expect have landed; empty[s] when all consumer
-// threads are done reading it. Three stages let the producer run two tiles ahead.
+// threads are done reading it. Three stages (kStages, the default) let the producer run two tiles ahead.
 constexpr int kStages = 3;
+template <int kN = kStages>
 struct TilePipeline {
-  uint64_t* bar;  // full[kStages], then empty[kStages]
+  uint64_t* bar;  // full[kN], then empty[kN]
   // Called by every thread of the block, before the roles split.
   __device__ void init() const {
     if (threadIdx.x == 0)
-      for (int s = 0; s < kStages; ++s) {
+      for (int s = 0; s < kN; ++s) {
         mbar_init(bar + s, kProducerThreads);
-        mbar_init(bar + kStages + s, kConsumerThreads);
+        mbar_init(bar + kN + s, kConsumerThreads);
       }
     __syncthreads();
   }
   // Consumers: wait for tile i, then release it once read.
-  __device__ void wait_full(int i) const { mbar_wait(bar + i % kStages, (i / kStages) & 1); }
-  __device__ void release(int i) const { mbar_arrive(bar + kStages + i % kStages); }
+  __device__ void wait_full(int i) const { mbar_wait(bar + i % kN, (i / kN) & 1); }
+  __device__ void release(int i) const { mbar_arrive(bar + kN + i % kN); }
   // The producer warpgroup, thread p: for each tile, once its stage is free, thread 0 announces `bytes(i)` and
   // `issue(i, stage, full)` starts the TMA loads; `fill(i, stage)` lets every thread write what TMA does not carry
   // (plain stores); then all arrive.
   template <typename Bytes, typename Issue, typename Fill>
   __device__ void produce(int n, int p, Bytes bytes, Issue issue, Fill fill) const {
     for (int i = 0; i < n; ++i) {
-      const int s = i % kStages;
-      if (i >= kStages) mbar_wait(bar + kStages + s, (i / kStages - 1) & 1);
+      const int s = i % kN;
+      if (i >= kN) mbar_wait(bar + kN + s, (i / kN - 1) & 1);
       if (p == 0) {
         mbar_expect_tx(bar + s, bytes(i));
         issue(i, s, bar + s);
@@ -96,7 +97,9 @@ struct TilePipeline {
 // A kernel's dynamic shared memory: its tiles (SW128 atoms, which must start on a 1024-byte boundary) from the
 // first such boundary, then the pipeline's barriers. The launch asks for pipeline_smem(tile bytes), 1 KiB more than
 // tiles and barriers take; the kernel finds its tiles at aligned_tiles(smem_raw).
-constexpr size_t pipeline_smem(size_t tile_bytes) { return tile_bytes + 2 * kStages * sizeof(uint64_t) + 1024; }
+constexpr size_t pipeline_smem(size_t tile_bytes, int stages = kStages) {
+  return tile_bytes + 2 * stages * sizeof(uint64_t) + 1024;
+}
 __device__ __forceinline__ unsigned char* aligned_tiles(unsigned char* smem_raw) {
   return smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
 }
@@ -117,6 +120,23 @@ struct Pingpong {
     if (!(last && wg == 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(2 - wg), "n"(kConsumerThreads) : "memory");
   }
 };
+
+// Shared-memory stores, then reads by the async proxy (wgmma operands, bulk copies): each storing thread fences its
+// stores, and a barrier orders them before the reader's issue.
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// A barrier over one consumer warpgroup's 128 threads (named barriers 3 and 4; Pingpong holds 1 and 2).
+__device__ __forceinline__ void warpgroup_sync(int wg) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(3 + wg) : "memory");
+}
+// Adds `bytes` (a multiple of 16) of fp32 from shared memory into global memory, in the L2 (a TMA bulk reduction),
+// as a bulk group of its own; the shared memory may be rewritten after bulk_wait_read.
+__device__ __forceinline__ void bulk_reduce_add(float* dst, const float* src, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+               "cp.async.bulk.commit_group;\n" ::"l"(dst), "r"(smem_addr(src)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_done() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // The driver's tensor-map encoder, found through the runtime (weft does not link libcuda itself).
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {

@@ -1,4 +1,4 @@
-// weft/cuda/wgmma.cuh v1 — Hopper warpgroup MMA (wgmma) for the flash kernels: shared-memory descriptors of
+// weft/cuda/wgmma.cuh v2 — Hopper warpgroup MMA (wgmma) for the flash kernels: shared-memory descriptors of
 // 128-byte-swizzled bf16 tiles, and the two forms the kernels use.
 //
 // A warpgroup (four warps, 128 threads) multiplies a 64-row A by an N-column B in one asynchronous instruction, B
@@ -25,8 +25,8 @@ __device__ __forceinline__ uint64_t desc_k_major(uint32_t addr) {
 }
 // The byte offset of k step `ks` (columns [16ks, 16ks + 16)) in a K-major SW128 tile of `rows` rows.
 __device__ __forceinline__ uint32_t k_step_offset(int ks, int rows) { return (ks / 4) * rows * 128 + (ks % 4) * 32; }
-// The descriptor of an MN-major B operand: the tile's rows run along K (16 rows per instruction, `addr` at the first)
-// and its 64-column blocks along N, `block_bytes` apart.
+// The descriptor of an MN-major operand: the tile's rows run along K (16 rows per instruction, `addr` at the first)
+// and its 64-column blocks along M or N, `block_bytes` apart.
 __device__ __forceinline__ uint64_t desc_mn_major(uint32_t addr, uint32_t block_bytes) {
   return desc_field(addr) | (desc_field(block_bytes) << 16) | (desc_field(1024) << 32) | (uint64_t(1) << 62);
 }
@@ -70,20 +70,22 @@ __device__ __forceinline__ void fence_operands(uint32_t (&a)[T][4]) {
   "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "   \
   "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
 
-// d (64 × N, fp32) = A·B + (accumulate ? d : 0), A (64 × 16) and B (16 × N) both K-major in shared memory.
-template <int N>
+// d (64 × N, fp32) = A·B + (accumulate ? d : 0), A (64 × 16) and B (16 × N) in shared memory, both K-major or,
+// with kMnMajor, both MN-major (descriptors from desc_mn_major: the tiles' rows run along K).
+template <int N, bool kMnMajor = false>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t a, uint64_t b, int accumulate) {
   static_assert(N == 64 || N == 128, "wgmma_ss: N is 64 or 128");
+  constexpr int kT = kMnMajor ? 1 : 0;
   if constexpr (N == 64) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WEFT_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WEFT_D32 ", %32, %33, p, 1, 1, %35, %35;\n}\n"
                  : WEFT_ACC32(d, 0)
-                 : "l"(a), "l"(b), "r"(accumulate));
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(kT));
   } else {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WEFT_D64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WEFT_D64 ", %64, %65, p, 1, 1, %67, %67;\n}\n"
                  : WEFT_ACC32(d, 0), WEFT_ACC32(d, 8)
-                 : "l"(a), "l"(b), "r"(accumulate));
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(kT));
   }
 }
 

@@ -189,6 +189,10 @@ PY
         --log.dir=runs/bench-1.5b-bf16-moments 2>&1 | tee "$OUT/weft_e2e_bf16_moments.log" | tail -2
       stop_sampling "weft 1.5B, bf16 moments"
       row "weft 1.5B, bf16 moments: $(tail -1 runs/bench-1.5b-bf16-moments/metrics.jsonl 2>/dev/null)"
+      rm -rf runs/bench-1.5b-deterministic
+      "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.deterministic=true \
+        --log.dir=runs/bench-1.5b-deterministic 2>&1 | tee "$OUT/weft_e2e_deterministic.log" | tail -2
+      row "weft 1.5B, deterministic: $(tail -1 runs/bench-1.5b-deterministic/metrics.jsonl 2>/dev/null)"
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
       stop_sampling "torch eager"

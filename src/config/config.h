@@ -1,4 +1,4 @@
-// weft/src/config/config.h v2 — the typed configuration a deck produces, and where each value came from.
+// weft/src/config/config.h v3 — the typed configuration a deck produces, and where each value came from.
 //
 // Every field is declared once, with its type, default and one-line doc, in config/schema.cpp; decks are read by
 // config/deck.cpp and checked by config/validate.cpp. Field names follow the deck keys (Megatron's flag names).
@@ -72,6 +72,7 @@ struct TrainConfig {
   int64_t seed = 1234;
   std::string precision = "fp32";  // fp32: CPU backend; bf16: CUDA backend
   std::string recompute = "none";  // none | selective | full
+  bool deterministic = false;      // GPU reruns give the same bits (the attention backward's two-pass form)
   int64_t eval_interval = 1000;
   int64_t eval_iters = 100;
   int64_t exit_interval = 0;  // stop (after saving) once the iteration is a multiple of this; 0 = never

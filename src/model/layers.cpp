@@ -1,4 +1,4 @@
-// weft/src/model/layers.cpp v4 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
+// weft/src/model/layers.cpp v5 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
 #include "model/layers.h"
 
 #include <cmath>
@@ -83,6 +83,7 @@ SelfAttention::SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int
   params_.head_dim = spec.head_dim;
   params_.window = spec.sliding_window;
   params_.scale = 1.0 / std::sqrt(double(spec.head_dim));
+  params_.deterministic = ctx.deterministic;
 }
 
 AttentionParams SelfAttention::with_seqlen(const Batch& batch) const {

@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v5 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v6 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -20,6 +20,7 @@ struct AttentionParams {
   int64_t max_seqlen = 0;    // longest segment in cu_seqlens (0: unknown; kernels then assume all tokens)
   bool causal = true;        // false: every query sees every key of its segment (no window); context parallelism
                              // needs it for key blocks that lie wholly before the queries
+  bool deterministic = false;  // the backward gives the same bits every run (GPU: two passes, no reordered sums)
 };
 
 struct AdamWParams {

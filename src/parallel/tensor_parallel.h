@@ -1,4 +1,4 @@
-// weft/src/parallel/tensor_parallel.h v2 — Megatron's tensor-parallel building blocks.
+// weft/src/parallel/tensor_parallel.h v3 — Megatron's tensor-parallel building blocks.
 //
 // Column-parallel linear (output features split over tp ranks), row-parallel linear (input features split, output
 // summed over tp), vocab-parallel embedding and cross-entropy. With sequence parallelism the token axis of the
@@ -27,6 +27,7 @@ struct LayerContext {
   uint64_t seed = 0;               // initialisation seed
   Comm* cp = nullptr;              // context-parallel group (null: none)
   Recompute recompute = Recompute::none;
+  bool deterministic = false;      // kernels that can reorder sums must not (the attention backward)
   int tp_rank() const { return tp->rank(); }
   int tp_size() const { return tp->size(); }
 };

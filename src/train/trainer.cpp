@@ -65,6 +65,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   ctx_.recompute = cfg.train.recompute == "full"        ? Recompute::full
                    : cfg.train.recompute == "selective" ? Recompute::selective
                                                         : Recompute::none;
+  ctx_.deterministic = cfg.train.deterministic;
   const int vpp = static_cast<int>(cfg.parallel.vpp);
   for (int c = 0; c < vpp; ++c) {
     chunks_.push_back(std::make_unique<GptModel>(

@@ -1,4 +1,4 @@
-// weft/test/cli/gpu_train_test.cpp v3 — bf16 training on the GPU follows the CPU's fp32 loss curve, runs
+// weft/test/cli/gpu_train_test.cpp v4 — bf16 training on the GPU follows the CPU's fp32 loss curve, runs
 // repeat bit for bit, and on two GPUs every parallel layout follows the single-GPU curve. Skips where weft has
 // no GPU (CI) or one only.
 #include <gtest/gtest.h>
@@ -76,8 +76,9 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   EXPECT_LT(b.back()["loss"].get<double>(), b.front()["loss"].get<double>() - 1.0);
 }
 
-// No GPU kernel sums through atomics, so two runs give the same losses and gradient norms to the last bit. A QKV
-// bias makes every summing kernel of the backward run (attention, embedding, bias, norms).
+// With train.deterministic no GPU kernel sums in scheduling order, so two runs give the same losses and gradient
+// norms to the last bit. A QKV bias makes every summing kernel of the backward run (attention, embedding, bias,
+// norms).
 TEST(GpuTraining, RunsRepeatBitForBit) {
   TempDir dir;
   const std::string deck = small_deck(
@@ -85,7 +86,8 @@ TEST(GpuTraining, RunsRepeatBitForBit) {
   std::vector<std::vector<nlohmann::json>> runs;
   for (int run = 0; run < 2; ++run) {
     const std::string log = dir.file("run" + std::to_string(run));
-    const Result r = run_weft(dir, "train " + deck + " --model.qkv_bias=true --log.dir=" + log);
+    const Result r =
+        run_weft(dir, "train " + deck + " --model.qkv_bias=true --train.deterministic=true --log.dir=" + log);
     if (no_gpu(r)) GTEST_SKIP() << "no GPU: " << r.err;
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     runs.push_back(train_lines(log + "/metrics.jsonl"));

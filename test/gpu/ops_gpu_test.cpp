@@ -262,18 +262,24 @@ void check_attention(int64_t t, int64_t heads, int64_t kv_heads, int64_t d, int6
   g.attention_forward(gout, glse, gq, gk, gv, gcu, p);
   EXPECT_LT(rel_error(gout, out), 1e-2) << what;
   EXPECT_LT(rel_error(glse, lse), 1e-3) << what;
-  // The backward sums without atomics: a second call gives the same bits.
-  std::vector<Tensor> first;
-  for (int call = 0; call < 2; ++call) {
-    Tensor gdq = poisoned(q.shape(), DType::bf16), gdk = poisoned(k.shape(), DType::bf16),
-           gdv = poisoned(v.shape(), DType::bf16);
-    g.attention_backward(gdq, gdk, gdv, gpu(dout), gq, gk, gv, gout, glse, gcu, p);
-    EXPECT_LT(rel_error(gdq, dq), 2e-2) << what;
-    EXPECT_LT(rel_error(gdk, dk), 2e-2) << what;
-    EXPECT_LT(rel_error(gdv, dv), 2e-2) << what;
-    if (call == 0) first = {gdq, gdk, gdv};
-    else
-      EXPECT_TRUE(same_bits(gdq, first[0]) && same_bits(gdk, first[1]) && same_bits(gdv, first[2])) << what;
+  // Both backward forms (at head dim 64 the default adds dQ up in scheduling order); the deterministic one must
+  // give the same bits on a second call.
+  for (const bool deterministic : {false, true}) {
+    AttentionParams pb = p;
+    pb.deterministic = deterministic;
+    const std::string form = deterministic ? ", deterministic" : ", default";
+    std::vector<Tensor> first;
+    for (int call = 0; call < (deterministic ? 2 : 1); ++call) {
+      Tensor gdq = poisoned(q.shape(), DType::bf16), gdk = poisoned(k.shape(), DType::bf16),
+             gdv = poisoned(v.shape(), DType::bf16);
+      g.attention_backward(gdq, gdk, gdv, gpu(dout), gq, gk, gv, gout, glse, gcu, pb);
+      EXPECT_LT(rel_error(gdq, dq), 2e-2) << what << form;
+      EXPECT_LT(rel_error(gdk, dk), 2e-2) << what << form;
+      EXPECT_LT(rel_error(gdv, dv), 2e-2) << what << form;
+      if (call == 0) first = {gdq, gdk, gdv};
+      else
+        EXPECT_TRUE(same_bits(gdq, first[0]) && same_bits(gdk, first[1]) && same_bits(gdv, first[2])) << what;
+    }
   }
 }
 
