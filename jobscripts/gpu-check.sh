@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v8 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v9 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -81,12 +81,18 @@ for stage in "${STAGES[@]}"; do
       rc=$?; tail -3 "$OUT/build.log"; row "build: rc $rc ($(( $(date +%s) - t0 )) s)"
       [ $rc -ne 0 ] && { grep -E "error" "$OUT/build.log" | head -20; exit 1; } ;;
     tests)
-      "$BUILD/test/weft_gpu_tests" --gtest_filter="${GPU_TESTS:-*}" 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "OK|FAILED|Failure|rel_error|Which|error" | head -60
-      row "gpu op/model tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_tests.log" | tail -2 | tr '\n' ' ')"
-      WEFT_BIN="$ROOT/$BUILD/weft" WEFT_SOURCE_DIR="$ROOT" WEFT_MPIEXEC=mpirun \
-        "$BUILD/test/weft_cli_tests" --gtest_filter="${TRAIN_TESTS:-GpuTraining*}" 2>&1 | tee "$OUT/gpu_train.log" | tail -5
+      # A hung kernel must not eat the whole device call: each test binary gets TEST_TIMEOUT seconds.
+      timeout "${TEST_TIMEOUT:-240}" "$BUILD/test/weft_gpu_tests" --gtest_filter="${GPU_TESTS:-*}" >"$OUT/gpu_tests.log" 2>&1
+      rc=$?
+      grep -E "OK|FAILED|Failure|rel_error|Which|error" "$OUT/gpu_tests.log" | head -60
+      [ $rc -eq 124 ] && echo "TIMED OUT after ${TEST_TIMEOUT:-240} s" >>"$OUT/gpu_tests.log"
+      row "gpu op/model tests: $(grep -E "PASSED|FAILED|TIMED OUT" "$OUT/gpu_tests.log" | tail -2 | tr '\n' ' ')"
+      WEFT_BIN="$ROOT/$BUILD/weft" WEFT_SOURCE_DIR="$ROOT" WEFT_MPIEXEC=mpirun timeout "${TEST_TIMEOUT:-240}" \
+        "$BUILD/test/weft_cli_tests" --gtest_filter="${TRAIN_TESTS:-GpuTraining*}" >"$OUT/gpu_train.log" 2>&1
+      [ $? -eq 124 ] && echo "TIMED OUT after ${TEST_TIMEOUT:-240} s" >>"$OUT/gpu_train.log"
+      tail -5 "$OUT/gpu_train.log"
       while read -r line; do row "$line"; done < <(grep -E "worst relative|bit for bit" "$OUT/gpu_train.log")
-      row "GPU training tests: $(grep -E "PASSED|FAILED" "$OUT/gpu_train.log" | tail -1)" ;;
+      row "GPU training tests: $(grep -E "PASSED|FAILED|TIMED OUT" "$OUT/gpu_train.log" | tail -1)" ;;
     parallel)
       # The 1.5B shape on 1 GPU, then on 2 GPUs in each layout, one global batch of 4 × 4096 tokens per step.
       for layout in "1:" "2:" "2:--parallel.overlap_grad_reduce=false" "2:--parallel.distributed_optimizer=true" \
@@ -171,7 +177,7 @@ PY
       python3 bench/peers/kernel_time_summary.py "$tool" "$OUT/kernels_by_time.csv" "$steps" | tee "$OUT/profile.txt"
       row "profile: $(head -1 "$OUT/profile.txt")" ;;
     bench)
-      "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+      timeout 300 "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
         --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json 2>&1 | grep -E "median|Benchmark" | tee "$OUT/kernels.txt"
       for d in 128 64; do
         python3 bench/peers/train_llama_hf.py --attention --head-dim $d 2>&1 | tail -1 | tee "$OUT/sdpa_hd$d.json"
@@ -180,12 +186,12 @@ PY
     e2e)
       rm -rf runs/bench-1.5b
       start_sampling "weft 1.5B"
-      "$BUILD/weft" train bench/decks/llama-1.5b.ini 2>&1 | tee "$OUT/weft_e2e.log" | tail -6
+      timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini 2>&1 | tee "$OUT/weft_e2e.log" | tail -6
       stop_sampling "weft 1.5B"
       row "weft 1.5B: $(tail -1 runs/bench-1.5b/metrics.jsonl 2>/dev/null)"
       rm -rf runs/bench-1.5b-bf16-moments
       start_sampling "weft 1.5B, bf16 moments"
-      "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.adam_moments_dtype=bf16 \
+      timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.adam_moments_dtype=bf16 \
         --log.dir=runs/bench-1.5b-bf16-moments 2>&1 | tee "$OUT/weft_e2e_bf16_moments.log" | tail -2
       stop_sampling "weft 1.5B, bf16 moments"
       row "weft 1.5B, bf16 moments: $(tail -1 runs/bench-1.5b-bf16-moments/metrics.jsonl 2>/dev/null)"
