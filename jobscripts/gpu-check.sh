@@ -196,7 +196,7 @@ PY
       stop_sampling "weft 1.5B, bf16 moments"
       row "weft 1.5B, bf16 moments: $(tail -1 runs/bench-1.5b-bf16-moments/metrics.jsonl 2>/dev/null)"
       rm -rf runs/bench-1.5b-deterministic
-      "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.deterministic=true \
+      timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.deterministic=true \
         --log.dir=runs/bench-1.5b-deterministic 2>&1 | tee "$OUT/weft_e2e_deterministic.log" | tail -2
       row "weft 1.5B, deterministic: $(tail -1 runs/bench-1.5b-deterministic/metrics.jsonl 2>/dev/null)"
       start_sampling "torch eager"
