@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v9 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v10 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -27,6 +27,14 @@ train_1p5b() {
   rm -rf "$dir"; mkdir -p runs
   timeout 120 mpirun -np "$np" --bind-to none "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.train_iters=12 \
     --log.interval=4 --log.dir="$dir" "$@" >"$dir.log" 2>&1
+}
+# A test binary's output into LOG, under TEST_TIMEOUT seconds (default 240), so that a hung kernel does not eat the
+# whole device call; LOG then ends with TIMED OUT: timed_test LOG COMMAND...
+timed_test() {
+  local log=$1; shift
+  timeout "${TEST_TIMEOUT:-240}" "$@" >"$log" 2>&1
+  [ $? -eq 124 ] && echo "TIMED OUT after ${TEST_TIMEOUT:-240} s" >>"$log"
+  return 0
 }
 # One line for a finished run: run_summary LABEL DIR prints its last logged throughput, peak memory and loss.
 run_summary() {
@@ -81,15 +89,11 @@ for stage in "${STAGES[@]}"; do
       rc=$?; tail -3 "$OUT/build.log"; row "build: rc $rc ($(( $(date +%s) - t0 )) s)"
       [ $rc -ne 0 ] && { grep -E "error" "$OUT/build.log" | head -20; exit 1; } ;;
     tests)
-      # A hung kernel must not eat the whole device call: each test binary gets TEST_TIMEOUT seconds.
-      timeout "${TEST_TIMEOUT:-240}" "$BUILD/test/weft_gpu_tests" --gtest_filter="${GPU_TESTS:-*}" >"$OUT/gpu_tests.log" 2>&1
-      rc=$?
+      timed_test "$OUT/gpu_tests.log" "$BUILD/test/weft_gpu_tests" --gtest_filter="${GPU_TESTS:-*}"
       grep -E "OK|FAILED|Failure|rel_error|Which|error" "$OUT/gpu_tests.log" | head -60
-      [ $rc -eq 124 ] && echo "TIMED OUT after ${TEST_TIMEOUT:-240} s" >>"$OUT/gpu_tests.log"
       row "gpu op/model tests: $(grep -E "PASSED|FAILED|TIMED OUT" "$OUT/gpu_tests.log" | tail -2 | tr '\n' ' ')"
-      WEFT_BIN="$ROOT/$BUILD/weft" WEFT_SOURCE_DIR="$ROOT" WEFT_MPIEXEC=mpirun timeout "${TEST_TIMEOUT:-240}" \
-        "$BUILD/test/weft_cli_tests" --gtest_filter="${TRAIN_TESTS:-GpuTraining*}" >"$OUT/gpu_train.log" 2>&1
-      [ $? -eq 124 ] && echo "TIMED OUT after ${TEST_TIMEOUT:-240} s" >>"$OUT/gpu_train.log"
+      WEFT_BIN="$ROOT/$BUILD/weft" WEFT_SOURCE_DIR="$ROOT" WEFT_MPIEXEC=mpirun \
+        timed_test "$OUT/gpu_train.log" "$BUILD/test/weft_cli_tests" --gtest_filter="${TRAIN_TESTS:-GpuTraining*}"
       tail -5 "$OUT/gpu_train.log"
       while read -r line; do row "$line"; done < <(grep -E "worst relative|bit for bit" "$OUT/gpu_train.log")
       row "GPU training tests: $(grep -E "PASSED|FAILED|TIMED OUT" "$OUT/gpu_train.log" | tail -1)" ;;
