@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v10 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v11 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -13,12 +13,14 @@ cd "$ROOT"
 OUT=${OUT:-/tmp/weft-gpu-check}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
+rm -f "$OUT/table.txt"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=(build tests bench e2e)
 declare -a TABLE
-row() { TABLE+=("$1"); echo "== $1"; }
+# Each row also goes to $OUT/table.txt as it comes, so a call cut off at its time limit still returns the rows so far.
+row() { TABLE+=("$1"); echo "== $1"; echo "$1" >>"$OUT/table.txt"; }
 # The run directory of a 1.5B layout run: run_dir PREFIX NP "FLAGS".
 run_dir() { echo "runs/$1-$2-$(echo "$3" | tr -c 'a-z0-9' '_')"; }
 # 12 steps of the 1.5B shape under mpirun: train_1p5b NP DIR [flags...]; the log goes to DIR.log.
