@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v11 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v12 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            scaling dp-sweep reduce recompute profile (default: build tests bench
-#                                            e2e); parallel, scaling, dp-sweep and reduce need 2 GPUs
+#                                            scaling dp-sweep reduce reduce-sweep recompute profile (default: build
+#                                            tests bench e2e); parallel, scaling, dp-sweep, reduce and reduce-sweep
+#                                            need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -157,6 +158,16 @@ PY
     reduce)
       mpirun -np 2 --bind-to none "$BUILD/bench/weft_bench_grad_reduce" 2>&1 | tee "$OUT/grad_reduce.txt"
       while read -r line; do row "$line"; done < <(grep -E "bus" "$OUT/grad_reduce.txt") ;;
+    reduce-sweep)
+      # The gradient reduction bench under NCCL settings that trade per-call start-up against bandwidth (weft's 18
+      # bucket calls against one call over the same bytes): bigger buffers and chunks, more channels, Simple only.
+      for envs in "" "NCCL_BUFFSIZE=16777216" "NCCL_P2P_NVL_CHUNKSIZE=2097152" "NCCL_MIN_NCHANNELS=32" \
+                  "NCCL_PROTO=Simple"; do
+        out=$(env $envs timeout 120 mpirun -np 2 --bind-to none ${envs:+-x ${envs%%=*}} \
+                "$BUILD/bench/weft_bench_grad_reduce" 2>&1)
+        printf '[%s]\n%s\n' "${envs:-defaults}" "$out" >>"$OUT/reduce_sweep.txt"
+        while read -r line; do row "[${envs:-defaults}] $line"; done < <(echo "$out" | grep -E "bus")
+      done ;;
     recompute)
       # The 1.5B shape on one GPU with each recomputation mode: throughput and peak memory.
       for mode in none selective full; do one_gpu_1p5b "recompute=$mode" --train.recompute=$mode; done ;;
