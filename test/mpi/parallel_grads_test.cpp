@@ -1,4 +1,4 @@
-// weft/test/mpi/parallel_grads_test.cpp v4 — gradients of model-parallel layouts equal the single-rank model's,
+// weft/test/mpi/parallel_grads_test.cpp v5 — gradients of model-parallel layouts equal the single-rank model's,
 // parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5). The layouts
 // reduce their gradients the way the trainer does: reported by the backward as it finishes them, in small buckets.
 #include <gtest/gtest.h>
@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <map>
+#include <memory>
+#include <string>
 
 #include "data/batches.h"
 #include "data/mock_dataset.h"
@@ -29,6 +31,27 @@ int rank() {
   int r = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &r);
   return r;
+}
+
+// A group of every rank (data parallelism), and one of each rank alone (a model-parallel group of size 1).
+std::unique_ptr<Comm> all_ranks(const std::string& name) {
+  std::vector<int> all(world());
+  for (int r = 0; r < world(); ++r) all[r] = r;
+  return make_mpi_comm(name, {all});
+}
+std::unique_ptr<Comm> each_rank_alone() {
+  GroupList singles;
+  for (int r = 0; r < world(); ++r) singles.push_back({r});
+  return make_mpi_comm("self", singles);
+}
+
+// Every weight of two models equal to 1e-12 (their optimizers stepped on the same mean gradients).
+void expect_same_weights(GptModel& a_model, GptModel& b_model, const std::string& what) {
+  const auto a = a_model.parameters(), b = b_model.parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    const auto x = a[i]->value.to_doubles(), y = b[i]->value.to_doubles();
+    for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 1e-12) << a[i]->name << what;
+  }
 }
 
 ModelSpec spec(bool tied) {
@@ -62,9 +85,7 @@ void compare(const Layout& l) {
   auto cp = make_mpi_comm("cp", grid.groups("cp"));
   auto pp = make_mpi_comm("pp", grid.groups("pp"));
   auto emb = make_mpi_comm("embedding", grid.groups("embedding"));
-  GroupList singles;
-  for (int r = 0; r < world(); ++r) singles.push_back({r});
-  auto self = make_mpi_comm("self", singles);
+  auto self = each_rank_alone();
 
   const MockSamples data(64, 16, s.vocab, 9);
   BatchOptions bo;
@@ -175,12 +196,8 @@ TEST(ParallelGradients, ContextParallelRingAttention) {
 TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
   if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
   const ModelSpec s = spec(false);
-  std::vector<int> all(world());
-  for (int r = 0; r < world(); ++r) all[r] = r;
-  auto dp = make_mpi_comm("dp", {all});
-  GroupList singles;
-  for (int r = 0; r < world(); ++r) singles.push_back({r});
-  auto self = make_mpi_comm("self", singles);
+  auto dp = all_ranks("dp");
+  auto self = each_rank_alone();
   LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
   GptModel sharded_model(s, ctx, StageLayout::whole(s)), plain_model(s, ctx, StageLayout::whole(s));
   // Sharded in buckets of ~3000 elements, each reduced as soon as its parameters are reported; unsharded in one
@@ -206,11 +223,9 @@ TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
     o->step(1e-2);
   }
   EXPECT_NEAR(sharded.grad_norm(*self, 0), plain.grad_norm(*self, 0), 1e-12);
-  const auto a = sharded_model.parameters(), b = plain_model.parameters();
-  for (size_t i = 0; i < a.size(); ++i) {
-    const auto x = a[i]->value.to_doubles(), y = b[i]->value.to_doubles();
-    for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 1e-12) << a[i]->name;
-  }
+  expect_same_weights(sharded_model, plain_model, "");
+  if (HasFatalFailure()) return;
+  const auto a = sharded_model.parameters();
   // Gathered state equals the unsharded optimizer's (to rounding: reduce-scatter and all-reduce sum in other orders).
   const auto ms = sharded.gather_state("exp_avg_sq"), mp = plain.gather_state("exp_avg_sq");
   for (size_t i = 0; i < ms.size(); ++i) {
@@ -224,12 +239,8 @@ TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
 TEST(DistributedOptimizer, SparseEmbeddingRowsMatchTheDenseReduction) {
   if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
   const ModelSpec s = spec(false);
-  std::vector<int> all(world());
-  for (int r = 0; r < world(); ++r) all[r] = r;
-  auto dp = make_mpi_comm("dp", {all});
-  GroupList singles;
-  for (int r = 0; r < world(); ++r) singles.push_back({r});
-  auto self = make_mpi_comm("self", singles);
+  auto dp = all_ranks("dp");
+  auto self = each_rank_alone();
   LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
   // Rank r writes vocabulary rows r, r + 7, r + 14, ... (not the padding rows past the vocabulary).
   auto touched = [&](int r, int64_t row) { return row < s.vocab && row % 7 == r; };
@@ -258,10 +269,7 @@ TEST(DistributedOptimizer, SparseEmbeddingRowsMatchTheDenseReduction) {
       o->clip(o->grad_norm(*self, 0), 0.5);
       o->step(1e-2);
     }
-    const auto a = sparse_model.parameters(), b = dense_model.parameters();
-    for (size_t i = 0; i < a.size(); ++i) {
-      const auto x = a[i]->value.to_doubles(), y = b[i]->value.to_doubles();
-      for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 1e-12) << a[i]->name << " sharded " << sharded;
-    }
+    expect_same_weights(sparse_model, dense_model, sharded ? ", sharded" : ", not sharded");
+    if (HasFatalFailure()) return;
   }
 }
