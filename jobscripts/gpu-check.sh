@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v12 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v13 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -72,6 +72,16 @@ stop_sampling() {
   clock=$(cut -d' ' -f1 "$busy" | sort -n | sed -n "$(( (n + 1) / 2 ))p")
   power=$(cut -d' ' -f2 "$busy" | sort -n | sed -n "$(( (n + 1) / 2 ))p")
   row "$1, busy samples: median SM clock $clock MHz, median power $power W ($n samples)"
+}
+# The e2e benchmark: the 1.5B deck's own 16 steps on one GPU with its clock and power sampled, a table row with its
+# last metrics: e2e_1p5b LABEL DIR_SUFFIX [flags...] (runs/bench-1.5b<suffix>, its output in $OUT/weft_e2e*.log).
+e2e_1p5b() {
+  local label=$1 dir=runs/bench-1.5b$2 log=$OUT/weft_e2e$(echo "$2" | tr - _).log; shift 2
+  rm -rf "$dir"
+  start_sampling "$label"
+  timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini --log.dir="$dir" "$@" 2>&1 | tee "$log" | tail -2
+  stop_sampling "$label"
+  row "$label: $(tail -1 "$dir/metrics.jsonl" 2>/dev/null)"
 }
 # 8 steps of the 1.5B shape on one GPU: one_gpu_1p5b NAME [flags...]; a table row with its last metrics.
 one_gpu_1p5b() {
@@ -201,21 +211,9 @@ PY
         row "kernels: see kernels.txt; torch SDPA: $(cat "$OUT/sdpa_hd$d.json")"
       done ;;
     e2e)
-      rm -rf runs/bench-1.5b
-      start_sampling "weft 1.5B"
-      timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini 2>&1 | tee "$OUT/weft_e2e.log" | tail -6
-      stop_sampling "weft 1.5B"
-      row "weft 1.5B: $(tail -1 runs/bench-1.5b/metrics.jsonl 2>/dev/null)"
-      rm -rf runs/bench-1.5b-bf16-moments
-      start_sampling "weft 1.5B, bf16 moments"
-      timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.adam_moments_dtype=bf16 \
-        --log.dir=runs/bench-1.5b-bf16-moments 2>&1 | tee "$OUT/weft_e2e_bf16_moments.log" | tail -2
-      stop_sampling "weft 1.5B, bf16 moments"
-      row "weft 1.5B, bf16 moments: $(tail -1 runs/bench-1.5b-bf16-moments/metrics.jsonl 2>/dev/null)"
-      rm -rf runs/bench-1.5b-deterministic
-      timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.deterministic=true \
-        --log.dir=runs/bench-1.5b-deterministic 2>&1 | tee "$OUT/weft_e2e_deterministic.log" | tail -2
-      row "weft 1.5B, deterministic: $(tail -1 runs/bench-1.5b-deterministic/metrics.jsonl 2>/dev/null)"
+      e2e_1p5b "weft 1.5B" ""
+      e2e_1p5b "weft 1.5B, bf16 moments" -bf16-moments --train.adam_moments_dtype=bf16
+      e2e_1p5b "weft 1.5B, deterministic" -deterministic --train.deterministic=true
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
       stop_sampling "torch eager"
