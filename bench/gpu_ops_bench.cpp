@@ -87,7 +87,7 @@ void BM_AttentionForward(benchmark::State& state) {
 }
 BENCHMARK(BM_AttentionForward)->Arg(128)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-// Arguments: the head dim, and 1 for the deterministic form (at head dim 128 the only one).
+// Arguments: the head dim, and 1 for the deterministic (two-pass) form, 0 for the one-pass default.
 void BM_AttentionBackward(benchmark::State& state) {
   AttentionInputs a(state.range(0));
   a.p.deterministic = state.range(1) != 0;
@@ -97,7 +97,7 @@ void BM_AttentionBackward(benchmark::State& state) {
   timed(state, [&] { ops_for(Device::cuda).attention_backward(dq, dk, dv, a.dout, a.q, a.k, a.v, a.out, a.lse, a.cu, a.p); },
         2.5 * a.forward_flops(), 0);
 }
-BENCHMARK(BM_AttentionBackward)->Args({128, 1})->Args({64, 0})->Args({64, 1})->UseManualTime()
+BENCHMARK(BM_AttentionBackward)->Args({128, 0})->Args({128, 1})->Args({64, 0})->Args({64, 1})->UseManualTime()
     ->Unit(benchmark::kMillisecond)->Iterations(3);
 
 void BM_RmsNormForwardBackward(benchmark::State& state) {

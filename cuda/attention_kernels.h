@@ -18,7 +18,8 @@ bool flash_attention_supports(const Tensor& q, const AttentionParams& p);
 // out, lse = attention(q, k, v) over `tokens` tokens whose longest segment has max_seqlen tokens.
 void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                              const AttentionParams& p, int64_t tokens, int64_t max_seqlen);
-// dq, dk, dv from dout and the forward's out and lse (deterministic: no atomics).
+// dq, dk, dv from dout and the forward's out and lse: one pass that adds dQ up in L2 in scheduling order, or with
+// p.deterministic two passes that give the same bits on every call.
 void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                               const Tensor& v, const Tensor& out, const Tensor& lse, Segments seg,
                               const AttentionParams& p, int64_t tokens, int64_t max_seqlen);

@@ -1,5 +1,5 @@
-// weft/cuda/flash_attention_bwd.cu v3 — flash attention on Hopper's tensor cores, the backward: two deterministic
-// passes, or (head dim 64) one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
+// weft/cuda/flash_attention_bwd.cu v4 — flash attention on Hopper's tensor cores, the backward: two deterministic
+// passes, or one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
 #include "flash_common.cuh"
 
 namespace weft {
@@ -15,13 +15,14 @@ namespace {
 // at head dim 64, where the registers allow it: half the pipeline turns, and less shared memory read per product
 // (wgmma's N is 128, not 64).
 //
-// The one-pass backward (FlashAttention-3's, head dim 64, when determinism is not asked for) drops the query pass
-// and its recomputed S and dP: two products of seven. dQ = dS·K sums over keys, which are the rows of the key
-// pass's accumulators, so both warpgroups store their dS of a tile into one shared SW128 tile (128 keys × 128
-// queries) and each multiplies, for its half of the queries, all 128 keys' dS by K (dS read as an MN-major A).
+// The one-pass backward (FlashAttention-3's, when determinism is not asked for) drops the query pass and its
+// recomputed S and dP: two products of seven. dQ = dS·K sums over keys, which are the rows of the key pass's
+// accumulators, so both warpgroups store their dS of a tile into one shared SW128 tile (128 keys × the tile's
+// queries) and each multiplies all 128 keys' dS (read as an MN-major A) by K for one 64 × 64 quarter or half of
+// the tile's dQ: at head dim 64 its half of the 128 queries, at 128 all 64 queries and its half of the head dims.
 // The other warpgroup's dS is complete only a turn later, so the product of tile i rides in the dV/dK turn of tile
 // i + 1; two dS tiles alternate, and a warpgroup writes one only after the other has finished reading it (named
-// barriers 5-8). Each warpgroup's 64 × D fp32 partial then goes back through shared memory and one TMA bulk
+// barriers 5-8). Each warpgroup's 64 × 64 fp32 partial then goes back through shared memory and one TMA bulk
 // reduction adds it to an fp32 buffer in L2, whose order of additions follows the scheduling: dQ's last bits may
 // differ from run to run. Two pipeline stages make room. (A first form, each warpgroup reducing its own 64 keys'
 // partial for all 128 queries, moved twice the bytes through L2 and was slower than the two passes.)
@@ -36,7 +37,7 @@ constexpr int kKeyStages = kOnePass ? 2 : kStages;
 template <int D, bool kOnePass>
 constexpr uint32_t kDsBytes = kOnePass ? kBwdKeys * kBwdQueries<D> * sizeof(bf16_t) : 0;
 template <int D, bool kOnePass>
-constexpr uint32_t kPartialBytes = kOnePass ? 64 * D * sizeof(float) : 0;
+constexpr uint32_t kPartialBytes = kOnePass ? 64 * 64 * sizeof(float) : 0;
 template <int D, bool kOnePass>
 constexpr uint32_t kOnePassBytes = 2 * kDsBytes<D, kOnePass> + 2 * kPartialBytes<D, kOnePass>;
 
@@ -141,30 +142,28 @@ __device__ __forceinline__ void store_ds(uint32_t tile, const uint32_t (&da)[N /
     }
 }
 
-// Where column c of dQ row `row` (a token) sits in a D-float row of the one-pass backward's fp32 buffer: its 16-byte
-// chunks are XOR-swizzled by the token mod 8, so that the warps' stores of a partial into shared memory, which has
-// the buffer's layout, spread over all banks.
-template <int D>
+// The one-pass backward's fp32 dQ buffer is [heads][D / 64][rows][64]: each 64-column block of a head's dQ on its
+// own, so that a warpgroup's 64 × 64 partial is one contiguous run of the buffer. Column c (< 64) of row `row` (a
+// token) sits at dq_slot: its 16-byte chunks are XOR-swizzled by the token mod 8, so that the warps' stores of a
+// partial into shared memory, which has the buffer's layout, spread over all banks.
 __device__ __forceinline__ int dq_slot(int64_t row, int c) {
   return (((c / 4) ^ static_cast<int>(row & 7)) * 4) + c % 4;
 }
 
-// The one-pass backward's dQ partial of 64 queries from q0 (warp w's rows 16w..16w + 15) into shared memory laid
-// out as the fp32 buffer's rows.
-template <int D>
-__device__ __forceinline__ void store_dq(float* tile, const float (&acc)[D / 8][4], int64_t q0, int warp, int g,
-                                         int t) {
+// The one-pass backward's 64 × 64 dQ partial of 64 queries from q0 (warp w's rows 16w..16w + 15) into shared memory
+// laid out as the fp32 buffer's rows.
+__device__ __forceinline__ void store_dq(float* tile, const float (&acc)[8][4], int64_t q0, int warp, int g, int t) {
   #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = 16 * warp + g + 8 * half;
     #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt)
-      *reinterpret_cast<float2*>(tile + r * D + dq_slot<D>(q0 + r, dt * 8 + 2 * t)) =
+    for (int dt = 0; dt < 8; ++dt)
+      *reinterpret_cast<float2*>(tile + r * 64 + dq_slot(q0 + r, dt * 8 + 2 * t)) =
           make_float2(acc[dt][2 * half], acc[dt][2 * half + 1]);
   }
 }
 
-// dq[token, h, :] = scale · the one-pass buffer's row (h, token), unswizzled; one thread per 4 columns.
+// dq[token, h, :] = scale · the one-pass buffer's rows (h, ·, token), unswizzled; one thread per 4 columns.
 template <int D>
 __global__ void dq_from_buffer_kernel(bf16_t* dq, const float* buffer, int64_t tokens, int64_t buffer_rows,
                                       int heads, float scale) {
@@ -173,15 +172,16 @@ __global__ void dq_from_buffer_kernel(bf16_t* dq, const float* buffer, int64_t t
   const int c = static_cast<int>(i % (D / 4)) * 4;
   const int64_t token = i / (D / 4) / heads;
   const int h = static_cast<int>(i / (D / 4) % heads);
-  const float4 v = *reinterpret_cast<const float4*>(buffer + (h * buffer_rows + token) * D + dq_slot<D>(token, c));
+  const float4 v = *reinterpret_cast<const float4*>(
+      buffer + ((int64_t(h) * (D / 64) + c / 64) * buffer_rows + token) * 64 + dq_slot(token, c % 64));
   uint2 packed;
   packed.x = pack_bf16(v.x * scale, v.y * scale);
   packed.y = pack_bf16(v.z * scale, v.w * scale);
   *reinterpret_cast<uint2*>(dq + (token * heads + h) * D + c) = packed;
 }
 
-// The key pass; with kOnePass it also adds each tile's dQ partial to dq_buffer ([heads][buffer_rows][D] fp32, zero
-// at the start, rows swizzled as dq_slot says).
+// The key pass; with kOnePass it also adds each tile's dQ partials to dq_buffer (laid out as dq_slot says, zero at
+// the start).
 template <int D, bool kOnePass>
 __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     bf16_t* dk, bf16_t* dv, float* dq_buffer, int64_t buffer_rows, const __grid_constant__ FlashMaps maps,
@@ -192,7 +192,6 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   bf16_t* sK = reinterpret_cast<bf16_t*>(smem);
   bf16_t* sV = sK + kBwdKeys * D;
   constexpr int kSt = kKeyStages<kOnePass>;
-  static_assert(!kOnePass || kBwdQueries<D> == 128, "one pass: each warpgroup takes 64 of a tile's queries");
   bf16_t* sQ = sV + kBwdKeys * D;  // kSt stages of Q, dO, lse and delta
   bf16_t* sdO = sQ + kSt * kBwdQueries<D> * D;
   // One pass: two dS tiles, then each warpgroup's dQ partial.
@@ -261,26 +260,29 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   turn.start(2 * tiles + (kOnePass ? 1 : 0));
   float* partial = sPartials + wg * (kPartialBytes<D, kOnePass> / sizeof(float));
   const bool leader = threadIdx.x % 128 == 0;  // issues the warpgroup's bulk reductions
-  // One pass: dQ of tile j for this warpgroup's 64 queries, all 128 keys, from dS tile j % 2 (issued in a turn).
-  auto issue_dq = [&](float (&acc)[D / 8][4], int j) {
-    const uint32_t ds = smem_addr(sDs) + (j % 2) * kDsBytes<D, kOnePass> + wg * kBwdKeys * 128;
+  // One pass: this warpgroup's 64 × 64 of tile j's dQ over all 128 keys, from dS tile j % 2 (issued in a turn).
+  // Its queries are the tile's 64-column block dq_queries of dS, its head dims K's block dq_dims.
+  const int dq_queries = D == 64 ? wg : 0, dq_dims = D == 64 ? 0 : wg;
+  auto issue_dq = [&](float (&acc)[8][4], int j) {
+    const uint32_t ds = smem_addr(sDs) + (j % 2) * kDsBytes<D, kOnePass> + dq_queries * kBwdKeys * 128;
+    const uint32_t kd = smem_addr(sK) + dq_dims * kBwdKeys * 128;
     #pragma unroll
     for (int ks = 0; ks < kBwdKeys / 16; ++ks)
-      wgmma_ss<D, true>(acc, desc_mn_major(ds + ks * 16 * 128, kBwdKeys * 128),
-                        desc_mn_major(smem_addr(sK) + ks * 16 * 128, kBwdKeys * 128), ks > 0);
+      wgmma_ss<64, true>(acc, desc_mn_major(ds + ks * 16 * 128, kBwdKeys * 128),
+                         desc_mn_major(kd + ks * 16 * 128, kBwdKeys * 128), ks > 0);
   };
   // One pass, after tile j's dQ product has landed: the partial to L2, and (when a later tile will rewrite dS tile
   // j % 2) the other warpgroup told that this one has read it.
-  auto flush_dq = [&](const float (&acc)[D / 8][4], int j) {
+  auto flush_dq = [&](const float (&acc)[8][4], int j) {
     if (j + 2 < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(5 + 2 * (1 - wg) + j % 2) : "memory");
     if (leader) bulk_wait_read();  // the previous partial has left
     warpgroup_sync(wg);
-    const int64_t q = tile_start(j) + 64 * wg;
-    store_dq<D>(partial, acc, q, warp, g, t);
+    const int64_t q = tile_start(j) + 64 * dq_queries;
+    store_dq(partial, acc, q, warp, g, t);
     fence_async_shared();
     warpgroup_sync(wg);
-    const int h = hk * qpg + j / q_tiles;
-    if (leader) bulk_reduce_add(dq_buffer + (int64_t(h) * buffer_rows + q) * D, partial, kPartialBytes<D, kOnePass>);
+    const int64_t block = int64_t(hk * qpg + j / q_tiles) * (D / 64) + dq_dims;
+    if (leader) bulk_reduce_add(dq_buffer + (block * buffer_rows + q) * 64, partial, kPartialBytes<D, kOnePass>);
   };
 
   for (int i = 0; i < tiles; ++i) {
@@ -323,7 +325,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       if (i >= 2) asm volatile("bar.sync %0, 256;\n" ::"r"(5 + 2 * wg + i % 2) : "memory");
       store_ds<kBwdQueries<D>>(smem_addr(sDs) + (i % 2) * kDsBytes<D, kOnePass>, da, 64 * wg, warp, g, t);
       fence_async_shared();  // the turns' barriers order it before either warpgroup's dQ product
-      float dq_part[D / 8][4];  // the first k step overwrites (zeroing it serializes wgmma)
+      float dq_part[8][4];  // the first k step overwrites (zeroing it serializes wgmma)
       turn.mine();
       wgmma_fence();
       issue_dv_dk();
@@ -351,7 +353,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     }
   }
   if constexpr (kOnePass) {  // the last tile's dQ in a turn of its own
-    float dq_part[D / 8][4];
+    float dq_part[8][4];
     turn.mine();
     wgmma_fence();
     issue_dq(dq_part, tiles - 1);
@@ -516,18 +518,16 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
         key_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
     CUDA_CHECK_LAUNCH();
   };
-  if constexpr (D == 64) {
-    if (!p.deterministic) {
-      // A query tile of the last segment may run past the last token: kBwdQueries<D> rows of slack per head.
-      const int64_t rows = tokens + kBwdQueries<D>;
-      Tensor buffer = Tensor::empty({heads, rows, D}, DType::f32, Device::cuda);
-      CUDA_CHECK(cudaMemsetAsync(buffer.data_ptr(), 0, buffer.nbytes(), stream()));
-      key_pass(std::true_type{}, ptr<float>(buffer), rows);
-      dq_from_buffer_kernel<D><<<blocks_for(tokens * heads * (D / 4), 256), 256, 0, stream()>>>(
-          ptr<bf16_t>(dq), ptr<float>(buffer), tokens, rows, heads, static_cast<float>(p.scale));
-      CUDA_CHECK_LAUNCH();
-      return;
-    }
+  if (!p.deterministic) {
+    // A query tile of the last segment may run past the last token: kBwdQueries<D> rows of slack per head.
+    const int64_t rows = tokens + kBwdQueries<D>;
+    Tensor buffer = Tensor::empty({heads, D / 64, rows, 64}, DType::f32, Device::cuda);
+    CUDA_CHECK(cudaMemsetAsync(buffer.data_ptr(), 0, buffer.nbytes(), stream()));
+    key_pass(std::true_type{}, ptr<float>(buffer), rows);
+    dq_from_buffer_kernel<D><<<blocks_for(tokens * heads * (D / 4), 256), 256, 0, stream()>>>(
+        ptr<bf16_t>(dq), ptr<float>(buffer), tokens, rows, heads, static_cast<float>(p.scale));
+    CUDA_CHECK_LAUNCH();
+    return;
   }
   key_pass(std::false_type{}, nullptr, 0);
   const int query_blocks = static_cast<int>((max_seqlen + kDqRows - 1) / kDqRows);

@@ -262,7 +262,7 @@ void check_attention(int64_t t, int64_t heads, int64_t kv_heads, int64_t d, int6
   g.attention_forward(gout, glse, gq, gk, gv, gcu, p);
   EXPECT_LT(rel_error(gout, out), 1e-2) << what;
   EXPECT_LT(rel_error(glse, lse), 1e-3) << what;
-  // Both backward forms (at head dim 64 the default adds dQ up in scheduling order); the deterministic one must
+  // Both backward forms (the default adds dQ up in scheduling order); the deterministic one must
   // give the same bits on a second call.
   for (const bool deterministic : {false, true}) {
     AttentionParams pb = p;
