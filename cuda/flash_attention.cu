@@ -159,12 +159,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   const Pingpong turn{wg};
   turn.start(tiles + 1);
   pipe.wait_full(0);
-  turn.mine();
-  wgmma_fence();
-  issue_scores(0);
-  wgmma_commit();
-  turn.yours(false);
-  wgmma_wait<0>();
+  tensor_turn(turn, false, [&] { issue_scores(0); });
   softmax(0);
   keep_p();  // O is still zero: nothing to rescale
   for (int i = 0; i + 1 < tiles; ++i) {
@@ -185,13 +180,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     rescale_output<D>(o, corr);
     keep_p();
   }
-  turn.mine();
-  wgmma_fence();
-  issue_pv(tiles - 1);
-  wgmma_commit();
-  turn.yours(true);
-  wgmma_wait<0>();
-  fence_operands(o);
+  tensor_turn(turn, true, [&] { issue_pv(tiles - 1); }, o);
   pipe.release(tiles - 1);
 
   constexpr float kLn2 = 0.69314718055994530942f;

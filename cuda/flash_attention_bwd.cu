@@ -110,19 +110,17 @@ template <int D, int N>
 __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float (&d2)[N / 8][4], uint32_t a1,
                                                    uint32_t a2, int a_rows, uint32_t b1, uint32_t b2, int b_rows,
                                                    const Pingpong& turn) {
-  turn.mine();
-  wgmma_fence();
-  #pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks) {
-    const uint32_t a_step = k_step_offset(ks, a_rows), b_step = k_step_offset(ks, b_rows);
-    wgmma_ss<N>(d1, desc_k_major(a1 + a_step), desc_k_major(b1 + b_step), ks > 0);
-    wgmma_ss<N>(d2, desc_k_major(a2 + a_step), desc_k_major(b2 + b_step), ks > 0);
-  }
-  wgmma_commit();
-  turn.yours(false);
-  wgmma_wait<0>();
-  fence_operands(d1);
-  fence_operands(d2);
+  tensor_turn(
+      turn, false,
+      [&] {
+        #pragma unroll
+        for (int ks = 0; ks < D / 16; ++ks) {
+          const uint32_t a_step = k_step_offset(ks, a_rows), b_step = k_step_offset(ks, b_rows);
+          wgmma_ss<N>(d1, desc_k_major(a1 + a_step), desc_k_major(b1 + b_step), ks > 0);
+          wgmma_ss<N>(d2, desc_k_major(a2 + a_step), desc_k_major(b2 + b_step), ks > 0);
+        }
+      },
+      d1, d2);
 }
 
 // The one-pass backward's dS: a warpgroup's dSᵀ fragments (its 64 keys × N queries as A fragments, see a_fragment;
@@ -326,41 +324,25 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       store_ds<kBwdQueries<D>>(smem_addr(sDs) + (i % 2) * kDsBytes<D, kOnePass>, da, 64 * wg, warp, g, t);
       fence_async_shared();  // the turns' barriers order it before either warpgroup's dQ product
       float dq_part[8][4];  // the first k step overwrites (zeroing it serializes wgmma)
-      turn.mine();
-      wgmma_fence();
-      issue_dv_dk();
       // The other warpgroup's half of dS tile i - 1 is in by now. At i = 0 the product runs on tile 0 and is
       // dropped: a wgmma under a branch would serialize them all.
-      issue_dq(dq_part, i > 0 ? i - 1 : 0);
-      wgmma_commit();
-      turn.yours(false);
-      wgmma_wait<0>();
-      fence_operands(dv_acc);
-      fence_operands(dk_acc);
-      fence_operands(dq_part);
+      tensor_turn(
+          turn, false,
+          [&] {
+            issue_dv_dk();
+            issue_dq(dq_part, i > 0 ? i - 1 : 0);
+          },
+          dv_acc, dk_acc, dq_part);
       pipe.release(i);
       if (i > 0) flush_dq(dq_part, i - 1);
     } else {
-      turn.mine();
-      wgmma_fence();
-      issue_dv_dk();
-      wgmma_commit();
-      turn.yours(i == tiles - 1);
-      wgmma_wait<0>();
-      fence_operands(dv_acc);
-      fence_operands(dk_acc);
+      tensor_turn(turn, i == tiles - 1, issue_dv_dk, dv_acc, dk_acc);
       pipe.release(i);
     }
   }
   if constexpr (kOnePass) {  // the last tile's dQ in a turn of its own
     float dq_part[8][4];
-    turn.mine();
-    wgmma_fence();
-    issue_dq(dq_part, tiles - 1);
-    wgmma_commit();
-    turn.yours(true);
-    wgmma_wait<0>();
-    fence_operands(dq_part);
+    tensor_turn(turn, true, [&] { issue_dq(dq_part, tiles - 1); }, dq_part);
     flush_dq(dq_part, tiles - 1);
     if (leader) bulk_wait_done();  // the shared memory must outlive the last reduction's reads
   }
@@ -462,15 +444,14 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     uint32_t da[kDqKeys<D> / 16][4];
     #pragma unroll
     for (int j = 0; j < kDqKeys<D> / 16; ++j) a_fragment(da[j], dpacc, j);
-    turn.mine();
-    wgmma_fence();
-    #pragma unroll
-    for (int j = 0; j < kDqKeys<D> / 16; ++j)
-      wgmma_rs<D>(dq_acc, da[j], desc_mn_major(k_addr + j * 16 * 128, kStageBytes / (D / 64)));
-    wgmma_commit();
-    turn.yours(i == tiles - 1);
-    wgmma_wait<0>();
-    fence_operands(dq_acc);
+    tensor_turn(
+        turn, i == tiles - 1,
+        [&] {
+          #pragma unroll
+          for (int j = 0; j < kDqKeys<D> / 16; ++j)
+            wgmma_rs<D>(dq_acc, da[j], desc_mn_major(k_addr + j * 16 * 128, kStageBytes / (D / 64)));
+        },
+        dq_acc);
     pipe.release(i);
   }
 

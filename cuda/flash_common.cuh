@@ -1,5 +1,6 @@
-// weft/cuda/flash_common.cuh v2 — what the flash attention kernels share (flash_attention.cu, the forward;
-// flash_attention_bwd.cu, the backward): bf16 packing, register A fragments, exp2, tensor maps, masks and tiling.
+// weft/cuda/flash_common.cuh v3 — what the flash attention kernels share (flash_attention.cu, the forward;
+// flash_attention_bwd.cu, the backward): bf16 packing, register A fragments, exp2, a tensor-core turn, tensor maps,
+// masks and tiling.
 #pragma once
 #include "attention_kernels.h"
 #include "common.cuh"
@@ -26,6 +27,21 @@ __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+}
+
+// One pingpong turn on the tensor cores: wait for this warpgroup's turn, issue `issue`'s wgmma instructions as one
+// group, hand the turn on (`last`: the warpgroup's last turn), wait for the products to land and pin the
+// accumulators they wrote. Nothing else may come between the fence and the commit, and no wgmma may sit under a
+// branch inside `issue`: either makes ptxas serialize every wgmma of the kernel (warning C7520).
+template <class Issue, class... Accumulators>
+__device__ __forceinline__ void tensor_turn(const Pingpong& turn, bool last, Issue&& issue, Accumulators&... acc) {
+  turn.mine();
+  wgmma_fence();
+  issue();
+  wgmma_commit();
+  turn.yours(last);
+  wgmma_wait<0>();
+  (fence_operands(acc), ...);
 }
 
 // The tensor maps of a call's bf16 [tokens][heads][D] inputs, for the TMA unit: boxes of 64 head dims (128 bytes, one
