@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v3 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v4 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 
@@ -70,20 +70,20 @@ __global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
 
 // AdamW on fp32 masters, torch.optim.AdamW's arrangement; the gradient clipped by grad_scale on the way in and the
 // model's copy written on the way out, so neither takes a pass of its own over the parameters. Moments M are fp32
-// or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference does). Each thread
-// steps P consecutive parameters.
-template <typename V, typename M, int P>
-__global__ void adamw_kernel(float* w, V* value, const float* g, M* m, M* v, int64_t n, float lr, float b1,
+// or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference does), gradients G fp32
+// or bf16 (train.grad_dtype). Each thread steps P consecutive parameters.
+template <typename V, typename M, typename G, int P>
+__global__ void adamw_kernel(float* w, V* value, const G* g, M* m, M* v, int64_t n, float lr, float b1,
                              float b2, float eps, float decay, float bc1, float bc2_sqrt, float grad_scale) {
   const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * P;
   if (i >= n) return;
   Pack<float, P> wp = load_pack<float, P>(w + i);
-  const Pack<float, P> gp = load_pack<float, P>(g + i);
+  const Pack<G, P> gp = load_pack<G, P>(g + i);
   Pack<M, P> mp = load_pack<M, P>(m + i), vp = load_pack<M, P>(v + i);
   Pack<V, P> out;
   #pragma unroll
   for (int k = 0; k < P; ++k) {
-    const float gi = gp.v[k] * grad_scale;
+    const float gi = to_f(gp.v[k]) * grad_scale;
     const float mi = b1 * to_f(mp.v[k]) + (1.f - b1) * gi;
     const float vi = b2 * to_f(vp.v[k]) + (1.f - b2) * gi * gi;
     mp.v[k] = from_f<M>(mi);
@@ -202,10 +202,10 @@ void CudaOps::bias_add(Tensor& y, const Tensor& bias) {
 
 void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
                     const AdamWParams& p) {
-  WEFT_CHECK(param.dtype() == DType::f32 && grad.dtype() == DType::f32 && m.dtype() == v.dtype() &&
+  WEFT_CHECK(param.dtype() == DType::f32 && m.dtype() == v.dtype() &&
                  (m.dtype() == DType::f32 || m.dtype() == DType::bf16) && param.numel() == grad.numel() &&
                  value.numel() == param.numel(),
-             "CUDA adamw works on fp32 master weights and grads, fp32 or bf16 moments and a model copy of their "
+             "CUDA adamw works on fp32 master weights, fp32 or bf16 grads and moments and a model copy of their "
              "length; got ", param.describe(), ", ", grad.describe(), ", ", m.describe(), ", ", value.describe());
   const int64_t n = param.numel();
   if (n == 0) return;
@@ -218,14 +218,17 @@ void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m,
   const bool fits = n % 4 == 0 && aligned(param) && aligned(grad) && aligned(m) && aligned(v) && aligned(value);
   dispatch_storage(value, [&](auto tag_V) {
     dispatch_storage(m, [&](auto tag_M) {
-      with_pack<4>(fits, [&](auto pack) {
-        using V = typename decltype(tag_V)::type;
-        using M = typename decltype(tag_M)::type;
-        constexpr int P = decltype(pack)::value;
-        adamw_kernel<V, M, P><<<blocks_for(n / P, 256), 256, 0, stream()>>>(
-            ptr<float>(param), ptr<V>(value), ptr<float>(grad), ptr<M>(m), ptr<M>(v), n, static_cast<float>(p.lr),
-            static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
-            static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
+      dispatch_storage(grad, [&](auto tag_G) {
+        with_pack<4>(fits, [&](auto pack) {
+          using V = typename decltype(tag_V)::type;
+          using M = typename decltype(tag_M)::type;
+          using G = typename decltype(tag_G)::type;
+          constexpr int P = decltype(pack)::value;
+          adamw_kernel<V, M, G, P><<<blocks_for(n / P, 256), 256, 0, stream()>>>(
+              ptr<float>(param), ptr<V>(value), ptr<G>(grad), ptr<M>(m), ptr<M>(v), n, static_cast<float>(p.lr),
+              static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
+              static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
+        });
       });
     });
   });

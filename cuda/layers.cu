@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v6 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v7 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -83,8 +83,10 @@ __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* 
 
 // out[c] += Σ_b partial[b, c] for 32 columns per block: eight rows of threads each sum every eighth partial row
 // (coalesced 128-byte reads), then the eight sums add in a fixed order, so the result does not depend on scheduling.
+// out is a gradient, fp32 or bf16 (train.grad_dtype): the sum is fp32 and rounds once.
 constexpr int kSumColumns = 32, kSumRows = 8;
-__global__ void column_sum_kernel(float* out, const float* partial, int blocks, int64_t h) {
+template <typename O>
+__global__ void column_sum_kernel(O* out, const float* partial, int blocks, int64_t h) {
   __shared__ float sums[kSumRows][kSumColumns + 1];
   const int64_t c = blockIdx.x * int64_t(kSumColumns) + threadIdx.x;
   float s = 0.f;
@@ -94,7 +96,7 @@ __global__ void column_sum_kernel(float* out, const float* partial, int blocks, 
   __syncthreads();
   if (threadIdx.y != 0 || c >= h) return;
   for (int r = 1; r < kSumRows; ++r) s += sums[r][threadIdx.x];
-  out[c] += s;
+  out[c] = from_f<O>(to_f(out[c]) + s);
 }
 
 // db's share of a block of rows, one thread per column, into partial[block row, :] for column_sum_kernel.
@@ -213,9 +215,9 @@ __global__ void embedding_fwd_kernel(T* out, const int32_t* ids, const T* table,
 
 // The rows of dtable sum their tokens' gradients in token order, so the result does not depend on scheduling:
 // the ids come sorted (stably, with their token positions), and the block at the start of each run of one id
-// adds that run's rows.
-template <typename T>
-__global__ void embedding_bwd_kernel(float* dtable, const T* dout, const int32_t* sorted_ids, const int32_t* order,
+// adds that run's rows, in fp32 whatever the gradient's dtype G.
+template <typename G, typename T>
+__global__ void embedding_bwd_kernel(G* dtable, const T* dout, const int32_t* sorted_ids, const int32_t* order,
                                      int64_t tokens, int64_t rows, int64_t h, int64_t start) {
   const int64_t first = blockIdx.x;
   const int32_t id = sorted_ids[first];
@@ -225,9 +227,9 @@ __global__ void embedding_bwd_kernel(float* dtable, const T* dout, const int32_t
   int64_t end = first + 1;
   while (end < tokens && sorted_ids[end] == id) ++end;
   for (int64_t i = threadIdx.x; i < h; i += blockDim.x) {
-    float s = dtable[r * h + i];
+    float s = to_f(dtable[r * h + i]);
     for (int64_t t = first; t < end; ++t) s += to_f(dout[int64_t(order[t]) * h + i]);
-    dtable[r * h + i] = s;
+    dtable[r * h + i] = from_f<G>(s);
   }
 }
 
@@ -242,6 +244,16 @@ __global__ void iota_kernel(int32_t* out, int64_t n) {
 using namespace cuda;
 
 namespace {
+
+// grad[c] += Σ_b partial[b, c] over `blocks` rows of h partial sums, grad fp32 or bf16.
+void add_column_sums(Tensor& grad, const Tensor& partial, int blocks, int64_t h) {
+  dispatch_storage(grad, [&](auto tag_O) {
+    using O = typename decltype(tag_O)::type;
+    column_sum_kernel<<<blocks_for(h, kSumColumns), dim3(kSumColumns, kSumRows), 0, stream()>>>(
+        ptr<O>(grad), ptr<float>(partial), blocks, h);
+  });
+  CUDA_CHECK_LAUNCH();
+}
 
 template <bool kAdd>
 void launch_rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& residual, const Tensor& w,
@@ -277,7 +289,6 @@ void CudaOps::add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tens
 void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
                                const Tensor& rstd, bool accumulate) {
   const int64_t h = w.numel(), rows = x.numel() / h;
-  WEFT_CHECK(dw.dtype() == DType::f32, "rmsnorm_backward: dw must be f32, got ", dw.describe());
   if (rows == 0) return;
   // Enough blocks to fill every SM's threads (8 × 256 on an H200's 132 SMs), each summing ≈ rows / 1024 rows' dw.
   const int blocks = static_cast<int>(std::min<int64_t>(rows, 1024));
@@ -292,10 +303,7 @@ void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const T
     });
   });
   CUDA_CHECK_LAUNCH();
-  column_sum_kernel<<<blocks_for(h, kSumColumns), dim3(kSumColumns, kSumRows), 0, stream()>>>(ptr<float>(dw),
-                                                                                              ptr<float>(partial),
-                                                                                              blocks, h);
-  CUDA_CHECK_LAUNCH();
+  add_column_sums(dw, partial, blocks, h);
 }
 
 void CudaOps::rope(Tensor& x, const Tensor& positions, const Tensor& cos, const Tensor& sin, bool inverse) {
@@ -387,8 +395,7 @@ void CudaOps::embedding_forward(Tensor& out, const Tensor& ids, const Tensor& ta
 
 void CudaOps::bias_grad(Tensor& dbias, const Tensor& dy) {
   const int64_t cols = dbias.numel(), rows = dy.numel() / cols;
-  WEFT_CHECK(dbias.dtype() == DType::f32 && rows * cols == dy.numel(), "bias_grad: dbias must be f32 ",
-             dbias.describe(), " tiling ", dy.describe());
+  WEFT_CHECK(rows * cols == dy.numel(), "bias_grad: dbias ", dbias.describe(), " does not tile ", dy.describe());
   if (rows == 0) return;
   const int64_t per_block = 256;
   const int row_blocks = static_cast<int>((rows + per_block - 1) / per_block);
@@ -399,16 +406,12 @@ void CudaOps::bias_grad(Tensor& dbias, const Tensor& dy) {
         ptr<float>(partial), ptr<T>(dy), rows, cols, per_block);
   });
   CUDA_CHECK_LAUNCH();
-  column_sum_kernel<<<blocks_for(cols, kSumColumns), dim3(kSumColumns, kSumRows), 0, stream()>>>(ptr<float>(dbias),
-                                                                                                 ptr<float>(partial),
-                                                                           row_blocks, cols);
-  CUDA_CHECK_LAUNCH();
+  add_column_sums(dbias, partial, row_blocks, cols);
 }
 
 void CudaOps::embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) {
   const int64_t tokens = ids.numel(), h = dtable.size(1);
-  WEFT_CHECK(dtable.dtype() == DType::f32 && ids.dtype() == DType::i32, "embedding_backward: dtable must be f32 and ",
-             "ids i32, got ", dtable.describe(), " and ", ids.describe());
+  WEFT_CHECK(ids.dtype() == DType::i32, "embedding_backward: ids must be i32, got ", ids.describe());
   if (tokens == 0) return;
   Tensor positions = Tensor::empty({tokens}, DType::i32, Device::cuda);
   Tensor sorted_ids = Tensor::empty({tokens}, DType::i32, Device::cuda);
@@ -423,11 +426,14 @@ void CudaOps::embedding_backward(Tensor& dtable, const Tensor& dout, const Tenso
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(scratch.data_ptr(), scratch_bytes, ptr<int32_t>(ids),
                                              ptr<int32_t>(sorted_ids), ptr<int32_t>(positions), ptr<int32_t>(order), n,
                                              0, 32, stream()));
-  dispatch_storage(dout, [&](auto tag_T) {
-    using T = typename decltype(tag_T)::type;
-    embedding_bwd_kernel<<<tokens, kThreads, 0, stream()>>>(ptr<float>(dtable), ptr<T>(dout), ptr<int32_t>(sorted_ids),
-                                                            ptr<int32_t>(order), tokens, dtable.size(0), h,
-                                                            vocab_start);
+  dispatch_storage(dtable, [&](auto tag_G) {
+    dispatch_storage(dout, [&](auto tag_T) {
+      using G = typename decltype(tag_G)::type;
+      using T = typename decltype(tag_T)::type;
+      embedding_bwd_kernel<<<tokens, kThreads, 0, stream()>>>(ptr<G>(dtable), ptr<T>(dout), ptr<int32_t>(sorted_ids),
+                                                              ptr<int32_t>(order), tokens, dtable.size(0), h,
+                                                              vocab_start);
+    });
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -1,9 +1,10 @@
-// weft/cuda/nccl_comm.cpp v3 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
+// weft/cuda/nccl_comm.cpp v4 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
 //
 // Each process group gets an NCCL communicator made from an ncclUniqueId that the group's first rank creates and
 // MPI broadcasts. Collectives are queued on weft's compute stream, so they are ordered with the kernels around
 // them without host synchronisation; overlapped ones (start_*) go on the group's own stream, fenced by events.
 // Host tensors (loss sums, norms) keep going through MPI.
+#include <cuda_bf16.h>
 #include <nccl.h>
 
 #include <cstring>
@@ -45,8 +46,12 @@ struct ScaledSum {
   ncclComm_t comm;
   ScaledSum(DType t, double scale, ncclComm_t c) : comm(c) {
     if (scale == 1.0) return;
-    WEFT_CHECK(t == DType::f32 || t == DType::f64, "scaled NCCL reductions take f32 or f64 tensors");
-    if (t == DType::f32) {
+    WEFT_CHECK(t == DType::f32 || t == DType::f64 || t == DType::bf16,
+               "scaled NCCL reductions take f32, f64 or bf16 tensors");
+    if (t == DType::bf16) {  // bf16 gradients (train.grad_dtype); the scale is a mean, 1/n
+      __nv_bfloat16 s = __float2bfloat16(static_cast<float>(scale));
+      NCCL_CHECK(ncclRedOpCreatePreMulSum(&op, &s, ncclBfloat16, ncclScalarHostImmediate, comm));
+    } else if (t == DType::f32) {
       float s = static_cast<float>(scale);
       NCCL_CHECK(ncclRedOpCreatePreMulSum(&op, &s, ncclFloat32, ncclScalarHostImmediate, comm));
     } else {

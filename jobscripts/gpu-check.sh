@@ -136,7 +136,8 @@ PY
       row "$(cat "$OUT/zero.txt")" ;;
     scaling)
       # Weak scaling at the 1.5B shape: one micro-batch of 2 × 4096 tokens per GPU per step, 1 GPU against dp = 2.
-      for layout in "1:2:" "2:4:" "2:4:--parallel.distributed_optimizer=true"; do
+      for layout in "1:2:" "2:4:" "2:4:--parallel.distributed_optimizer=true" "1:2:--train.grad_dtype=bf16" \
+                    "2:4:--train.grad_dtype=bf16"; do
         np=${layout%%:*}; rest=${layout#*:}; gb=${rest%%:*}; args=${rest#*:}
         train_1p5b "$np" "$(run_dir scale "$np" "$args")" --train.global_batch_size="$gb" $args
       done
@@ -146,9 +147,12 @@ def last(d): return [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss
 try:
     one = last("runs/scale-1-_")
     print(f"1 GPU, 1 micro-batch of 2 x 4096 per step: {one['tokens_per_s']:.0f} tok/s, {one['tflops_per_rank']:.0f} TFLOP/s")
-    for name, d in [("dp2", "runs/scale-2-_"), ("dp2 + distributed optimizer", "runs/scale-2-__parallel_distributed_optimizer_true_")]:
+    bf16 = "__train_grad_dtype_bf16_"
+    for name, d, base in [("dp2", "runs/scale-2-_", one),
+                          ("dp2 + distributed optimizer", "runs/scale-2-__parallel_distributed_optimizer_true_", one),
+                          ("dp2, bf16 gradients (against 1 GPU with them)", "runs/scale-2-" + bf16, last("runs/scale-1-" + bf16))]:
         r = last(d)
-        print(f"{name}, 1 micro-batch per GPU: {r['tokens_per_s']:.0f} tok/s = {100 * r['tokens_per_s'] / (2 * one['tokens_per_s']):.1f}% of twice one GPU")
+        print(f"{name}, 1 micro-batch per GPU: {r['tokens_per_s']:.0f} tok/s = {100 * r['tokens_per_s'] / (2 * base['tokens_per_s']):.1f}% of twice one GPU")
 except Exception as e:
     print(f"weak scaling: FAILED ({e})")
 PY
@@ -213,6 +217,7 @@ PY
     e2e)
       e2e_1p5b "weft 1.5B" ""
       e2e_1p5b "weft 1.5B, bf16 moments" -bf16-moments --train.adam_moments_dtype=bf16
+      e2e_1p5b "weft 1.5B, bf16 moments and grads" -bf16-grads --train.adam_moments_dtype=bf16 --train.grad_dtype=bf16
       e2e_1p5b "weft 1.5B, deterministic" -deterministic --train.deterministic=true
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"

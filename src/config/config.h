@@ -68,6 +68,7 @@ struct TrainConfig {
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
   std::string adam_moments_dtype = "fp32";  // fp32 | bf16
+  std::string grad_dtype = "fp32";          // fp32 | bf16 (GPUs)
   double clip_grad = 1.0;
   int64_t seed = 1234;
   std::string precision = "fp32";  // fp32: CPU backend; bf16: CUDA backend

@@ -98,6 +98,10 @@ po::options_description deck_schema(Config& c) {
       ("train.adam_moments_dtype", opt(&t.adam_moments_dtype, "fp32|bf16"),
        "storage of Adam's two moments: bf16 saves 4 bytes per parameter each (Megatron's --exp-avg-dtype and "
        "--exp-avg-sq-dtype bf16; DeepSeek-V3 trains so); the masters stay fp32")
+      ("train.grad_dtype", opt(&t.grad_dtype, "fp32|bf16"),
+       "GPUs: the dtype gradients accumulate and are reduced in. bf16 is Megatron's default without "
+       "--accumulate-allreduce-grads-in-fp32: half the gradient memory, bytes and data-parallel traffic; sums "
+       "inside a kernel stay fp32")
       ("train.clip_grad", real(&t.clip_grad), "global gradient-norm clip; 0 = off")
       ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
       ("train.precision", opt(&t.precision, "fp32|bf16"),

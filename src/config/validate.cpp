@@ -175,6 +175,9 @@ void validate_config(const Config& c, int world_size) {
   k.require(t.seed >= 0 && t.seed <= 0xffffffffLL, "train.seed", "expected an integer in [0, 2^32)");
   k.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
   k.one_of(t.adam_moments_dtype, {"fp32", "bf16"}, "train.adam_moments_dtype");
+  k.one_of(t.grad_dtype, {"fp32", "bf16"}, "train.grad_dtype");
+  k.require(t.grad_dtype != "bf16" || t.precision == "bf16", "train.grad_dtype",
+            "bf16 gradients need train.precision = bf16 (GPUs); the fp32 CPU backend keeps fp32 gradients");
   k.one_of(t.recompute, {"none", "selective", "full"}, "train.recompute");
   k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");

@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v6 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v7 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -59,8 +59,10 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     at += slice;
     buckets_.push_back(b);
   }
+  WEFT_CHECK(!cfg.bf16_grads || first.dtype() == DType::bf16, "optimizer: bf16 gradients need bf16 values; the "
+             "model's are ", dtype_name(first.dtype()));
   values_ = Tensor::zeros({total}, first.dtype(), first.device());
-  grads_ = Tensor::zeros({total}, stat_dtype(first.dtype()), first.device());
+  grads_ = Tensor::zeros({total}, cfg.bf16_grads ? DType::bf16 : stat_dtype(first.dtype()), first.device());
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i];
     const int64_t n = p.value.numel();
@@ -69,7 +71,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     p.value = view.reshape(p.value.shape());
     p.grad = grads_.rows(offsets_[i], offsets_[i] + n).reshape(p.grad.shape());
   }
-  master_ = Tensor::empty({at}, grads_.dtype(), first.device());
+  master_ = Tensor::empty({at}, stat_dtype(first.dtype()), first.device());
   for (Bucket& b : buckets_) {
     b.first_segment = segments_.size();
     for (size_t i = b.first_param; i < b.end_param; ++i) {

@@ -36,6 +36,9 @@ struct OptimizerConfig {
   // Adam moments in bf16 beside fp32 masters (Megatron's --exp-avg-dtype/--exp-avg-sq-dtype bf16, as DeepSeek-V3
   // trains): 4 bytes less per parameter each.
   bool bf16_moments = false;
+  // Gradients in bf16 beside bf16 values (Megatron's default without --accumulate-allreduce-grads-in-fp32): half
+  // the gradient buffer and half the bytes its reductions move; the masters and moments are unchanged.
+  bool bf16_grads = false;
 };
 
 class Optimizer {

@@ -83,7 +83,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
       params_,
       OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
                       cfg.parallel.distributed_optimizer, grid.cp_size(), cfg.parallel.ddp_bucket_size,
-                      cfg.train.adam_moments_dtype == "bf16"},
+                      cfg.train.adam_moments_dtype == "bf16", cfg.train.grad_dtype == "bf16"},
       *comms_.dp_cp);
   // Gradients leave for their reductions as the backward finishes them: sequence-parallel ones are summed over tp
   // at once, and buckets whose parameters are all done start their data-parallel reduction.

@@ -57,11 +57,16 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   const Result half = run_weft(dir, "train " + deck + " --train.precision=bf16 --train.adam_moments_dtype=bf16 "
                                     "--log.dir=" + dir.file("gpu_bf16_moments"));
   ASSERT_EQ(half.status, 0) << half.out << half.err;
+  // And with bf16 gradients (Megatron's default without --accumulate-allreduce-grads-in-fp32), accumulated over
+  // the step's two micro-batches.
+  const Result grads16 = run_weft(dir, "train " + deck + " --train.precision=bf16 --train.grad_dtype=bf16 "
+                                       "--log.dir=" + dir.file("gpu_bf16_grads"));
+  ASSERT_EQ(grads16.status, 0) << grads16.out << grads16.err;
   const Result cpu = run_weft(dir, "train " + deck + " --log.dir=" + dir.file("cpu"), 2);
   ASSERT_EQ(cpu.status, 0) << cpu.err;
   const auto b = train_lines(dir.file("cpu/metrics.jsonl"));
   ASSERT_EQ(b.size(), 50u);
-  for (const char* run : {"gpu", "gpu_bf16_moments"}) {
+  for (const char* run : {"gpu", "gpu_bf16_moments", "gpu_bf16_grads"}) {
     const auto a = train_lines(dir.file(run) + "/metrics.jsonl");
     ASSERT_EQ(a.size(), 50u);
     double worst = 0;
@@ -70,8 +75,11 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
       worst = std::max(worst, std::abs(x - y) / y);
       EXPECT_LE(std::abs(x - y), 0.01 * y) << run << " step " << i + 1 << ": bf16 GPU " << x << ", fp32 CPU " << y;
     }
-    std::printf("bf16 GPU%s vs fp32 CPU over 50 steps: worst relative loss difference %.4f%%\n",
-                std::string(run) == "gpu" ? "" : " (bf16 Adam moments)", 100 * worst);
+    const std::string what = std::string(run) == "gpu"                ? ""
+                             : std::string(run) == "gpu_bf16_moments" ? " (bf16 Adam moments)"
+                                                                      : " (bf16 gradients)";
+    std::printf("bf16 GPU%s vs fp32 CPU over 50 steps: worst relative loss difference %.4f%%\n", what.c_str(),
+                100 * worst);
   }
   EXPECT_LT(b.back()["loss"].get<double>(), b.front()["loss"].get<double>() - 1.0);
 }
@@ -141,6 +149,9 @@ TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
                                 "--parallel.tp=2", "--parallel.tp=2 --parallel.sequence_parallel=true",
                                 "--parallel.cp=2", "--parallel.pp=2 --train.micro_batch_size=2",
                                 "--parallel.tp=2 --parallel.sequence_parallel=true --train.recompute=full"});
+  // bf16 gradients reduced in bf16, whole and sharded.
+  expect_layouts_track_one_gpu(dir, deck, "--train.grad_dtype=bf16",
+                               {"", "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=100000"});
   // The interleaved schedule needs a layer per virtual stage. At lr 2e-3 this 4-layer model passes a loss spike
   // near step 14 whose timing shifts with bf16 rounding (every layout that changes the arithmetic moved by 3-4%
   // there, data parallelism stayed bit-identical), so it trains at 5e-4.

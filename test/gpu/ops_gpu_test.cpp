@@ -51,6 +51,12 @@ TEST(GpuOps, RmsNormForwardBackward) {
     ops_for(Device::cuda).rmsnorm_backward(gdx, gdw, gpu(dy), gpu(x), gpu(w), grstd, true);
     EXPECT_LT(rel_error(gdx, dx), 1e-2);
     EXPECT_LT(rel_error(gdw, dw), 2e-3);
+    // dw as a bf16 gradient (train.grad_dtype = bf16) adding to what it holds: the fp32 sum rounds once.
+    const Tensor dw0 = bf16_rounded(randn({h}));
+    Tensor dw_acc = dw0.clone(), gdw16 = gpu(dw0), gdx16 = gpu(dx0), dx_acc = dx0.clone();
+    cpu_ops().rmsnorm_backward(dx_acc, dw_acc, dy, x, w, rstd, true);
+    ops_for(Device::cuda).rmsnorm_backward(gdx16, gdw16, gpu(dy), gpu(x), gpu(w), grstd, true);
+    EXPECT_LT(rel_error(gdw16, dw_acc), 6e-3);
 
     // The residual add fused in: the same bits as add then rmsnorm on the GPU, and the CPU's sum and norm.
     const Tensor branch = bf16_rounded(randn({rows, h}));
@@ -154,6 +160,12 @@ TEST(GpuOps, RopeQkvSwigluEmbedding) {
   cpu_ops().embedding_backward(dt, g, ids, start);
   ops_for(Device::cuda).embedding_backward(gdt, gpu(g), ids.to(Device::cuda), start);
   EXPECT_EQ(rel_error(gdt, dt), 0.0);  // each row sums its tokens in token order, as the CPU does: no atomics
+  // Into a bf16 gradient holding values: each row's sum in fp32, rounded once.
+  const Tensor dt0 = bf16_rounded(randn({rows, h}));
+  Tensor dt_acc = dt0.clone(), gdt16 = gpu(dt0);
+  cpu_ops().embedding_backward(dt_acc, g, ids, start);
+  ops_for(Device::cuda).embedding_backward(gdt16, gpu(g), ids.to(Device::cuda), start);
+  EXPECT_LT(rel_error(gdt16, dt_acc), 6e-3);
 
   const int64_t bias_rows = 700, cols = 300;  // several blocks of rows, columns not a multiple of a block
   const Tensor dy = bf16_rounded(randn({bias_rows, cols})), db0 = randn({cols});
@@ -162,6 +174,11 @@ TEST(GpuOps, RopeQkvSwigluEmbedding) {
   Tensor gdb = gpu(db0, DType::f32);
   ops_for(Device::cuda).bias_grad(gdb, gpu(dy));
   EXPECT_LT(rel_error(gdb, db), 1e-5);
+  Tensor gdb16 = gpu(db0);  // a bf16 gradient
+  ops_for(Device::cuda).bias_grad(gdb16, gpu(dy));
+  Tensor db16 = bf16_rounded(db0);
+  cpu_ops().bias_grad(db16, dy);
+  EXPECT_LT(rel_error(gdb16, db16), 6e-3);
 }
 
 TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
@@ -223,7 +240,18 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
     EXPECT_LT(rel_error(gv_part, hv), 1e-3) << lo;
     EXPECT_LT(rel_error(gvalue_part, hvalue), 4e-3) << lo;
   }
+  // bf16 gradients (train.grad_dtype = bf16): the step reads them as the fp32 step reads their rounded values.
+  const Tensor grad16 = bf16_rounded(grad);
+  Tensor hw = w0.clone(), hm = m0.clone(), hv = v0.clone(), hvalue = Tensor::zeros({5000}, DType::f32);
+  cpu_ops().adamw(hw, hvalue, grad16, hm, hv, p);
+  Tensor gw16 = gpu(w0, DType::f32), gm16 = gpu(m0, DType::f32), gv16 = gpu(v0, DType::f32);
+  Tensor gvalue16 = poisoned({5000}, DType::bf16);
+  g.adamw(gw16, gvalue16, gpu(grad16), gm16, gv16, p);
+  EXPECT_LT(rel_error(gw16, hw), 1e-6);
+  EXPECT_LT(rel_error(gm16, hm), 1e-6);
+  EXPECT_LT(rel_error(gv16, hv), 1e-6);
   EXPECT_NEAR(g.sum_squares(gpu(grad, DType::f32)), cpu_ops().sum_squares(grad), 1e-4 * cpu_ops().sum_squares(grad));
+  EXPECT_NEAR(g.sum_squares(gpu(grad16)), cpu_ops().sum_squares(grad16), 1e-4 * cpu_ops().sum_squares(grad16));
 }
 
 namespace {

@@ -155,6 +155,12 @@ TEST(DeckErrors, InconsistentValuesNameTheKeyAndWhereItWasSet) {
                                                        "--train.lr_decay_style=step"}), 1);
                   }),
                   {"train.lr_decay_style", "constant, linear, cosine"});
+  // bf16 gradients on the fp32 CPU backend
+  expect_mentions(error_of([&] {
+                    validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0",
+                                                       "--train.grad_dtype=bf16"}), 1);
+                  }),
+                  {"train.grad_dtype", "train.precision = bf16"});
   // pp beyond the layer count
   expect_mentions(error_of([&] {
                     validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0", "--parallel.pp=4"}), 4);
