@@ -49,7 +49,7 @@ struct ScaledSum {
     WEFT_CHECK(t == DType::f32 || t == DType::f64 || t == DType::bf16,
                "scaled NCCL reductions take f32, f64 or bf16 tensors");
     // bf16 gradients (train.grad_dtype). The scale, a mean's 1/n, rounds to bf16: exact for n a power of two,
-    // else off by up to 0.4 % (1/3 → 0.33398), one factor for every gradient, which Adam's step does not see
+    // else off by up to 0.2 % (1/3 → 0.33398), one factor for every gradient, which Adam's step does not see
     // beyond its eps and the clip threshold.
     if (t == DType::bf16) {
       __nv_bfloat16 s = __float2bfloat16(static_cast<float>(scale));
