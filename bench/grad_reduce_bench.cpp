@@ -1,5 +1,6 @@
-// weft/bench/grad_reduce_bench.cpp v1 — data-parallel gradient reduction at the 1.5B benchmark shape, under
-// mpirun on GPUs: weft's optimizer (fp32 gradients in 40M-element buckets, all-reduced, or reduce-scattered with
+// weft/bench/grad_reduce_bench.cpp v2 — data-parallel gradient reduction at the 1.5B benchmark shape, under
+// mpirun on GPUs: weft's optimizer (fp32, then bf16 (train.grad_dtype) gradients in 40M-element buckets,
+// all-reduced, or reduce-scattered with
 // the distributed optimizer, the mean folded into the collective) against one NCCL collective over the same
 // bytes, and against the same bytes cut into as many plain NCCL calls as weft has buckets (which separates the cost
 // of many calls from that of weft's scaled reduction on its own stream). Reports NCCL's bus bandwidth (algbw ·
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "cuda_ops.h"
@@ -81,16 +83,17 @@ int main(int argc, char** argv) {
     ptrs.push_back(&p);
     count += p.numel();
   }
-  const double bytes = double(count) * 4;
-  if (mpi.rank() == 0)
-    std::printf("gradient reduction over %d GPUs: %.2fM fp32 gradients (%.2f GB)\n", mpi.size(), count / 1e6, bytes / 1e9);
-
-  for (const bool distributed : {false, true}) {
+  for (const auto& [grad_dtype, distributed] : std::vector<std::pair<DType, bool>>{
+           {DType::f32, false}, {DType::f32, true}, {DType::bf16, false}, {DType::bf16, true}}) {
+    const double bytes = double(count) * dtype_size(grad_dtype);
+    if (mpi.rank() == 0 && !distributed)
+      std::printf("gradient reduction over %d GPUs: %.2fM %s gradients (%.2f GB)\n", mpi.size(), count / 1e6,
+                  dtype_name(grad_dtype), bytes / 1e9);
     const double factor = distributed ? (n - 1) / n : 2 * (n - 1) / n;
     double weft_s = 0, raw_s = 0, split_s = 0;
     int buckets = 0;
     {
-      Optimizer opt(ptrs, {0.9, 0.95, 1e-8, 0.1, distributed, 1, 40000000}, *dp);
+      Optimizer opt(ptrs, {0.9, 0.95, 1e-8, 0.1, distributed, 1, 40000000, false, grad_dtype == DType::bf16}, *dp);
       buckets = opt.buckets();
       weft_s = median_seconds(
           [&] {
@@ -100,7 +103,7 @@ int main(int argc, char** argv) {
           [&] { opt.reduce_gradients(); });
     }
     {
-      Tensor whole = Tensor::zeros({count / mpi.size() * mpi.size()}, DType::f32, Device::cuda);
+      Tensor whole = Tensor::zeros({count / mpi.size() * mpi.size()}, grad_dtype, Device::cuda);
       Tensor part = whole.rows(0, whole.numel() / mpi.size());
       raw_s = median_seconds([] {}, [&] {
         if (distributed) dp->reduce_scatter(part, whole);
@@ -117,9 +120,10 @@ int main(int argc, char** argv) {
       });
     }
     if (mpi.rank() == 0)
-      std::printf("%s: weft %d buckets %.2f ms, %.1f GB/s bus | one NCCL call %.2f ms, %.1f GB/s bus | %.1f%% | "
+      std::printf("%s %s: weft %d buckets %.2f ms, %.1f GB/s bus | one NCCL call %.2f ms, %.1f GB/s bus | %.1f%% | "
                   "%d plain NCCL calls %.2f ms, %.1f GB/s bus\n",
-                  distributed ? "reduce-scatter (distributed optimizer)" : "all-reduce", buckets, weft_s * 1e3,
+                  dtype_name(grad_dtype), distributed ? "reduce-scatter (distributed optimizer)" : "all-reduce",
+                  buckets, weft_s * 1e3,
                   bytes / weft_s * factor / 1e9, raw_s * 1e3, bytes / raw_s * factor / 1e9, 100 * raw_s / weft_s,
                   buckets, split_s * 1e3, bytes / split_s * factor / 1e9);
   }
