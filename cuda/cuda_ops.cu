@@ -257,6 +257,7 @@ bool enable_cuda_backend(int local_rank) {
   ops = new CudaOps();
   register_ops(Device::cuda, ops);
   device_support().comm_factory = make_nccl_comm;
+  device_support().set_gemm_autotune = set_gemm_autotune;
   return true;
 }
 

@@ -69,6 +69,9 @@ class CudaOps final : public Ops {
 bool enable_cuda_backend(int local_rank);
 // Whether a CUDA device is visible (so GPU tests can skip cleanly).
 bool cuda_device_available();
+// GEMMs time the cuBLASLt heuristic's first candidates on each shape's first call and keep the fastest
+// (train.gemm_autotune), or take its first (the default). Drops the plans made so far.
+void set_gemm_autotune(bool on);
 // Installs enable_cuda_backend as device_support().enable (called by main when built with CUDA).
 void install_cuda_support();
 

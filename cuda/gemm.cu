@@ -1,12 +1,18 @@
-// weft/cuda/gemm.cu v1 — row-major GEMM through cuBLASLt: bf16 (or f32) operands, fp32 accumulation.
+// weft/cuda/gemm.cu v2 — row-major GEMM through cuBLASLt: bf16 (or f32) operands, fp32 accumulation.
 //
 // cuBLASLt is column-major; a row-major C = op(A)·op(B) is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so the operands
-// swap places and keep their own transpose flags. Algorithms are chosen once per shape by the heuristic and cached.
+// swap places and keep their own transpose flags. Algorithms are chosen once per shape and cached: the heuristic's
+// first, or (train.gemm_autotune) the fastest of its first kCandidates, timed on the first call's own operands.
+// Only a call that overwrites its output (beta 0) can be run again and again, so an accumulating call of a shape
+// takes the algorithm its overwriting twin chose when cuBLASLt accepts it for accumulation (a gradient's first
+// writer overwrites, the later ones add), else the heuristic's.
 #include <cublasLt.h>
 
+#include <limits>
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "common.cuh"
 #include "cuda_ops.h"
@@ -36,7 +42,9 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, best first
 };
+using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, int, int64_t, int64_t, bool>;
 
 class Gemm {
  public:
@@ -48,14 +56,43 @@ class Gemm {
   // Column-major D[m, n] = alpha·op(A)[m, k]·op(B)[k, n] + beta·C.
   void run(int64_t m, int64_t n, int64_t k, bool ta, bool tb, const void* a, DType at, int64_t lda, const void* b,
            DType bt, int64_t ldb, void* c, DType ct, float alpha, float beta) {
-    const auto key = std::make_tuple(m, n, k, ta, tb, static_cast<int>(at), static_cast<int>(bt), static_cast<int>(ct),
-                                     lda, ldb, beta != 0.f);
+    const PlanKey key{m, n, k, ta, tb, static_cast<int>(at), static_cast<int>(bt), static_cast<int>(ct), lda, ldb,
+                      beta != 0.f};
     std::lock_guard<std::mutex> lock(mu_);
     auto it = plans_.find(key);
-    if (it == plans_.end()) it = plans_.emplace(key, make_plan(m, n, k, ta, tb, at, lda, bt, ldb, ct)).first;
+    if (it == plans_.end()) {
+      Plan p = make_plan(m, n, k, ta, tb, at, lda, bt, ldb, ct);
+      if (autotune_ && beta == 0.f) {
+        p.algo = fastest(p, a, b, c, alpha);
+      } else if (autotune_) {
+        PlanKey twin = key;
+        std::get<10>(twin) = false;
+        const auto t = plans_.find(twin);
+        cublasLtMatmulHeuristicResult_t check{};
+        if (t != plans_.end() && cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.c, p.c, &t->second.algo,
+                                                         &check) == CUBLAS_STATUS_SUCCESS &&
+            check.workspaceSize <= kWorkspace)
+          p.algo = t->second.algo;
+      }
+      it = plans_.emplace(key, p).first;
+    }
     const Plan& p = it->second;
     CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, c, p.c, &p.algo, workspace_,
                                 kWorkspace, stream()));
+  }
+
+  // Turns timing of the heuristic's candidates on or off; plans made under the other setting are dropped.
+  void set_autotune(bool on) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (on == autotune_) return;
+    autotune_ = on;
+    for (auto& [key, p] : plans_) {
+      cublasLtMatrixLayoutDestroy(p.a);
+      cublasLtMatrixLayoutDestroy(p.b);
+      cublasLtMatrixLayoutDestroy(p.c);
+      cublasLtMatmulDescDestroy(p.desc);
+    }
+    plans_.clear();
   }
 
  private:
@@ -73,20 +110,56 @@ class Gemm {
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const size_t ws = kWorkspace;
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    cublasLtMatmulHeuristicResult_t result{};
+    cublasLtMatmulHeuristicResult_t results[kCandidates]{};
     int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found));
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref, autotune_ ? kCandidates : 1,
+                                                results, &found));
     cublasLtMatmulPreferenceDestroy(pref);
     WEFT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "×", n, "×", k, " GEMM with these dtypes");
-    p.algo = result.algo;
+    for (int i = 0; i < found; ++i) p.candidates.push_back(results[i].algo);
+    p.algo = results[0].algo;
     return p;
   }
 
+  // The candidate with the shortest time over kTimedRuns calls (after one untimed call each) of an overwriting
+  // GEMM on its own operands; one that fails to run is passed over.
+  cublasLtMatmulAlgo_t fastest(const Plan& p, const void* a, const void* b, void* c, float alpha) {
+    if (p.candidates.size() < 2) return p.algo;
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    const float beta = 0.f;
+    float best_ms = std::numeric_limits<float>::infinity();
+    cublasLtMatmulAlgo_t best = p.algo;
+    for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
+      auto call = [&] {
+        return cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, c, p.c, &algo, workspace_,
+                              kWorkspace, stream());
+      };
+      if (call() != CUBLAS_STATUS_SUCCESS) continue;
+      CUDA_CHECK(cudaEventRecord(start, stream()));
+      for (int r = 0; r < kTimedRuns; ++r) CUBLAS_CHECK(call());
+      CUDA_CHECK(cudaEventRecord(stop, stream()));
+      CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0.f;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      if (ms < best_ms) {
+        best_ms = ms;
+        best = algo;
+      }
+    }
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    return best;  // run() then computes the output once more with it
+  }
+
   static constexpr size_t kWorkspace = size_t(32) << 20;
+  static constexpr int kCandidates = 8, kTimedRuns = 3;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::mutex mu_;
-  std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, int, int64_t, int64_t, bool>, Plan> plans_;
+  bool autotune_ = false;
+  std::map<PlanKey, Plan> plans_;
 };
 
 Gemm& gemm_engine() {
@@ -95,6 +168,8 @@ Gemm& gemm_engine() {
 }
 
 }  // namespace
+
+void set_gemm_autotune(bool on) { gemm_engine().set_autotune(on); }
 
 void CudaOps::gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
                    double beta) {

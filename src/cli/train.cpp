@@ -1,4 +1,4 @@
-// weft/src/cli/train.cpp v1 — `weft train DECK`: build the layout, the model and the data; train.
+// weft/src/cli/train.cpp v2 — `weft train DECK`: build the layout, the model and the data; train.
 #include "cli/cli.h"
 #include "dist/process_grid.h"
 #include "ops/device.h"
@@ -13,7 +13,10 @@ int cmd_train(const Args& args, const MpiEnv& mpi) {
   if (!parse_deck_args(args, "weft train DECK [--section.key=value ...]", deck, overrides, mpi)) return 0;
   const Config cfg = load_config_collectively(deck, overrides, mpi.size());
   const ProcessGrid grid(mpi.size(), mpi.rank(), parallel_sizes(cfg));
-  if (cfg.train.precision == "bf16") require_gpu(cfg.where("train.precision"));
+  if (cfg.train.precision == "bf16") {
+    require_gpu(cfg.where("train.precision"));
+    device_support().set_gemm_autotune(cfg.train.gemm_autotune);
+  }
   Comms comms = Comms::create(grid, cfg.train.precision == "bf16" ? device_support().comm_factory : make_mpi_comm);
   Trainer trainer(cfg, grid, comms);
   trainer.train();

@@ -73,6 +73,7 @@ struct TrainConfig {
   int64_t seed = 1234;
   std::string precision = "fp32";  // fp32: CPU backend; bf16: CUDA backend
   std::string recompute = "none";  // none | selective | full
+  bool gemm_autotune = false;      // GPUs: each GEMM shape times cuBLASLt's candidates once and keeps the fastest
   bool deterministic = false;      // GPU reruns give the same bits (the attention backward's two-pass form)
   int64_t eval_interval = 1000;
   int64_t eval_iters = 100;

@@ -109,6 +109,9 @@ po::options_description deck_schema(Config& c) {
       ("train.recompute", opt(&t.recompute, "none|selective|full"),
        "activation recomputation: selective = the SwiGLU output (the flash backward recomputes the attention "
        "core anyway), full = each decoder layer rerun from its input in the backward")
+      ("train.gemm_autotune", flag(&t.gemm_autotune),
+       "GPUs: each GEMM shape's first call times cuBLASLt's first 8 candidate algorithms and keeps the fastest "
+       "(PyTorch's TunableOp does the like); the choice may differ between runs, so not with train.deterministic")
       ("train.deterministic", flag(&t.deterministic),
        "GPUs: the same bits on every rerun (Megatron's --deterministic-mode); the attention backward then takes two "
        "passes instead of adding dQ up in L2 in scheduling order (slower); the CPU backend always is")

@@ -176,6 +176,10 @@ void validate_config(const Config& c, int world_size) {
   k.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
   k.one_of(t.adam_moments_dtype, {"fp32", "bf16"}, "train.adam_moments_dtype");
   k.one_of(t.grad_dtype, {"fp32", "bf16"}, "train.grad_dtype");
+  k.require(!t.gemm_autotune || t.precision == "bf16", "train.gemm_autotune",
+            "GEMM autotuning is for GPUs: it needs train.precision = bf16");
+  k.require(!(t.gemm_autotune && t.deterministic), "train.gemm_autotune",
+            "timing picks the algorithms, which may differ between runs: not with train.deterministic = true");
   k.require(t.grad_dtype != "bf16" || t.precision == "bf16", "train.grad_dtype",
             "bf16 gradients need train.precision = bf16 (GPUs); the fp32 CPU backend keeps fp32 gradients");
   k.one_of(t.recompute, {"none", "selective", "full"}, "train.recompute");

@@ -1,4 +1,4 @@
-// weft/src/ops/device.h v1 — what the GPU backend adds at run time, without src/ depending on cuda/.
+// weft/src/ops/device.h v2 — what the GPU backend adds at run time, without src/ depending on cuda/.
 //
 // main() fills this in when weft was built with CUDA; commands that need a GPU call enable() first, so runs on the
 // CPU never create a CUDA context.
@@ -13,6 +13,8 @@ struct DeviceSupport {
   bool (*enable)(int local_rank) = nullptr;
   // Communicators whose device tensors go through NCCL.
   CommFactory comm_factory = nullptr;
+  // GEMMs pick the fastest of cuBLASLt's candidate algorithms by timing (train.gemm_autotune); set by enable.
+  void (*set_gemm_autotune)(bool on) = nullptr;
 };
 
 DeviceSupport& device_support();

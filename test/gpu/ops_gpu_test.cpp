@@ -30,6 +30,27 @@ TEST(GpuOps, GemmAllTransposesBf16AndFp32Outputs) {
       }
 }
 
+// train.gemm_autotune: the fastest candidate's results, and an accumulating call of the shape on the algorithm its
+// overwriting twin chose.
+TEST(GpuOps, AutotunedGemmsKeepTheirResults) {
+  REQUIRE_GPU();
+  set_gemm_autotune(true);
+  for (auto [m, n, k] : {std::tuple{512, 768, 1024}, {100, 300, 64}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const Tensor a = bf16_rounded(randn(ta ? Shape{k, m} : Shape{m, k}));
+        const Tensor b = bf16_rounded(randn(tb ? Shape{n, k} : Shape{k, n}));
+        Tensor ref = Tensor::zeros({m, n}, DType::f32);
+        cpu_ops().gemm(ref, a, ta, b, tb, 1.0, 0.0);
+        cpu_ops().gemm(ref, a, ta, b, tb, 0.5, 1.0);
+        Tensor out = poisoned({m, n}, DType::f32);
+        ops_for(Device::cuda).gemm(out, gpu(a), ta, gpu(b), tb, 1.0, 0.0);
+        ops_for(Device::cuda).gemm(out, gpu(a), ta, gpu(b), tb, 0.5, 1.0);
+        EXPECT_LT(rel_error(out, ref), 2e-3) << m << "x" << n << "x" << k << " " << ta << tb;
+      }
+  set_gemm_autotune(false);
+}
+
 TEST(GpuOps, RmsNormForwardBackward) {
   REQUIRE_GPU();
   // 16-byte packs, rows that cannot use them, and a hidden size whose dw takes more than 48 KiB of shared memory

@@ -161,6 +161,13 @@ TEST(DeckErrors, InconsistentValuesNameTheKeyAndWhereItWasSet) {
                                                        "--train.grad_dtype=bf16"}), 1);
                   }),
                   {"train.grad_dtype", "train.precision = bf16"});
+  // GEMM autotuning picks by timing: not with a deterministic run
+  expect_mentions(error_of([&] {
+                    validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0",
+                                                       "--train.precision=bf16", "--train.gemm_autotune=true",
+                                                       "--train.deterministic=true"}), 1);
+                  }),
+                  {"train.gemm_autotune", "train.deterministic"});
   // pp beyond the layer count
   expect_mentions(error_of([&] {
                     validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0", "--parallel.pp=4"}), 4);
