@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v14 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v15 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -73,15 +73,33 @@ stop_sampling() {
   power=$(cut -d' ' -f2 "$busy" | sort -n | sed -n "$(( (n + 1) / 2 ))p")
   row "$1, busy samples: median SM clock $clock MHz, median power $power W ($n samples)"
 }
-# The e2e benchmark: the 1.5B deck's own 16 steps on one GPU with its clock and power sampled, a table row with its
-# last metrics: e2e_1p5b LABEL DIR_SUFFIX [flags...] (runs/bench-1.5b<suffix>, its output in $OUT/weft_e2e*.log).
+# The median of a run's per-step throughput over steps 5 to 16, the statistic the PyTorch twin reports (4 warm-up
+# steps, the median of the next 12): step_median DIR.
+step_median() {
+  python3 - "$1" <<'PY'
+import json, statistics, sys
+try:
+    steps = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"loss"' in l]
+    timed = [s for s in steps if s["iteration"] > 4]
+    print(f"median step over iterations 5-{timed[-1]['iteration']} ({len(timed)} steps): "
+          f"{statistics.median(s['tokens_per_s'] for s in timed):.0f} tok/s, "
+          f"{statistics.median(s['tflops_per_rank'] for s in timed):.1f} TFLOP/s, "
+          f"peak {steps[-1]['peak_memory_gib']:.2f} GiB, loss {steps[-1]['loss']:.6f}")
+except Exception as e:
+    print(f"FAILED ({e})")
+PY
+}
+# The e2e benchmark: the 1.5B deck's own 16 steps on one GPU, each step logged, with its clock and power sampled; a
+# table row with the median step: e2e_1p5b LABEL DIR_SUFFIX [flags...] (runs/bench-1.5b<suffix>, output in
+# $OUT/weft_e2e*.log).
 e2e_1p5b() {
   local label=$1 dir=runs/bench-1.5b$2 log=$OUT/weft_e2e$(echo "$2" | tr - _).log; shift 2
   rm -rf "$dir"
   start_sampling "$label"
-  timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini --log.dir="$dir" "$@" 2>&1 | tee "$log" | tail -2
+  timeout 180 "$BUILD/weft" train bench/decks/llama-1.5b.ini --log.dir="$dir" --log.interval=1 "$@" 2>&1 |
+    tee "$log" | tail -1
   stop_sampling "$label"
-  row "$label: $(tail -1 "$dir/metrics.jsonl" 2>/dev/null)"
+  row "$label: $(step_median "$dir")"
 }
 # 8 steps of the 1.5B shape on one GPU: one_gpu_1p5b NAME [flags...]; a table row with its last metrics.
 one_gpu_1p5b() {
