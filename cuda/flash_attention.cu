@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention.cu v5 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
+// weft/cuda/flash_attention.cu v4 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
 // sliding windows and document segments, head dims 64 and 128 (the backward is in flash_attention_bwd.cu).
 //
 // Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
@@ -10,24 +10,10 @@ namespace weft {
 namespace cuda {
 namespace {
 
-// 2^x for x ≤ 0 on the FMA pipe instead of the MUFU unit: 2^x = 2^j·2^f with j = round(x) (adding 1.5·2^23 leaves j
-// in the low mantissa bits) and f = x − j in [−0.5, 0.5], 2^f by a degree-3 polynomial (Chebyshev nodes; relative
-// error below 1e-4, far under bf16's 4e-3), and j added to the exponent's bits. Below −126 the result is a tiny
-// meaningless number, not 0: callers keep masked scores (−∞) on the MUFU unit.
-__device__ __forceinline__ float exp2_on_fma(float x) {
-  x = fmaxf(x, -126.f);
-  const float shifted = x + 12582912.f, j = shifted - 12582912.f, f = x - j;
-  const float p = fmaf(fmaf(fmaf(0.0558382829f, f, 0.242639479f), f, 0.693136734f), f, 0.999924557f);
-  return __int_as_float(__float_as_int(p) + (__float_as_int(shifted) << 23));
-}
-
 // One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
-// probabilities in place, the running max and sum move on, and corr says how to rescale the output.
-// exp2(s·scale·log2e − max) is one FFMA and one MUFU op per score; with kFmaTiles > 0, every kFmaTiles-th n8 tile
-// of an unmasked tile takes exp2_on_fma instead. At head dim 64 a warp's 16 × 128 exp2 on its SM quarter's MUFU
-// unit (4 per clock) take as long as the warpgroup's products, while the FMA pipe has room: moving a quarter of
-// them there balances the two.
-template <bool kMasked, int kKeys, int kFmaTiles = 0>
+// probabilities in place, the running max and sum move on, and corr says how to rescale the output. exp2(s·scale·log2e − max) is one
+// FFMA and one MUFU op per score.
+template <bool kMasked, int kKeys>
 __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&m_run)[2], float (&l_run)[2],
                                                float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
@@ -54,9 +40,7 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
       #pragma unroll
       for (int e = 0; e < 2; ++e) {
         float& x = sacc[nt][2 * r + e];
-        const float arg = fmaf(x, scale_log2, -base);
-        constexpr int kEvery = kFmaTiles > 0 ? kFmaTiles : 1;
-        x = !kMasked && kFmaTiles > 0 && nt % kEvery == kEvery - 1 ? exp2_on_fma(arg) : fast_exp2(arg);
+        x = fast_exp2(fmaf(x, scale_log2, -base));
         rowsum += x;
       }
     rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
@@ -164,7 +148,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
                                     visible_columns(warp_q0 + g + 8, key0, kFwdKeys, seg_hi, window, causal)};
       online_softmax<true, kFwdKeys>(sacc, m_run, l_run, corr, shown, scale_log2, t);
     } else {
-      online_softmax<false, kFwdKeys, D == 64 ? 4 : 0>(sacc, m_run, l_run, corr, {}, scale_log2, t);
+      online_softmax<false, kFwdKeys>(sacc, m_run, l_run, corr, {}, scale_log2, t);
     }
   };
   // P of the tile just softmaxed becomes the next turn's A fragments.
