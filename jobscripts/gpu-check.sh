@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v15 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v16 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -236,7 +236,6 @@ PY
       e2e_1p5b "weft 1.5B" ""
       e2e_1p5b "weft 1.5B, bf16 moments" -bf16-moments --train.adam_moments_dtype=bf16
       e2e_1p5b "weft 1.5B, bf16 moments and grads" -bf16-grads --train.adam_moments_dtype=bf16 --train.grad_dtype=bf16
-      e2e_1p5b "weft 1.5B, GEMM autotune" -autotune --train.gemm_autotune=true
       e2e_1p5b "weft 1.5B, deterministic" -deterministic --train.deterministic=true
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
