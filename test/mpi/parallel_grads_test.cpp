@@ -1,4 +1,4 @@
-// weft/test/mpi/parallel_grads_test.cpp v5 — gradients of model-parallel layouts equal the single-rank model's,
+// weft/test/mpi/parallel_grads_test.cpp v6 — gradients of model-parallel layouts equal the single-rank model's,
 // parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5). The layouts
 // reduce their gradients the way the trainer does: reported by the backward as it finishes them, in small buckets.
 #include <gtest/gtest.h>
@@ -17,8 +17,10 @@
 #include "parallel/shared_gradients.h"
 #include "parallel/schedules.h"
 #include "parallel/tensor_parallel.h"
+#include "../unit/test_util.h"
 
 using namespace weft;
+using weft::test::each_rank_alone;
 
 namespace {
 
@@ -33,16 +35,11 @@ int rank() {
   return r;
 }
 
-// A group of every rank (data parallelism), and one of each rank alone (a model-parallel group of size 1).
+// A group of every rank (data parallelism).
 std::unique_ptr<Comm> all_ranks(const std::string& name) {
   std::vector<int> all(world());
   for (int r = 0; r < world(); ++r) all[r] = r;
   return make_mpi_comm(name, {all});
-}
-std::unique_ptr<Comm> each_rank_alone() {
-  GroupList singles;
-  for (int r = 0; r < world(); ++r) singles.push_back({r});
-  return make_mpi_comm("self", singles);
 }
 
 // Every weight of two models equal to 1e-12 (their optimizers stepped on the same mean gradients).

@@ -1,11 +1,9 @@
-// weft/test/unit/model_test.cpp v2 — every layer's backward, through the whole model, against central finite
+// weft/test/unit/model_test.cpp v3 — every layer's backward, through the whole model, against central finite
 // differences in double precision; parameter init independent of layout.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <random>
-
-#include <mpi.h>
 
 #include "dist/process_grid.h"
 #include "data/batches.h"
@@ -14,6 +12,7 @@
 #include "test_util.h"
 
 using namespace weft;
+using weft::test::each_rank_alone;
 using weft::test::expect_gradient;
 using weft::test::random_tensor;
 
@@ -50,16 +49,8 @@ Batch tiny_batch(std::mt19937& gen, int64_t vocab) {
   return b;
 }
 
-std::unique_ptr<Comm> self_comm() {
-  int world = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  GroupList singles;
-  for (int r = 0; r < world; ++r) singles.push_back({r});
-  return make_mpi_comm("tp", singles);
-}
-
 void check_model_gradients(ModelSpec spec, uint64_t seed) {
-  auto tp = self_comm();
+  auto tp = each_rank_alone("tp");
   LayerContext ctx{tp.get(), false, DType::f64, Device::cpu, seed};
   GptModel model(spec, ctx, StageLayout::whole(spec));
   std::mt19937 gen(static_cast<uint32_t>(seed));
@@ -134,7 +125,7 @@ TEST(ModelGradients, MistralStyleSlidingWindowMultiQuery) {
 // Recomputation keeps less between the passes and gives the same gradients, bit for bit.
 TEST(Recompute, KeepsLessAndGivesTheSameGradients) {
   const ModelSpec spec = tiny_spec();
-  auto tp = self_comm();
+  auto tp = each_rank_alone("tp");
   std::mt19937 gen(7);
   const Batch batch = tiny_batch(gen, spec.vocab);
   const Tensor scale = random_tensor({12}, DType::f64, gen);
@@ -168,7 +159,7 @@ TEST(ModelInit, MegatronStdAndLayoutIndependence) {
   spec.heads = 4;
   spec.head_dim = 16;
   spec.num_layers = 8;
-  auto tp = self_comm();
+  auto tp = each_rank_alone("tp");
   LayerContext ctx{tp.get(), false, DType::f64, Device::cpu, 5};
   GptModel model(spec, ctx, StageLayout::whole(spec));
   for (Parameter* p : model.parameters()) {
@@ -229,7 +220,7 @@ TEST(SftPacking, PackedRowEqualsChatsRunSeparately) {
   EXPECT_EQ(row.cu_seqlens.to_doubles(), (std::vector<double>{0, 4, 10, 13, 16}));
 
   ModelSpec spec = tiny_spec();
-  auto tp = self_comm();
+  auto tp = each_rank_alone("tp");
   LayerContext ctx{tp.get(), false, DType::f64, Device::cpu, 3};
   GptModel model(spec, ctx, StageLayout::whole(spec));
   auto run = [&](const Batch& b) {  // Σ mask·loss, with gradients of the same sum accumulated

@@ -1,17 +1,17 @@
-// weft/test/unit/optim_test.cpp v3 — Megatron's LR schedule, clipping, the weight-decay rule, bf16 moments,
+// weft/test/unit/optim_test.cpp v4 — Megatron's LR schedule, clipping, the weight-decay rule, bf16 moments,
 // deferred zeroing.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <numbers>
 
-#include <mpi.h>
-
 #include "dist/process_grid.h"
 #include "optim/optimizer.h"
 #include "optim/lr_schedule.h"
+#include "test_util.h"
 
 using namespace weft;
+using weft::test::each_rank_alone;
 
 TEST(LrSchedule, WarmupThenCosineToMinLr) {
   const LrSchedule s{1e-3, 1e-4, 10, 110, "cosine"};
@@ -34,20 +34,8 @@ TEST(LrSchedule, LinearAndConstant) {
   EXPECT_DOUBLE_EQ(flat.at(500), 2e-3);
 }
 
-namespace {
-
-std::unique_ptr<Comm> self_comm() {
-  int world = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  GroupList singles;
-  for (int r = 0; r < world; ++r) singles.push_back({r});
-  return make_mpi_comm("self", singles);
-}
-
-}  // namespace
-
 TEST(Optimizer, NoWeightDecayOnOneDimensionalParameters) {
-  auto self = self_comm();
+  auto self = each_rank_alone();
   Parameter w = make_parameter("w", {2, 2}, {2, 2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
   Parameter b = make_parameter("b", {2}, {2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
   EXPECT_TRUE(w.weight_decay);
@@ -59,7 +47,7 @@ TEST(Optimizer, NoWeightDecayOnOneDimensionalParameters) {
 }
 
 TEST(Optimizer, ClipScalesOnlyAboveTheThresholdAndNormSkipsDuplicates) {
-  auto self = self_comm();
+  auto self = each_rank_alone();
   Parameter p = make_parameter("p", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
   Parameter copy = make_parameter("copy", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
   copy.pipeline_copy = true;
@@ -87,7 +75,7 @@ TEST(Optimizer, ClipScalesOnlyAboveTheThresholdAndNormSkipsDuplicates) {
 // bf16 moments beside fp32 masters: half the moment bytes, and the state survives the checkpoint round trip
 // (gathered, stored as fp32, scattered into a fresh optimizer) exactly.
 TEST(Optimizer, Bf16MomentsHalveTheStateAndRoundTrip) {
-  auto self = self_comm();
+  auto self = each_rank_alone();
   const auto fresh = [](const char* name) {
     return make_parameter(name, {8, 4}, {8, 4}, -1, {}, InitKind::normal, 0.5, DType::f32, Device::cpu, 5);
   };
@@ -120,7 +108,7 @@ TEST(Optimizer, Bf16MomentsHalveTheStateAndRoundTrip) {
 // zero_grad leaves the gradients' memory as it was: a GEMM's first write overwrites it (beta 0), the next one adds,
 // and a gradient nothing wrote reads as zeros.
 TEST(Optimizer, ZeroGradDefersToWritersAndReaders) {
-  auto self = self_comm();
+  auto self = each_rank_alone();
   Parameter a = make_parameter("a", {2, 2}, {2, 2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
   Parameter b = make_parameter("b", {2, 2}, {2, 2}, -1, {}, InitKind::ones, 0, DType::f64, Device::cpu, 0);
   Optimizer opt({&a, &b}, {0.9, 0.999, 1e-8, 0.0, false}, *self);

@@ -1,4 +1,4 @@
-// weft/test/unit/test_util.h v1 — helpers shared by the unit tests.
+// weft/test/unit/test_util.h v2 — helpers shared by the unit tests.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -7,9 +7,14 @@
 #include <filesystem>
 #include <functional>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 
+#include <mpi.h>
+
+#include "dist/comm.h"
+#include "dist/process_grid.h"
 #include "tensor/tensor.h"
 
 namespace weft::test {
@@ -38,6 +43,16 @@ class TempDir {
 };
 
 inline std::string source_dir() { return WEFT_SOURCE_DIR; }
+
+// A communicator in which every rank is a group of its own: a model-parallel group of size 1, or an optimizer that
+// reduces over nobody, under however many ranks mpirun started.
+inline std::unique_ptr<Comm> each_rank_alone(const std::string& name = "self") {
+  int world = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  GroupList singles;
+  for (int r = 0; r < world; ++r) singles.push_back({r});
+  return make_mpi_comm(name, singles);
+}
 inline std::string fixture(const std::string& name) { return source_dir() + "/test/fixtures/" + name; }
 
 // A tensor of normal deviates (never zeros), from a generator each test seeds afresh.
