@@ -1,4 +1,4 @@
-// weft/cuda/gemm.cu v2 — row-major GEMM through cuBLASLt: bf16 (or f32) operands, fp32 accumulation.
+// weft/cuda/gemm.cu v3 — row-major GEMM through cuBLASLt: bf16 (or f32) operands, fp32 accumulation.
 //
 // cuBLASLt is column-major; a row-major C = op(A)·op(B) is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so the operands
 // swap places and keep their own transpose flags. Algorithms are chosen once per shape and cached: the heuristic's
@@ -44,7 +44,9 @@ struct Plan {
   cublasLtMatmulAlgo_t algo{};
   std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, best first
 };
+// m, n, k, the transposes, A's, B's and C's dtypes, lda, ldb, and whether the call accumulates (beta ≠ 0).
 using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, int, int64_t, int64_t, bool>;
+constexpr size_t kAccumulates = 10;  // PlanKey's last field
 
 class Gemm {
  public:
@@ -66,7 +68,7 @@ class Gemm {
         p.algo = fastest(p, a, b, c, alpha);
       } else if (autotune_) {
         PlanKey twin = key;
-        std::get<10>(twin) = false;
+        std::get<kAccumulates>(twin) = false;
         const auto t = plans_.find(twin);
         cublasLtMatmulHeuristicResult_t check{};
         if (t != plans_.end() && cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.c, p.c, &t->second.algo,
