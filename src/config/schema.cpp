@@ -105,7 +105,8 @@ po::options_description deck_schema(Config& c) {
       ("train.clip_grad", real(&t.clip_grad), "global gradient-norm clip; 0 = off")
       ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
       ("train.precision", opt(&t.precision, "fp32|bf16"),
-       "fp32: the CPU reference backend; bf16: GPUs (bf16 weights and activations, fp32 grads and optimizer)")
+       "fp32: the CPU reference backend; bf16: GPUs (bf16 weights and activations; fp32 optimizer, and grads unless "
+       "train.grad_dtype = bf16)")
       ("train.recompute", opt(&t.recompute, "none|selective|full"),
        "activation recomputation: selective = the SwiGLU output (the flash backward recomputes the attention "
        "core anyway), full = each decoder layer rerun from its input in the backward")
