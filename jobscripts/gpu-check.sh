@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v16 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v17 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -206,19 +206,19 @@ PY
     profile)
       # Where a 1.5B step's GPU time goes, kernels summed by name: Nsight Systems over 6 steps where it is installed,
       # else Nsight Compute timing every kernel of one step (serialized, clocks not locked: kernel time without
-      # overlap between streams).
+      # overlap between streams). PROFILE_FLAGS adds deck flags to the profiled run.
       rm -rf runs/profile-1.5b
       nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
       ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       if [ -n "$nsys" ]; then
         "$nsys" profile -o "$OUT/weft-1.5b" --force-overwrite true -t cuda "$BUILD/weft" train bench/decks/llama-1.5b.ini \
-          --train.train_iters=6 --log.interval=6 --log.dir=runs/profile-1.5b >"$OUT/profile_run.log" 2>&1
+          --train.train_iters=6 --log.interval=6 --log.dir=runs/profile-1.5b ${PROFILE_FLAGS:-} >"$OUT/profile_run.log" 2>&1
         "$nsys" stats -q --report cuda_gpu_kern_sum --format csv "$OUT/weft-1.5b.nsys-rep" >"$OUT/kernels_by_time.csv" 2>&1
         steps=6 tool=nsys
       elif [ -n "$ncu" ]; then
         timeout 500 "$ncu" --metrics gpu__time_duration.sum --csv --print-units base --clock-control none \
           --log-file "$OUT/kernels_by_time.csv" "$BUILD/weft" train bench/decks/llama-1.5b.ini --train.train_iters=1 \
-          --log.interval=1 --log.dir=runs/profile-1.5b >"$OUT/profile_run.log" 2>&1
+          --log.interval=1 --log.dir=runs/profile-1.5b ${PROFILE_FLAGS:-} >"$OUT/profile_run.log" 2>&1
         steps=1 tool=ncu
       else
         row "profile: neither nsys nor ncu on this machine"; continue
