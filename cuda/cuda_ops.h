@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.h v3 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
+// weft/cuda/cuda_ops.h v4 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
 //
 // Parameters and activations are bf16; gradients, optimizer state and per-row statistics are fp32. Every kernel
 // has a reference twin in src/ops/cpu, and test/gpu compares the two on random inputs.
@@ -51,9 +51,9 @@ class CudaOps final : public Ops {
   void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, int64_t vocab_start) override;
   void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) override;
 
-  void cross_entropy_max(Tensor& row_max, const Tensor& logits, int64_t valid_cols) override;
-  void cross_entropy_sums(Tensor& sum_exp, Tensor& target_logit, const Tensor& logits, const Tensor& row_max,
-                          const Tensor& labels, int64_t vocab_start, int64_t valid_cols) override;
+  void cross_entropy_stats(Tensor& row_max, Tensor& sum_exp, Tensor& target_logit, const Tensor& logits,
+                           const Tensor& labels, int64_t vocab_start, int64_t valid_cols) override;
+  void cross_entropy_rescale(Tensor& sum_exp, const Tensor& shard_max, const Tensor& row_max) override;
   void cross_entropy_loss(Tensor& loss, const Tensor& row_max, const Tensor& sum_exp,
                           const Tensor& target_logit) override;
   void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& row_max, const Tensor& sum_exp,

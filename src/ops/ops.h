@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v6 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v7 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -105,11 +105,12 @@ class Ops {
 
   // ---- cross-entropy over a vocab shard: logits [t, cols]; only the first `valid_cols` columns are real
   // vocabulary (the rest is TP padding and takes no probability). Labels are global ids.
-  virtual void cross_entropy_max(Tensor& row_max, const Tensor& logits, int64_t valid_cols) = 0;  // fp32 [t]
-  // sum_exp[t] = Σ exp(logit − row_max[t]); target_logit[t] = logits[t, label − vocab_start] or 0 if not here.
-  virtual void cross_entropy_sums(Tensor& sum_exp, Tensor& target_logit, const Tensor& logits,
-                                  const Tensor& row_max, const Tensor& labels, int64_t vocab_start,
-                                  int64_t valid_cols) = 0;
+  // One pass over the logits: row_max[t] = the largest of the shard's valid logits, sum_exp[t] = Σ exp(logit −
+  // row_max[t]), target_logit[t] = logits[t, label − vocab_start] or 0 if the label is not on this shard. All fp32 [t].
+  virtual void cross_entropy_stats(Tensor& row_max, Tensor& sum_exp, Tensor& target_logit, const Tensor& logits,
+                                   const Tensor& labels, int64_t vocab_start, int64_t valid_cols) = 0;
+  // sum_exp[t] ·= exp(shard_max[t] − row_max[t]): a shard's Σexp moved onto the max over all shards.
+  virtual void cross_entropy_rescale(Tensor& sum_exp, const Tensor& shard_max, const Tensor& row_max) = 0;
   // loss[t] = log(sum_exp[t]) + row_max[t] − target_logit[t].
   virtual void cross_entropy_loss(Tensor& loss, const Tensor& row_max, const Tensor& sum_exp,
                                   const Tensor& target_logit) = 0;

@@ -1,4 +1,4 @@
-// weft/src/parallel/tensor_parallel.cpp v2 — column/row-parallel linears, vocab-parallel embedding and loss.
+// weft/src/parallel/tensor_parallel.cpp v3 — column/row-parallel linears, vocab-parallel embedding and loss.
 #include "parallel/tensor_parallel.h"
 
 #include <algorithm>
@@ -190,13 +190,16 @@ Tensor vocab_parallel_cross_entropy(const LayerContext& ctx, const Tensor& logit
   Ops& ops = ops_for(logits);
   const int64_t t = logits.size(0);
   const DType sd = stat_dtype(logits.dtype());
-  saved.row_max = Tensor::empty({t}, sd, logits.device());
-  ops.cross_entropy_max(saved.row_max, logits, shard.valid);
-  ctx.tp->all_reduce(saved.row_max, ReduceOp::max);
   // sum_exp and the target logit travel together in one all-reduce.
   Tensor sums = Tensor::empty({2, t}, sd, logits.device());
   Tensor sum_exp = sums.rows(0, 1).reshape({t}), target = sums.rows(1, 2).reshape({t});
-  ops.cross_entropy_sums(sum_exp, target, logits, saved.row_max, labels, shard.start, shard.valid);
+  saved.row_max = Tensor::empty({t}, sd, logits.device());
+  ops.cross_entropy_stats(saved.row_max, sum_exp, target, logits, labels, shard.start, shard.valid);
+  if (ctx.tp_size() > 1) {  // one shard's max is already the row's
+    const Tensor shard_max = saved.row_max.clone();
+    ctx.tp->all_reduce(saved.row_max, ReduceOp::max);
+    ops.cross_entropy_rescale(sum_exp, shard_max, saved.row_max);
+  }
   ctx.tp->all_reduce(sums);
   saved.sum_exp = sum_exp;
   Tensor loss = Tensor::empty({t}, sd, logits.device());

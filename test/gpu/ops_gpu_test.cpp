@@ -1,4 +1,4 @@
-// weft/test/gpu/ops_gpu_test.cpp v6 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v7 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16
@@ -212,20 +212,28 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   const Tensor scale = randn({t});
   Tensor mx = Tensor::empty({t}, DType::f32), se = Tensor::empty({t}, DType::f32), tl = Tensor::empty({t}, DType::f32),
          loss = Tensor::empty({t}, DType::f32), dl = Tensor::empty({t, cols}, DType::f32);
-  cpu_ops().cross_entropy_max(mx, logits, valid);
-  cpu_ops().cross_entropy_sums(se, tl, logits, mx, labels, start, valid);
+  cpu_ops().cross_entropy_stats(mx, se, tl, logits, labels, start, valid);
   cpu_ops().cross_entropy_loss(loss, mx, se, tl);
   cpu_ops().cross_entropy_backward(dl, logits, mx, se, labels, scale, start, valid);
   Ops& g = ops_for(Device::cuda);
   Tensor gl = gpu(logits), glab = labels.to(Device::cuda);
   Tensor gmx = poisoned({t}, DType::f32), gse = poisoned({t}, DType::f32), gtl = poisoned({t}, DType::f32),
          gloss = poisoned({t}, DType::f32);
-  g.cross_entropy_max(gmx, gl, valid);
-  g.cross_entropy_sums(gse, gtl, gl, gmx, glab, start, valid);
+  g.cross_entropy_stats(gmx, gse, gtl, gl, glab, start, valid);
   g.cross_entropy_loss(gloss, gmx, gse, gtl);
-  g.cross_entropy_backward(gl, gl, gmx, gse, glab, gpu(scale, DType::f32), start, valid);  // in place
   EXPECT_LT(rel_error(gmx, mx), 1e-6);
+  EXPECT_LT(rel_error(gse, se), 1e-5);
+  EXPECT_LT(rel_error(gtl, tl), 1e-6);
   EXPECT_LT(rel_error(gloss, loss), 1e-4);
+  // Σexp moved onto a larger max, as another vocab shard's would make it.
+  Tensor higher = mx.clone();
+  for (int64_t i = 0; i < t; ++i) higher.data<float>()[i] += 0.5f * float(i % 7);
+  Tensor se_moved = se.clone();
+  cpu_ops().cross_entropy_rescale(se_moved, mx, higher);
+  g.cross_entropy_rescale(gse, gmx, gpu(higher, DType::f32));
+  EXPECT_LT(rel_error(gse, se_moved), 1e-5);
+  g.cross_entropy_stats(gmx, gse, gtl, gl, glab, start, valid);
+  g.cross_entropy_backward(gl, gl, gmx, gse, glab, gpu(scale, DType::f32), start, valid);  // in place
   EXPECT_LT(rel_error(gl, dl), 1e-2);
 
   const Tensor w0 = randn({5000}), grad = randn({5000}), m0 = randn({5000}, 0.1);

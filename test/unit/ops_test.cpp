@@ -1,9 +1,10 @@
-// weft/test/unit/ops_test.cpp v3 — the CPU reference ops: backward ops against central finite differences in
+// weft/test/unit/ops_test.cpp v4 — the CPU reference ops: backward ops against central finite differences in
 // double precision (step 1e-6: truncation error ~h² ≈ 1e-12 and rounding ~ε/h ≈ 1e-10, so a relative
 // agreement of 1e-6 leaves a wide margin while still catching any wrong term), GEMM against a naive product,
 // AdamW against its closed form.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -157,8 +158,7 @@ TEST(CpuOps, CrossEntropyWithPaddedColumns) {
   Tensor mx = Tensor::empty({t}, DType::f64), se = Tensor::empty({t}, DType::f64), tl = Tensor::empty({t}, DType::f64),
          loss_t = Tensor::empty({t}, DType::f64);
   auto loss = [&] {
-    cpu().cross_entropy_max(mx, logits, valid);
-    cpu().cross_entropy_sums(se, tl, logits, mx, labels, 0, valid);
+    cpu().cross_entropy_stats(mx, se, tl, logits, labels, 0, valid);
     cpu().cross_entropy_loss(loss_t, mx, se, tl);
     return dot(loss_t, scale);
   };
@@ -176,6 +176,38 @@ TEST(CpuOps, CrossEntropyWithPaddedColumns) {
   expect_gradient(logits, loss, dlogits, "cross-entropy", gen, 66);
   for (int64_t r = 0; r < t; ++r)
     for (int64_t c = valid; c < cols; ++c) EXPECT_EQ(dlogits.data<double>()[r * cols + c], 0.0);
+}
+
+// Two vocab shards' statistics, each moved onto the max of both (the TP all-reduce's part), sum to the whole row's.
+TEST(CpuOps, CrossEntropyShardStatisticsCombine) {
+  std::mt19937 gen(15);
+  const int64_t t = 5, cols = 12, split = 7;
+  const Tensor logits = random_tensor({t, cols}, DType::f64, gen, 4.0);
+  const Tensor labels = Tensor::from_vector<int32_t>({0, 6, 7, 11, 3}, {t});
+  const auto stats = [&](const Tensor& part, int64_t start) {
+    std::array<Tensor, 3> st{Tensor::empty({t}, DType::f64), Tensor::empty({t}, DType::f64),
+                             Tensor::empty({t}, DType::f64)};
+    cpu().cross_entropy_stats(st[0], st[1], st[2], part, labels, start, part.size(1));
+    return st;
+  };
+  Tensor left = Tensor::empty({t, split}, DType::f64), right = Tensor::empty({t, cols - split}, DType::f64);
+  for (int64_t r = 0; r < t; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      (c < split ? left.data<double>()[r * split + c] : right.data<double>()[r * (cols - split) + c - split]) =
+          logits.data<double>()[r * cols + c];
+  const auto whole = stats(logits, 0);
+  auto a = stats(left, 0), b = stats(right, split);
+  Tensor row_max = Tensor::empty({t}, DType::f64);
+  for (int64_t r = 0; r < t; ++r)
+    row_max.data<double>()[r] = std::max(a[0].data<double>()[r], b[0].data<double>()[r]);
+  cpu().cross_entropy_rescale(a[1], a[0], row_max);
+  cpu().cross_entropy_rescale(b[1], b[0], row_max);
+  for (int64_t r = 0; r < t; ++r) {
+    EXPECT_EQ(row_max.data<double>()[r], whole[0].data<double>()[r]);
+    EXPECT_NEAR(a[1].data<double>()[r] + b[1].data<double>()[r], whole[1].data<double>()[r],
+                1e-12 * whole[1].data<double>()[r]);
+    EXPECT_EQ(a[2].data<double>()[r] + b[2].data<double>()[r], whole[2].data<double>()[r]);
+  }
 }
 
 TEST(CpuOps, QkvMergeIsTheAdjointOfSplit) {

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.cpp v3 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
+// weft/src/ops/cpu/cpu_ops.cpp v4 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
 // cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp.
 #include "ops/cpu/cpu_ops.h"
 
@@ -274,33 +274,29 @@ void CpuOps::embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor
 
 // ---------------------------------------------------------------- cross-entropy
 
-void CpuOps::cross_entropy_max(Tensor& row_max, const Tensor& logits, int64_t valid_cols) {
-  const int64_t cols = logits.size(1), rows = logits.size(0);
-  dispatch_float(logits, [&]<typename T>() {
-    const T* lp = logits.data<T>();
-    for (int64_t r = 0; r < rows; ++r) {
-      double mx = -INFINITY;
-      for (int64_t c = 0; c < valid_cols && c < cols; ++c) mx = std::max(mx, double(lp[r * cols + c]));
-      Stat{row_max}.set(r, mx);
-    }
-  });
-}
-
-void CpuOps::cross_entropy_sums(Tensor& sum_exp, Tensor& target_logit, const Tensor& logits, const Tensor& row_max,
-                                const Tensor& labels, int64_t vocab_start, int64_t valid_cols) {
-  const int64_t cols = logits.size(1), rows = logits.size(0);
+void CpuOps::cross_entropy_stats(Tensor& row_max, Tensor& sum_exp, Tensor& target_logit, const Tensor& logits,
+                                 const Tensor& labels, int64_t vocab_start, int64_t valid_cols) {
+  const int64_t cols = logits.size(1), rows = logits.size(0), valid = std::min(valid_cols, cols);
   const int32_t* lab = labels.data<int32_t>();
   dispatch_float(logits, [&]<typename T>() {
     const T* lp = logits.data<T>();
     for (int64_t r = 0; r < rows; ++r) {
-      const double mx = Stat{row_max}.get(r);
-      double s = 0;
-      for (int64_t c = 0; c < valid_cols && c < cols; ++c) s += std::exp(double(lp[r * cols + c]) - mx);
+      double mx = -INFINITY, s = 0;
+      for (int64_t c = 0; c < valid; ++c) mx = std::max(mx, double(lp[r * cols + c]));
+      for (int64_t c = 0; c < valid; ++c) s += std::exp(double(lp[r * cols + c]) - mx);
+      Stat{row_max}.set(r, mx);
       Stat{sum_exp}.set(r, s);
       const int64_t c = int64_t(lab[r]) - vocab_start;
-      Stat{target_logit}.set(r, (c >= 0 && c < valid_cols) ? double(lp[r * cols + c]) : 0.0);
+      Stat{target_logit}.set(r, (c >= 0 && c < valid) ? double(lp[r * cols + c]) : 0.0);
     }
   });
+}
+
+void CpuOps::cross_entropy_rescale(Tensor& sum_exp, const Tensor& shard_max, const Tensor& row_max) {
+  for (int64_t r = 0; r < sum_exp.numel(); ++r) {
+    const double s = Stat{sum_exp}.get(r);  // a shard of padding only: no terms, and a max of −∞
+    Stat{sum_exp}.set(r, s == 0 ? 0.0 : s * std::exp(Stat{shard_max}.get(r) - Stat{row_max}.get(r)));
+  }
 }
 
 void CpuOps::cross_entropy_loss(Tensor& loss, const Tensor& row_max, const Tensor& sum_exp,

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.h v3 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v4 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
@@ -50,9 +50,9 @@ class CpuOps final : public Ops {
   void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, int64_t vocab_start) override;
   void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) override;
 
-  void cross_entropy_max(Tensor& row_max, const Tensor& logits, int64_t valid_cols) override;
-  void cross_entropy_sums(Tensor& sum_exp, Tensor& target_logit, const Tensor& logits, const Tensor& row_max,
-                          const Tensor& labels, int64_t vocab_start, int64_t valid_cols) override;
+  void cross_entropy_stats(Tensor& row_max, Tensor& sum_exp, Tensor& target_logit, const Tensor& logits,
+                           const Tensor& labels, int64_t vocab_start, int64_t valid_cols) override;
+  void cross_entropy_rescale(Tensor& sum_exp, const Tensor& shard_max, const Tensor& row_max) override;
   void cross_entropy_loss(Tensor& loss, const Tensor& row_max, const Tensor& sum_exp,
                           const Tensor& target_logit) override;
   void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& row_max, const Tensor& sum_exp,
