@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v4 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v5 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 
@@ -51,10 +51,27 @@ __global__ void scale_kernel(T* y, float alpha, int64_t n) {
 }
 
 // Σ x² per block in fp32, into partial[block] (summed on the host in block order: no atomics, so repeatable).
-template <typename T>
+// Each thread keeps kSquaresInFlight packs of V loading at once: with one 2-byte load per step the gradient norm
+// read 3 GB of bf16 gradients at 1.4 TB/s (ncu, H200, 1.5B step).
+constexpr int kSquaresInFlight = 4;
+template <typename T, int V>
 __global__ void sum_squares_kernel(const T* x, int64_t n, double* partial) {
+  const int64_t packs = n / V, stride = int64_t(gridDim.x) * blockDim.x;
   float s = 0.f;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += kSquaresInFlight * stride) {
+    Pack<T, V> p[kSquaresInFlight];
+    #pragma unroll
+    for (int k = 0; k < kSquaresInFlight; ++k)
+      if (i + k * stride < packs) p[k] = load_pack<T, V>(x + (i + k * stride) * V);
+    #pragma unroll
+    for (int k = 0; k < kSquaresInFlight; ++k)
+      #pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const float v = i + k * stride < packs ? to_f(p[k].v[e]) : 0.f;
+        s += v * v;
+      }
+  }
+  for (int64_t i = packs * V + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
     const float v = to_f(x[i]);
     s += v * v;
   }
@@ -176,11 +193,21 @@ void CudaOps::scale(Tensor& y, double alpha) {
 
 double CudaOps::sum_squares(const Tensor& x) {
   if (x.numel() == 0) return 0.0;
-  const int blocks = std::min(blocks_for(x.numel(), 512), 1024);
+  constexpr int kThreads = 512;
+  // Four 512-thread blocks fill an SM's 2,048 threads: a grid of one resident wave leaves no second, part-empty one.
+  static const int resident_blocks = [] {
+    int device = 0, sms = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return 4 * sms;
+  }();
+  const int blocks = std::min(blocks_for(x.numel(), kThreads), resident_blocks);
   Tensor partial = Tensor::empty({blocks}, DType::f64, Device::cuda);
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    sum_squares_kernel<<<blocks, 512, 0, stream()>>>(ptr<T>(x), x.numel(), ptr<double>(partial));
+    with_pack<kPack<T>>(packs_fit<T>(kPack<T>, {x.data_ptr()}), [&](auto v) {
+      sum_squares_kernel<T, v><<<blocks, kThreads, 0, stream()>>>(ptr<T>(x), x.numel(), ptr<double>(partial));
+    });
   });
   CUDA_CHECK_LAUNCH();
   const Tensor host = partial.to(Device::cpu);

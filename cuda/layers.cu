@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v7 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v8 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -81,17 +81,27 @@ __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* 
     partial[blockIdx.x * h + i] = dw_acc[(i % V) * (h / V) + i / V];
 }
 
-// out[c] += Σ_b partial[b, c] for 32 columns per block: eight rows of threads each sum every eighth partial row
-// (coalesced 128-byte reads), then the eight sums add in a fixed order, so the result does not depend on scheduling.
+// out[c] += Σ_b partial[b, c] for 16 columns per block: 32 rows of threads each sum every 32nd partial row (64-byte
+// reads, four in flight), then the 32 sums add in a fixed order, so the result does not depend on scheduling. With
+// 32 columns and 8 rows per block, 64 blocks each summed 1,024 partial rows 8 MB of L2 at 0.5 TB/s (ncu, H200).
 // out is a gradient, fp32 or bf16 (train.grad_dtype): the sum is fp32 and rounds once.
-constexpr int kSumColumns = 32, kSumRows = 8;
+constexpr int kSumColumns = 16, kSumRows = 32, kSumsInFlight = 4;
 template <typename O>
 __global__ void column_sum_kernel(O* out, const float* partial, int blocks, int64_t h) {
   __shared__ float sums[kSumRows][kSumColumns + 1];
   const int64_t c = blockIdx.x * int64_t(kSumColumns) + threadIdx.x;
   float s = 0.f;
   if (c < h)
-    for (int b = threadIdx.y; b < blocks; b += kSumRows) s += partial[b * h + c];
+    for (int b = threadIdx.y; b < blocks; b += kSumsInFlight * kSumRows) {
+      float v[kSumsInFlight];
+      #pragma unroll
+      for (int k = 0; k < kSumsInFlight; ++k) {
+        const int row = b + k * kSumRows;
+        v[k] = row < blocks ? partial[row * h + c] : 0.f;
+      }
+      #pragma unroll
+      for (int k = 0; k < kSumsInFlight; ++k) s += v[k];
+    }
   sums[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y != 0 || c >= h) return;

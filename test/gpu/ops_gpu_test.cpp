@@ -283,6 +283,22 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   EXPECT_NEAR(g.sum_squares(gpu(grad16)), cpu_ops().sum_squares(grad16), 1e-4 * cpu_ops().sum_squares(grad16));
 }
 
+// The gradient norm's Σ g²: lengths from one element to several passes of the whole grid (20M: each thread then
+// takes more than its four packs in flight), starts on and off a 16-byte boundary, a tail past the last pack.
+TEST(GpuOps, SumSquaresOverLengthsAndOffsets) {
+  REQUIRE_GPU();
+  Ops& g = ops_for(Device::cuda);
+  const Tensor all = bf16_rounded(randn({20'000'003}));
+  for (DType dtype : {DType::bf16, DType::f32}) {
+    const Tensor on_gpu = gpu(all, dtype);
+    for (auto [lo, hi] : {std::pair<int64_t, int64_t>{0, 1}, {3, 10}, {0, 5000}, {1, 4998}, {0, 20'000'003},
+                          {5, 20'000'000}})
+      EXPECT_NEAR(g.sum_squares(on_gpu.rows(lo, hi)), cpu_ops().sum_squares(all.rows(lo, hi)),
+                  1e-5 * cpu_ops().sum_squares(all.rows(lo, hi)))
+          << dtype_name(dtype) << " [" << lo << ", " << hi << ")";
+  }
+}
+
 namespace {
 
 // Random segments of a [t] token axis (lengths ≥ 1) as cu_seqlens, and the longest one.
