@@ -65,6 +65,30 @@ void BM_GemmWeightGrad(benchmark::State& state) {
 }
 BENCHMARK(BM_GemmWeightGrad)->Args({16384, kHidden})->Args({kVocab, kHidden})->UseManualTime()->Unit(benchmark::kMillisecond);
 
+// The output layer's three GEMMs over the whole batch, chunk by chunk as the fused loss runs them (logits =
+// x·Wᵀ, then dW += dlogitsᵀ·x and dx = dlogits·W, the logits' buffer standing in for their gradient): chunks of
+// range(0) tokens, the gradient fp32 (range(1) = 4) or bf16 (2). Smaller chunks hold fewer logits but accumulate
+// into the whole [vocab, hidden] gradient once per chunk.
+void BM_OutputLayerChunks(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  const DType grad_dtype = state.range(1) == 4 ? DType::f32 : DType::bf16;
+  Tensor x = random_bf16({kTokens, kHidden}), w = random_bf16({kVocab, kHidden}, 0.02f);
+  Tensor logits = Tensor::empty({rows, kVocab}, DType::bf16, Device::cuda), dx = x.clone();
+  Tensor dw = Tensor::zeros({kVocab, kHidden}, grad_dtype, Device::cuda);
+  Ops& ops = ops_for(Device::cuda);
+  timed(state, [&] {
+    for (int64_t lo = 0; lo < kTokens; lo += rows) {
+      const Tensor in = x.rows(lo, lo + rows);
+      Tensor din = dx.rows(lo, lo + rows);
+      ops.gemm(logits, in, false, w, true, 1.0, 0.0);
+      ops.gemm(dw, logits, true, in, false, 1.0, lo == 0 ? 0.0 : 1.0);
+      ops.gemm(din, logits, false, w, false, 1.0, 0.0);
+    }
+  }, 3 * 2.0 * kTokens * kVocab * kHidden, 0);
+}
+BENCHMARK(BM_OutputLayerChunks)->ArgsProduct({{1024, 2048, 4096}, {4, 2}})->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
 // Causal attention at head dim d over two sequences of kSeq tokens.
 struct AttentionInputs {
   explicit AttentionInputs(int64_t d) : d(d) {}
