@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v17 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v18 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -52,26 +52,39 @@ except Exception as e:
     print(f"{label}: FAILED ({e}); see {d}.log")
 PY
 }
-# GPU 0's SM clock and power every 200 ms while a run goes on, to tell a slow step from a card held below its boost
-# clock (Nsight Compute replays single kernels at whatever clock the idle card gets): start_sampling NAME, then
-# stop_sampling NAME adds a row with the medians over the busy samples (power above half the run's highest).
+# GPU 0's SM clock, power, temperature and clock-event reasons every 200 ms while a run goes on, to tell a slow
+# step from a card held below its boost clock, and to say what holds it there (Nsight Compute replays single
+# kernels at whatever clock the idle card gets): start_sampling NAME, then stop_sampling NAME adds a row with the
+# medians over the busy samples (power above half the run's highest) and the reasons most often active.
 samples_file() { echo "$OUT/clocks-$(echo "$1" | tr -c 'a-zA-Z0-9.\n' '_')"; }  # no spaces: the device tool drops them
+# The reasons' field as this nvidia-smi names it (clocks_event_reasons since driver 535, clocks_throttle_reasons
+# before), or none.
+reasons_field() {
+  local f
+  for f in clocks_event_reasons.active clocks_throttle_reasons.active; do
+    nvidia-smi -i 0 --query-gpu="$f" --format=csv,noheader >/dev/null 2>&1 && { echo ",$f"; return; }
+  done
+}
+# The median of a space-separated file's column: column_median COLUMN FILE.
+column_median() { cut -d' ' -f"$1" "$2" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 start_sampling() {
-  nvidia-smi -i 0 --query-gpu=clocks.sm,power.draw --format=csv,noheader,nounits -lms 200 >"$(samples_file "$1").csv" \
-    2>/dev/null &
+  nvidia-smi -i 0 --query-gpu=clocks.sm,power.draw,temperature.gpu$(reasons_field) --format=csv,noheader,nounits \
+    -lms 200 >"$(samples_file "$1").csv" 2>/dev/null &
   SAMPLER=$!
 }
 stop_sampling() {
   kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null
-  local samples busy n clock power
+  local samples busy n reasons
   samples="$(samples_file "$1").csv" busy="$(samples_file "$1").busy"
-  awk -F', *' 'NR == FNR { if ($2 + 0 > top) top = $2 + 0; next } $2 + 0 > top / 2 { print $1, $2 }' \
+  awk -F', *' 'NR == FNR { if ($2 + 0 > top) top = $2 + 0; next } $2 + 0 > top / 2 { print $1, $2, $3, $4 }' \
     "$samples" "$samples" >"$busy" 2>/dev/null
   n=$(wc -l <"$busy")
   if [ "$n" -eq 0 ]; then row "$1: no clock samples"; return; fi
-  clock=$(cut -d' ' -f1 "$busy" | sort -n | sed -n "$(( (n + 1) / 2 ))p")
-  power=$(cut -d' ' -f2 "$busy" | sort -n | sed -n "$(( (n + 1) / 2 ))p")
-  row "$1, busy samples: median SM clock $clock MHz, median power $power W ($n samples)"
+  # NVML's bits: 0x4 SW power cap, 0x8 HW slowdown, 0x20 SW thermal, 0x40 HW thermal, 0x80 HW power brake.
+  reasons=$(cut -d' ' -f4 "$busy" | grep -E '^0x' | sort | uniq -c | sort -rn | head -3 |
+    awk -v n="$n" '{ printf "%s%s in %d%%", (NR > 1 ? ", " : ""), $2, 100 * $1 / n }')
+  row "$1, busy samples: median SM clock $(column_median 1 "$busy") MHz, median power $(column_median 2 "$busy") W, \
+median $(column_median 3 "$busy") °C, clock-event reasons ${reasons:-not reported} ($n samples)"
 }
 # The median of a run's per-step throughput over steps 5 to 16, the statistic the PyTorch twin reports (4 warm-up
 # steps, the median of the next 12): step_median DIR.
