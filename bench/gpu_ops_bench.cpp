@@ -136,18 +136,25 @@ void BM_AttentionBackward(benchmark::State& state) {
 BENCHMARK(BM_AttentionBackward)->Args({128, 0})->Args({128, 1})->Args({64, 0})->Args({64, 1})->UseManualTime()
     ->Unit(benchmark::kMillisecond)->Iterations(3);
 
+// Argument: 1 when the backward adds into dx (as the decoder layer's norms do: dx is the residual stream's
+// gradient), 0 when it overwrites it.
 void BM_RmsNormForwardBackward(benchmark::State& state) {
-  Tensor x = random_bf16({kTokens, kHidden}), w = random_bf16({kHidden}), y = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);
-  Tensor rstd = Tensor::empty({kTokens}, DType::f32, Device::cuda), dw = Tensor::zeros({kHidden}, DType::f32, Device::cuda);
-  Tensor dy = random_bf16({kTokens, kHidden}), dx = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);
+  const bool accumulate = state.range(0) != 0;
+  const Tensor &x = random_bf16({kTokens, kHidden}), &w = random_bf16({kHidden});
+  const Tensor& dy = random_bf16({kTokens, kHidden}, 0.5f);
+  Tensor y = Tensor::empty({kTokens, kHidden}, DType::bf16, Device::cuda);
+  Tensor dx = random_bf16({kTokens, kHidden}).clone();  // the backward writes it
+  Tensor rstd = Tensor::empty({kTokens}, DType::f32, Device::cuda);
+  Tensor dw = Tensor::zeros({kHidden}, DType::f32, Device::cuda);
   Ops& ops = ops_for(Device::cuda);
-  // forward reads x, writes y; backward reads x, dy, writes dx: 5 passes over [tokens, hidden] bf16.
+  // forward reads x, writes y; backward reads x, dy (and dx when it accumulates), writes dx: 5 or 6 passes over
+  // [tokens, hidden] bf16.
   timed(state, [&] {
     ops.rmsnorm_forward(y, rstd, x, w, 1e-5);
-    ops.rmsnorm_backward(dx, dw, dy, x, w, rstd, false);
-  }, 0, 5.0 * kTokens * kHidden * 2);
+    ops.rmsnorm_backward(dx, dw, dy, x, w, rstd, accumulate);
+  }, 0, (accumulate ? 6.0 : 5.0) * kTokens * kHidden * 2);
 }
-BENCHMARK(BM_RmsNormForwardBackward)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RmsNormForwardBackward)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_CrossEntropyForwardBackward(benchmark::State& state) {
   const int64_t t = 2048;  // a quarter of the batch keeps the logits at 0.5 GB
