@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v5 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v6 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 
@@ -88,10 +88,11 @@ __global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
 // AdamW on fp32 masters, torch.optim.AdamW's arrangement; the gradient clipped by grad_scale on the way in and the
 // model's copy written on the way out, so neither takes a pass of its own over the parameters. Moments M are fp32
 // or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference does), gradients G fp32
-// or bf16 (train.grad_dtype). Each thread steps P consecutive parameters.
+// or bf16 (train.grad_dtype). Each thread steps P consecutive parameters; the first `decayed` take weight decay.
 template <typename V, typename M, typename G, int P>
-__global__ void adamw_kernel(float* w, V* value, const G* g, M* m, M* v, int64_t n, float lr, float b1,
-                             float b2, float eps, float decay, float bc1, float bc2_sqrt, float grad_scale) {
+__global__ void adamw_kernel(float* w, V* value, const G* g, M* m, M* v, int64_t n, int64_t decayed, float lr,
+                             float b1, float b2, float eps, float decay, float bc1, float bc2_sqrt,
+                             float grad_scale) {
   const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * P;
   if (i >= n) return;
   Pack<float, P> wp = load_pack<float, P>(w + i);
@@ -106,7 +107,7 @@ __global__ void adamw_kernel(float* w, V* value, const G* g, M* m, M* v, int64_t
     mp.v[k] = from_f<M>(mi);
     vp.v[k] = from_f<M>(vi);
     const float denom = sqrtf(vi) / bc2_sqrt + eps;
-    wp.v[k] = wp.v[k] * decay - (lr / bc1) * mi / denom;
+    wp.v[k] = wp.v[k] * (i + k < decayed ? decay : 1.f) - (lr / bc1) * mi / denom;
     out.v[k] = from_f<V>(wp.v[k]);
   }
   store_pack(w + i, wp);
@@ -252,7 +253,8 @@ void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m,
           using G = typename decltype(tag_G)::type;
           constexpr int P = decltype(pack)::value;
           adamw_kernel<V, M, G, P><<<blocks_for(n / P, 256), 256, 0, stream()>>>(
-              ptr<float>(param), ptr<V>(value), ptr<G>(grad), ptr<M>(m), ptr<M>(v), n, static_cast<float>(p.lr),
+              ptr<float>(param), ptr<V>(value), ptr<G>(grad), ptr<M>(m), ptr<M>(v), n, p.decayed,
+              static_cast<float>(p.lr),
               static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
               static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
         });

@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v7 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v8 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -6,6 +6,7 @@
 // flattened; "+=" in a doc line means the op accumulates into that output.
 #pragma once
 #include <cstdint>
+#include <limits>
 
 #include "tensor/tensor.h"
 
@@ -27,6 +28,9 @@ struct AdamWParams {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
   int64_t step = 1;         // 1-based, for bias correction
   double grad_scale = 1.0;  // the gradient is used times this (gradient clipping, folded into the step)
+  // Weight decay applies to the first `decayed` elements only: the optimizer lays out each bucket's decayed
+  // parameters first, so that one call steps the whole bucket.
+  int64_t decayed = std::numeric_limits<int64_t>::max();
 };
 
 class Ops {

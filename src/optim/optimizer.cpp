@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v7 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v8 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -44,11 +44,16 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     b.first_param = lo;
     b.end_param = hi;
     b.begin = total;
-    for (size_t i = lo; i < hi; ++i) {
-      offsets_[i] = total;
-      total += params_[i]->value.numel();
-      bucket_of_[i] = buckets_.size();
-      index_[params_[i]] = i;
+    // The parameters that take weight decay come first, so that one AdamW call steps the whole bucket.
+    for (const bool decayed : {true, false}) {
+      for (size_t i = lo; i < hi; ++i) {
+        if (params_[i]->weight_decay != decayed) continue;
+        offsets_[i] = total;
+        total += params_[i]->value.numel();
+        bucket_of_[i] = buckets_.size();
+        index_[params_[i]] = i;
+      }
+      if (decayed) b.decay_end = total;
     }
     total = (total + shards - 1) / shards * shards;
     b.end = total;
@@ -80,6 +85,8 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
       if (lo < hi) segments_.push_back({i, lo, hi - lo, b.at + lo - b.slice_begin});
     }
     b.end_segment = segments_.size();
+    std::sort(segments_.begin() + b.first_segment, segments_.end(),
+              [](const Segment& x, const Segment& y) { return x.flat_begin < y.flat_begin; });
     Tensor mine = b.in_shard(master_);
     ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));
   }
@@ -221,20 +228,17 @@ void Optimizer::clip(double norm, double max_norm) {
 void Optimizer::step(double lr) {
   settle_grads();
   ++steps_;
-  // Each bucket's updated values leave for the other ranks while the next bucket steps.
+  // One call per bucket slice (its padding, zero throughout, stays zero); each bucket's updated values leave for
+  // the other ranks while the next bucket steps.
   for (const Bucket& b : buckets_) {
-    for (size_t i = b.first_segment; i < b.end_segment; ++i) {
-      const Segment& s = segments_[i];
-      const Parameter& p = *params_[s.param];
-      Tensor w = master_.rows(s.at, s.at + s.length), m = exp_avg_.rows(s.at, s.at + s.length),
-             v = exp_avg_sq_.rows(s.at, s.at + s.length);
-      const Tensor g = grads_.rows(s.flat_begin, s.flat_begin + s.length);
-      Tensor value = values_.rows(s.flat_begin, s.flat_begin + s.length);
-      const AdamWParams h{.lr = lr, .beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.eps,
-                          .weight_decay = p.weight_decay ? cfg_.weight_decay : 0.0, .step = steps_,
-                          .grad_scale = grad_scale_};
-      ops_for(w).adamw(w, value, g, m, v, h);
-    }
+    const int64_t n = b.slice_end - b.slice_begin;
+    Tensor w = b.in_shard(master_), m = b.in_shard(exp_avg_), v = b.in_shard(exp_avg_sq_);
+    const Tensor g = grads_.rows(b.slice_begin, b.slice_end);
+    Tensor value = values_.rows(b.slice_begin, b.slice_end);
+    const AdamWParams h{.lr = lr, .beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.eps,
+                        .weight_decay = cfg_.weight_decay, .step = steps_, .grad_scale = grad_scale_,
+                        .decayed = std::clamp<int64_t>(b.decay_end - b.slice_begin, 0, n)};
+    ops_for(w).adamw(w, value, g, m, v, h);
     share_values(b);
   }
   grad_scale_ = 1.0;

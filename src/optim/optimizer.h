@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v6 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v7 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -6,7 +6,8 @@
 // which add; data-parallel ranks hold gradients of different samples, which average.
 //
 // Every parameter's value and gradient become views into two flat buffers, cut into buckets of whole parameters
-// (Megatron's DDP buckets, each padded to a multiple of the data-parallel size). A bucket's gradients are reduced
+// (Megatron's DDP buckets, each padded to a multiple of the data-parallel size; within a bucket the parameters
+// that take weight decay come first, so that one AdamW launch steps a bucket). A bucket's gradients are reduced
 // as soon as the backward has finished all of its parameters (grads_ready), on the communication stream while the
 // backward goes on. Each data-parallel rank owns one slice of every bucket: with the distributed optimizer the
 // gradients are reduce-scattered into the slices, fp32 masters and Adam moments exist for the slices only, and the
@@ -94,6 +95,7 @@ class Optimizer {
   struct Bucket {
     size_t first_param, end_param;  // params_[first_param, end_param)
     int64_t begin, end;             // flat range, a multiple of the shard count long
+    int64_t decay_end = 0;          // [begin, decay_end) holds the parameters that take weight decay
     int64_t slice_begin, slice_end;  // this rank's slice of it
     int64_t at;                     // where the slice sits in the shard-sized buffers
     size_t first_segment = 0, end_segment = 0;  // segments_ of the slice

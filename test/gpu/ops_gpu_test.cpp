@@ -248,6 +248,16 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   EXPECT_LT(rel_error(gw, w), 1e-6);
   EXPECT_LT(rel_error(gm, m), 1e-6);
   EXPECT_LT(rel_error(gvalue, value), 4e-3);  // the bf16 model copy: the masters rounded
+  // Weight decay on a leading part only (a bucket's decayed parameters come first), ending mid-pack.
+  AdamWParams part = p;
+  part.decayed = 1234;
+  Tensor pw = w0.clone(), pm = m0.clone(), pv = v0.clone(), pvalue = Tensor::zeros({5000}, DType::f32);
+  cpu_ops().adamw(pw, pvalue, grad, pm, pv, part);
+  Tensor gpw = gpu(w0, DType::f32), gpm = gpu(m0, DType::f32), gpv = gpu(v0, DType::f32);
+  Tensor gpvalue = poisoned({5000}, DType::bf16);
+  g.adamw(gpw, gpvalue, gpu(grad, DType::f32), gpm, gpv, part);
+  EXPECT_LT(rel_error(gpw, pw), 1e-6);
+  EXPECT_GT(rel_error(gpw, w), 1e-6);  // the decay did stop where asked
   // bf16 moments (train.adam_moments_dtype = bf16) against the CPU's: four parameters per thread over the whole
   // buffers, one per thread over parts that start off a 4-element boundary.
   for (const auto& [lo, hi] : {std::pair<int64_t, int64_t>{0, 5000}, {1, 4998}}) {

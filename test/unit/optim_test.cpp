@@ -1,9 +1,11 @@
-// weft/test/unit/optim_test.cpp v4 — Megatron's LR schedule, clipping, the weight-decay rule, bf16 moments,
-// deferred zeroing.
+// weft/test/unit/optim_test.cpp v5 — Megatron's LR schedule, clipping, the weight-decay rule and its layout,
+// bf16 moments, deferred zeroing.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <numbers>
+#include <utility>
+#include <vector>
 
 #include "dist/process_grid.h"
 #include "optim/optimizer.h"
@@ -44,6 +46,43 @@ TEST(Optimizer, NoWeightDecayOnOneDimensionalParameters) {
   opt.step(0.1);  // zero gradients: only decay moves a parameter
   EXPECT_NEAR(w.value.to_doubles()[0], 1.0 - 0.1 * 0.5, 1e-12);
   EXPECT_DOUBLE_EQ(b.value.to_doubles()[0], 1.0);
+}
+
+// A bucket steps in one AdamW call, its decayed parameters laid out first: parameters with and without weight
+// decay, interleaved in the model's order, end as a separate step of each would leave them.
+TEST(Optimizer, OneCallPerBucketMatchesAStepPerParameter) {
+  auto self = each_rank_alone();
+  std::vector<Parameter> params;
+  for (const auto& [name, shape] : std::vector<std::pair<const char*, Shape>>{
+           {"n1", {3}}, {"w1", {2, 5}}, {"n2", {4}}, {"w2", {3, 3}}, {"n3", {2}}})
+    params.push_back(make_parameter(name, shape, shape, -1, {}, InitKind::normal, 0.5, DType::f64, Device::cpu, 9));
+  for (const int64_t bucket_elements : {int64_t(0), int64_t(12)}) {
+    std::vector<Parameter> mine = params;  // values share storage: start each run from copies
+    std::vector<Parameter*> ptrs;
+    for (Parameter& p : mine) {
+      p.value = p.value.clone();
+      p.grad = p.value.clone();
+      ptrs.push_back(&p);
+    }
+    const OptimizerConfig cfg{.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.3,
+                              .bucket_elements = bucket_elements};
+    Optimizer opt(ptrs, cfg, *self);
+    std::vector<Tensor> expected;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      Parameter& p = mine[k];
+      for (int64_t i = 0; i < p.grad.numel(); ++i) p.grad.data<double>()[i] = std::cos(1.3 * double(i + 7 * k));
+      Tensor w = p.value.clone().reshape({p.value.numel()}), value = w.clone();
+      Tensor m = Tensor::zeros({w.numel()}, DType::f64), v = Tensor::zeros({w.numel()}, DType::f64);
+      const AdamWParams h{.lr = 0.05, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
+                          .weight_decay = p.weight_decay ? 0.3 : 0.0};
+      cpu_ops().adamw(w, value, p.grad.clone().reshape({w.numel()}), m, v, h);
+      expected.push_back(value);
+    }
+    opt.step(0.05);
+    for (size_t k = 0; k < mine.size(); ++k)
+      EXPECT_EQ(mine[k].value.to_doubles(), expected[k].to_doubles())
+          << mine[k].name << " (buckets of " << bucket_elements << " elements)";
+  }
 }
 
 TEST(Optimizer, ClipScalesOnlyAboveTheThresholdAndNormSkipsDuplicates) {

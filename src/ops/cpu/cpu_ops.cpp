@@ -354,7 +354,7 @@ void CpuOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, 
     for (int64_t i = 0; i < param.numel(); ++i) {
       // Clipping scales the gradient in its own dtype first, as torch's clip_grad_norm_ does in place.
       const T gi = g[i] * grad_scale;
-      w[i] *= decay;
+      if (i < p.decayed) w[i] *= decay;
       const T mi = b1 * load(m, i) + (T(1) - b1) * gi;
       const T vi = b2 * load(v, i) + (T(1) - b2) * gi * gi;
       store(m, i, mi);
