@@ -78,14 +78,14 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
   }
   master_ = Tensor::empty({at}, stat_dtype(first.dtype()), first.device());
   for (Bucket& b : buckets_) {
-    b.first_segment = segments_.size();
+    const size_t first_segment = segments_.size();
     for (size_t i = b.first_param; i < b.end_param; ++i) {
       const int64_t lo = std::max(b.slice_begin, offsets_[i]);
       const int64_t hi = std::min(b.slice_end, offsets_[i] + params_[i]->value.numel());
       if (lo < hi) segments_.push_back({i, lo, hi - lo, b.at + lo - b.slice_begin});
     }
-    b.end_segment = segments_.size();
-    std::sort(segments_.begin() + b.first_segment, segments_.end(),
+    // In flat order (decayed parameters first), so that the gradient norm sums whole runs.
+    std::sort(segments_.begin() + static_cast<std::ptrdiff_t>(first_segment), segments_.end(),
               [](const Segment& x, const Segment& y) { return x.flat_begin < y.flat_begin; });
     Tensor mine = b.in_shard(master_);
     ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));

@@ -98,7 +98,6 @@ class Optimizer {
     int64_t decay_end = 0;          // [begin, decay_end) holds the parameters that take weight decay
     int64_t slice_begin, slice_end;  // this rank's slice of it
     int64_t at;                     // where the slice sits in the shard-sized buffers
-    size_t first_segment = 0, end_segment = 0;  // segments_ of the slice
     int pending = 0;                // parameters not yet final this step
     bool started = false;
     // The slice's place in a shard-sized buffer (masters, moments).
