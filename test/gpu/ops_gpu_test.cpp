@@ -240,24 +240,28 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   Tensor v0 = randn({5000}, 0.1);
   for (int64_t i = 0; i < 5000; ++i) v0.data<float>()[i] = std::abs(v0.data<float>()[i]);
   const AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.4};
-  Tensor w = w0.clone(), m = m0.clone(), v = v0.clone(), value = Tensor::zeros({5000}, DType::f32);
-  cpu_ops().adamw(w, value, grad, m, v, p);
-  Tensor gw = gpu(w0, DType::f32), gm = gpu(m0, DType::f32), gvv = gpu(v0, DType::f32);
-  Tensor gvalue = poisoned({5000}, DType::bf16);
-  g.adamw(gw, gvalue, gpu(grad, DType::f32), gm, gvv, p);
-  EXPECT_LT(rel_error(gw, w), 1e-6);
-  EXPECT_LT(rel_error(gm, m), 1e-6);
-  EXPECT_LT(rel_error(gvalue, value), 4e-3);  // the bf16 model copy: the masters rounded
+  // One step from w0, m0, v0 (fp32 moments) on the CPU and on the GPU, the GPU's gradient in `grad_dtype` and its
+  // bf16 model copy poisoned beforehand.
+  struct Stepped {
+    Tensor w, m, v, value, gw, gm, gv, gvalue;
+  };
+  const auto step_both = [&](const Tensor& g_host, DType grad_dtype, const AdamWParams& q) {
+    Stepped r{w0.clone(), m0.clone(), v0.clone(), Tensor::zeros({5000}, DType::f32),
+              gpu(w0, DType::f32), gpu(m0, DType::f32), gpu(v0, DType::f32), poisoned({5000}, DType::bf16)};
+    cpu_ops().adamw(r.w, r.value, g_host, r.m, r.v, q);
+    g.adamw(r.gw, r.gvalue, gpu(g_host, grad_dtype), r.gm, r.gv, q);
+    return r;
+  };
+  const Stepped full = step_both(grad, DType::f32, p);
+  EXPECT_LT(rel_error(full.gw, full.w), 1e-6);
+  EXPECT_LT(rel_error(full.gm, full.m), 1e-6);
+  EXPECT_LT(rel_error(full.gvalue, full.value), 4e-3);  // the bf16 model copy: the masters rounded
   // Weight decay on a leading part only (a bucket's decayed parameters come first), ending mid-pack.
   AdamWParams part = p;
   part.decayed = 1234;
-  Tensor pw = w0.clone(), pm = m0.clone(), pv = v0.clone(), pvalue = Tensor::zeros({5000}, DType::f32);
-  cpu_ops().adamw(pw, pvalue, grad, pm, pv, part);
-  Tensor gpw = gpu(w0, DType::f32), gpm = gpu(m0, DType::f32), gpv = gpu(v0, DType::f32);
-  Tensor gpvalue = poisoned({5000}, DType::bf16);
-  g.adamw(gpw, gpvalue, gpu(grad, DType::f32), gpm, gpv, part);
-  EXPECT_LT(rel_error(gpw, pw), 1e-6);
-  EXPECT_GT(rel_error(gpw, w), 1e-6);  // the decay did stop where asked
+  const Stepped cut = step_both(grad, DType::f32, part);
+  EXPECT_LT(rel_error(cut.gw, cut.w), 1e-6);
+  EXPECT_GT(rel_error(cut.gw, full.w), 1e-6);  // the decay did stop where asked
   // bf16 moments (train.adam_moments_dtype = bf16) against the CPU's: four parameters per thread over the whole
   // buffers, one per thread over parts that start off a 4-element boundary.
   for (const auto& [lo, hi] : {std::pair<int64_t, int64_t>{0, 5000}, {1, 4998}}) {
@@ -269,7 +273,7 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
     Tensor gbm = hm.to(Device::cuda), gbv = hv.to(Device::cuda), gw2 = gpu(w0, DType::f32);
     Tensor gm_all = poisoned({5000}, DType::bf16), gv_all = poisoned({5000}, DType::bf16);
     Tensor gm_part = gm_all.rows(lo, hi), gv_part = gv_all.rows(lo, hi), gw_part = gw2.rows(lo, hi);
-    Tensor gvalue_part = gvalue.rows(lo, hi);
+    Tensor gvalue_part = full.gvalue.rows(lo, hi);
     g.convert(gm_part, gbm);
     g.convert(gv_part, gbv);
     cpu_ops().adamw(hw, hvalue, grad.rows(lo, hi), hm, hv, p);
@@ -281,14 +285,10 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   }
   // bf16 gradients (train.grad_dtype = bf16): the step reads them as the fp32 step reads their rounded values.
   const Tensor grad16 = bf16_rounded(grad);
-  Tensor hw = w0.clone(), hm = m0.clone(), hv = v0.clone(), hvalue = Tensor::zeros({5000}, DType::f32);
-  cpu_ops().adamw(hw, hvalue, grad16, hm, hv, p);
-  Tensor gw16 = gpu(w0, DType::f32), gm16 = gpu(m0, DType::f32), gv16 = gpu(v0, DType::f32);
-  Tensor gvalue16 = poisoned({5000}, DType::bf16);
-  g.adamw(gw16, gvalue16, gpu(grad16), gm16, gv16, p);
-  EXPECT_LT(rel_error(gw16, hw), 1e-6);
-  EXPECT_LT(rel_error(gm16, hm), 1e-6);
-  EXPECT_LT(rel_error(gv16, hv), 1e-6);
+  const Stepped half = step_both(grad16, DType::bf16, p);
+  EXPECT_LT(rel_error(half.gw, half.w), 1e-6);
+  EXPECT_LT(rel_error(half.gm, half.m), 1e-6);
+  EXPECT_LT(rel_error(half.gv, half.v), 1e-6);
   EXPECT_NEAR(g.sum_squares(gpu(grad, DType::f32)), cpu_ops().sum_squares(grad), 1e-4 * cpu_ops().sum_squares(grad));
   EXPECT_NEAR(g.sum_squares(gpu(grad16)), cpu_ops().sum_squares(grad16), 1e-4 * cpu_ops().sum_squares(grad16));
 }
