@@ -50,35 +50,35 @@ TEST(GpuTraining, FiftyBf16StepsTrackTheFp32Curve) {
   // Two data-parallel ranks on the CPU run.
   const std::string deck =
       small_deck(dir, "128", "micro_batch_size = 8\nglobal_batch_size = 16\ntrain_iters = 50\n");
-  const Result gpu = run_weft(dir, "train " + deck + " --train.precision=bf16 --log.dir=" + dir.file("gpu"));
-  if (no_gpu(gpu)) GTEST_SKIP() << "no GPU: " << gpu.err;
-  ASSERT_EQ(gpu.status, 0) << gpu.out << gpu.err;
-  // The same with bf16 Adam moments.
-  const Result half = run_weft(dir, "train " + deck + " --train.precision=bf16 --train.adam_moments_dtype=bf16 "
-                                    "--log.dir=" + dir.file("gpu_bf16_moments"));
-  ASSERT_EQ(half.status, 0) << half.out << half.err;
-  // And with bf16 gradients (Megatron's default without --accumulate-allreduce-grads-in-fp32), accumulated over
-  // the step's two micro-batches.
-  const Result grads16 = run_weft(dir, "train " + deck + " --train.precision=bf16 --train.grad_dtype=bf16 "
-                                       "--log.dir=" + dir.file("gpu_bf16_grads"));
-  ASSERT_EQ(grads16.status, 0) << grads16.out << grads16.err;
+  // The GPU runs: fp32 optimizer state; bf16 Adam moments; bf16 gradients (Megatron's default without
+  // --accumulate-allreduce-grads-in-fp32), accumulated over the step's two micro-batches.
+  struct GpuRun {
+    const char *dir, *flags, *label;
+  };
+  const GpuRun runs[] = {{"gpu", "", ""},
+                         {"gpu_bf16_moments", " --train.adam_moments_dtype=bf16", " (bf16 Adam moments)"},
+                         {"gpu_bf16_grads", " --train.grad_dtype=bf16", " (bf16 gradients)"}};
+  for (const GpuRun& run : runs) {
+    const Result r =
+        run_weft(dir, "train " + deck + " --train.precision=bf16" + run.flags + " --log.dir=" + dir.file(run.dir));
+    if (no_gpu(r)) GTEST_SKIP() << "no GPU: " << r.err;
+    ASSERT_EQ(r.status, 0) << run.dir << ": " << r.out << r.err;
+  }
   const Result cpu = run_weft(dir, "train " + deck + " --log.dir=" + dir.file("cpu"), 2);
   ASSERT_EQ(cpu.status, 0) << cpu.err;
   const auto b = train_lines(dir.file("cpu/metrics.jsonl"));
   ASSERT_EQ(b.size(), 50u);
-  for (const char* run : {"gpu", "gpu_bf16_moments", "gpu_bf16_grads"}) {
-    const auto a = train_lines(dir.file(run) + "/metrics.jsonl");
+  for (const GpuRun& run : runs) {
+    const auto a = train_lines(dir.file(run.dir) + "/metrics.jsonl");
     ASSERT_EQ(a.size(), 50u);
     double worst = 0;
     for (size_t i = 0; i < 50; ++i) {
       const double x = a[i]["loss"], y = b[i]["loss"];
       worst = std::max(worst, std::abs(x - y) / y);
-      EXPECT_LE(std::abs(x - y), 0.01 * y) << run << " step " << i + 1 << ": bf16 GPU " << x << ", fp32 CPU " << y;
+      EXPECT_LE(std::abs(x - y), 0.01 * y) << run.dir << " step " << i + 1 << ": bf16 GPU " << x << ", fp32 CPU "
+                                           << y;
     }
-    const std::string what = std::string(run) == "gpu"                ? ""
-                             : std::string(run) == "gpu_bf16_moments" ? " (bf16 Adam moments)"
-                                                                      : " (bf16 gradients)";
-    std::printf("bf16 GPU%s vs fp32 CPU over 50 steps: worst relative loss difference %.4f%%\n", what.c_str(),
+    std::printf("bf16 GPU%s vs fp32 CPU over 50 steps: worst relative loss difference %.4f%%\n", run.label,
                 100 * worst);
   }
   EXPECT_LT(b.back()["loss"].get<double>(), b.front()["loss"].get<double>() - 1.0);
