@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention.cu v4 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
+// weft/cuda/flash_attention.cu v5 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
 // sliding windows and document segments, head dims 64 and 128 (the backward is in flash_attention_bwd.cu).
 //
 // Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
@@ -85,11 +85,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   const TilePipeline<> pipe{reinterpret_cast<uint64_t*>(sV + kStages * kFwdKeys * D)};
   constexpr uint32_t kStageBytes = kFwdKeys * D * sizeof(bf16_t);
 
-  const QueryBlock blk = query_block<kFwdRows, kFwdKeys>(seg, blocks_per_seg, window, causal);
+  const QueryBlock blk = query_block<kFwdRows, kFwdKeys>(seg, heads, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
   const int kb_lo = blk.kb_lo, tiles = blk.kb_hi - blk.kb_lo;
   if (q0 >= seg_hi) return;
-  const int h = blockIdx.y, hk = h / (heads / kv_heads);
+  const int h = blk.h, hk = h / (heads / kv_heads);
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first row in the block
   pipe.init();
@@ -203,8 +203,8 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
   const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
   const size_t smem = pipeline_smem((kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_fwd_kernel<D>, smem, "flash attention forward");
-  const dim3 grid(seg.count * blocks_per_seg, static_cast<unsigned>(p.num_heads));
   const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
+  const unsigned grid = static_cast<unsigned>(seg.count) * blocks_per_seg * heads;
   const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows), head_map(k, tokens, kv_heads, D, kFwdKeys),
                        head_map(v, tokens, kv_heads, D, kFwdKeys), {}};
   flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(ptr<bf16_t>(out), ptr<float>(lse), maps, seg,

@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention_bwd.cu v4 — flash attention on Hopper's tensor cores, the backward: two deterministic
+// weft/cuda/flash_attention_bwd.cu v5 — flash attention on Hopper's tensor cores, the backward: two deterministic
 // passes, or one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
 #include "flash_common.cuh"
 
@@ -183,7 +183,7 @@ __global__ void dq_from_buffer_kernel(bf16_t* dq, const float* buffer, int64_t t
 template <int D, bool kOnePass>
 __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     bf16_t* dk, bf16_t* dv, float* dq_buffer, int64_t buffer_rows, const __grid_constant__ FlashMaps maps,
-    const float* lse_log2, const float* delta, Segments seg, int blocks_per_seg, int64_t tokens, int heads,
+    const float* lse_log2, const float* delta, Segments seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = aligned_tiles(smem_raw);
@@ -200,7 +200,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   const TilePipeline<kSt> pipe{reinterpret_cast<uint64_t*>(sDelta + kSt * kBwdQueries<D>)};
   constexpr uint32_t kTileBytes = kBwdQueries<D> * D * sizeof(bf16_t);
 
-  const int s = blockIdx.x / blocks_per_seg, kb = blockIdx.x % blocks_per_seg, hk = blockIdx.y;
+  // (segment, kv head) groups, the first key block (the most queries see it) first.
+  const GridPlace place = longest_first_place(seg.count * kv_heads);
+  const int s = place.group / kv_heads, kb = place.pos, hk = place.group % kv_heads;
   const int qpg = heads / kv_heads;
   const int64_t seg_lo = seg.cu[s], seg_hi = seg.cu[s + 1];
   const int64_t k0 = seg_lo + int64_t(kb) * kBwdKeys;
@@ -380,11 +382,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   const TilePipeline<> pipe{reinterpret_cast<uint64_t*>(sV + kStages * kDqKeys<D> * D)};
   constexpr uint32_t kStageBytes = kDqKeys<D> * D * sizeof(bf16_t);
 
-  const QueryBlock blk = query_block<kDqRows, kDqKeys<D>>(seg, blocks_per_seg, window, causal);
+  const QueryBlock blk = query_block<kDqRows, kDqKeys<D>>(seg, heads, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
   const int kb_lo = blk.kb_lo, tiles = blk.kb_hi - blk.kb_lo;
   if (q0 >= seg_hi) return;
-  const int h = blockIdx.y, hk = h / (heads / kv_heads);
+  const int h = blk.h, hk = h / (heads / kv_heads);
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;
   pipe.init();
@@ -494,9 +496,9 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
                                           kOnePassBytes<D, kOnePass> + 2 * kSt * kBwdQueries<D> * sizeof(float),
                                       kSt);
     allow_dynamic_smem(flash_dkv_kernel<D, kOnePass>, smem, "flash attention backward (key pass)");
-    flash_dkv_kernel<D, kOnePass><<<dim3(seg.count * key_blocks, kv_heads), kPipelineThreads, smem, stream()>>>(
+    flash_dkv_kernel<D, kOnePass><<<seg.count * key_blocks * kv_heads, kPipelineThreads, smem, stream()>>>(
         ptr<bf16_t>(dk), ptr<bf16_t>(dv), buffer, buffer_rows, key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg,
-        key_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
+        tokens, heads, kv_heads, p.window, p.causal, scale_log2);
     CUDA_CHECK_LAUNCH();
   };
   if (!p.deterministic) {
@@ -516,7 +518,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem, "flash attention backward (query pass)");
   const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys<D>),
                              head_map(v, tokens, kv_heads, D, kDqKeys<D>), head_map(dout, tokens, heads, D, kDqRows)};
-  flash_dq_kernel<D><<<dim3(seg.count * query_blocks, heads), kPipelineThreads, query_smem, stream()>>>(
+  flash_dq_kernel<D><<<seg.count * query_blocks * heads, kPipelineThreads, query_smem, stream()>>>(
       ptr<bf16_t>(dq), query_maps, ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();
