@@ -1,4 +1,4 @@
-// weft/cuda/nccl_comm.cpp v4 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
+// weft/cuda/nccl_comm.cpp v5 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
 //
 // Each process group gets an NCCL communicator made from an ncclUniqueId that the group's first rank creates and
 // MPI broadcasts. Collectives are queued on weft's compute stream, so they are ordered with the kernels around
@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "cuda_check.h"
 #include "stream.h"
@@ -78,6 +79,7 @@ class HybridComm final : public Comm {
     NCCL_CHECK(ncclCommInitRank(&nccl_, host_->size(), id, host_->rank()));
   }
   ~HybridComm() override {
+    for (cudaEvent_t e : mark_events_) cudaEventDestroy(e);
     if (side_) {
       cudaEventDestroy(issued_);
       cudaEventDestroy(finished_);
@@ -118,9 +120,27 @@ class HybridComm final : public Comm {
     all_gather_on(out, in, side_stream());
   }
   void wait_started() override {
+    live_marks_ = 0;
     if (!side_) return;
     CUDA_CHECK(cudaEventRecord(finished_, side_));
     CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), finished_, 0));
+  }
+  // A mark is an event recorded on the group's stream; the events are reused once wait_started() forgets them (a
+  // wait already queued keeps the record it was queued behind).
+  int started_mark() override {
+    if (!side_) return -1;  // nothing was ever started
+    if (live_marks_ == mark_events_.size()) {
+      cudaEvent_t e = nullptr;
+      CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      mark_events_.push_back(e);
+    }
+    CUDA_CHECK(cudaEventRecord(mark_events_[live_marks_], side_));
+    return static_cast<int>(live_marks_++);
+  }
+  void wait_started_until(int mark) override {
+    if (mark < 0) return;
+    WEFT_ASSERT(static_cast<size_t>(mark) < live_marks_);
+    CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), mark_events_[mark], 0));
   }
   void broadcast(Tensor& t, int root) override {
     if (on_host(t)) return host_->broadcast(t, root);
@@ -200,6 +220,8 @@ class HybridComm final : public Comm {
   ncclComm_t nccl_ = nullptr;
   cudaStream_t side_ = nullptr;
   cudaEvent_t issued_ = nullptr, finished_ = nullptr;  // compute → side and side → compute fences
+  std::vector<cudaEvent_t> mark_events_;  // started_mark's events, the first live_marks_ of them in use
+  size_t live_marks_ = 0;
 };
 
 }  // namespace

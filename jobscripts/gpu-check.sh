@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v18 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v19 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -168,7 +168,8 @@ PY
     scaling)
       # Weak scaling at the 1.5B shape: one micro-batch of 2 × 4096 tokens per GPU per step, 1 GPU against dp = 2.
       for layout in "1:2:" "2:4:" "2:4:--parallel.distributed_optimizer=true" "1:2:--train.grad_dtype=bf16" \
-                    "2:4:--train.grad_dtype=bf16"; do
+                    "2:4:--train.grad_dtype=bf16" \
+                    "2:4:--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"; do
         np=${layout%%:*}; rest=${layout#*:}; gb=${rest%%:*}; args=${rest#*:}
         train_1p5b "$np" "$(run_dir scale "$np" "$args")" --train.global_batch_size="$gb" $args
       done
@@ -181,7 +182,10 @@ try:
     bf16 = "__train_grad_dtype_bf16_"
     for name, d, base in [("dp2", "runs/scale-2-_", one),
                           ("dp2 + distributed optimizer", "runs/scale-2-__parallel_distributed_optimizer_true_", one),
-                          ("dp2, bf16 gradients (against 1 GPU with them)", "runs/scale-2-" + bf16, last("runs/scale-1-" + bf16))]:
+                          ("dp2, bf16 gradients (against 1 GPU with them)", "runs/scale-2-" + bf16, last("runs/scale-1-" + bf16)),
+                          ("dp2, bf16 gradients, distributed optimizer, overlapped parameter all-gathers",
+                           "runs/scale-2-" + bf16 + "__parallel_distributed_optimizer_true___parallel_overlap_param_gather_true_",
+                           last("runs/scale-1-" + bf16))]:
         r = last(d)
         print(f"{name}, 1 micro-batch per GPU: {r['tokens_per_s']:.0f} tok/s = {100 * r['tokens_per_s'] / (2 * base['tokens_per_s']):.1f}% of twice one GPU")
 except Exception as e:

@@ -88,6 +88,7 @@ struct ParallelConfig {
   bool sequence_parallel = false;
   bool distributed_optimizer = false;  // ZeRO-1: masters and moments sharded over data-parallel ranks
   bool overlap_grad_reduce = true;     // bucket reductions start during the backward
+  bool overlap_param_gather = false;   // the updated values' all-gathers run on into the next forward
   int64_t ddp_bucket_size = 40000000;  // elements per gradient bucket (Megatron's default)
 };
 

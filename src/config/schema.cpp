@@ -147,6 +147,9 @@ po::options_description deck_schema(Config& c) {
       ("parallel.overlap_grad_reduce", flag(&p.overlap_grad_reduce),
        "start each gradient bucket's data-parallel reduction as soon as the backward has finished it, beside the "
        "rest of the backward; false = all buckets after the backward")
+      ("parallel.overlap_param_gather", flag(&p.overlap_param_gather),
+       "with the distributed optimizer: the step leaves each bucket's all-gather of updated values running, and the "
+       "next forward waits for a bucket only when it reaches its parameters")
       ("parallel.ddp_bucket_size", opt(&p.ddp_bucket_size, "int"),
        "elements per gradient bucket (buckets hold whole parameters); 0 = one bucket");
 

@@ -131,6 +131,8 @@ void validate_config(const Config& c, int world_size) {
                   " (or set parallel.first_stage_layers / last_stage_layers)"));
   }
   k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model; use 1");
+  k.require(!p.overlap_param_gather || p.distributed_optimizer, "parallel.overlap_param_gather",
+            "overlaps the distributed optimizer's all-gathers: needs parallel.distributed_optimizer = true");
 
   const DataConfig& d = c.data;
   k.require(d.seq_length > 0, "data.seq_length", "expected a positive integer");

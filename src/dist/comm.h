@@ -1,4 +1,4 @@
-// weft/src/dist/comm.h v3 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
+// weft/src/dist/comm.h v4 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
 //
 // Counts are in elements of the tensors' dtype. Tensors are contiguous; reductions are sums unless said.
 #pragma once
@@ -32,6 +32,10 @@ class Comm {
   virtual void start_reduce_scatter(Tensor& out, const Tensor& in, double scale);
   virtual void start_all_gather(Tensor& out, const Tensor& in) { all_gather(out, in); }
   virtual void wait_started() {}
+  // A part of them: started_mark() names the collectives started so far; wait_started_until(mark) orders the device
+  // work queued after it behind those only (the later ones may still run). wait_started() forgets the marks.
+  virtual int started_mark() { return 0; }
+  virtual void wait_started_until(int /*mark*/) {}
   virtual void broadcast(Tensor& t, int root) = 0;  // t on every rank = t on root
   // Point-to-point messages between two ranks arrive in the order they were posted. A send completes only once
   // the peer receives it (MPI_Ssend; an NCCL send holds its stream likewise), so callers post sends together

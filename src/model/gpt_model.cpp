@@ -1,4 +1,4 @@
-// weft/src/model/gpt_model.cpp v3 — assembling a stage of the decoder and running its pieces.
+// weft/src/model/gpt_model.cpp v4 — assembling a stage of the decoder and running its pieces.
 #include "model/gpt_model.h"
 
 namespace weft {
@@ -50,6 +50,7 @@ GptModel::GptModel(const ModelSpec& spec, const LayerContext& ctx, const StageLa
 
 Tensor GptModel::embed(const Batch& batch) {
   WEFT_ASSERT(stage_.has_embedding);
+  need({&embedding_->weight});
   return embedding_->forward(batch.tokens);
 }
 
@@ -60,7 +61,10 @@ void GptModel::embed_backward(const Tensor& dx, const Batch& batch, const GradsR
 
 Tensor GptModel::forward_layers(Tensor x, const Batch& batch, ModelSaved& s) {
   s.layers.resize(layers_.size());
-  for (size_t i = 0; i < layers_.size(); ++i) x = layers_[i]->forward(x, batch, s.layers[i]);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    need(layers_[i]->parameters());
+    x = layers_[i]->forward(x, batch, s.layers[i]);
+  }
   return x;
 }
 
@@ -72,7 +76,16 @@ Tensor GptModel::backward_layers(Tensor dx, const Batch& batch, ModelSaved& s, c
   return dx;
 }
 
+void GptModel::need_head() {
+  if (!needed_) return;
+  std::vector<Parameter*> head{&final_norm_->weight};
+  for (Parameter* p : output_->parameters()) head.push_back(p);
+  if (spec_.tie_embeddings) head.push_back(&embedding_->weight);
+  needed_(head);
+}
+
 Tensor GptModel::logits(const Tensor& x) {
+  need_head();
   Tensor rstd, input;
   const Tensor normed = final_norm_->forward(x, rstd);
   return output_->forward(normed, input);
@@ -81,6 +94,7 @@ Tensor GptModel::logits(const Tensor& x) {
 Tensor GptModel::loss(const Tensor& x, const Batch& batch, ModelSaved& s, const Tensor& row_scale,
                       int64_t chunk_rows) {
   WEFT_ASSERT(stage_.has_head);
+  need_head();
   s.final_input = x;
   const Tensor normed = final_norm_->forward(x, s.final_rstd);
   if (row_scale.defined())

@@ -1,4 +1,4 @@
-// weft/src/model/gpt_model.h v3 — the decoder-only language model held by one rank: its pipeline stage's layers,
+// weft/src/model/gpt_model.h v4 — the decoder-only language model held by one rank: its pipeline stage's layers,
 // plus the embedding on the first stage and final norm, output layer and loss on the last.
 #pragma once
 #include <functional>
@@ -19,6 +19,8 @@ struct ModelSaved {
 
 // Told which parameters' gradients a backward has just finished (so their reduction can start).
 using GradsReady = std::function<void(const std::vector<Parameter*>&)>;
+// Told which parameters a forward is about to read (so that their updated values can arrive first).
+using ParamsNeeded = std::function<void(const std::vector<Parameter*>&)>;
 
 // Which part of the model a rank holds.
 struct StageLayout {
@@ -56,6 +58,9 @@ class GptModel {
 
   // Every parameter this rank holds, in a fixed order (the same order on ranks of equal layout).
   std::vector<Parameter*> parameters();
+  // From now on the forwards tell `needed` which parameters they are about to read: the embedding's, each layer's,
+  // the head's (the final norm, the output layer, a tied embedding).
+  void set_params_needed(ParamsNeeded needed) { needed_ = std::move(needed); }
   const ModelSpec& spec() const { return spec_; }
   const StageLayout& stage() const { return stage_; }
   const VocabShard& vocab_shard() const { return shard_; }
@@ -71,6 +76,11 @@ class GptModel {
   std::vector<std::unique_ptr<DecoderLayer>> layers_;
   std::unique_ptr<RMSNorm> final_norm_;
   std::unique_ptr<ColumnParallelLinear> output_;
+  ParamsNeeded needed_;
+  void need(const std::vector<Parameter*>& params) const {
+    if (needed_) needed_(params);
+  }
+  void need_head();
 };
 
 }  // namespace weft

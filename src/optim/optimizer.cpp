@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v8 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v9 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -183,7 +183,7 @@ void Optimizer::reduce_gradients() {
   // Buckets nobody reported (tied embeddings, runs without overlap) start now, in the same order on every rank.
   for (size_t i = buckets_.size(); i-- > 0;)
     if (!buckets_[i].started) start_reduction(buckets_[i]);
-  group_.wait_started();
+  wait_all_started();
   if (packed_.defined()) {  // the reduced rows back in place; the rest is zero on every rank
     Tensor table = sparse_table();
     ops_for(table).zero(table);
@@ -230,7 +230,7 @@ void Optimizer::step(double lr) {
   ++steps_;
   // One call per bucket slice (its padding, zero throughout, stays zero); each bucket's updated values leave for
   // the other ranks while the next bucket steps.
-  for (const Bucket& b : buckets_) {
+  for (Bucket& b : buckets_) {
     const int64_t n = b.slice_end - b.slice_begin;
     Tensor w = b.in_shard(master_), m = b.in_shard(exp_avg_), v = b.in_shard(exp_avg_sq_);
     const Tensor g = grads_.rows(b.slice_begin, b.slice_end);
@@ -242,15 +242,38 @@ void Optimizer::step(double lr) {
     share_values(b);
   }
   grad_scale_ = 1.0;
-  group_.wait_started();
+  if (!cfg_.overlap_param_gather) wait_all_started();
 }
 
-void Optimizer::share_values(const Bucket& b) {
-  if (cfg_.distributed && group_.size() > 1) {
-    Tensor mine = values_.rows(b.slice_begin, b.slice_end);
-    Tensor whole = values_.rows(b.begin, b.end);
-    group_.start_all_gather(whole, mine);
+void Optimizer::share_values(Bucket& b) {
+  if (!cfg_.distributed || group_.size() == 1) return;
+  Tensor mine = values_.rows(b.slice_begin, b.slice_end);
+  Tensor whole = values_.rows(b.begin, b.end);
+  group_.start_all_gather(whole, mine);
+  b.gathered = group_.started_mark();
+}
+
+void Optimizer::wait_all_started() {
+  group_.wait_started();
+  for (Bucket& b : buckets_) b.gathered = -1;
+}
+
+void Optimizer::await_bucket(Bucket& b) {
+  if (b.gathered < 0) return;
+  group_.wait_started_until(b.gathered);
+  b.gathered = -1;
+}
+
+void Optimizer::await_values(const std::vector<Parameter*>& params) {
+  for (const Parameter* p : params) {
+    const auto it = index_.find(p);
+    WEFT_ASSERT(it != index_.end());
+    await_bucket(buckets_[bucket_of_[it->second]]);
   }
+}
+
+void Optimizer::await_all_values() {
+  for (Bucket& b : buckets_) await_bucket(b);
 }
 
 Tensor Optimizer::gather_flat(const Tensor& shard) {
@@ -291,12 +314,12 @@ void Optimizer::scatter_state(const std::string& kind, const std::vector<Tensor>
     ops_for(dst).convert(dst, src.to(dst.device()));
   }
   if (kind != "master") return;
-  for (const Bucket& b : buckets_) {
+  for (Bucket& b : buckets_) {
     Tensor mine = values_.rows(b.slice_begin, b.slice_end);
     ops_for(mine).convert(mine, b.in_shard(master_));
     share_values(b);
   }
-  group_.wait_started();
+  wait_all_started();
 }
 
 }  // namespace weft

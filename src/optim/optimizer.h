@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v7 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v8 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -12,7 +12,9 @@
 // backward goes on. Each data-parallel rank owns one slice of every bucket: with the distributed optimizer the
 // gradients are reduce-scattered into the slices, fp32 masters and Adam moments exist for the slices only, and the
 // updated values are all-gathered back bucket by bucket while the next bucket steps; without it the slice is the
-// whole bucket and the gradients are all-reduced.
+// whole bucket and the gradients are all-reduced. With overlap_param_gather those all-gathers run on past step()
+// into the next forward, which waits for a bucket only when it reaches its parameters (await_values; Megatron's
+// --overlap-param-gather).
 //
 // A row-sparse parameter (an untied word embedding: of its 128k rows a step's tokens touch a few thousand) has a
 // bucket of its own. When the trainer names the rows any rank may have written (set_sparse_rows), only those rows
@@ -40,6 +42,9 @@ struct OptimizerConfig {
   // Gradients in bf16 beside bf16 values (Megatron's default without --accumulate-allreduce-grads-in-fp32): half
   // the gradient buffer and half the bytes its reductions move; the masters and moments are unchanged.
   bool bf16_grads = false;
+  // With distributed: step() returns with the all-gathers of updated values still running; whatever reads values
+  // first calls await_values (the model's forward, through GptModel::set_params_needed) or await_all_values.
+  bool overlap_param_gather = false;
 };
 
 class Optimizer {
@@ -73,6 +78,10 @@ class Optimizer {
   // One AdamW step (no weight decay on 1-D parameters) on the fp32 masters of the shard; the parameters then hold
   // the masters rounded to their dtype, on every data-parallel rank.
   void step(double lr);
+  // The device work queued after this sees these parameters' updated values (overlap_param_gather: waits for
+  // their buckets' all-gathers; otherwise step() has waited already).
+  void await_values(const std::vector<Parameter*>& params);
+  void await_all_values();
 
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
@@ -100,6 +109,8 @@ class Optimizer {
     int64_t at;                     // where the slice sits in the shard-sized buffers
     int pending = 0;                // parameters not yet final this step
     bool started = false;
+    int gathered = -1;              // the comm's mark after its values' all-gather, until awaited; -1: none
+
     // The slice's place in a shard-sized buffer (masters, moments).
     Tensor in_shard(const Tensor& shard) const { return shard.rows(at, at + slice_end - slice_begin); }
   };
@@ -107,7 +118,9 @@ class Optimizer {
   void start_step();    // no bucket started, no parameter reported
   void settle_grads();  // zeroes the gradients nothing wrote this step
   void start_reduction(Bucket& b);
-  void share_values(const Bucket& b);  // starts all-gathering the bucket's updated values (when sharded)
+  void share_values(Bucket& b);  // starts all-gathering the bucket's updated values (when sharded)
+  void wait_all_started();      // waits for every collective started; no all-gather is left to await
+  void await_bucket(Bucket& b);  // the device work queued after this sees b's gathered values
   // The flat buffer of every rank's shards of `shard` (a shard-sized buffer), in flat-buffer order.
   Tensor gather_flat(const Tensor& shard);
 

@@ -1,4 +1,4 @@
-// weft/src/train/trainer.cpp v3 — the training loop.
+// weft/src/train/trainer.cpp v4 — the training loop.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -83,8 +83,13 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
       params_,
       OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
                       cfg.parallel.distributed_optimizer, grid.cp_size(), cfg.parallel.ddp_bucket_size,
-                      cfg.train.adam_moments_dtype == "bf16", cfg.train.grad_dtype == "bf16"},
+                      cfg.train.adam_moments_dtype == "bf16", cfg.train.grad_dtype == "bf16",
+                      cfg.parallel.overlap_param_gather},
       *comms_.dp_cp);
+  // The step's all-gathers of updated values run on until the forward reaches their parameters.
+  if (cfg.parallel.overlap_param_gather)
+    for (auto& chunk : chunks_)
+      chunk->set_params_needed([this](const std::vector<Parameter*>& needed) { optimizer_->await_values(needed); });
   // Gradients leave for their reductions as the backward finishes them: sequence-parallel ones are summed over tp
   // at once, and buckets whose parameters are all done start their data-parallel reduction.
   if (cfg.parallel.overlap_grad_reduce)
@@ -223,6 +228,7 @@ void Trainer::train() {
 }
 
 void Trainer::save(int64_t iteration) {
+  optimizer_->await_all_values();  // every value updated before a checkpoint reads them or the run ends
   if (cfg_.checkpoint.save.empty()) return;
   const auto t0 = Clock::now();
   save_checkpoint(cfg_, grid_, comms_, spec_, *optimizer_, iteration);

@@ -63,6 +63,10 @@ TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
   expect_same_run(dir, d, "--parallel.tp=2 --parallel.distributed_optimizer=true", 4, ref);
   // Many small buckets, sharded and not, reduced during the backward or after it.
   expect_same_run(dir, d, "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=3000", 2, ref);
+  expect_same_run(dir, d,
+                  "--parallel.distributed_optimizer=true --parallel.overlap_param_gather=true "
+                  "--parallel.ddp_bucket_size=3000 --parallel.pp=2",
+                  4, ref);
   expect_same_run(dir, d, "--parallel.ddp_bucket_size=3000 --parallel.overlap_grad_reduce=false", 2, ref);
   expect_same_run(dir, d, "--parallel.cp=2", 2, ref);
   expect_same_run(dir, d, "--parallel.cp=2 --parallel.tp=2 --parallel.sequence_parallel=true", 4, ref);

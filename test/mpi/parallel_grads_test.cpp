@@ -1,4 +1,4 @@
-// weft/test/mpi/parallel_grads_test.cpp v6 — gradients of model-parallel layouts equal the single-rank model's,
+// weft/test/mpi/parallel_grads_test.cpp v7 — gradients of model-parallel layouts equal the single-rank model's,
 // parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5). The layouts
 // reduce their gradients the way the trainer does: reported by the backward as it finishes them, in small buckets.
 #include <gtest/gtest.h>
@@ -268,5 +268,101 @@ TEST(DistributedOptimizer, SparseEmbeddingRowsMatchTheDenseReduction) {
     }
     expect_same_weights(sparse_model, dense_model, sharded ? ", sharded" : ", not sharded");
     if (HasFatalFailure()) return;
+  }
+}
+
+namespace {
+
+// A group that passes every call to `inner` and keeps a log of the overlapped collectives' marks and waits. Its
+// marks number the collectives started since the last wait_started(), as NCCL's events do.
+class RecordingComm : public Comm {
+ public:
+  explicit RecordingComm(Comm& inner) : inner_(inner) {}
+  std::vector<std::string> log;
+
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  const std::string& name() const override { return inner_.name(); }
+  void all_reduce(Tensor& t, ReduceOp op) override { inner_.all_reduce(t, op); }
+  void reduce_scatter(Tensor& out, const Tensor& in) override { inner_.reduce_scatter(out, in); }
+  void all_gather(Tensor& out, const Tensor& in) override { inner_.all_gather(out, in); }
+  void start_all_reduce(Tensor& t, double scale) override { inner_.start_all_reduce(t, scale); }
+  void start_reduce_scatter(Tensor& out, const Tensor& in, double scale) override {
+    inner_.start_reduce_scatter(out, in, scale);
+  }
+  void start_all_gather(Tensor& out, const Tensor& in) override { inner_.start_all_gather(out, in); }
+  void wait_started() override {
+    log.push_back("wait all");
+    marks_ = 0;
+  }
+  int started_mark() override {
+    log.push_back(str("mark ", marks_));
+    return marks_++;
+  }
+  void wait_started_until(int mark) override {
+    EXPECT_LT(mark, marks_) << "a mark that wait_started() has forgotten";
+    log.push_back(str("wait ", mark));
+  }
+  void broadcast(Tensor& t, int root) override { inner_.broadcast(t, root); }
+  void send(const Tensor& t, int peer) override { inner_.send(t, peer); }
+  void recv(Tensor& t, int peer) override { inner_.recv(t, peer); }
+  void exchange(const std::vector<std::pair<Tensor, int>>& sends,
+                const std::vector<std::pair<Tensor, int>>& recvs) override {
+    inner_.exchange(sends, recvs);
+  }
+  void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,
+                    const std::vector<int64_t>& send_counts) override {
+    inner_.all_to_all_v(out, recv_counts, in, send_counts);
+  }
+  void barrier() override { inner_.barrier(); }
+
+ private:
+  Comm& inner_;
+  int marks_ = 0;
+};
+
+}  // namespace
+
+// overlap_param_gather: step() marks each bucket's all-gather and returns without waiting; the next forward waits
+// for each bucket once, when it reaches the bucket's first parameter, in the model's order; a second forward waits
+// for none, and the next reduction forgets the marks. Without it the step waits for all.
+TEST(DistributedOptimizer, OverlappedParamGatherWaitsForEachBucketWhenTheForwardReachesIt) {
+  if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
+  const ModelSpec s = spec(false);
+  auto dp = all_ranks("dp");
+  auto self = each_rank_alone();
+  LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
+  const MockSamples data(8, 16, s.vocab, 9);
+  BatchOptions bo;
+  bo.micro_batch_size = 2;
+  bo.vocab_size = s.vocab;
+  const Batch batch = MicroBatches(data, bo).get(0, 0);
+  for (const bool overlap : {true, false}) {
+    RecordingComm group(*dp);
+    GptModel model(s, ctx, StageLayout::whole(s));
+    OptimizerConfig cfg{.distributed = true, .bucket_elements = 3000, .overlap_param_gather = overlap};
+    Optimizer opt(model.parameters(), cfg, group);
+    const int buckets = opt.buckets();
+    ASSERT_GT(buckets, 3);
+    model.set_params_needed([&](const std::vector<Parameter*>& needed) { opt.await_values(needed); });
+    opt.reduce_gradients();
+    group.log.clear();
+    opt.step(1e-2);
+    std::vector<std::string> want;
+    for (int b = 0; b < buckets; ++b) want.push_back(str("mark ", b));
+    if (!overlap) want.push_back("wait all");
+    EXPECT_EQ(group.log, want) << "step, overlap " << overlap;
+    group.log.clear();
+    ModelSaved saved;
+    for (int pass = 0; pass < 2; ++pass)
+      model.loss(model.forward_layers(model.embed(batch), batch, saved), batch, saved);
+    want.clear();
+    if (overlap)
+      for (int b = 0; b < buckets; ++b) want.push_back(str("wait ", b));
+    EXPECT_EQ(group.log, want) << "forward, overlap " << overlap;
+    group.log.clear();
+    opt.reduce_gradients();
+    opt.await_all_values();
+    EXPECT_EQ(group.log, std::vector<std::string>{"wait all"}) << "next reduction, overlap " << overlap;
   }
 }

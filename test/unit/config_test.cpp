@@ -173,6 +173,12 @@ TEST(DeckErrors, InconsistentValuesNameTheKeyAndWhereItWasSet) {
                     validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0", "--parallel.pp=4"}), 4);
                   }),
                   {"parallel.pp", "model.num_layers = 2"});
+  // the parameter all-gathers to overlap exist only with the distributed optimizer
+  expect_mentions(error_of([&] {
+                    validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0",
+                                                       "--parallel.overlap_param_gather=true"}), 2);
+                  }),
+                  {"parallel.overlap_param_gather", "parallel.distributed_optimizer"});
 }
 
 TEST(Split, NormalisesLikeMegatron) {
