@@ -3,9 +3,9 @@
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            scaling dp-sweep reduce reduce-sweep recompute profile (default: build
-#                                            tests bench e2e); parallel, scaling, dp-sweep, reduce and reduce-sweep
-#                                            need 2 GPUs
+#                                            scaling dp-sweep reduce reduce-sweep recompute profile ab (default:
+#                                            build tests bench e2e); parallel, scaling, dp-sweep, reduce and
+#                                            reduce-sweep need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -281,6 +281,30 @@ with torch.no_grad():
 print(f"transformers loaded the weft export: max|Δlogits| {np.abs(out - ref).max():.3e} (max|ref| {np.abs(ref).max():.2f})")
 PY
       row "export: $(tail -1 "$OUT/export.txt")" ;;
+    ab)
+      # The working tree (A) against other versions of some of its files (B) in one call. .ab-base/ holds B's files
+      # at their repository paths, e.g. `git archive REF cuda/x.cu | tar x -C .ab-base`; it is git-ignored, so name
+      # it in the device call's carry. A and then B are rebuilt, tested (AB_TESTS: a GPU test filter), benched
+      # (AB_BENCH: a benchmark filter, medians of 5) and run on the 1.5B deck with AB_FLAGS; then A is rebuilt
+      # and run once more, so that a drift of the card's clock over the call shows.
+      [ -d .ab-base ] || { row "ab: no .ab-base/ (see the stage's comment)"; continue; }
+      ab_a=$(mktemp -d)
+      (cd .ab-base && find . -type f) | while read -r f; do mkdir -p "$ab_a/$(dirname "$f")"; cp "$f" "$ab_a/$f"; done
+      for side in A B A; do
+        if [ "$side" = B ]; then cp -r .ab-base/. .; else cp -r "$ab_a/." .; fi
+        cmake --build "$BUILD" -j "$(nproc)" >"$OUT/ab-build.log" 2>&1 || { row "ab $side: build failed"; break; }
+        if [ -z "${ab_again:-}" ]; then
+          timed_test "$OUT/ab-tests-$side.log" "$BUILD/test/weft_gpu_tests" --gtest_filter="${AB_TESTS:-GpuOps.*}"
+          row "ab $side tests: $(grep -E "PASSED|FAILED|TIMED OUT" "$OUT/ab-tests-$side.log" | tail -2 | tr '\n' ' ')"
+          while read -r name counter; do row "ab $side bench: ${name%_median} $counter"; done < <(
+            "$BUILD/bench/weft_bench_gpu" --benchmark_filter="${AB_BENCH:-Attention}" --benchmark_repetitions=5 \
+              --benchmark_report_aggregates_only=true 2>&1 | awk '/median/ { print $1, $NF }')
+        fi
+        e2e_1p5b "ab $side, 1.5B" "-ab-$side" ${AB_FLAGS:-}
+        [ "$side" = B ] && ab_again=1
+      done
+      cp -r "$ab_a/." .  # the working tree as it came, also after a failed build of B
+      unset ab_again ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done
