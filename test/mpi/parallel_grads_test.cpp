@@ -189,13 +189,19 @@ TEST(ParallelGradients, ContextParallelRingAttention) {
   }
 }
 
-// ZeRO-1: each of dp ranks keeps 1/dp of the masters and moments, and a step gives the unsharded step's weights.
-TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
-  if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
+// The optimizer tests' set-up: an untied f64 model on each rank alone, its gradients reduced over every rank.
+class DistributedOptimizer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
+  }
   const ModelSpec s = spec(false);
-  auto dp = all_ranks("dp");
-  auto self = each_rank_alone();
+  std::unique_ptr<Comm> dp = all_ranks("dp"), self = each_rank_alone();
   LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
+};
+
+// ZeRO-1: each of dp ranks keeps 1/dp of the masters and moments, and a step gives the unsharded step's weights.
+TEST_F(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
   GptModel sharded_model(s, ctx, StageLayout::whole(s)), plain_model(s, ctx, StageLayout::whole(s));
   // Sharded in buckets of ~3000 elements, each reduced as soon as its parameters are reported; unsharded in one
   // bucket reduced at the end.
@@ -233,12 +239,7 @@ TEST(DistributedOptimizer, ShardsStateAndMatchesTheUnshardedStep) {
 
 // An untied embedding's gradient reduced over the rows some rank touched (Optimizer::set_sparse_rows) steps as the
 // whole gradient reduced does, sharded or not, with a bucket of its own among small buckets of dense gradients.
-TEST(DistributedOptimizer, SparseEmbeddingRowsMatchTheDenseReduction) {
-  if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
-  const ModelSpec s = spec(false);
-  auto dp = all_ranks("dp");
-  auto self = each_rank_alone();
-  LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
+TEST_F(DistributedOptimizer, SparseEmbeddingRowsMatchTheDenseReduction) {
   // Rank r writes vocabulary rows r, r + 7, r + 14, ... (not the padding rows past the vocabulary).
   auto touched = [&](int r, int64_t row) { return row < s.vocab && row % 7 == r; };
   std::vector<int32_t> rows;
@@ -326,12 +327,7 @@ class RecordingComm : public Comm {
 // overlap_param_gather: step() marks each bucket's all-gather and returns without waiting; the next forward waits
 // for each bucket once, when it reaches the bucket's first parameter, in the model's order; a second forward waits
 // for none, and the next reduction forgets the marks. Without it the step waits for all.
-TEST(DistributedOptimizer, OverlappedParamGatherWaitsForEachBucketWhenTheForwardReachesIt) {
-  if (world() < 2) GTEST_SKIP() << "needs data-parallel ranks";
-  const ModelSpec s = spec(false);
-  auto dp = all_ranks("dp");
-  auto self = each_rank_alone();
-  LayerContext ctx{self.get(), false, DType::f64, Device::cpu, 3};
+TEST_F(DistributedOptimizer, OverlappedParamGatherWaitsForEachBucketWhenTheForwardReachesIt) {
   const MockSamples data(8, 16, s.vocab, 9);
   BatchOptions bo;
   bo.micro_batch_size = 2;
