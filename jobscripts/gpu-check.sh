@@ -286,14 +286,14 @@ PY
       # at their repository paths, e.g. `git archive REF cuda/x.cu | tar x -C .ab-base`; it is git-ignored, so name
       # it in the device call's carry. A and then B are rebuilt, tested (AB_TESTS: a GPU test filter), benched
       # (AB_BENCH: a benchmark filter, medians of 5) and run on the 1.5B deck with AB_FLAGS; then A is rebuilt
-      # and run once more, so that a drift of the card's clock over the call shows.
+      # and run once more (A2), so that a drift of the card's clock over the call shows.
       [ -d .ab-base ] || { row "ab: no .ab-base/ (see the stage's comment)"; continue; }
       ab_a=$(mktemp -d)
       (cd .ab-base && find . -type f) | while read -r f; do mkdir -p "$ab_a/$(dirname "$f")"; cp "$f" "$ab_a/$f"; done
-      for side in A B A; do
+      for side in A B A2; do
         if [ "$side" = B ]; then cp -r .ab-base/. .; else cp -r "$ab_a/." .; fi
         cmake --build "$BUILD" -j "$(nproc)" >"$OUT/ab-build.log" 2>&1 || { row "ab $side: build failed"; break; }
-        if [ -z "${ab_again:-}" ]; then
+        if [ "$side" != A2 ]; then
           timed_test "$OUT/ab-tests-$side.log" "$BUILD/test/weft_gpu_tests" --gtest_filter="${AB_TESTS:-GpuOps.*}"
           row "ab $side tests: $(grep -E "PASSED|FAILED|TIMED OUT" "$OUT/ab-tests-$side.log" | tail -2 | tr '\n' ' ')"
           while read -r name counter; do row "ab $side bench: ${name%_median} $counter"; done < <(
@@ -301,10 +301,8 @@ PY
               --benchmark_report_aggregates_only=true 2>&1 | awk '/median/ { print $1, $NF }')
         fi
         e2e_1p5b "ab $side, 1.5B" "-ab-$side" ${AB_FLAGS:-}
-        [ "$side" = B ] && ab_again=1
       done
-      cp -r "$ab_a/." .  # the working tree as it came, also after a failed build of B
-      unset ab_again ;;
+      cp -r "$ab_a/." . ;;  # the working tree as it came, also after a failed build of B
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done

@@ -110,7 +110,6 @@ class Optimizer {
     int pending = 0;                // parameters not yet final this step
     bool started = false;
     int gathered = -1;              // the comm's mark after its values' all-gather, until awaited; -1: none
-
     // The slice's place in a shard-sized buffer (masters, moments).
     Tensor in_shard(const Tensor& shard) const { return shard.rows(at, at + slice_end - slice_begin); }
   };
