@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v19 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v20 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            scaling dp-sweep reduce reduce-sweep recompute profile ab (default:
-#                                            build tests bench e2e); parallel, scaling, dp-sweep, reduce and
-#                                            reduce-sweep need 2 GPUs
+#                                            scaling dp-sweep reduce reduce-sweep recompute profile
+#                                            attention-profile ab (default: build tests bench e2e); parallel,
+#                                            scaling, dp-sweep, reduce and reduce-sweep need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -242,6 +242,24 @@ PY
       fi
       python3 bench/peers/kernel_time_summary.py "$tool" "$OUT/kernels_by_time.csv" "$steps" | tee "$OUT/profile.txt"
       row "profile: $(head -1 "$OUT/profile.txt")" ;;
+    attention-profile)
+      # Where the flash attention kernels lose time: Nsight Compute's full set on one launch (after the warm-up) of
+      # the forward and of the one-pass backward's key pass at head dims 64 and 128, from the kernel benchmarks:
+      # each one's details page, then the SASS instructions with the most warp-stall samples.
+      ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      [ -n "$ncu" ] || { row "attention-profile: no ncu on this machine"; continue; }
+      for case in "fwd64:BM_AttentionForward/64/:flash_fwd" "fwd128:BM_AttentionForward/128/:flash_fwd" \
+                  "bwd64:BM_AttentionBackward/64/0/:flash_dkv" "bwd128:BM_AttentionBackward/128/0/:flash_dkv"; do
+        IFS=: read -r name filter kernel <<<"$case"
+        timeout 240 "$ncu" --set full --import-source no -k "regex:$kernel" --launch-skip 1 --launch-count 1 \
+          -o "$OUT/attn-$name" -f "$BUILD/bench/weft_bench_gpu" --benchmark_filter="$filter" \
+          --benchmark_repetitions=1 >"$OUT/attn-$name.run.log" 2>&1
+        "$ncu" -i "$OUT/attn-$name.ncu-rep" --page details >"$OUT/attn-$name.details.txt" 2>&1
+        "$ncu" -i "$OUT/attn-$name.ncu-rep" --page source --csv --print-source sass >"$OUT/attn-$name.sass.csv" 2>&1
+        python3 bench/peers/ncu_source_hotspots.py "$OUT/attn-$name.sass.csv" 40 >>"$OUT/attn-$name.details.txt" 2>&1
+        row "attention-profile $name: $(grep -m1 -E "Duration" "$OUT/attn-$name.details.txt" | tr -s ' '); \
+$(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s ' ')"
+      done ;;
     bench)
       timeout 300 "$BUILD/bench/weft_bench_gpu" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
         --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json 2>&1 | grep -E "median|Benchmark" | tee "$OUT/kernels.txt"

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""weft/bench/peers/ncu_source_hotspots.py v1 — the SASS instructions of one kernel with the most warp-stall samples.
+
+    ncu_source_hotspots.py SOURCE_CSV [N]
+
+SOURCE_CSV: `ncu --import REPORT --page source --csv --print-source sass`. Prints the N (default 40) instructions
+with the most samples, each with its share of all samples and its largest stall reasons, then the samples summed by
+reason over the whole kernel. Column names differ between Nsight Compute versions, so they are found by pattern.
+"""
+import csv
+import re
+import sys
+
+
+def number(s):
+    try:
+        return float(s.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def main():
+    path, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 40
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    head_at = next((i for i, r in enumerate(rows) if any("Source" == c.strip() or "Address" in c for c in r)), None)
+    if head_at is None:
+        sys.exit(f"{path}: no header with Source/Address")
+    head, body = rows[head_at], [r for r in rows[head_at + 1:] if len(r) == len(rows[head_at])]
+    src = next(i for i, c in enumerate(head) if c.strip() == "Source" or c.strip().startswith("Source"))
+    addr = next((i for i, c in enumerate(head) if "Address" in c), None)
+    total_col = next((i for i, c in enumerate(head) if re.search(r"Warp Stall Sampling \(All", c)), None)
+    if total_col is None:
+        total_col = next(i for i, c in enumerate(head) if "Sampling" in c)
+    reason_cols = [i for i, c in enumerate(head) if c.startswith("stall_") or re.match(r"^Stall", c)
+                   or "_not_issued" in c or re.search(r"smsp__pcsamp_warps_issue_stalled_", c)]
+    if not reason_cols:  # name them by what is left: numeric columns other than the totals
+        reason_cols = [i for i, c in enumerate(head) if i not in (src, addr, total_col)]
+    total = sum(number(r[total_col]) or 0 for r in body)
+    print(f"{path}: {len(body)} instructions, {total:.0f} samples in column '{head[total_col]}'")
+    print("columns:", "; ".join(head))
+    ranked = sorted(body, key=lambda r: -(number(r[total_col]) or 0))[:n]
+    for r in ranked:
+        s = number(r[total_col]) or 0
+        reasons = sorted(((number(r[i]) or 0, head[i]) for i in reason_cols), reverse=True)[:3]
+        why = ", ".join(f"{name} {v:.0f}" for v, name in reasons if v > 0)
+        where = r[addr] if addr is not None else ""
+        print(f"{100 * s / max(total, 1):5.2f}% {where:>8} {r[src].strip()[:70]:70}  {why}")
+    sums = sorted(((sum(number(r[i]) or 0 for r in body), head[i]) for i in reason_cols), reverse=True)
+    print("by reason:", ", ".join(f"{name} {100 * v / max(total, 1):.1f}%" for v, name in sums[:12] if v > 0))
+
+
+if __name__ == "__main__":
+    main()
