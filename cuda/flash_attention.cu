@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention.cu v5 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
+// weft/cuda/flash_attention.cu v6 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
 // sliding windows and document segments, head dims 64 and 128 (the backward is in flash_attention_bwd.cu).
 //
 // Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
@@ -11,42 +11,55 @@ namespace cuda {
 namespace {
 
 // One key tile of the forward's online softmax for a warp's 16 query rows (two per thread): scores become
-// probabilities in place, the running max and sum move on, and corr says how to rescale the output. exp2(s·scale·log2e − max) is one
-// FFMA and one MUFU op per score.
+// probabilities in place, the running max and sum move on, and corr says how to rescale the output.
+// exp2(s·scale·log2e − max) is one FFMA and one MUFU op per score. Each row's max and sum gather in kParts partial
+// values, combined at the end: one running value per row made a chain of 32 dependent instructions, the longest
+// path through the softmax in a profile of the head-dim-64 forward.
 template <bool kMasked, int kKeys>
 __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&m_run)[2], float (&l_run)[2],
                                                float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
+  constexpr int kParts = 4;
+  // Element e of n8 tile nt is row e / 2, column nt·8 + 2t + e % 2; it goes to part (nt % 2)·2 + e % 2.
+  auto part = [](int nt, int e) { return (nt % 2) * 2 + e % 2; };
+  float mx[2][kParts], sum[2][kParts], base[2];
+  #pragma unroll
+  for (int r = 0; r < 2; ++r)
+    #pragma unroll
+    for (int p = 0; p < kParts; ++p) mx[r][p] = -INFINITY, sum[r][p] = 0.f;
+  #pragma unroll
+  for (int nt = 0; nt < kKeys / 8; ++nt)
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float& x = sacc[nt][e];
+      const int r = e / 2, col = nt * 8 + 2 * t + e % 2;
+      if (kMasked && (col < shown[r].lo || col > shown[r].hi)) x = -INFINITY;
+      mx[r][part(nt, e)] = fmaxf(mx[r][part(nt, e)], x);
+    }
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float mx = -INFINITY;
+    float m = fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3]));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+    const float m_new = fmaxf(m_run[r], m * scale_log2);
+    base[r] = m_new == -INFINITY ? 0.f : m_new;
+    corr[r] = fast_exp2(m_run[r] - base[r]);
+    m_run[r] = m_new;
+  }
+  #pragma unroll
+  for (int nt = 0; nt < kKeys / 8; ++nt)
     #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt)
-      #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& x = sacc[nt][2 * r + e];
-        const int col = nt * 8 + 2 * t + e;
-        if (kMasked && (col < shown[r].lo || col > shown[r].hi)) x = -INFINITY;
-        mx = fmaxf(mx, x);
-      }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m_run[r], mx * scale_log2);
-    const float base = m_new == -INFINITY ? 0.f : m_new;
-    corr[r] = fast_exp2(m_run[r] - base);
-    float rowsum = 0.f;
-    #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt)
-      #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& x = sacc[nt][2 * r + e];
-        x = fast_exp2(fmaf(x, scale_log2, -base));
-        rowsum += x;
-      }
+    for (int e = 0; e < 4; ++e) {
+      float& x = sacc[nt][e];
+      x = fast_exp2(fmaf(x, scale_log2, -base[e / 2]));
+      sum[e / 2][part(nt, e)] += x;
+    }
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float rowsum = (sum[r][0] + sum[r][1]) + (sum[r][2] + sum[r][3]);
     rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
     rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 2);
     l_run[r] = l_run[r] * corr[r] + rowsum;
-    m_run[r] = m_new;
   }
 }
 // O's rows rescaled to a new running max (corr from online_softmax). Once the max settles (most tiles of a long
@@ -112,7 +125,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   consumer_registers();
 
   // The warpgroup's 64 rows of Q.
-  const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128;
+  const uint64_t q_desc = desc_k_major(smem_addr(sQ) + wg * 64 * 128);
   float o[D / 8][4], m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -126,17 +139,17 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   float sacc[kFwdKeys / 8][4], corr[2];
   // O += P·V for tile i: V's rows are keys (K), its columns head dims (N).
   auto issue_pv = [&](int i) {
-    const uint32_t v_addr = smem_addr(sV) + i % kStages * kStageBytes;
+    const uint64_t v_desc = desc_mn_major(smem_addr(sV) + i % kStages * kStageBytes, kFwdKeys * 128);
     #pragma unroll
-    for (int j = 0; j < kFwdKeys / 16; ++j) wgmma_rs<D>(o, pa[j], desc_mn_major(v_addr + j * 16 * 128, kFwdKeys * 128));
+    for (int j = 0; j < kFwdKeys / 16; ++j) wgmma_rs<D>(o, pa[j], desc_advance(v_desc, j * 16 * 128));
   };
   // S = Q·Kᵀ for the warpgroup's 64 rows and tile i's 128 keys.
   auto issue_scores = [&](int i) {
-    const uint32_t k_addr = smem_addr(sK) + i % kStages * kStageBytes;
+    const uint64_t k_desc = desc_k_major(smem_addr(sK) + i % kStages * kStageBytes);
     #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks)
-      wgmma_ss<kFwdKeys>(sacc, desc_k_major(q_addr + k_step_offset(ks, kFwdRows)),
-                         desc_k_major(k_addr + k_step_offset(ks, kFwdKeys)), ks > 0);
+      wgmma_ss<kFwdKeys>(sacc, desc_advance(q_desc, k_step_offset(ks, kFwdRows)),
+                         desc_advance(k_desc, k_step_offset(ks, kFwdKeys)), ks > 0);
   };
   // Online softmax of tile i in the log2 domain (only warps whose rows cross the diagonal, the window's edge or the
   // segment's end pay for the mask).

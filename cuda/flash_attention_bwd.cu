@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention_bwd.cu v5 — flash attention on Hopper's tensor cores, the backward: two deterministic
+// weft/cuda/flash_attention_bwd.cu v6 — flash attention on Hopper's tensor cores, the backward: two deterministic
 // passes, or one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
 #include "flash_common.cuh"
 
@@ -86,22 +86,30 @@ __device__ __forceinline__ ColumnRange seeing_queries(int64_t key, int64_t q0, i
 }
 
 // A scores tile's softmax backward in place: P in s, dS in dp. Each warp holds 16 accumulator rows, two per thread
-// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. `col_lse`/`col_delta` give the terms when
-// columns are queries (the key pass), `row_lse`/`row_delta` when rows are (the query pass).
-template <bool kMasked, int N>
+// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. With kColumnTerms the columns are queries
+// (the key pass) and their terms come from shared memory, `col_lse` and `col_delta`, a pair of adjacent columns per
+// load; else the rows are (the query pass) and their terms are `row_lse` and `row_delta`.
+template <bool kMasked, bool kColumnTerms, int N>
 __device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&dp)[N / 8][4],
                                                  const ColumnRange (&shown)[2], const float* col_lse,
                                                  const float* col_delta, const float (&row_lse)[2],
                                                  const float (&row_delta)[2], float scale_log2, int t) {
   #pragma unroll
-  for (int nt = 0; nt < N / 8; ++nt)
+  for (int nt = 0; nt < N / 8; ++nt) {
+    float2 lse_pair{}, delta_pair{};
+    if constexpr (kColumnTerms) {
+      lse_pair = *reinterpret_cast<const float2*>(col_lse + nt * 8 + 2 * t);
+      delta_pair = *reinterpret_cast<const float2*>(col_delta + nt * 8 + 2 * t);
+    }
     #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int r = e >> 1, col = nt * 8 + 2 * t + (e & 1);
       const bool visible = !kMasked || (col >= shown[r].lo && col <= shown[r].hi);
-      const float lse2 = col_lse ? col_lse[col] : row_lse[r], dlt = col_delta ? col_delta[col] : row_delta[r];
+      const float lse2 = kColumnTerms ? (e & 1 ? lse_pair.y : lse_pair.x) : row_lse[r];
+      const float dlt = kColumnTerms ? (e & 1 ? delta_pair.y : delta_pair.x) : row_delta[r];
       s[nt][e] = softmax_grad(s[nt][e], dp[nt][e], lse2, dlt, visible, scale_log2);
     }
+  }
 }
 
 // Two K-major SS products over the head dim, A and B tiles in SW128 atoms: d1 = A1·B1ᵀ, d2 = A2·B2ᵀ (A rows 64 of
@@ -113,11 +121,12 @@ __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float 
   tensor_turn(
       turn, false,
       [&] {
+        const uint64_t a1d = desc_k_major(a1), a2d = desc_k_major(a2), b1d = desc_k_major(b1), b2d = desc_k_major(b2);
         #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks) {
           const uint32_t a_step = k_step_offset(ks, a_rows), b_step = k_step_offset(ks, b_rows);
-          wgmma_ss<N>(d1, desc_k_major(a1 + a_step), desc_k_major(b1 + b_step), ks > 0);
-          wgmma_ss<N>(d2, desc_k_major(a2 + a_step), desc_k_major(b2 + b_step), ks > 0);
+          wgmma_ss<N>(d1, desc_advance(a1d, a_step), desc_advance(b1d, b_step), ks > 0);
+          wgmma_ss<N>(d2, desc_advance(a2d, a_step), desc_advance(b2d, b_step), ks > 0);
         }
       },
       d1, d2);
@@ -264,12 +273,12 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   // Its queries are the tile's 64-column block dq_queries of dS, its head dims K's block dq_dims.
   const int dq_queries = D == 64 ? wg : 0, dq_dims = D == 64 ? 0 : wg;
   auto issue_dq = [&](float (&acc)[8][4], int j) {
-    const uint32_t ds = smem_addr(sDs) + (j % 2) * kDsBytes<D, kOnePass> + dq_queries * kBwdKeys * 128;
-    const uint32_t kd = smem_addr(sK) + dq_dims * kBwdKeys * 128;
+    const uint64_t ds = desc_mn_major(smem_addr(sDs) + (j % 2) * kDsBytes<D, kOnePass> + dq_queries * kBwdKeys * 128,
+                                      kBwdKeys * 128);
+    const uint64_t kd = desc_mn_major(smem_addr(sK) + dq_dims * kBwdKeys * 128, kBwdKeys * 128);
     #pragma unroll
     for (int ks = 0; ks < kBwdKeys / 16; ++ks)
-      wgmma_ss<64, true>(acc, desc_mn_major(ds + ks * 16 * 128, kBwdKeys * 128),
-                         desc_mn_major(kd + ks * 16 * 128, kBwdKeys * 128), ks > 0);
+      wgmma_ss<64, true>(acc, desc_advance(ds, ks * 16 * 128), desc_advance(kd, ks * 16 * 128), ks > 0);
   };
   // One pass, after tile j's dQ product has landed: the partial to L2, and (when a later tile will rewrite dS tile
   // j % 2) the other warpgroup told that this one has read it.
@@ -300,10 +309,10 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     if (tile_needs_mask(q0, kBwdQueries<D>, k0 + warp_key, 16, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries<D>, seg_hi, window, causal),
                                     seeing_queries(key_row[1], q0, kBwdQueries<D>, seg_hi, window, causal)};
-      softmax_backward<true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms,
+      softmax_backward<true, true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms,
                                              scale_log2, t);
     } else {
-      softmax_backward<false, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms,
+      softmax_backward<false, true, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms,
                                               scale_log2, t);
     }
     // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows: queries).
@@ -314,10 +323,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       a_fragment(da[j], dpacc, j);
     }
     auto issue_dv_dk = [&] {
+      const uint64_t dod = desc_mn_major(do_addr, kTileBytes / (D / 64)), qd = desc_mn_major(q_addr, kTileBytes / (D / 64));
       #pragma unroll
       for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
-        wgmma_rs<D>(dv_acc, pa[j], desc_mn_major(do_addr + j * 16 * 128, kTileBytes / (D / 64)));
-        wgmma_rs<D>(dk_acc, da[j], desc_mn_major(q_addr + j * 16 * 128, kTileBytes / (D / 64)));
+        wgmma_rs<D>(dv_acc, pa[j], desc_advance(dod, j * 16 * 128));
+        wgmma_rs<D>(dk_acc, da[j], desc_advance(qd, j * 16 * 128));
       }
     };
     if constexpr (kOnePass) {
@@ -438,9 +448,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     if (tile_needs_mask(warp_q0, 16, key0, kDqKeys<D>, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys<D>, seg_hi, window, causal),
                                     visible_columns(row_q[1], key0, kDqKeys<D>, seg_hi, window, causal)};
-      softmax_backward<true, kDqKeys<D>>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+      softmax_backward<true, false, kDqKeys<D>>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
     } else {
-      softmax_backward<false, kDqKeys<D>>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+      softmax_backward<false, false, kDqKeys<D>>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
     }
     // dQ += dS·K, dS as A fragments; K an MN-major B (rows are keys).
     uint32_t da[kDqKeys<D> / 16][4];
@@ -449,9 +459,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     tensor_turn(
         turn, i == tiles - 1,
         [&] {
+          const uint64_t kd = desc_mn_major(k_addr, kStageBytes / (D / 64));
           #pragma unroll
-          for (int j = 0; j < kDqKeys<D> / 16; ++j)
-            wgmma_rs<D>(dq_acc, da[j], desc_mn_major(k_addr + j * 16 * 128, kStageBytes / (D / 64)));
+          for (int j = 0; j < kDqKeys<D> / 16; ++j) wgmma_rs<D>(dq_acc, da[j], desc_advance(kd, j * 16 * 128));
         },
         dq_acc);
     pipe.release(i);

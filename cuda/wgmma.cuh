@@ -1,4 +1,4 @@
-// weft/cuda/wgmma.cuh v2 — Hopper warpgroup MMA (wgmma) for the flash kernels: shared-memory descriptors of
+// weft/cuda/wgmma.cuh v3 — Hopper warpgroup MMA (wgmma) for the flash kernels: shared-memory descriptors of
 // 128-byte-swizzled bf16 tiles, and the two forms the kernels use.
 //
 // A warpgroup (four warps, 128 threads) multiplies a 64-row A by an N-column B in one asynchronous instruction, B
@@ -19,12 +19,20 @@ namespace weft::cuda {
 // A descriptor's 14-bit fields hold byte quantities divided by 16.
 __device__ __forceinline__ uint64_t desc_field(uint32_t bytes) { return uint64_t((bytes & 0x3FFFF) >> 4); }
 // The descriptor of a K-major operand (rows along M or N, the 64-column blocks along K) starting at byte address
-// `addr` of a SW128 tile; stepping 16 along K inside a block adds 32 bytes to `addr`, the next block adds rows·128.
+// `addr` of a SW128 tile; stepping 16 along K inside a block moves it on by 32 bytes, the next block by rows·128
+// (k_step_offset, desc_advance).
 __device__ __forceinline__ uint64_t desc_k_major(uint32_t addr) {
   return desc_field(addr) | (uint64_t(1) << 16) | (desc_field(1024) << 32) | (uint64_t(1) << 62);
 }
 // The byte offset of k step `ks` (columns [16ks, 16ks + 16)) in a K-major SW128 tile of `rows` rows.
 __device__ __forceinline__ uint32_t k_step_offset(int ks, int rows) { return (ks / 4) * rows * 128 + (ks % 4) * 32; }
+// A descriptor moved on by `bytes` (a multiple of 16) in shared memory, e.g. to the next k step: one 32-bit add to
+// the start-address field, where recomputing the descriptor from the new address takes a chain of three dependent
+// uniform-datapath instructions before every wgmma. The field (the low 14 bits) spans 256 KiB, more than a block's
+// shared memory, so the add never carries out of it.
+__device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) {
+  return (desc & ~uint64_t(0xFFFFFFFFu)) | uint32_t(uint32_t(desc) + (bytes >> 4));
+}
 // The descriptor of an MN-major operand: the tile's rows run along K (16 rows per instruction, `addr` at the first)
 // and its 64-column blocks along M or N, `block_bytes` apart.
 __device__ __forceinline__ uint64_t desc_mn_major(uint32_t addr, uint32_t block_bytes) {
