@@ -337,16 +337,25 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       fence_async_shared();  // the turns' barriers order it before either warpgroup's dQ product
       float dq_part[8][4];  // the first k step overwrites (zeroing it serializes wgmma)
       // The other warpgroup's half of dS tile i - 1 is in by now. At i = 0 the product runs on tile 0 and is
-      // dropped: a wgmma under a branch would serialize them all.
-      tensor_turn(
-          turn, false,
-          [&] {
-            issue_dv_dk();
-            issue_dq(dq_part, i > 0 ? i - 1 : 0);
-          },
-          dv_acc, dk_acc, dq_part);
-      pipe.release(i);
+      // dropped: a wgmma under a branch would serialize them all. The dQ product goes first, in a group of its
+      // own, so that its partial is on its way to L2 while dV and dK are still being computed: flushing it after
+      // all three had landed held the warpgroup's next turn back (profiled).
+      turn.mine();
+      wgmma_fence();
+      issue_dq(dq_part, i > 0 ? i - 1 : 0);
+      wgmma_commit();
+      issue_dv_dk();
+      wgmma_commit();
+      turn.yours(false);
+      wgmma_wait<1>();
+      fence_operands(dq_part);
       if (i > 0) flush_dq(dq_part, i - 1);
+      wgmma_wait<0>();
+      fence_operands(dv_acc);
+      fence_operands(dk_acc);
+      fence_operands(pa);  // dV and dK read these until now: the flush must not have reused their registers
+      fence_operands(da);
+      pipe.release(i);
     } else {
       tensor_turn(turn, i == tiles - 1, issue_dv_dk, dv_acc, dk_acc);
       pipe.release(i);
