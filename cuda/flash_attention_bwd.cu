@@ -143,9 +143,7 @@ __device__ __forceinline__ void store_ds(uint32_t tile, const uint32_t (&da)[N /
     #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int r = row0 + 16 * warp + g + 8 * (e & 1), c = 16 * j + 8 * (e >> 1) + 2 * t;
-      const uint32_t at =
-          tile + (c / 64) * kBwdKeys * 128 + r * 128 + (((c / 8) % 8) ^ (r % 8)) * 16 + (c % 8) * 2;
-      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[j][e]) : "memory");
+      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(tile + sw128_offset(r, c, kBwdKeys)), "r"(da[j][e]) : "memory");
     }
 }
 

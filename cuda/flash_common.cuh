@@ -1,4 +1,4 @@
-// weft/cuda/flash_common.cuh v4 — what the flash attention kernels share (flash_attention.cu, the forward;
+// weft/cuda/flash_common.cuh v5 — what the flash attention kernels share (flash_attention.cu, the forward;
 // flash_attention_bwd.cu, the backward): bf16 packing, register A fragments, exp2, a tensor-core turn, tensor maps,
 // masks and tiling.
 #pragma once
@@ -49,7 +49,7 @@ __device__ __forceinline__ void tensor_turn(const Pingpong& turn, bool last, Iss
 // the tensor's end arrive as zeros; rows past a segment's end arrive as they are and the masks give them zero
 // weight (P = 0 exactly, so they add nothing).
 struct FlashMaps {
-  CUtensorMap q, k, v, dout;
+  CUtensorMap q, k, v, dout, out;  // out: the forward's output, stored in boxes of 64 rows
 };
 
 // Whether `rows` queries from q0 × `keys` keys from key0 have any (query, key) pair the mask hides: keys after a

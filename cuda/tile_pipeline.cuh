@@ -1,4 +1,4 @@
-// weft/cuda/tile_pipeline.cuh v3 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
+// weft/cuda/tile_pipeline.cuh v4 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
 // tiles into shared memory with the TMA unit, two consumer warpgroups compute on them, mbarriers hand stages over
 // and named barriers give the consumers turns on the tensor cores.
 #pragma once
@@ -31,6 +31,20 @@ __device__ __forceinline__ void tma_tile(bf16_t* tile, const CUtensorMap* map, i
         ::"r"(smem_addr(tile) + b * kRows * 128), "l"(map), "r"(b * 64), "r"(head), "r"(static_cast<int>(row0)),
         "r"(smem_addr(bar))
         : "memory");
+}
+
+// Starts the TMA store of `rows` rows of a tile of SW128 atoms (one box per 64-column block, `block_bytes` apart in
+// shared memory) to rows [row0, row0 + rows) of head `head`, as one bulk group; rows past the tensor's end are not
+// written. The shared memory must stay as it is until bulk_wait_read.
+template <int D>
+__device__ __forceinline__ void tma_store_tile(const CUtensorMap* map, uint32_t tile, uint32_t block_bytes, int head,
+                                               int64_t row0) {
+  #pragma unroll
+  for (int b = 0; b < D / 64; ++b)
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%4];\n"
+                 ::"l"(map), "r"(b * 64), "r"(head), "r"(static_cast<int>(row0)), "r"(tile + b * block_bytes)
+                 : "memory");
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
 }
 
 __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {

@@ -16,6 +16,11 @@ namespace weft::cuda {
 // (c / 64)·rows·128 + r·128 + ((c / 8 mod 8) XOR (r mod 8))·16 + (c mod 8)·2. The TMA unit writes exactly this with
 // its 128-byte swizzle. The tile must start on a 1024-byte boundary.
 
+// The byte offset of element (r, c) in a SW128 tile of `rows` rows, as above: where threads store a tile that wgmma
+// or a TMA store reads.
+__device__ __forceinline__ uint32_t sw128_offset(int r, int c, int rows) {
+  return (c / 64) * rows * 128 + r * 128 + (((c / 8) % 8) ^ (r % 8)) * 16 + (c % 8) * 2;
+}
 // A descriptor's 14-bit fields hold byte quantities divided by 16.
 __device__ __forceinline__ uint64_t desc_field(uint32_t bytes) { return uint64_t((bytes & 0x3FFFF) >> 4); }
 // The descriptor of a K-major operand (rows along M or N, the 64-column blocks along K) starting at byte address
