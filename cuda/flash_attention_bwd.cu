@@ -308,10 +308,10 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries<D>, seg_hi, window, causal),
                                     seeing_queries(key_row[1], q0, kBwdQueries<D>, seg_hi, window, causal)};
       softmax_backward<true, true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms,
-                                             scale_log2, t);
+                                                   scale_log2, t);
     } else {
       softmax_backward<false, true, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms,
-                                              scale_log2, t);
+                                                    scale_log2, t);
     }
     // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows: queries).
     uint32_t pa[kBwdQueries<D> / 16][4], da[kBwdQueries<D> / 16][4];
@@ -321,7 +321,8 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
       a_fragment(da[j], dpacc, j);
     }
     auto issue_dv_dk = [&] {
-      const uint64_t dod = desc_mn_major(do_addr, kTileBytes / (D / 64)), qd = desc_mn_major(q_addr, kTileBytes / (D / 64));
+      const uint64_t dod = desc_mn_major(do_addr, kTileBytes / (D / 64));
+      const uint64_t qd = desc_mn_major(q_addr, kTileBytes / (D / 64));
       #pragma unroll
       for (int j = 0; j < kBwdQueries<D> / 16; ++j) {
         wgmma_rs<D>(dv_acc, pa[j], desc_advance(dod, j * 16 * 128));
@@ -455,9 +456,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     if (tile_needs_mask(warp_q0, 16, key0, kDqKeys<D>, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys<D>, seg_hi, window, causal),
                                     visible_columns(row_q[1], key0, kDqKeys<D>, seg_hi, window, causal)};
-      softmax_backward<true, false, kDqKeys<D>>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+      softmax_backward<true, false, kDqKeys<D>>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2,
+                                                t);
     } else {
-      softmax_backward<false, false, kDqKeys<D>>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2, t);
+      softmax_backward<false, false, kDqKeys<D>>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2,
+                                                 t);
     }
     // dQ += dS·K, dS as A fragments; K an MN-major B (rows are keys).
     uint32_t da[kDqKeys<D> / 16][4];

@@ -33,8 +33,8 @@ __device__ __forceinline__ void tma_tile(bf16_t* tile, const CUtensorMap* map, i
         : "memory");
 }
 
-// Starts the TMA store of `rows` rows of a tile of SW128 atoms (one box per 64-column block, `block_bytes` apart in
-// shared memory) to rows [row0, row0 + rows) of head `head`, as one bulk group; rows past the tensor's end are not
+// Starts the TMA store of a tile of SW128 atoms (one box of the map's rows per 64-column block, `block_bytes` apart
+// in shared memory) to the rows from row0 of head `head`, as one bulk group; rows past the tensor's end are not
 // written. The shared memory must stay as it is until bulk_wait_read.
 template <int D>
 __device__ __forceinline__ void tma_store_tile(const CUtensorMap* map, uint32_t tile, uint32_t block_bytes, int head,

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""weft/bench/peers/ncu_source_hotspots.py v1 — the SASS instructions of one kernel with the most warp-stall samples.
+"""weft/bench/peers/ncu_source_hotspots.py v2 — the SASS instructions of one kernel with the most warp-stall samples.
 
     ncu_source_hotspots.py SOURCE_CSV [N]
 
 SOURCE_CSV: `ncu --import REPORT --page source --csv --print-source sass`. Prints the N (default 40) instructions
-with the most samples, each with its share of all samples and its largest stall reasons, then the samples summed by
-reason over the whole kernel. Column names differ between Nsight Compute versions, so they are found by pattern.
+with the most samples, each with its share of all samples and its largest stall reasons; then the samples summed by
+how often an instruction ran, which sorts a kernel's code into its regions (once per block for each warp of a role,
+once per loop turn, the producer's spin loop) without reading the SASS; then the samples summed by reason. Column
+names differ between Nsight Compute versions, so they are found by pattern.
 """
 import csv
 import re
@@ -34,6 +36,7 @@ def main():
         total_col = next(i for i, c in enumerate(head) if "Sampling" in c)
     reason_cols = [i for i, c in enumerate(head) if c.startswith("stall_") or re.match(r"^Stall", c)
                    or "_not_issued" in c or re.search(r"smsp__pcsamp_warps_issue_stalled_", c)]
+    reason_cols = [i for i in reason_cols if "Not Issued" not in head[i]]  # all samples, as the total column
     if not reason_cols:  # name them by what is left: numeric columns other than the totals
         reason_cols = [i for i, c in enumerate(head) if i not in (src, addr, total_col)]
     total = sum(number(r[total_col]) or 0 for r in body)
@@ -46,6 +49,16 @@ def main():
         why = ", ".join(f"{name} {v:.0f}" for v, name in reasons if v > 0)
         where = r[addr] if addr is not None else ""
         print(f"{100 * s / max(total, 1):5.2f}% {where:>8} {r[src].strip()[:70]:70}  {why}")
+    executed = next((i for i, c in enumerate(head) if c.strip() == "Instructions Executed"), None)
+    if executed is not None:
+        regions = {}
+        for r in body:
+            region = regions.setdefault(int(number(r[executed]) or 0), [0.0, 0])
+            region[0] += number(r[total_col]) or 0
+            region[1] += 1
+        print("by execution count (a region of the code):")
+        for count, (s, n_instr) in sorted(regions.items(), key=lambda kv: -kv[1][0])[:10]:
+            print(f"  executed {count:>10} times: {n_instr:5} instructions, {100 * s / max(total, 1):5.1f}% of samples")
     sums = sorted(((sum(number(r[i]) or 0 for r in body), head[i]) for i in reason_cols), reverse=True)
     print("by reason:", ", ".join(f"{name} {100 * v / max(total, 1):.1f}%" for v, name in sums[:12] if v > 0))
 
