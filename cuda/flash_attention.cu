@@ -212,8 +212,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
       #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
         const uint32_t at = smem_addr(sQ) + sw128_offset(warp_row + g + 8 * r, dt * 8 + 2 * t, kFwdRows);
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv))
-                     : "memory");
+        store_shared_u32(at, pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv));
       }
     } else if (row < seg_hi) {
       bf16_t* dst = out + (row * heads + h) * D;

@@ -143,7 +143,7 @@ __device__ __forceinline__ void store_ds(uint32_t tile, const uint32_t (&da)[N /
     #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int r = row0 + 16 * warp + g + 8 * (e & 1), c = 16 * j + 8 * (e >> 1) + 2 * t;
-      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(tile + sw128_offset(r, c, kBwdKeys)), "r"(da[j][e]) : "memory");
+      store_shared_u32(tile + sw128_offset(r, c, kBwdKeys), da[j][e]);
     }
 }
 

@@ -19,6 +19,11 @@ constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads =
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
+// Stores 4 bytes at shared-memory address `addr` (as smem_addr gives it), e.g. into a tile that wgmma or a TMA store
+// reads next.
+__device__ __forceinline__ void store_shared_u32(uint32_t addr, uint32_t value) {
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(value) : "memory");
+}
 
 // Starts the TMA load of rows [row0, row0 + kRows) of head `head` into a tile of SW128 atoms (one box per 64-column
 // block); `bar` counts the bytes as they land.
