@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v20 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v21 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -303,8 +303,9 @@ PY
       # The working tree (A) against other versions of some of its files (B) in one call. .ab-base/ holds B's files
       # at their repository paths, e.g. `git archive REF cuda/x.cu | tar x -C .ab-base`; it is git-ignored, so name
       # it in the device call's carry. A and then B are rebuilt, tested (AB_TESTS: a GPU test filter), benched
-      # (AB_BENCH: a benchmark filter, medians of 5) and run on the 1.5B deck with AB_FLAGS; then A is rebuilt
-      # and run once more (A2), so that a drift of the card's clock over the call shows.
+      # (AB_BENCH: a benchmark filter, medians of 5) and run on the 1.5B deck with AB_FLAGS (AB_E2E=0: not run);
+      # then A is rebuilt and run once more (A2), so that a drift of the card's clock over the call shows, and so
+      # that later stages run A.
       [ -d .ab-base ] || { row "ab: no .ab-base/ (see the stage's comment)"; continue; }
       ab_a=$(mktemp -d)
       (cd .ab-base && find . -type f) | while read -r f; do mkdir -p "$ab_a/$(dirname "$f")"; cp "$f" "$ab_a/$f"; done
@@ -318,7 +319,7 @@ PY
             "$BUILD/bench/weft_bench_gpu" --benchmark_filter="${AB_BENCH:-Attention}" --benchmark_repetitions=5 \
               --benchmark_report_aggregates_only=true 2>&1 | awk '/median/ { print $1, $NF }')
         fi
-        e2e_1p5b "ab $side, 1.5B" "-ab-$side" ${AB_FLAGS:-}
+        [ "${AB_E2E:-1}" = 1 ] && e2e_1p5b "ab $side, 1.5B" "-ab-$side" ${AB_FLAGS:-}
       done
       cp -r "$ab_a/." . ;;  # the working tree as it came, also after a failed build of B
     *) echo "unknown stage $stage"; exit 2 ;;

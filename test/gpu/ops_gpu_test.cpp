@@ -376,6 +376,9 @@ TEST(GpuOps, AttentionCausalGqaWindowsAndDocuments) {
   check_attention(400, 6, 1, 64, 37, 2);
   check_attention(200, 4, 2, 128, 100, 5);
   check_attention(64, 2, 1, 32, 0, 2);  // a head dim the tensor-core kernel does not take
+  // Several waves of query blocks on an H100/H200 (more than it has SMs), at both head dims.
+  check_attention(1024, 16, 4, 128, 0, 3);
+  check_attention(1024, 24, 8, 64, 300, 2);
 }
 
 // Context parallelism's pieces: attention with no causal mask (tensor-core and reference kernels) and the merge.
