@@ -507,7 +507,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const float scale_log2 = static_cast<float>(p.scale * kLog2e);
   const FlashMaps key_maps{head_map(q, tokens, heads, D, kBwdQueries<D>), head_map(k, tokens, kv_heads, D, kBwdKeys),
                            head_map(v, tokens, kv_heads, D, kBwdKeys),
-                           head_map(dout, tokens, heads, D, kBwdQueries<D>)};
+                           head_map(dout, tokens, heads, D, kBwdQueries<D>), {}};  // no output map
   // The key pass, in one of two forms: kOnePass also gathers dQ in `buffer`.
   auto key_pass = [&](auto one_pass, float* buffer, int64_t buffer_rows) {
     constexpr bool kOnePass = decltype(one_pass)::value;
@@ -537,7 +537,8 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const size_t query_smem = pipeline_smem((2 * kDqRows * D + 2 * kStages * kDqKeys<D> * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_dq_kernel<D>, query_smem, "flash attention backward (query pass)");
   const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys<D>),
-                             head_map(v, tokens, kv_heads, D, kDqKeys<D>), head_map(dout, tokens, heads, D, kDqRows)};
+                             head_map(v, tokens, kv_heads, D, kDqKeys<D>), head_map(dout, tokens, heads, D, kDqRows),
+                             {}};
   flash_dq_kernel<D><<<seg.count * query_blocks * heads, kPipelineThreads, query_smem, stream()>>>(
       ptr<bf16_t>(dq), query_maps, ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);

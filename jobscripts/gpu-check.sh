@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v21 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v22 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
 #                                            scaling dp-sweep reduce reduce-sweep recompute profile
-#                                            attention-profile ab (default: build tests bench e2e); parallel,
+#                                            attention-profile ab flag-ab (default: build tests bench e2e); parallel,
 #                                            scaling, dp-sweep, reduce and reduce-sweep need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
@@ -322,6 +322,13 @@ PY
         [ "${AB_E2E:-1}" = 1 ] && e2e_1p5b "ab $side, 1.5B" "-ab-$side" ${AB_FLAGS:-}
       done
       cp -r "$ab_a/." . ;;  # the working tree as it came, also after a failed build of B
+    flag-ab)
+      # One build, two settings: the 1.5B deck with AB_FLAGS, then with AB_FLAGS and FLAG_B, alternately for
+      # AB_ROUNDS rounds (default 3), so that a drift of the card's clock over the call falls on both.
+      for r in $(seq 1 "${AB_ROUNDS:-3}"); do
+        e2e_1p5b "flag-ab base, round $r" "-fab-base-$r" ${AB_FLAGS:-}
+        e2e_1p5b "flag-ab ${FLAG_B:?FLAG_B names the flag to try}, round $r" "-fab-b-$r" ${AB_FLAGS:-} $FLAG_B
+      done ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done
