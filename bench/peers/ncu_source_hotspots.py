@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""weft/bench/peers/ncu_source_hotspots.py v2 — the SASS instructions of one kernel with the most warp-stall samples.
+"""weft/bench/peers/ncu_source_hotspots.py v3 — the SASS instructions of one kernel with the most warp-stall samples.
 
-    ncu_source_hotspots.py SOURCE_CSV [N]
+    ncu_source_hotspots.py SOURCE_CSV [N] [--region COUNT]
 
 SOURCE_CSV: `ncu --import REPORT --page source --csv --print-source sass`. Prints the N (default 40) instructions
 with the most samples, each with its share of all samples and its largest stall reasons; then the samples summed by
 how often an instruction ran, which sorts a kernel's code into its regions (once per block for each warp of a role,
-once per loop turn, the producer's spin loop) without reading the SASS; then the samples summed by reason. Column
-names differ between Nsight Compute versions, so they are found by pattern.
+once per loop turn, the producer's spin loop) without reading the SASS; then the samples summed by reason. With
+--region, every instruction that ran COUNT times, in address order, with its samples and two largest reasons: where
+in a loop body its time goes (a reduction waiting on its shuffles, exp2 paced by the MUFU pipe). Column names
+differ between Nsight Compute versions, so they are found by pattern.
 """
 import csv
 import re
@@ -22,7 +24,13 @@ def number(s):
 
 
 def main():
-    path, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 40
+    args = sys.argv[1:]
+    region_count = None
+    if "--region" in args:
+        at = args.index("--region")
+        region_count = int(args[at + 1])
+        del args[at:at + 2]
+    path, n = args[0], int(args[1]) if len(args) > 1 else 40
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     head_at = next((i for i, r in enumerate(rows) if any("Source" == c.strip() or "Address" in c for c in r)), None)
@@ -61,6 +69,18 @@ def main():
             print(f"  executed {count:>10} times: {n_instr:5} instructions, {100 * s / max(total, 1):5.1f}% of samples")
     sums = sorted(((sum(number(r[i]) or 0 for r in body), head[i]) for i in reason_cols), reverse=True)
     print("by reason:", ", ".join(f"{name} {100 * v / max(total, 1):.1f}%" for v, name in sums[:12] if v > 0))
+    if region_count is not None:
+        if executed is None:
+            sys.exit(f"{path}: no 'Instructions Executed' column for --region")
+        region = [r for r in body if int(number(r[executed]) or 0) == region_count]
+        in_region = sum(number(r[total_col]) or 0 for r in region)
+        print(f"region executed {region_count} times: {len(region)} instructions, "
+              f"{100 * in_region / max(total, 1):.1f}% of samples")
+        for r in region:
+            s = number(r[total_col]) or 0
+            reasons = sorted(((number(r[i]) or 0, head[i]) for i in reason_cols), reverse=True)[:2]
+            why = ", ".join(f"{name} {v:.0f}" for v, name in reasons if v > 0)
+            print(f"{s:7.0f} {r[src].strip()[:70]:70}  {why}")
 
 
 if __name__ == "__main__":
