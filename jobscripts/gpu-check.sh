@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v22 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v23 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
 #                                            scaling dp-sweep reduce reduce-sweep recompute profile
-#                                            attention-profile ab flag-ab (default: build tests bench e2e); parallel,
-#                                            scaling, dp-sweep, reduce and reduce-sweep need 2 GPUs
+#                                            attention-profile ab ab-trees flag-ab (default: build tests bench e2e);
+#                                            parallel, scaling, dp-sweep, reduce and reduce-sweep need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -123,13 +123,24 @@ one_gpu_1p5b() {
   row "1.5B $name: $(tail -1 "$dir/metrics.jsonl" 2>/dev/null || echo "FAILED, see $dir.log")"
 }
 
+# Configures a build of the source tree SRC in DIR for Hopper: configure SRC DIR (output to stdout).
+configure() {
+  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+    -DPCRE2_ROOT="$ROOT/.carry/pcre2" -DBOOST_PO_SOURCES="$ROOT/.carry/boost_po"
+}
+# The medians of 5 runs of the benchmarks matching FILTER in a bench binary, one "NAME VALUE" line each:
+# bench_medians BINARY FILTER.
+bench_medians() {
+  "$1" --benchmark_filter="$2" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true 2>&1 |
+    awk '/median/ { print $1, $NF }'
+}
+
 for stage in "${STAGES[@]}"; do
   t0=$(date +%s)
   case $stage in
     build)
-      cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
-            -DPCRE2_ROOT="$ROOT/.carry/pcre2" -DBOOST_PO_SOURCES="$ROOT/.carry/boost_po" >"$OUT/cmake.log" 2>&1 && cmake --build "$BUILD" -j "$(nproc)" \
-            ${BUILD_TARGETS:+--target $BUILD_TARGETS} >"$OUT/build.log" 2>&1
+      configure . "$BUILD" >"$OUT/cmake.log" 2>&1 &&
+        cmake --build "$BUILD" -j "$(nproc)" ${BUILD_TARGETS:+--target $BUILD_TARGETS} >"$OUT/build.log" 2>&1
       rc=$?; tail -3 "$OUT/build.log"; row "build: rc $rc ($(( $(date +%s) - t0 )) s)"
       [ $rc -ne 0 ] && { grep -E "error" "$OUT/build.log" | head -20; exit 1; } ;;
     tests)
@@ -316,12 +327,37 @@ PY
           timed_test "$OUT/ab-tests-$side.log" "$BUILD/test/weft_gpu_tests" --gtest_filter="${AB_TESTS:-GpuOps.*}"
           row "ab $side tests: $(grep -E "PASSED|FAILED|TIMED OUT" "$OUT/ab-tests-$side.log" | tail -2 | tr '\n' ' ')"
           while read -r name counter; do row "ab $side bench: ${name%_median} $counter"; done < <(
-            "$BUILD/bench/weft_bench_gpu" --benchmark_filter="${AB_BENCH:-Attention}" --benchmark_repetitions=5 \
-              --benchmark_report_aggregates_only=true 2>&1 | awk '/median/ { print $1, $NF }')
+            bench_medians "$BUILD/bench/weft_bench_gpu" "${AB_BENCH:-Attention}")
         fi
         [ "${AB_E2E:-1}" = 1 ] && e2e_1p5b "ab $side, 1.5B" "-ab-$side" ${AB_FLAGS:-}
       done
       cp -r "$ab_a/." . ;;  # the working tree as it came, also after a failed build of B
+    ab-trees)
+      # The working tree (A) against .ab-base/'s files laid over a copy of it (B), as in the ab stage, but each
+      # built in a tree of its own (the two builds at once, the bench target only) and benched alternately for
+      # AB_ROUNDS rounds (default 2; AB_BENCH filters, medians of 5), so that neither side gets the call's cooler
+      # or warmer stretch. The working tree's own build directory is left alone.
+      [ -d .ab-base ] || { row "ab-trees: no .ab-base/ (see the ab stage's comment)"; continue; }
+      for side in A B; do
+        tree=/tmp/weft-ab-trees/$side
+        rm -rf "$tree"; mkdir -p "$tree"
+        tar --exclude=./build --exclude='./build-*' --exclude="./$BUILD" --exclude=./runs --exclude=./.git -cf - . |
+          tar -xf - -C "$tree"
+        [ "$side" = B ] && cp -r .ab-base/. "$tree/"
+        (configure "$tree" "$tree/build" && cmake --build "$tree/build" -j "$(( $(nproc) / 2 ))" \
+           --target weft_bench_gpu) >"$OUT/ab-trees-$side.log" 2>&1 &
+      done
+      wait
+      for side in A B; do
+        [ -x "/tmp/weft-ab-trees/$side/build/bench/weft_bench_gpu" ] ||
+          row "ab-trees $side: build failed, see ab-trees-$side.log"
+      done
+      for r in $(seq 1 "${AB_ROUNDS:-2}"); do
+        for side in A B; do
+          while read -r name counter; do row "ab-trees $side, round $r: ${name%_median} $counter"; done < <(
+            bench_medians "/tmp/weft-ab-trees/$side/build/bench/weft_bench_gpu" "${AB_BENCH:-Attention}")
+        done
+      done ;;
     flag-ab)
       # One build, two settings: the 1.5B deck with AB_FLAGS, then with AB_FLAGS and FLAG_B, alternately for
       # AB_ROUNDS rounds (default 3), so that a drift of the card's clock over the call falls on both.
