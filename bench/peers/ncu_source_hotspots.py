@@ -47,22 +47,29 @@ def main():
     reason_cols = [i for i in reason_cols if "Not Issued" not in head[i]]  # all samples, as the total column
     if not reason_cols:  # name them by what is left: numeric columns other than the totals
         reason_cols = [i for i, c in enumerate(head) if i not in (src, addr, total_col)]
-    total = sum(number(r[total_col]) or 0 for r in body)
+    executed = next((i for i, c in enumerate(head) if c.strip() == "Instructions Executed"), None)
+
+    def samples(r):
+        return number(r[total_col]) or 0
+
+    def runs(r):  # how often the instruction ran: its region
+        return int(number(r[executed]) or 0)
+
+    def top_reasons(r, k):
+        reasons = sorted(((number(r[i]) or 0, head[i]) for i in reason_cols), reverse=True)[:k]
+        return ", ".join(f"{name} {v:.0f}" for v, name in reasons if v > 0)
+
+    total = sum(samples(r) for r in body)
     print(f"{path}: {len(body)} instructions, {total:.0f} samples in column '{head[total_col]}'")
     print("columns:", "; ".join(head))
-    ranked = sorted(body, key=lambda r: -(number(r[total_col]) or 0))[:n]
-    for r in ranked:
-        s = number(r[total_col]) or 0
-        reasons = sorted(((number(r[i]) or 0, head[i]) for i in reason_cols), reverse=True)[:3]
-        why = ", ".join(f"{name} {v:.0f}" for v, name in reasons if v > 0)
+    for r in sorted(body, key=lambda r: -samples(r))[:n]:
         where = r[addr] if addr is not None else ""
-        print(f"{100 * s / max(total, 1):5.2f}% {where:>8} {r[src].strip()[:70]:70}  {why}")
-    executed = next((i for i, c in enumerate(head) if c.strip() == "Instructions Executed"), None)
+        print(f"{100 * samples(r) / max(total, 1):5.2f}% {where:>8} {r[src].strip()[:70]:70}  {top_reasons(r, 3)}")
     if executed is not None:
         regions = {}
         for r in body:
-            region = regions.setdefault(int(number(r[executed]) or 0), [0.0, 0])
-            region[0] += number(r[total_col]) or 0
+            region = regions.setdefault(runs(r), [0.0, 0])
+            region[0] += samples(r)
             region[1] += 1
         print("by execution count (a region of the code):")
         for count, (s, n_instr) in sorted(regions.items(), key=lambda kv: -kv[1][0])[:10]:
@@ -72,15 +79,12 @@ def main():
     if region_count is not None:
         if executed is None:
             sys.exit(f"{path}: no 'Instructions Executed' column for --region")
-        region = [r for r in body if int(number(r[executed]) or 0) == region_count]
-        in_region = sum(number(r[total_col]) or 0 for r in region)
+        region = [r for r in body if runs(r) == region_count]
+        in_region = sum(samples(r) for r in region)
         print(f"region executed {region_count} times: {len(region)} instructions, "
               f"{100 * in_region / max(total, 1):.1f}% of samples")
         for r in region:
-            s = number(r[total_col]) or 0
-            reasons = sorted(((number(r[i]) or 0, head[i]) for i in reason_cols), reverse=True)[:2]
-            why = ", ".join(f"{name} {v:.0f}" for v, name in reasons if v > 0)
-            print(f"{s:7.0f} {r[src].strip()[:70]:70}  {why}")
+            print(f"{samples(r):7.0f} {r[src].strip()[:70]:70}  {top_reasons(r, 2)}")
 
 
 if __name__ == "__main__":
