@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v23 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v24 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
@@ -336,24 +336,27 @@ PY
       # The working tree (A) against .ab-base/'s files laid over a copy of it (B), as in the ab stage, but each
       # built in a tree of its own (the two builds at once, the bench target only) and benched alternately for
       # AB_ROUNDS rounds (default 2; AB_BENCH filters, medians of 5), so that neither side gets the call's cooler
-      # or warmer stretch. The working tree's own build directory is left alone.
+      # or warmer stretch. A third version, C, comes from .ab-c/ likewise when it exists. The working tree's own
+      # build directory is left alone.
       [ -d .ab-base ] || { row "ab-trees: no .ab-base/ (see the ab stage's comment)"; continue; }
-      for side in A B; do
+      sides="A B"; [ -d .ab-c ] && sides="A B C"
+      for side in $sides; do
         tree=/tmp/weft-ab-trees/$side
         rm -rf "$tree"; mkdir -p "$tree"
         tar --exclude=./build --exclude='./build-*' --exclude="./$BUILD" --exclude=./runs --exclude=./.git -cf - . |
           tar -xf - -C "$tree"
         [ "$side" = B ] && cp -r .ab-base/. "$tree/"
-        (configure "$tree" "$tree/build" && cmake --build "$tree/build" -j "$(( $(nproc) / 2 ))" \
+        [ "$side" = C ] && cp -r .ab-c/. "$tree/"
+        (configure "$tree" "$tree/build" && cmake --build "$tree/build" -j "$(( $(nproc) / $(wc -w <<<"$sides") ))" \
            --target weft_bench_gpu) >"$OUT/ab-trees-$side.log" 2>&1 &
       done
       wait
-      for side in A B; do
+      for side in $sides; do
         [ -x "/tmp/weft-ab-trees/$side/build/bench/weft_bench_gpu" ] ||
           row "ab-trees $side: build failed, see ab-trees-$side.log"
       done
       for r in $(seq 1 "${AB_ROUNDS:-2}"); do
-        for side in A B; do
+        for side in $sides; do
           while read -r name counter; do row "ab-trees $side, round $r: ${name%_median} $counter"; done < <(
             bench_medians "/tmp/weft-ab-trees/$side/build/bench/weft_bench_gpu" "${AB_BENCH:-Attention}")
         done
