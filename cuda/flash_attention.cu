@@ -14,14 +14,18 @@ namespace {
 // probabilities in place, the running max and sum move on, and corr says how to rescale the output.
 // exp2(s·scale·log2e − max) is one FFMA and one MUFU op per score. Each row's max and sum gather in kParts partial
 // values, combined at the end: one running value per row made a chain of 32 dependent instructions, the longest
-// path through the softmax in a profile of the head-dim-64 forward.
+// path through the softmax in a profile of the head-dim-64 forward. The max must agree across the row's quad of
+// threads; the sum need not until the epilogue, so l_run holds this thread's part of it (quad_row_sum adds them).
 template <bool kMasked, int kKeys>
 __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&m_run)[2], float (&l_run)[2],
                                                float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
-  constexpr int kParts = 4;
-  // Element e of n8 tile nt is row e / 2, column nt·8 + 2t + e % 2; it goes to part (nt % 2)·2 + e % 2.
-  auto part = [](int nt, int e) { return (nt % 2) * 2 + e % 2; };
+  constexpr int kParts = 8;
+  // Element e of n8 tile nt is row e / 2, column nt·8 + 2t + e % 2; it goes to part (nt % 4)·2 + e % 2.
+  auto part = [](int nt, int e) { return (nt % 4) * 2 + e % 2; };
+  auto combine = [](const float (&v)[kParts], auto op) {
+    return op(op(op(v[0], v[1]), op(v[2], v[3])), op(op(v[4], v[5]), op(v[6], v[7])));
+  };
   float mx[2][kParts], sum[2][kParts], base[2];
   #pragma unroll
   for (int r = 0; r < 2; ++r)
@@ -38,7 +42,7 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
     }
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float m = fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3]));
+    float m = combine(mx[r], [](float a, float b) { return fmaxf(a, b); });
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
     const float m_new = fmaxf(m_run[r], m * scale_log2);
@@ -55,12 +59,12 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
       sum[e / 2][part(nt, e)] += x;
     }
   #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float rowsum = (sum[r][0] + sum[r][1]) + (sum[r][2] + sum[r][3]);
-    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
-    rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 2);
-    l_run[r] = l_run[r] * corr[r] + rowsum;
-  }
+  for (int r = 0; r < 2; ++r) l_run[r] = l_run[r] * corr[r] + combine(sum[r], [](float a, float b) { return a + b; });
+}
+// A row's sum from its quad's four parts (online_softmax leaves them apart).
+__device__ __forceinline__ float quad_row_sum(float part) {
+  part += __shfl_xor_sync(0xffffffffu, part, 1);
+  return part + __shfl_xor_sync(0xffffffffu, part, 2);
 }
 // O's rows rescaled to a new running max (corr from online_softmax). Once the max settles (most tiles of a long
 // row), no row of the warp needs it.
@@ -207,7 +211,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t row = q0 + warp_row + g + 8 * r;
-    const float inv = 1.f / l_run[r];
+    const float l = quad_row_sum(l_run[r]), inv = 1.f / l;
     if (by_tma) {
       #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
@@ -220,7 +224,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
       for (int dt = 0; dt < D / 8; ++dt)
         *reinterpret_cast<uint32_t*>(dst + dt * 8 + 2 * t) = pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
     }
-    if (t == 0 && row < seg_hi) lse[int64_t(h) * tokens + row] = m_run[r] * kLn2 + logf(l_run[r]);
+    if (t == 0 && row < seg_hi) lse[int64_t(h) * tokens + row] = m_run[r] * kLn2 + logf(l);
   }
   if (by_tma) {
     fence_async_shared();
