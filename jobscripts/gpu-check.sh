@@ -4,7 +4,8 @@
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
 #                                            scaling dp-sweep reduce reduce-sweep recompute profile
-#                                            attention-profile ab ab-trees flag-ab (default: build tests bench e2e);
+#                                            attention-profile attention-clocks ab ab-trees flag-ab
+#                                            (default: build tests bench e2e);
 #                                            parallel, scaling, dp-sweep, reduce and reduce-sweep need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
@@ -277,6 +278,22 @@ $(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s 
       for d in 128 64; do
         python3 bench/peers/train_llama_hf.py --attention --head-dim $d 2>&1 | tail -1 | tee "$OUT/sdpa_hd$d.json"
         row "kernels: see kernels.txt; torch SDPA: $(cat "$OUT/sdpa_hd$d.json")"
+      done ;;
+    attention-clocks)
+      # The attention forward's clock and power under sustained load, weft's and SDPA's in turn at each head dim:
+      # whether the card's power cap holds a kernel below its boost clock tells a latency-bound kernel from an
+      # energy-bound one. Each runs for some seconds; the rows give its rate over that time.
+      for d in 128 64; do
+        start_sampling "weft attention forward hd $d"
+        rate=$("$BUILD/bench/weft_bench_gpu" --benchmark_filter="BM_AttentionForward/$d/" --benchmark_min_time=4s |
+          grep -oE "TFLOP/s=[0-9.]+")
+        stop_sampling "weft attention forward hd $d"
+        row "weft attention forward hd $d, sustained: $rate"
+        start_sampling "SDPA forward hd $d"
+        python3 bench/peers/train_llama_hf.py --attention --head-dim "$d" --forward-only --reps 8000 2>&1 | tail -1 |
+          tee "$OUT/sdpa_sustained_hd$d.json"
+        stop_sampling "SDPA forward hd $d"
+        row "SDPA hd $d, sustained: $(cat "$OUT/sdpa_sustained_hd$d.json")"
       done ;;
     e2e)
       e2e_1p5b "weft 1.5B" ""

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""weft/bench/peers/train_llama_hf.py v2 — the PyTorch baseline: HF LlamaForCausalLM training on one GPU.
+"""weft/bench/peers/train_llama_hf.py v3 — the PyTorch baseline: HF LlamaForCausalLM training on one GPU.
 
     python3 bench/peers/train_llama_hf.py --mode eager|compile [--steps 12] [--warmup 4]
 
 The benchmark shape of the CUDA issue (hidden 2048, 16 layers, 32 heads, 8 KV groups, ffn 8192, vocab 128256,
 seq 4096, micro-batch 2), bf16 weights, SDPA attention, fused AdamW. Prints one JSON line: tokens/s, model
 TFLOP/s (Megatron's formula, as weft reports it) and peak memory; the median step time over the timed steps.
-Also `--attention [--head-dim D]`: SDPA forward and backward alone at the same shape (causal, GQA; head dim 128 as
-the issue's attention target asks, or the model's 64), in TFLOP/s.
+Also `--attention [--head-dim D] [--reps N] [--forward-only]`: SDPA forward and backward alone at the same shape
+(causal, GQA; head dim 128 as the issue's attention target asks, or the model's 64), in TFLOP/s, the median of N
+timed calls each.
 """
 import argparse
 import json
@@ -28,7 +29,7 @@ def megatron_flops(batch, seq):
     return batch * seq * per_token + attention
 
 
-def attention_bench(dim, reps=20):
+def attention_bench(dim, reps, forward_only):
     q = torch.randn(MBS, HEADS, SEQ, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     k = torch.randn(MBS, GROUPS, SEQ, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     v = torch.randn(MBS, GROUPS, SEQ, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -48,12 +49,13 @@ def attention_bench(dim, reps=20):
         return statistics.median(times)
 
     fwd = timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-    grad = torch.randn_like(out)
-    bwd = timed(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True))
-    print(json.dumps({"peer": "torch sdpa", "head_dim": dim, "attention_fwd_tflops": flops_fwd / fwd / 1e12,
-                      "attention_bwd_tflops": 2.5 * flops_fwd / bwd / 1e12, "torch": torch.__version__,
-                      "device": torch.cuda.get_device_name()}))
+    result = {"peer": "torch sdpa", "head_dim": dim, "attention_fwd_tflops": flops_fwd / fwd / 1e12}
+    if not forward_only:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        grad = torch.randn_like(out)
+        bwd = timed(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True))
+        result["attention_bwd_tflops"] = 2.5 * flops_fwd / bwd / 1e12
+    print(json.dumps(result | {"torch": torch.__version__, "device": torch.cuda.get_device_name()}))
 
 
 def train_bench(mode, steps, warmup):
@@ -94,8 +96,10 @@ if __name__ == "__main__":
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--attention", action="store_true")
     ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=20, help="timed calls of each attention pass")
+    ap.add_argument("--forward-only", action="store_true", help="time the attention forward alone")
     a = ap.parse_args()
     if a.attention:
-        attention_bench(a.head_dim)
+        attention_bench(a.head_dim, a.reps, a.forward_only)
     else:
         train_bench(a.mode, a.steps, a.warmup)
