@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention.cu v7 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
+// weft/cuda/flash_attention.cu v8 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
 // sliding windows and document segments, head dims 64 and 128 (the backward is in flash_attention_bwd.cu).
 //
 // Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
@@ -21,6 +21,10 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
                                                float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
   constexpr int kParts = 8;
+  // The running max moves only when a tile's max passes it by more than kMaxSlack (log2 units), as FlashAttention-4
+  // does: probabilities then reach at most 2^kMaxSlack before normalization, harmless in fp32 and in bf16's
+  // exponent range, and most tiles after a row's first leave O unscaled (rescale_output skips the warp's 64 FMUL).
+  constexpr float kMaxSlack = 8.f;
   // Element e of n8 tile nt is row e / 2, column nt·8 + 2t + e % 2; it goes to part (nt % 4)·2 + e % 2.
   auto part = [](int nt, int e) { return (nt % 4) * 2 + e % 2; };
   auto combine = [](const float (&v)[kParts], auto op) {
@@ -45,10 +49,11 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
     float m = combine(mx[r], [](float a, float b) { return fmaxf(a, b); });
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-    const float m_new = fmaxf(m_run[r], m * scale_log2);
-    base[r] = m_new == -INFINITY ? 0.f : m_new;
-    corr[r] = fast_exp2(m_run[r] - base[r]);
-    m_run[r] = m_new;
+    const float m_tile = m * scale_log2;
+    const bool moves = m_tile > m_run[r] + kMaxSlack;  // always true on a row's first visible scores
+    corr[r] = moves ? fast_exp2(m_run[r] - m_tile) : 1.f;
+    if (moves) m_run[r] = m_tile;
+    base[r] = m_run[r] == -INFINITY ? 0.f : m_run[r];
   }
   #pragma unroll
   for (int nt = 0; nt < kKeys / 8; ++nt)
