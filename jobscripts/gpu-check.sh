@@ -351,7 +351,7 @@ PY
       cp -r "$ab_a/." . ;;  # the working tree as it came, also after a failed build of B
     ab-trees)
       # The working tree (A) against .ab-base/'s files laid over a copy of it (B), as in the ab stage, but each
-      # built in a tree of its own (the two builds at once, the bench target only) and benched alternately for
+      # built in a tree of its own (all builds at once, the bench target only) and benched in rotation for
       # AB_ROUNDS rounds (default 2; AB_BENCH filters, medians of 5), so that neither side gets the call's cooler
       # or warmer stretch. A third version, C, comes from .ab-c/ likewise when it exists. The working tree's own
       # build directory is left alone.
