@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention_bwd.cu v6 — flash attention on Hopper's tensor cores, the backward: two deterministic
+// weft/cuda/flash_attention_bwd.cu v7 — flash attention on Hopper's tensor cores, the backward: two deterministic
 // passes, or one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
 #include "flash_common.cuh"
 
@@ -85,28 +85,42 @@ __device__ __forceinline__ ColumnRange seeing_queries(int64_t key, int64_t q0, i
   return {static_cast<int>(min(first - q0, int64_t(n))), static_cast<int>(max(last - q0, int64_t(-1)))};
 }
 
+// The softmax terms (lse in log2 units, delta) of a scores tile's queries. The key pass's columns are queries: their
+// terms sit in shared memory, read a pair of adjacent columns per load. The query pass's rows are: two per thread.
+struct ColumnTerms {
+  const float* lse;
+  const float* delta;
+};
+struct RowTerms {
+  float lse[2], delta[2];
+};
+
 // A scores tile's softmax backward in place: P in s, dS in dp. Each warp holds 16 accumulator rows, two per thread
-// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. With kColumnTerms the columns are queries
-// (the key pass) and their terms come from shared memory, `col_lse` and `col_delta`, a pair of adjacent columns per
-// load; else the rows are (the query pass) and their terms are `row_lse` and `row_delta`.
-template <bool kMasked, bool kColumnTerms, int N>
+// (r = 0, 1: rows g and g + 8); columns are 2t, 2t + 1 of each n8 tile. `terms` are ColumnTerms or RowTerms.
+template <bool kMasked, int N, typename Terms>
 __device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&dp)[N / 8][4],
-                                                 const ColumnRange (&shown)[2], const float* col_lse,
-                                                 const float* col_delta, const float (&row_lse)[2],
-                                                 const float (&row_delta)[2], float scale_log2, int t) {
+                                                 const ColumnRange (&shown)[2], const Terms& terms, float scale_log2,
+                                                 int t) {
+  constexpr bool kColumnTerms = std::is_same_v<Terms, ColumnTerms>;
   #pragma unroll
   for (int nt = 0; nt < N / 8; ++nt) {
     float2 lse_pair{}, delta_pair{};
     if constexpr (kColumnTerms) {
-      lse_pair = *reinterpret_cast<const float2*>(col_lse + nt * 8 + 2 * t);
-      delta_pair = *reinterpret_cast<const float2*>(col_delta + nt * 8 + 2 * t);
+      lse_pair = *reinterpret_cast<const float2*>(terms.lse + nt * 8 + 2 * t);
+      delta_pair = *reinterpret_cast<const float2*>(terms.delta + nt * 8 + 2 * t);
     }
     #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int r = e >> 1, col = nt * 8 + 2 * t + (e & 1);
       const bool visible = !kMasked || (col >= shown[r].lo && col <= shown[r].hi);
-      const float lse2 = kColumnTerms ? (e & 1 ? lse_pair.y : lse_pair.x) : row_lse[r];
-      const float dlt = kColumnTerms ? (e & 1 ? delta_pair.y : delta_pair.x) : row_delta[r];
+      float lse2, dlt;
+      if constexpr (kColumnTerms) {
+        lse2 = e & 1 ? lse_pair.y : lse_pair.x;
+        dlt = e & 1 ? delta_pair.y : delta_pair.x;
+      } else {
+        lse2 = terms.lse[r];
+        dlt = terms.delta[r];
+      }
       s[nt][e] = softmax_grad(s[nt][e], dp[nt][e], lse2, dlt, visible, scale_log2);
     }
   }
@@ -260,7 +274,6 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   for (int i = 0; i < D / 8; ++i)
     #pragma unroll
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
-  const float no_row_terms[2] = {0.f, 0.f};
   // Two turns per tile: the score products, then dV and dK (and, one pass, the previous tile's dQ); one pass adds a
   // last turn for the last tile's dQ.
   const Pingpong turn{wg};
@@ -301,17 +314,14 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × the tile's queries.
     float sacc[kBwdQueries<D> / 8][4], dpacc[kBwdQueries<D> / 8][4];
     two_score_products<D, kBwdQueries<D>>(sacc, dpacc, k_addr, v_addr, kBwdKeys, q_addr, do_addr, kBwdQueries<D>, turn);
-    const float* cLse = sLse + stage * kBwdQueries<D>;
-    const float* cDelta = sDelta + stage * kBwdQueries<D>;
+    const ColumnTerms terms{sLse + stage * kBwdQueries<D>, sDelta + stage * kBwdQueries<D>};
     // Only warps whose keys cross the diagonal, the window's edge or the segment's end pay for the mask.
     if (tile_needs_mask(q0, kBwdQueries<D>, k0 + warp_key, 16, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {seeing_queries(key_row[0], q0, kBwdQueries<D>, seg_hi, window, causal),
                                     seeing_queries(key_row[1], q0, kBwdQueries<D>, seg_hi, window, causal)};
-      softmax_backward<true, true, kBwdQueries<D>>(sacc, dpacc, shown, cLse, cDelta, no_row_terms, no_row_terms,
-                                                   scale_log2, t);
+      softmax_backward<true, kBwdQueries<D>>(sacc, dpacc, shown, terms, scale_log2, t);
     } else {
-      softmax_backward<false, true, kBwdQueries<D>>(sacc, dpacc, {}, cLse, cDelta, no_row_terms, no_row_terms,
-                                                    scale_log2, t);
+      softmax_backward<false, kBwdQueries<D>>(sacc, dpacc, {}, terms, scale_log2, t);
     }
     // dV += Pᵀ·dO and dK += dSᵀ·Q, Pᵀ and dSᵀ as A fragments; dO and Q are MN-major B operands (rows: queries).
     uint32_t pa[kBwdQueries<D> / 16][4], da[kBwdQueries<D> / 16][4];
@@ -430,12 +440,12 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   consumer_registers();
 
   const int64_t row_q[2] = {q0 + warp_row + g, q0 + warp_row + g + 8};
-  float row_lse[2], row_delta[2];
+  RowTerms terms;
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const bool valid = row_q[r] < seg_hi;  // rows past the segment are masked; their terms must not be read
-    row_lse[r] = valid ? lse_log2[int64_t(h) * tokens + row_q[r]] : 0.f;
-    row_delta[r] = valid ? delta[int64_t(h) * tokens + row_q[r]] : 0.f;
+    terms.lse[r] = valid ? lse_log2[int64_t(h) * tokens + row_q[r]] : 0.f;
+    terms.delta[r] = valid ? delta[int64_t(h) * tokens + row_q[r]] : 0.f;
   }
   const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128, do_addr = smem_addr(sdO) + wg * 64 * 128;
   float dq_acc[D / 8][4];
@@ -456,11 +466,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
     if (tile_needs_mask(warp_q0, 16, key0, kDqKeys<D>, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(row_q[0], key0, kDqKeys<D>, seg_hi, window, causal),
                                     visible_columns(row_q[1], key0, kDqKeys<D>, seg_hi, window, causal)};
-      softmax_backward<true, false, kDqKeys<D>>(sacc, dpacc, shown, nullptr, nullptr, row_lse, row_delta, scale_log2,
-                                                t);
+      softmax_backward<true, kDqKeys<D>>(sacc, dpacc, shown, terms, scale_log2, t);
     } else {
-      softmax_backward<false, false, kDqKeys<D>>(sacc, dpacc, {}, nullptr, nullptr, row_lse, row_delta, scale_log2,
-                                                 t);
+      softmax_backward<false, kDqKeys<D>>(sacc, dpacc, {}, terms, scale_log2, t);
     }
     // dQ += dS·K, dS as A fragments; K an MN-major B (rows are keys).
     uint32_t da[kDqKeys<D> / 16][4];
