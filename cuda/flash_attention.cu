@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention.cu v8 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
+// weft/cuda/flash_attention.cu v9 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
 // sliding windows and document segments, head dims 64 and 128 (the backward is in flash_attention_bwd.cu).
 //
 // Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
@@ -14,21 +14,28 @@ namespace {
 // probabilities in place, the running max and sum move on, and corr says how to rescale the output.
 // exp2(s·scale·log2e − max) is one FFMA and one MUFU op per score. Each row's max and sum gather in kParts partial
 // values, combined at the end: one running value per row made a chain of 32 dependent instructions, the longest
-// path through the softmax in a profile of the head-dim-64 forward. The max must agree across the row's quad of
-// threads; the sum need not until the epilogue, so l_run holds this thread's part of it (quad_row_sum adds them).
-template <bool kMasked, int kKeys>
+// path through the softmax in a profile of the head-dim-64 forward (eight parts; four where registers are short).
+// The max must agree across the row's quad of threads; the sum need not until the epilogue, so l_run holds this
+// thread's part of it (quad_row_sum adds them).
+template <bool kMasked, int kKeys, int kParts>
 __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&m_run)[2], float (&l_run)[2],
                                                float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
-  constexpr int kParts = 8;
   // The running max moves only when a tile's max passes it by more than kMaxSlack (log2 units), as FlashAttention-4
   // does: probabilities then reach at most 2^kMaxSlack before normalization, harmless in fp32 and in bf16's
   // exponent range, and most tiles after a row's first leave O unscaled (rescale_output skips the warp's 64 FMUL).
   constexpr float kMaxSlack = 8.f;
-  // Element e of n8 tile nt is row e / 2, column nt·8 + 2t + e % 2; it goes to part (nt % 4)·2 + e % 2.
-  auto part = [](int nt, int e) { return (nt % 4) * 2 + e % 2; };
-  auto combine = [](const float (&v)[kParts], auto op) {
-    return op(op(op(v[0], v[1]), op(v[2], v[3])), op(op(v[4], v[5]), op(v[6], v[7])));
+  // Element e of n8 tile nt is row e / 2, column nt·8 + 2t + e % 2; it goes to part (nt mod kParts/2)·2 + e % 2.
+  auto part = [](int nt, int e) { return (nt % (kParts / 2)) * 2 + e % 2; };
+  auto combine = [](const float (&v)[kParts], auto op) {  // a balanced tree of neighbours
+    float w[kParts];
+    #pragma unroll
+    for (int p = 0; p < kParts; ++p) w[p] = v[p];
+    #pragma unroll
+    for (int n = 1; n < kParts; n *= 2)
+      #pragma unroll
+      for (int p = 0; p < kParts; p += 2 * n) w[p] = op(w[p], w[p + n]);
+    return w[0];
   };
   float mx[2][kParts], sum[2][kParts], base[2];
   #pragma unroll
@@ -88,13 +95,21 @@ __device__ __forceinline__ void rescale_output(float (&o)[D / 8][4], const float
 
 // ---------------------------------------------------------------- forward
 
-// The forward runs on wgmma: two warpgroups per block, 64 query rows each (128 per block), 128-key tiles. S = Q·Kᵀ
+// The forward runs on wgmma: kFwdWgs consumer warpgroups per block, 64 query rows each, 128-key tiles. S = Q·Kᵀ
 // reads Q and K from shared memory; P stays in registers as the A operand of O += P·V, V read as an MN-major B.
-// Each warp owns 16 rows of the accumulators (two per thread), as with mma.sync's m16n8 tiles.
-constexpr int kFwdRows = 128, kFwdKeys = 128;
+// Each warp owns 16 rows of the accumulators (two per thread), as with mma.sync's m16n8 tiles. At head dim 64 a
+// tile's exp2 work takes the SM's MUFU units as long as its two products take the tensor cores, so the forward is
+// bound by how well the softmax hides behind other warpgroups' products: three warpgroups (192 rows, as
+// FlashAttention-3 has at head dim 64) give each softmax two turns to hide behind; head dim 128's accumulators
+// need two warpgroups' register budget.
+template <int D>
+constexpr int kFwdWgs = D == 64 ? 3 : 2;
+template <int D>
+constexpr int kFwdRows = 64 * kFwdWgs<D>;
+constexpr int kFwdKeys = 128;
 
 template <int D>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* out, float* lse,
+__global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_kernel(bf16_t* out, float* lse,
                                                                    const __grid_constant__ FlashMaps maps, Segments seg,
                                                                    int blocks_per_seg, int64_t tokens, int heads,
                                                                    int kv_heads, int64_t window, bool causal,
@@ -102,12 +117,13 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = aligned_tiles(smem_raw);
   bf16_t* sQ = reinterpret_cast<bf16_t*>(smem);
-  bf16_t* sK = sQ + kFwdRows * D;  // kStages stages
+  constexpr int kWgs = kFwdWgs<D>, kRows = kFwdRows<D>, kSoftmaxParts = kWgs == 2 ? 8 : 4;
+  bf16_t* sK = sQ + kRows * D;  // kStages stages
   bf16_t* sV = sK + kStages * kFwdKeys * D;
-  const TilePipeline<> pipe{reinterpret_cast<uint64_t*>(sV + kStages * kFwdKeys * D)};
+  const TilePipeline<kStages, kWgs> pipe{reinterpret_cast<uint64_t*>(sV + kStages * kFwdKeys * D)};
   constexpr uint32_t kStageBytes = kFwdKeys * D * sizeof(bf16_t);
 
-  const QueryBlock blk = query_block<kFwdRows, kFwdKeys>(seg, heads, blocks_per_seg, window, causal);
+  const QueryBlock blk = query_block<kRows, kFwdKeys>(seg, heads, blocks_per_seg, window, causal);
   const int64_t seg_lo = blk.seg_lo, seg_hi = blk.seg_hi, q0 = blk.q0;
   const int kb_lo = blk.kb_lo, tiles = blk.kb_hi - blk.kb_lo;
   if (q0 >= seg_hi) return;
@@ -116,14 +132,14 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first row in the block
   pipe.init();
 
-  if (threadIdx.x >= kConsumerThreads) {  // the producer: Q, then the key tiles
+  if (threadIdx.x >= consumer_threads(kWgs)) {  // the producer: Q, then the key tiles
     producer_registers();
-    const int p = threadIdx.x - kConsumerThreads;
-    constexpr uint32_t kQBytes = kFwdRows * D * sizeof(bf16_t), kKvBytes = 2 * kFwdKeys * D * sizeof(bf16_t);
+    const int p = threadIdx.x - consumer_threads(kWgs);
+    constexpr uint32_t kQBytes = kRows * D * sizeof(bf16_t), kKvBytes = 2 * kFwdKeys * D * sizeof(bf16_t);
     pipe.produce(
         tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
         [&](int i, int stage, uint64_t* full) {
-          if (i == 0) tma_tile<D, kFwdRows>(sQ, &maps.q, h, q0, full);
+          if (i == 0) tma_tile<D, kRows>(sQ, &maps.q, h, q0, full);
           const int64_t key0 = seg_lo + int64_t(kb_lo + i) * kFwdKeys;
           tma_tile<D, kFwdKeys>(sK + stage * kFwdKeys * D, &maps.k, hk, key0, full);
           tma_tile<D, kFwdKeys>(sV + stage * kFwdKeys * D, &maps.v, hk, key0, full);
@@ -131,7 +147,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
         [](int, int) {});
     return;
   }
-  consumer_registers();
+  consumer_registers<kWgs>();
 
   // The warpgroup's 64 rows of Q.
   const uint64_t q_desc = desc_k_major(smem_addr(sQ) + wg * 64 * 128);
@@ -157,7 +173,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     const uint64_t k_desc = desc_k_major(smem_addr(sK) + i % kStages * kStageBytes);
     #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks)
-      wgmma_ss<kFwdKeys>(sacc, desc_advance(q_desc, k_step_offset(ks, kFwdRows)),
+      wgmma_ss<kFwdKeys>(sacc, desc_advance(q_desc, k_step_offset(ks, kRows)),
                          desc_advance(k_desc, k_step_offset(ks, kFwdKeys)), ks > 0);
   };
   // Online softmax of tile i in the log2 domain (only warps whose rows cross the diagonal, the window's edge or the
@@ -168,9 +184,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     if (tile_needs_mask(warp_q0, 16, key0, kFwdKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(warp_q0 + g, key0, kFwdKeys, seg_hi, window, causal),
                                     visible_columns(warp_q0 + g + 8, key0, kFwdKeys, seg_hi, window, causal)};
-      online_softmax<true, kFwdKeys>(sacc, m_run, l_run, corr, shown, scale_log2, t);
+      online_softmax<true, kFwdKeys, kSoftmaxParts>(sacc, m_run, l_run, corr, shown, scale_log2, t);
     } else {
-      online_softmax<false, kFwdKeys>(sacc, m_run, l_run, corr, {}, scale_log2, t);
+      online_softmax<false, kFwdKeys, kSoftmaxParts>(sacc, m_run, l_run, corr, {}, scale_log2, t);
     }
   };
   // P of the tile just softmaxed becomes the next turn's A fragments.
@@ -178,7 +194,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     #pragma unroll
     for (int j = 0; j < kFwdKeys / 16; ++j) a_fragment(pa[j], sacc, j);
   };
-  const Pingpong turn{wg};
+  const Pingpong<kWgs> turn{wg};
   turn.start(tiles + 1);
   pipe.wait_full(0);
   tensor_turn(turn, false, [&] { issue_scores(0); });
@@ -220,7 +236,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
     if (by_tma) {
       #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
-        const uint32_t at = smem_addr(sQ) + sw128_offset(warp_row + g + 8 * r, dt * 8 + 2 * t, kFwdRows);
+        const uint32_t at = smem_addr(sQ) + sw128_offset(warp_row + g + 8 * r, dt * 8 + 2 * t, kRows);
         store_shared_u32(at, pack_bf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv));
       }
     } else if (row < seg_hi) {
@@ -233,9 +249,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
   }
   if (by_tma) {
     fence_async_shared();
-    warpgroup_sync(wg);
+    warpgroup_sync<kWgs>(wg);
     if (threadIdx.x % 128 == 0) {
-      tma_store_tile<D>(&maps.out, smem_addr(sQ) + wg * 64 * 128, kFwdRows * 128, h, wg_row0);
+      tma_store_tile<D>(&maps.out, smem_addr(sQ) + wg * 64 * 128, kRows * 128, h, wg_row0);
       bulk_wait_read();  // the block's shared memory must outlive the store's reads
     }
   }
@@ -244,14 +260,14 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_fwd_kernel(bf16_t* 
 template <int D>
 void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
-  const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows - 1) / kFwdRows);
-  const size_t smem = pipeline_smem((kFwdRows * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
+  const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows<D> - 1) / kFwdRows<D>);
+  const size_t smem = pipeline_smem((kFwdRows<D> * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
   allow_dynamic_smem(flash_fwd_kernel<D>, smem, "flash attention forward");
   const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
   const unsigned grid = static_cast<unsigned>(seg.count) * blocks_per_seg * heads;
-  const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows), head_map(k, tokens, kv_heads, D, kFwdKeys),
+  const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows<D>), head_map(k, tokens, kv_heads, D, kFwdKeys),
                        head_map(v, tokens, kv_heads, D, kFwdKeys), {}, head_map(out, tokens, heads, D, 64)};
-  flash_fwd_kernel<D><<<grid, kPipelineThreads, smem, stream()>>>(ptr<bf16_t>(out), ptr<float>(lse), maps, seg,
+  flash_fwd_kernel<D><<<grid, pipeline_threads(kFwdWgs<D>), smem, stream()>>>(ptr<bf16_t>(out), ptr<float>(lse), maps, seg,
                                                                   blocks_per_seg, tokens, heads, kv_heads, p.window,
                                                                   p.causal, static_cast<float>(p.scale * kLog2e));
   CUDA_CHECK_LAUNCH();

@@ -27,6 +27,7 @@ namespace {
 // differ from run to run. Two pipeline stages make room. (A first form, each warpgroup reducing its own 64 keys'
 // partial for all 128 queries, moved twice the bytes through L2 and was slower than the two passes.)
 constexpr int kBwdKeys = 128, kDqRows = 128;
+constexpr int kBwdWgs = 2;  // consumer warpgroups per block (tile_pipeline.cuh)
 template <int D>
 constexpr int kBwdQueries = D == 64 ? 128 : 64;
 template <int D>
@@ -131,7 +132,7 @@ __device__ __forceinline__ void softmax_backward(float (&s)[N / 8][4], float (&d
 template <int D, int N>
 __device__ __forceinline__ void two_score_products(float (&d1)[N / 8][4], float (&d2)[N / 8][4], uint32_t a1,
                                                    uint32_t a2, int a_rows, uint32_t b1, uint32_t b2, int b_rows,
-                                                   const Pingpong& turn) {
+                                                   const Pingpong<kBwdWgs>& turn) {
   tensor_turn(
       turn, false,
       [&] {
@@ -202,7 +203,7 @@ __global__ void dq_from_buffer_kernel(bf16_t* dq, const float* buffer, int64_t t
 // The key pass; with kOnePass it also adds each tile's dQ partials to dq_buffer (laid out as dq_slot says, zero at
 // the start).
 template <int D, bool kOnePass>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
+__global__ void __launch_bounds__(pipeline_threads(kBwdWgs), 1) flash_dkv_kernel(
     bf16_t* dk, bf16_t* dv, float* dq_buffer, int64_t buffer_rows, const __grid_constant__ FlashMaps maps,
     const float* lse_log2, const float* delta, Segments seg, int64_t tokens, int heads,
     int kv_heads, int64_t window, bool causal, float scale_log2) {
@@ -241,9 +242,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   const int tiles = qpg * q_tiles;
   auto tile_start = [&](int i) { return seg_lo + int64_t(qb_lo + i % q_tiles) * kBwdQueries<D>; };
 
-  if (threadIdx.x >= kConsumerThreads) {  // the producer: K and V, then the query tiles and their row terms
+  if (threadIdx.x >= consumer_threads(kBwdWgs)) {  // the producer: K and V, then the query tiles and their row terms
     producer_registers();
-    const int p = threadIdx.x - kConsumerThreads;
+    const int p = threadIdx.x - consumer_threads(kBwdWgs);
     constexpr uint32_t kKvBytes = 2 * kBwdKeys * D * sizeof(bf16_t);
     pipe.produce(
         tiles, p, [&](int i) { return i == 0 ? kKvBytes + 2 * kTileBytes : 2 * kTileBytes; },  // Q and dO tiles
@@ -264,7 +265,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
         });
     return;
   }
-  consumer_registers();
+  consumer_registers<kBwdWgs>();
 
   const int64_t key_row[2] = {k0 + warp_key + g, k0 + warp_key + g + 8};
   // The warpgroup's 64 keys of K and V as A operands.
@@ -276,7 +277,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
   // Two turns per tile: the score products, then dV and dK (and, one pass, the previous tile's dQ); one pass adds a
   // last turn for the last tile's dQ.
-  const Pingpong turn{wg};
+  const Pingpong<kBwdWgs> turn{wg};
   turn.start(2 * tiles + (kOnePass ? 1 : 0));
   float* partial = sPartials + wg * (kPartialBytes<D, kOnePass> / sizeof(float));
   const bool leader = threadIdx.x % 128 == 0;  // issues the warpgroup's bulk reductions
@@ -296,11 +297,11 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
   auto flush_dq = [&](const float (&acc)[8][4], int j) {
     if (j + 2 < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(5 + 2 * (1 - wg) + j % 2) : "memory");
     if (leader) bulk_wait_read();  // the previous partial has left
-    warpgroup_sync(wg);
+    warpgroup_sync<kBwdWgs>(wg);
     const int64_t q = tile_start(j) + 64 * dq_queries;
     store_dq(partial, acc, q, warp, g, t);
     fence_async_shared();
-    warpgroup_sync(wg);
+    warpgroup_sync<kBwdWgs>(wg);
     const int64_t block = int64_t(hk * qpg + j / q_tiles) * (D / 64) + dq_dims;
     if (leader) bulk_reduce_add(dq_buffer + (block * buffer_rows + q) * 64, partial, kPartialBytes<D, kOnePass>);
   };
@@ -395,7 +396,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dkv_kernel(
 // and dP, and keeps dQ += dS·K in registers. Two more GEMMs than gathering dQ in the key pass through fp32
 // atomics, and deterministic: the summation order does not depend on scheduling.
 template <int D>
-__global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* dq,
+__global__ void __launch_bounds__(pipeline_threads(kBwdWgs), 1) flash_dq_kernel(bf16_t* dq,
                                                                   const __grid_constant__ FlashMaps maps,
                                                                   const float* lse_log2, const float* delta,
                                                                   Segments seg, int blocks_per_seg, int64_t tokens,
@@ -419,9 +420,9 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;
   pipe.init();
 
-  if (threadIdx.x >= kConsumerThreads) {  // the producer: Q and dO, then the key tiles
+  if (threadIdx.x >= consumer_threads(kBwdWgs)) {  // the producer: Q and dO, then the key tiles
     producer_registers();
-    const int p = threadIdx.x - kConsumerThreads;
+    const int p = threadIdx.x - consumer_threads(kBwdWgs);
     constexpr uint32_t kQBytes = 2 * kDqRows * D * sizeof(bf16_t), kKvBytes = 2 * kDqKeys<D> * D * sizeof(bf16_t);
     pipe.produce(
         tiles, p, [&](int i) { return i == 0 ? kQBytes + kKvBytes : kKvBytes; },
@@ -437,7 +438,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
         [](int, int) {});
     return;
   }
-  consumer_registers();
+  consumer_registers<kBwdWgs>();
 
   const int64_t row_q[2] = {q0 + warp_row + g, q0 + warp_row + g + 8};
   RowTerms terms;
@@ -451,7 +452,7 @@ __global__ void __launch_bounds__(kPipelineThreads, 1) flash_dq_kernel(bf16_t* d
   float dq_acc[D / 8][4];
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) dq_acc[i][0] = dq_acc[i][1] = dq_acc[i][2] = dq_acc[i][3] = 0.f;
-  const Pingpong turn{wg};  // two turns per tile: the score products, then dQ
+  const Pingpong<kBwdWgs> turn{wg};  // two turns per tile: the score products, then dQ
   turn.start(2 * tiles);
 
   for (int i = 0; i < tiles; ++i) {
@@ -524,7 +525,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
                                           kOnePassBytes<D, kOnePass> + 2 * kSt * kBwdQueries<D> * sizeof(float),
                                       kSt);
     allow_dynamic_smem(flash_dkv_kernel<D, kOnePass>, smem, "flash attention backward (key pass)");
-    flash_dkv_kernel<D, kOnePass><<<seg.count * key_blocks * kv_heads, kPipelineThreads, smem, stream()>>>(
+    flash_dkv_kernel<D, kOnePass><<<seg.count * key_blocks * kv_heads, pipeline_threads(kBwdWgs), smem, stream()>>>(
         ptr<bf16_t>(dk), ptr<bf16_t>(dv), buffer, buffer_rows, key_maps, ptr<float>(lse_log2), ptr<float>(delta), seg,
         tokens, heads, kv_heads, p.window, p.causal, scale_log2);
     CUDA_CHECK_LAUNCH();
@@ -547,7 +548,7 @@ void launch_flash_bwd(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, co
   const FlashMaps query_maps{head_map(q, tokens, heads, D, kDqRows), head_map(k, tokens, kv_heads, D, kDqKeys<D>),
                              head_map(v, tokens, kv_heads, D, kDqKeys<D>), head_map(dout, tokens, heads, D, kDqRows),
                              {}};
-  flash_dq_kernel<D><<<seg.count * query_blocks * heads, kPipelineThreads, query_smem, stream()>>>(
+  flash_dq_kernel<D><<<seg.count * query_blocks * heads, pipeline_threads(kBwdWgs), query_smem, stream()>>>(
       ptr<bf16_t>(dq), query_maps, ptr<float>(lse_log2),
       ptr<float>(delta), seg, query_blocks, tokens, heads, kv_heads, p.window, p.causal, scale_log2);
   CUDA_CHECK_LAUNCH();

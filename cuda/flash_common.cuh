@@ -33,8 +33,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // group, hand the turn on (`last`: the warpgroup's last turn), wait for the products to land and pin the
 // accumulators they wrote. Nothing else may come between the fence and the commit, and no wgmma may sit under a
 // branch inside `issue`: either makes ptxas serialize every wgmma of the kernel (warning C7520).
-template <class Issue, class... Accumulators>
-__device__ __forceinline__ void tensor_turn(const Pingpong& turn, bool last, Issue&& issue, Accumulators&... acc) {
+template <class Turn, class Issue, class... Accumulators>
+__device__ __forceinline__ void tensor_turn(const Turn& turn, bool last, Issue&& issue, Accumulators&... acc) {
   turn.mine();
   wgmma_fence();
   issue();

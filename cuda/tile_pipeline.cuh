@@ -1,6 +1,6 @@
-// weft/cuda/tile_pipeline.cuh v4 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
-// tiles into shared memory with the TMA unit, two consumer warpgroups compute on them, mbarriers hand stages over
-// and named barriers give the consumers turns on the tensor cores.
+// weft/cuda/tile_pipeline.cuh v5 — the flash kernels' block organisation on Hopper: a producer warpgroup moves
+// tiles into shared memory with the TMA unit, two or three consumer warpgroups compute on them, mbarriers hand
+// stages over and named barriers give the consumers turns on the tensor cores.
 #pragma once
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -11,10 +11,12 @@
 
 namespace weft::cuda {
 
-// A block is a producer warpgroup feeding two consumer warpgroups through stages of shared memory (TilePipeline),
-// with no block-wide barrier in the loop; the consumers take turns on the tensor cores (Pingpong). The producer
-// hands its registers to the consumers (setmaxnreg): 128 × 24 + 256 × 240 fit the SM's 64 Ki.
-constexpr int kConsumerThreads = 256, kProducerThreads = 128, kPipelineThreads = kConsumerThreads + kProducerThreads;
+// A block is a producer warpgroup feeding kWgs consumer warpgroups (two, or three where their registers allow)
+// through stages of shared memory (TilePipeline), with no block-wide barrier in the loop; the consumers take turns
+// on the tensor cores (Pingpong).
+constexpr int kProducerThreads = 128;
+constexpr int consumer_threads(int wgs) { return 128 * wgs; }
+constexpr int pipeline_threads(int wgs) { return consumer_threads(wgs) + kProducerThreads; }
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -73,14 +75,25 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
       : "memory");
 }
 
-// Called by a whole warpgroup as the roles split.
-__device__ __forceinline__ void producer_registers() { asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n"); }
-__device__ __forceinline__ void consumer_registers() { asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n"); }
+// Called by a whole warpgroup as the roles split: the producer hands its registers to the consumers (setmaxnreg),
+// 128 × 24 + 256 × 240 or 128 × 24 + 384 × 160 of the SM's 64 Ki.
+constexpr int kProducerRegisters = 24;
+template <int kWgs>
+constexpr int kConsumerRegisters = kWgs == 2 ? 240 : 160;
+static_assert(128 * kProducerRegisters + consumer_threads(3) * kConsumerRegisters<3> <= 65536);
+__device__ __forceinline__ void producer_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+}
+template <int kWgs>
+__device__ __forceinline__ void consumer_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters<kWgs>));
+}
 // A pipeline of kN stages of shared memory and their barriers (2·kN mbarriers): full[s] completes when
-// every producer thread has arrived and the bytes its TMA loads expect have landed; empty[s] when all consumer
-// threads are done reading it. Three stages (kStages, the default) let the producer run two tiles ahead.
+// every producer thread has arrived and the bytes its TMA loads expect have landed; empty[s] when all threads of
+// the kWgs consumer warpgroups are done reading it. Three stages (kStages, the default) let the producer run two
+// tiles ahead.
 constexpr int kStages = 3;
-template <int kN = kStages>
+template <int kN = kStages, int kWgs = 2>
 struct TilePipeline {
   uint64_t* bar;  // full[kN], then empty[kN]
   // Called by every thread of the block, before the roles split.
@@ -88,7 +101,7 @@ struct TilePipeline {
     if (threadIdx.x == 0)
       for (int s = 0; s < kN; ++s) {
         mbar_init(bar + s, kProducerThreads);
-        mbar_init(bar + kN + s, kConsumerThreads);
+        mbar_init(bar + kN + s, consumer_threads(kWgs));
       }
     __syncthreads();
   }
@@ -123,29 +136,38 @@ __device__ __forceinline__ unsigned char* aligned_tiles(unsigned char* smem_raw)
   return smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
 }
 
-// Pingpong between the two consumer warpgroups (FlashAttention-3's schedule): a warpgroup issues its wgmma only on
-// its turn and hands the turn over once issued, so the groups alternate on the tensor cores and each one's softmax
-// runs while the other's products do. Named barriers 1 and 2 mean "warpgroup 0 / 1 may issue"; each warpgroup
-// passes through the same number of turns, warpgroup 0 first.
+// Pingpong among the kWgs consumer warpgroups (FlashAttention-3's schedule): a warpgroup issues its wgmma only on
+// its turn and hands the turn to the next one once issued, so the groups take the tensor cores in rotation and each
+// one's softmax runs while the others' products do. Named barrier 1 + w means "warpgroup w may issue"; each
+// warpgroup passes through the same number of turns, warpgroup 0 first.
+template <int kWgs = 2>
 struct Pingpong {
+  static constexpr int kThreads = 256;  // a turn's barrier: the warpgroup that waits and the one that hands over
   int wg;
   // Before the first turn; `turns` is how many each warpgroup will take.
   __device__ void start(int turns) const {
-    if (wg == 1 && turns > 0) asm volatile("bar.arrive 1, %0;\n" ::"n"(kConsumerThreads) : "memory");
+    if (wg == kWgs - 1 && turns > 0) asm volatile("bar.arrive 1, %0;\n" ::"n"(kThreads) : "memory");
   }
-  __device__ void mine() const { asm volatile("bar.sync %0, %1;\n" ::"r"(1 + wg), "n"(kConsumerThreads) : "memory"); }
-  // After issuing; warpgroup 1 keeps its last turn, which nobody would take.
+  __device__ void mine() const { asm volatile("bar.sync %0, %1;\n" ::"r"(1 + wg), "n"(kThreads) : "memory"); }
+  // After issuing; the last warpgroup keeps its last turn, which nobody would take. The next warpgroup's barrier
+  // is 1 + (wg + 1) mod kWgs, written 2 − wg for two warpgroups: the general form changed the two-warpgroup
+  // kernels' machine code and cost the head-dim-128 forward 0.8 % (measured).
   __device__ void yours(bool last) const {
-    if (!(last && wg == 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(2 - wg), "n"(kConsumerThreads) : "memory");
+    const int next = kWgs == 2 ? 2 - wg : 1 + (wg + 1) % kWgs;
+    if (!(last && wg == kWgs - 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(next), "n"(kThreads) : "memory");
   }
 };
+// The first named barrier free after Pingpong's.
+template <int kWgs>
+constexpr int kFreeBarrier = 1 + kWgs;
 
 // Shared-memory stores, then reads by the async proxy (wgmma operands, bulk copies): each storing thread fences its
 // stores, and a barrier orders them before the reader's issue.
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// A barrier over one consumer warpgroup's 128 threads (named barriers 3 and 4; Pingpong holds 1 and 2).
+// A barrier over one of kWgs consumer warpgroups' 128 threads (the kWgs named barriers after Pingpong's).
+template <int kWgs>
 __device__ __forceinline__ void warpgroup_sync(int wg) {
-  asm volatile("bar.sync %0, 128;\n" ::"r"(3 + wg) : "memory");
+  asm volatile("bar.sync %0, 128;\n" ::"r"(kFreeBarrier<kWgs> + wg) : "memory");
 }
 // Adds `bytes` (a multiple of 16) of fp32 from shared memory into global memory, in the L2 (a TMA bulk reduction),
 // as a bulk group of its own; the shared memory may be rewritten after bulk_wait_read.
