@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.h v4 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
+// weft/cuda/cuda_ops.h v5 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
 //
 // Parameters and activations are bf16; gradients, optimizer state and per-row statistics are fp32. Every kernel
 // has a reference twin in src/ops/cpu, and test/gpu compares the two on random inputs.
@@ -24,12 +24,12 @@ class CudaOps final : public Ops {
 
   void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
             double beta) override;
+  void gemm_add(Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                const Tensor& residual) override;
   void bias_add(Tensor& y, const Tensor& bias) override;
   void bias_grad(Tensor& dbias, const Tensor& dy) override;
 
   void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) override;
-  void add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
-                           double eps) override;
   void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
                         const Tensor& rstd, bool accumulate) override;
   void rope(Tensor& x, const Tensor& positions, const Tensor& cos, const Tensor& sin, bool inverse) override;

@@ -1,11 +1,12 @@
-// weft/cuda/gemm.cu v3 — row-major GEMM through cuBLASLt: bf16 (or f32) operands, fp32 accumulation.
+// weft/cuda/gemm.cu v4 — row-major GEMM through cuBLASLt: bf16 (or f32) operands, fp32 accumulation.
 //
 // cuBLASLt is column-major; a row-major C = op(A)·op(B) is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so the operands
 // swap places and keep their own transpose flags. Algorithms are chosen once per shape and cached: the heuristic's
 // first, or (train.gemm_autotune) the fastest of its first kCandidates, timed on the first call's own operands.
 // Only a call that overwrites its output (beta 0) can be run again and again, so an accumulating call of a shape
 // takes the algorithm its overwriting twin chose when cuBLASLt accepts it for accumulation (a gradient's first
-// writer overwrites, the later ones add), else the heuristic's.
+// writer overwrites, the later ones add), else the heuristic's. The added term may come from another matrix than
+// the output (gemm_add: a residual connection), read by the epilogue as C and written as D.
 #include <cublasLt.h>
 
 #include <limits>
@@ -55,9 +56,10 @@ class Gemm {
     CUDA_CHECK(cudaMalloc(&workspace_, kWorkspace));
   }
 
-  // Column-major D[m, n] = alpha·op(A)[m, k]·op(B)[k, n] + beta·C.
+  // Column-major D[m, n] = alpha·op(A)[m, k]·op(B)[k, n] + beta·C, C read from `c` (D's layout; `d` itself when
+  // null).
   void run(int64_t m, int64_t n, int64_t k, bool ta, bool tb, const void* a, DType at, int64_t lda, const void* b,
-           DType bt, int64_t ldb, void* c, DType ct, float alpha, float beta) {
+           DType bt, int64_t ldb, void* d, DType ct, float alpha, float beta, const void* c = nullptr) {
     const PlanKey key{m, n, k, ta, tb, static_cast<int>(at), static_cast<int>(bt), static_cast<int>(ct), lda, ldb,
                       beta != 0.f};
     std::lock_guard<std::mutex> lock(mu_);
@@ -65,7 +67,7 @@ class Gemm {
     if (it == plans_.end()) {
       Plan p = make_plan(m, n, k, ta, tb, at, lda, bt, ldb, ct);
       if (autotune_ && beta == 0.f) {
-        p.algo = fastest(p, a, b, c, alpha);
+        p.algo = fastest(p, a, b, d, alpha);
       } else if (autotune_) {
         PlanKey twin = key;
         std::get<kAccumulates>(twin) = false;
@@ -79,8 +81,8 @@ class Gemm {
       it = plans_.emplace(key, p).first;
     }
     const Plan& p = it->second;
-    CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.c, c, p.c, &p.algo, workspace_,
-                                kWorkspace, stream()));
+    CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c ? c : d, p.c, d, p.c, &p.algo,
+                                workspace_, kWorkspace, stream()));
   }
 
   // Turns timing of the heuristic's candidates on or off; plans made under the other setting are dropped.
@@ -173,23 +175,54 @@ Gemm& gemm_engine() {
 
 void set_gemm_autotune(bool on) { gemm_engine().set_autotune(on); }
 
-void CudaOps::gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
-                   double beta) {
+namespace {
+
+// The row-major product's shape (m, n, k), after checking that the operands agree with c.
+struct GemmShape {
+  int64_t m, n, k;
+};
+GemmShape gemm_shape(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
   WEFT_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2, "gemm: expected 2-D tensors");
   const int64_t m = trans_a ? a.size(1) : a.size(0), k = trans_a ? a.size(0) : a.size(1);
   const int64_t kb = trans_b ? b.size(1) : b.size(0), n = trans_b ? b.size(0) : b.size(1);
   WEFT_CHECK(k == kb && c.size(0) == m && c.size(1) == n, "gemm: shapes do not agree: ", a.describe(),
              trans_a ? "ᵀ" : "", " · ", b.describe(), trans_b ? "ᵀ" : "", " → ", c.describe());
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
+  return {m, n, k};
+}
+
+// Row-major C[m, n] = op(A)·op(B)  ⇔  column-major Cᵀ[n, m] = op(B)ᵀ·op(A)ᵀ; a row-major matrix is the column-major
+// view of its transpose, with its row length as leading dimension.
+void run_row_major(const GemmShape& s, Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                   double alpha, double beta, const void* c) {
+  gemm_engine().run(s.n, s.m, s.k, trans_b, trans_a, b.data_ptr(), b.dtype(), b.size(1), a.data_ptr(), a.dtype(),
+                    a.size(1), d.data_ptr(), d.dtype(), static_cast<float>(alpha), static_cast<float>(beta), c);
+}
+
+}  // namespace
+
+void CudaOps::gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
+                   double beta) {
+  const GemmShape s = gemm_shape(c, a, trans_a, b, trans_b);
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) {
     if (beta == 0) zero(c);
     else scale(c, beta);
     return;
   }
-  // Row-major C[m, n] = op(A)·op(B)  ⇔  column-major Cᵀ[n, m] = op(B)ᵀ·op(A)ᵀ; a row-major matrix is the
-  // column-major view of its transpose, with its row length as leading dimension.
-  gemm_engine().run(n, m, k, trans_b, trans_a, b.data_ptr(), b.dtype(), b.size(1), a.data_ptr(), a.dtype(), a.size(1),
-                    c.data_ptr(), c.dtype(), static_cast<float>(alpha), static_cast<float>(beta));
+  run_row_major(s, c, a, trans_a, b, trans_b, alpha, beta, nullptr);
+}
+
+void CudaOps::gemm_add(Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                       const Tensor& residual) {
+  const GemmShape s = gemm_shape(d, a, trans_a, b, trans_b);
+  WEFT_CHECK(residual.shape() == d.shape() && residual.dtype() == d.dtype(), "gemm_add: the residual ",
+             residual.describe(), " must match the output ", d.describe());
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) {
+    copy_bytes(d.data_ptr(), Device::cuda, residual.data_ptr(), Device::cuda, d.nbytes());
+    return;
+  }
+  run_row_major(s, d, a, trans_a, b, trans_b, 1.0, 1.0, residual.data_ptr());
 }
 
 }  // namespace weft

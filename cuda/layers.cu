@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v8 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v9 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -12,20 +12,14 @@ constexpr int kThreads = 256;
 
 // ---------------------------------------------------------------- RMSNorm
 
-// One block per row, V columns per access. kAdd: x += residual first (each thread rereads only what it wrote).
-template <typename T, int V, bool kAdd>
-__global__ void rmsnorm_fwd_kernel(T* y, float* rstd, T* x, const T* residual, const T* w, int64_t h, float eps) {
+// One block per row, V columns per access.
+template <typename T, int V>
+__global__ void rmsnorm_fwd_kernel(T* y, float* rstd, const T* x, const T* w, int64_t h, float eps) {
   const int64_t r = blockIdx.x;
-  T* xr = x + r * h;
+  const T* xr = x + r * h;
   float ss = 0.f;
   for (int64_t i = threadIdx.x * V; i < h; i += blockDim.x * V) {
-    Pack<T, V> xp = load_pack<T, V>(xr + i);
-    if constexpr (kAdd) {
-      const Pack<T, V> rp = load_pack<T, V>(residual + r * h + i);
-      #pragma unroll
-      for (int j = 0; j < V; ++j) xp.v[j] = from_f<T>(to_f(xp.v[j]) + to_f(rp.v[j]));
-      store_pack(xr + i, xp);
-    }
+    const Pack<T, V> xp = load_pack<T, V>(xr + i);
     #pragma unroll
     for (int j = 0; j < V; ++j) ss += to_f(xp.v[j]) * to_f(xp.v[j]);
   }
@@ -265,35 +259,21 @@ void add_column_sums(Tensor& grad, const Tensor& partial, int blocks, int64_t h)
   CUDA_CHECK_LAUNCH();
 }
 
-template <bool kAdd>
-void launch_rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& residual, const Tensor& w,
-                            double eps) {
-  const int64_t h = w.numel(), rows = x.numel() / h;
-  WEFT_CHECK(rstd.dtype() == DType::f32 && rstd.numel() == rows && w.dtype() == x.dtype() &&
-                 (!kAdd || (residual.dtype() == x.dtype() && residual.numel() == x.numel())),
-             "rmsnorm_forward: bad tensors x ", x.describe(), " w ", w.describe(), " rstd ", rstd.describe(),
-             kAdd ? " residual " + residual.describe() : std::string());
-  if (rows == 0) return;
-  dispatch_storage(x, [&](auto tag_T) {
-    using T = typename decltype(tag_T)::type;
-    const void* res = kAdd ? residual.data_ptr() : x.data_ptr();
-    with_pack<kPack<T>>(packs_fit<T>(h, {y.data_ptr(), x.data_ptr(), w.data_ptr(), res}), [&](auto v) {
-      rmsnorm_fwd_kernel<T, v, kAdd><<<rows, kThreads, 0, stream()>>>(
-          ptr<T>(y), ptr<float>(rstd), ptr<T>(x), static_cast<const T*>(res), ptr<T>(w), h, static_cast<float>(eps));
-    });
-  });
-  CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
 void CudaOps::rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) {
-  launch_rmsnorm_forward<false>(y, rstd, x, Tensor(), w, eps);
-}
-
-void CudaOps::add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
-                                  double eps) {
-  launch_rmsnorm_forward<true>(y, rstd, x, residual, w, eps);
+  const int64_t h = w.numel(), rows = x.numel() / h;
+  WEFT_CHECK(rstd.dtype() == DType::f32 && rstd.numel() == rows && w.dtype() == x.dtype(),
+             "rmsnorm_forward: bad tensors x ", x.describe(), " w ", w.describe(), " rstd ", rstd.describe());
+  if (rows == 0) return;
+  dispatch_storage(x, [&](auto tag_T) {
+    using T = typename decltype(tag_T)::type;
+    with_pack<kPack<T>>(packs_fit<T>(h, {y.data_ptr(), x.data_ptr(), w.data_ptr()}), [&](auto v) {
+      rmsnorm_fwd_kernel<T, v><<<rows, kThreads, 0, stream()>>>(ptr<T>(y), ptr<float>(rstd), ptr<T>(x), ptr<T>(w),
+                                                                 h, static_cast<float>(eps));
+    });
+  });
+  CUDA_CHECK_LAUNCH();
 }
 
 void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,

@@ -1,4 +1,4 @@
-// weft/src/model/layers.cpp v5 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
+// weft/src/model/layers.cpp v6 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
 #include "model/layers.h"
 
 #include <cmath>
@@ -9,9 +9,6 @@ namespace weft {
 namespace {
 
 std::string layer_name(int64_t layer, const char* rest) { return str("decoder.layers.", layer, ".", rest); }
-
-// y += x, in place.
-void add_into(Tensor& y, const Tensor& x) { ops_for(y).add(y, x, 1.0); }
 
 }  // namespace
 
@@ -44,13 +41,6 @@ Tensor RMSNorm::forward(const Tensor& x, Tensor& rstd) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   rstd = Tensor::empty({x.size(0)}, stat_dtype(x.dtype()), x.device());
   ops_for(x).rmsnorm_forward(y, rstd, x, weight.value, eps_);
-  return y;
-}
-
-Tensor RMSNorm::forward_add(Tensor& x, const Tensor& residual, Tensor& rstd) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  rstd = Tensor::empty({x.size(0)}, stat_dtype(x.dtype()), x.device());
-  ops_for(x).add_rmsnorm_forward(y, rstd, x, residual, weight.value, eps_);
   return y;
 }
 
@@ -92,7 +82,7 @@ AttentionParams SelfAttention::with_seqlen(const Batch& batch) const {
   return p;
 }
 
-Tensor SelfAttention::forward(const Tensor& x, const Batch& batch, AttentionSaved& s) {
+Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Batch& batch, AttentionSaved& s) {
   Ops& ops = ops_for(x);
   const Tensor mixed = qkv.forward(x, s.qkv_input);
   const int64_t t = mixed.size(0), d = params_.head_dim;
@@ -104,7 +94,7 @@ Tensor SelfAttention::forward(const Tensor& x, const Batch& batch, AttentionSave
   s.lse = Tensor::empty({params_.num_heads, t}, stat_dtype(x.dtype()), x.device());
   context_parallel_attention_forward(cp_, s.out, s.lse, s.q, s.k, s.v, batch, with_seqlen(batch));
   Tensor unused;
-  return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused);
+  return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused, residual);
 }
 
 Tensor SelfAttention::backward(const Tensor& dy, const Batch& batch, AttentionSaved& s) {
@@ -151,11 +141,11 @@ static Tensor swiglu(const Tensor& fc1_out) {
   return act;
 }
 
-Tensor SwiGluMlp::forward(const Tensor& x, MlpSaved& s) {
+Tensor SwiGluMlp::forward(const Tensor& x, const Tensor& residual, MlpSaved& s) {
   s.fc1_out = fc1.forward(x, s.fc1_input);
   s.fc2_input = swiglu(s.fc1_out);
   Tensor unused;
-  Tensor out = fc2.forward(s.fc2_input, unused);
+  Tensor out = fc2.forward(s.fc2_input, unused, residual);
   if (!keep_activation_) s.fc2_input = Tensor();
   return out;
 }
@@ -191,11 +181,9 @@ Tensor DecoderLayer::forward(const Tensor& x, const Batch& batch, DecoderLayerSa
 Tensor DecoderLayer::forward_saving_all(const Tensor& x, const Batch& batch, DecoderLayerSaved& s) {
   s.input = x;
   const Tensor n1 = input_norm.forward(x, s.rstd1);
-  s.mid = attention.forward(n1, batch, s.attention);
-  const Tensor n2 = mlp_norm.forward_add(s.mid, x, s.rstd2);  // s.mid += x on the way
-  Tensor out = mlp.forward(n2, s.mlp);
-  add_into(out, s.mid);
-  return out;
+  s.mid = attention.forward(n1, x, batch, s.attention);  // x + attention
+  const Tensor n2 = mlp_norm.forward(s.mid, s.rstd2);
+  return mlp.forward(n2, s.mid, s.mlp);  // s.mid + mlp
 }
 
 Tensor DecoderLayer::backward(Tensor dy, const Batch& batch, DecoderLayerSaved& s) {

@@ -1,4 +1,4 @@
-// weft/src/model/layers.h v2 — the decoder's layers, each with its forward and backward side by side.
+// weft/src/model/layers.h v3 — the decoder's layers, each with its forward and backward side by side.
 //
 // A layer's forward fills a *Saved struct with exactly the tensors its backward reads; the struct is the one
 // place that says what the layer keeps alive between the passes (and what recomputation would rebuild).
@@ -24,8 +24,6 @@ class RMSNorm {
   RMSNorm(const LayerContext& ctx, const std::string& name, int64_t hidden, double eps);
   // y = x / rms(x) · w; rstd kept for the backward.
   Tensor forward(const Tensor& x, Tensor& rstd);
-  // x += residual, then forward of the sum, in one pass (x becomes the residual stream).
-  Tensor forward_add(Tensor& x, const Tensor& residual, Tensor& rstd);
   // dx += ∂L/∂x; accumulates dw.
   void backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& rstd);
   Parameter weight;
@@ -44,7 +42,8 @@ struct AttentionSaved {
 class SelfAttention {
  public:
   SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope);
-  Tensor forward(const Tensor& x, const Batch& batch, AttentionSaved& s);
+  // residual + attention(x): the output projection adds the residual connection (RowParallelLinear::forward).
+  Tensor forward(const Tensor& x, const Tensor& residual, const Batch& batch, AttentionSaved& s);
   Tensor backward(const Tensor& dy, const Batch& batch, AttentionSaved& s);
   std::vector<Parameter*> parameters();
 
@@ -66,8 +65,9 @@ struct MlpSaved {
 class SwiGluMlp {
  public:
   SwiGluMlp(const LayerContext& ctx, const ModelSpec& spec, int64_t layer);
-  // Under selective recomputation s.fc2_input is dropped here and rebuilt by backward.
-  Tensor forward(const Tensor& x, MlpSaved& s);
+  // residual + mlp(x), fc2 adding the residual connection. Under selective recomputation s.fc2_input is dropped
+  // here and rebuilt by backward.
+  Tensor forward(const Tensor& x, const Tensor& residual, MlpSaved& s);
   Tensor backward(const Tensor& dy, MlpSaved& s);
   std::vector<Parameter*> parameters();
 

@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v8 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v9 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -55,16 +55,16 @@ class Ops {
   // c = alpha·op(a)·op(b) + beta·c with op(m) = m or mᵀ; all 2-D row-major.
   virtual void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
                     double beta) = 0;
+  // d = op(a)·op(b) + residual (d's shape and dtype, not d itself): a residual connection added where the product is
+  // written, rounded once, instead of in a pass of its own.
+  virtual void gemm_add(Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                        const Tensor& residual) = 0;
   virtual void bias_add(Tensor& y, const Tensor& bias) = 0;       // y[r, :] += bias
   virtual void bias_grad(Tensor& dbias, const Tensor& dy) = 0;    // dbias += Σ_r dy[r, :]
 
   // ---- normalisation
   // y = x / rms(x) · w per row; rstd[r] = 1/sqrt(mean(x[r]²) + eps) saved in fp32.
   virtual void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) = 0;
-  // x += residual (rounded to x's dtype, as add does), then rmsnorm_forward of the sum: a residual connection and
-  // the next norm in one pass.
-  virtual void add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
-                                   double eps) = 0;
   // dx (+)= ∂L/∂x (accumulates when `accumulate`), dw += ∂L/∂w.
   virtual void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
                                 const Tensor& rstd, bool accumulate) = 0;

@@ -1,4 +1,4 @@
-// weft/src/parallel/tensor_parallel.cpp v3 — column/row-parallel linears, vocab-parallel embedding and loss.
+// weft/src/parallel/tensor_parallel.cpp v4 — column/row-parallel linears, vocab-parallel embedding and loss.
 #include "parallel/tensor_parallel.h"
 
 #include <algorithm>
@@ -96,11 +96,16 @@ RowParallelLinear::RowParallelLinear(const LayerContext& ctx, const std::string&
                           ctx.device, ctx.seed);
 }
 
-Tensor RowParallelLinear::forward(const Tensor& x, Tensor& saved_input) {
+Tensor RowParallelLinear::forward(const Tensor& x, Tensor& saved_input, const Tensor& residual) {
   saved_input = x;
+  Ops& ops = ops_for(x);
   Tensor y = Tensor::empty({x.size(0), weight.value.size(0)}, x.dtype(), x.device());
-  ops_for(x).gemm(y, x, false, weight.value, true, 1.0, 0.0);
-  return reduce_sequence(y, *ctx_);
+  const bool add_in_gemm = residual.defined() && !ctx_->sequence_parallel && ctx_->tp_rank() == 0;
+  if (add_in_gemm) ops.gemm_add(y, x, false, weight.value, true, residual);
+  else ops.gemm(y, x, false, weight.value, true, 1.0, 0.0);
+  Tensor out = reduce_sequence(y, *ctx_);
+  if (residual.defined() && ctx_->sequence_parallel) ops.add(out, residual, 1.0);
+  return out;
 }
 
 Tensor RowParallelLinear::backward(const Tensor& dy, const Tensor& saved_input) {

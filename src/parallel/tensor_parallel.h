@@ -1,4 +1,4 @@
-// weft/src/parallel/tensor_parallel.h v3 — Megatron's tensor-parallel building blocks.
+// weft/src/parallel/tensor_parallel.h v4 — Megatron's tensor-parallel building blocks.
 //
 // Column-parallel linear (output features split over tp ranks), row-parallel linear (input features split, output
 // summed over tp), vocab-parallel embedding and cross-entropy. With sequence parallelism the token axis of the
@@ -69,8 +69,10 @@ class ColumnParallelLinear {
 class RowParallelLinear {
  public:
   RowParallelLinear(const LayerContext& ctx, const std::string& name, int64_t in_global, int64_t out, double init_std);
-  // x [t, in_local] → y [t, out] (t/tp rows under sequence parallelism); keeps x in `saved_input`.
-  Tensor forward(const Tensor& x, Tensor& saved_input);
+  // x [t, in_local] → y [t, out] (t/tp rows under sequence parallelism); keeps x in `saved_input`. With a
+  // residual (y's shape), returns y + residual: without sequence parallelism tp rank 0's GEMM adds it as it writes
+  // its partial sum, so the residual connection takes no pass of its own; under it, after the reduce-scatter.
+  Tensor forward(const Tensor& x, Tensor& saved_input, const Tensor& residual = Tensor());
   // dy [t, out] (t/tp rows under sequence parallelism) → dx [t, in_local]; accumulates dW.
   Tensor backward(const Tensor& dy, const Tensor& saved_input);
   std::vector<Parameter*> parameters() { return {&weight}; }

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.cpp v4 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
+// weft/src/ops/cpu/cpu_ops.cpp v5 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
 // cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp.
 #include "ops/cpu/cpu_ops.h"
 
@@ -142,12 +142,6 @@ void CpuOps::rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Ten
       for (int64_t i = 0; i < h; ++i) yp[r * h + i] = (xr[i] * rs) * wp[i];
     }
   });
-}
-
-void CpuOps::add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
-                                 double eps) {
-  add(x, residual, 1.0);
-  rmsnorm_forward(y, rstd, x, w, eps);
 }
 
 void CpuOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,

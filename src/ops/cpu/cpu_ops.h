@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.h v4 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v5 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
@@ -23,12 +23,12 @@ class CpuOps final : public Ops {
 
   void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
             double beta) override;
+  void gemm_add(Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                const Tensor& residual) override;
   void bias_add(Tensor& y, const Tensor& bias) override;
   void bias_grad(Tensor& dbias, const Tensor& dy) override;
 
   void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) override;
-  void add_rmsnorm_forward(Tensor& y, Tensor& rstd, Tensor& x, const Tensor& residual, const Tensor& w,
-                           double eps) override;
   void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
                         const Tensor& rstd, bool accumulate) override;
   void rope(Tensor& x, const Tensor& positions, const Tensor& cos, const Tensor& sin, bool inverse) override;

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/gemm.cpp v1 — blocked row-major GEMM for the CPU backend.
+// weft/src/ops/cpu/gemm.cpp v2 — blocked row-major GEMM for the CPU backend.
 //
 // B is packed into column panels (zero padded) per block of kBlock rows of op(B), so the micro-kernel streams one
 // contiguous panel while holding a 4 × panel tile of C in registers. This is the
@@ -132,6 +132,13 @@ void CpuOps::gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, boo
   dispatch_float(c, [&]<typename T>() {
     cpu_gemm<T>(m, n, k, T(alpha), a.data<T>(), trans_a, b.data<T>(), trans_b, T(beta), c.data<T>());
   });
+}
+
+void CpuOps::gemm_add(Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& residual) {
+  WEFT_CHECK(d.shape() == residual.shape() && d.dtype() == residual.dtype(), "gemm_add: the residual ",
+             residual.describe(), " must match the output ", d.describe());
+  copy_bytes(d.data_ptr(), Device::cpu, residual.data_ptr(), Device::cpu, d.nbytes());
+  gemm(d, a, trans_a, b, trans_b, 1.0, 1.0);
 }
 
 }  // namespace weft
