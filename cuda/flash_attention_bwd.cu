@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention_bwd.cu v7 — flash attention on Hopper's tensor cores, the backward: two deterministic
+// weft/cuda/flash_attention_bwd.cu v8 — flash attention on Hopper's tensor cores, the backward: two deterministic
 // passes, or one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
 #include "flash_common.cuh"
 
