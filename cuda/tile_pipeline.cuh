@@ -80,7 +80,8 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
 constexpr int kProducerRegisters = 24;
 template <int kWgs>
 constexpr int kConsumerRegisters = kWgs == 2 ? 240 : 160;
-static_assert(128 * kProducerRegisters + consumer_threads(3) * kConsumerRegisters<3> <= 65536);
+static_assert(128 * kProducerRegisters + consumer_threads(2) * kConsumerRegisters<2> <= 65536 &&
+              128 * kProducerRegisters + consumer_threads(3) * kConsumerRegisters<3> <= 65536);
 __device__ __forceinline__ void producer_registers() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
 }
