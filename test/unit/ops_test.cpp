@@ -1,4 +1,4 @@
-// weft/test/unit/ops_test.cpp v4 — the CPU reference ops: backward ops against central finite differences in
+// weft/test/unit/ops_test.cpp v5 — the CPU reference ops: backward ops against central finite differences in
 // double precision (step 1e-6: truncation error ~h² ≈ 1e-12 and rounding ~ε/h ≈ 1e-10, so a relative
 // agreement of 1e-6 leaves a wide margin while still catching any wrong term), GEMM against a naive product,
 // AdamW against its closed form.
@@ -65,6 +65,23 @@ TEST(CpuGemm, MatchesNaiveProductForEveryTransposeAndRaggedSizes) {
               ASSERT_NEAR(got[i * n + j], ref, tol) << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb;
             }
         }
+}
+
+// gemm_add writes the product plus the residual into its output and leaves the residual as it was; a residual of
+// another shape is refused.
+TEST(CpuGemm, GemmAddAddsTheResidual) {
+  std::mt19937 gen(12);
+  const Tensor a = random_tensor({9, 40}, DType::f64, gen), b = random_tensor({13, 40}, DType::f64, gen);
+  const Tensor r = random_tensor({9, 13}, DType::f64, gen);
+  const std::vector<double> r0 = r.to_doubles();
+  Tensor ref = r.clone(), d = Tensor::empty({9, 13}, DType::f64);
+  cpu().gemm(ref, a, false, b, true, 1.0, 1.0);
+  cpu().gemm_add(d, a, false, b, true, r);
+  const std::vector<double> got = d.to_doubles(), want = ref.to_doubles();
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-12) << i;
+  EXPECT_EQ(r.to_doubles(), r0);
+  const Tensor wrong = random_tensor({13, 9}, DType::f64, gen);
+  EXPECT_THROW(cpu().gemm_add(d, a, false, b, true, wrong), Error);
 }
 
 TEST(CpuOps, RmsNormBackward) {
