@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v25 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v26 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
-#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-compile tokenizer export parallel
-#                                            scaling dp-sweep reduce reduce-sweep recompute profile
+#   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
+#                                            parallel scaling dp-sweep reduce reduce-sweep recompute profile
 #                                            attention-profile attention-clocks ab ab-trees flag-ab
 #                                            (default: build tests bench e2e);
 #                                            parallel, scaling, dp-sweep, reduce and reduce-sweep need 2 GPUs
@@ -304,6 +304,33 @@ $(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s 
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
       stop_sampling "torch eager"
       row "torch eager: $(cat "$OUT/torch_eager.json")" ;;
+    e2e-ratio)
+      # The ratio to eager, measured RATIO_ROUNDS times (default 3) in one call: weft with bf16 moments and gradients
+      # and the eager twin alternately, so that the ratio's spread within a call shows beside its median.
+      for r in $(seq 1 "${RATIO_ROUNDS:-3}"); do
+        e2e_1p5b "ratio round $r: weft 1.5B, bf16 moments and grads" "-ratio-$r" --train.adam_moments_dtype=bf16 \
+          --train.grad_dtype=bf16
+        start_sampling "ratio round $r: torch eager"
+        python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 >"$OUT/torch_eager_$r.json"
+        stop_sampling "ratio round $r: torch eager"
+        row "ratio round $r: torch eager: $(cat "$OUT/torch_eager_$r.json")"
+      done
+      row "e2e-ratio: $(python3 - "$OUT" "${RATIO_ROUNDS:-3}" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+try:
+    ratios = []
+    for r in range(1, rounds + 1):
+        steps = [json.loads(l) for l in open(f"runs/bench-1.5b-ratio-{r}/metrics.jsonl") if '"loss"' in l]
+        weft = statistics.median(s["tokens_per_s"] for s in steps if s["iteration"] > 4)
+        eager = json.load(open(f"{out}/torch_eager_{r}.json"))["tokens_per_s"]
+        ratios.append(weft / eager)
+    each = ", ".join(f"{x:.3f}" for x in ratios)
+    print(f"weft / eager per round {each}; median {statistics.median(ratios):.3f}")
+except Exception as e:
+    print(f"FAILED ({e})")
+PY
+)" ;;
     e2e-compile)
       python3 bench/peers/train_llama_hf.py --mode compile 2>&1 | tail -1 | tee "$OUT/torch_compile.json"
       row "torch compile: $(cat "$OUT/torch_compile.json")" ;;
