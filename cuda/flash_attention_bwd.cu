@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention_bwd.cu v8 — flash attention on Hopper's tensor cores, the backward: two deterministic
+// weft/cuda/flash_attention_bwd.cu v9 — flash attention on Hopper's tensor cores, the backward: two deterministic
 // passes, or one pass that adds dQ up in L2 (split from flash_attention.cu v3; flash_common.cuh).
 #include "flash_common.cuh"
 
@@ -28,6 +28,9 @@ namespace {
 // partial for all 128 queries, moved twice the bytes through L2 and was slower than the two passes.)
 constexpr int kBwdKeys = 128, kDqRows = 128;
 constexpr int kBwdWgs = 2;  // consumer warpgroups per block (tile_pipeline.cuh)
+// The one-pass backward's named barriers for the dS tiles (5-8): after Pingpong's and the warpgroup barriers.
+// Barrier kDsBarriers + 2w + s: warpgroup w may write dS tile s (the other warpgroup has read it).
+constexpr int kDsBarriers = kFreeBarrier<kBwdWgs> + kBwdWgs;
 template <int D>
 constexpr int kBwdQueries = D == 64 ? 128 : 64;
 template <int D>
@@ -295,7 +298,7 @@ __global__ void __launch_bounds__(pipeline_threads(kBwdWgs), 1) flash_dkv_kernel
   // One pass, after tile j's dQ product has landed: the partial to L2, and (when a later tile will rewrite dS tile
   // j % 2) the other warpgroup told that this one has read it.
   auto flush_dq = [&](const float (&acc)[8][4], int j) {
-    if (j + 2 < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(5 + 2 * (1 - wg) + j % 2) : "memory");
+    if (j + 2 < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(kDsBarriers + 2 * (1 - wg) + j % 2) : "memory");
     if (leader) bulk_wait_read();  // the previous partial has left
     warpgroup_sync<kBwdWgs>(wg);
     const int64_t q = tile_start(j) + 64 * dq_queries;
@@ -342,7 +345,7 @@ __global__ void __launch_bounds__(pipeline_threads(kBwdWgs), 1) flash_dkv_kernel
     };
     if constexpr (kOnePass) {
       // This warpgroup's half of dS tile i % 2, once the other warpgroup has read tile i - 2 from it.
-      if (i >= 2) asm volatile("bar.sync %0, 256;\n" ::"r"(5 + 2 * wg + i % 2) : "memory");
+      if (i >= 2) asm volatile("bar.sync %0, 256;\n" ::"r"(kDsBarriers + 2 * wg + i % 2) : "memory");
       store_ds<kBwdQueries<D>>(smem_addr(sDs) + (i % 2) * kDsBytes<D, kOnePass>, da, 64 * wg, warp, g, t);
       fence_async_shared();  // the turns' barriers order it before either warpgroup's dQ product
       float dq_part[8][4];  // the first k step overwrites (zeroing it serializes wgmma)
