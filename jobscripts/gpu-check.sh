@@ -88,13 +88,16 @@ stop_sampling() {
 median $(column_median 3 "$busy") °C, clock-event reasons ${reasons:-not reported} ($n samples)"
 }
 # The median of a run's per-step throughput over steps 5 to 16, the statistic the PyTorch twin reports (4 warm-up
-# steps, the median of the next 12): step_median DIR.
+# steps, the median of the next 12): step_median DIR, or step_median DIR tokens for the median tokens/s alone.
 step_median() {
-  python3 - "$1" <<'PY'
+  python3 - "$1" "${2:-}" <<'PY'
 import json, statistics, sys
 try:
     steps = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"loss"' in l]
     timed = [s for s in steps if s["iteration"] > 4]
+    if sys.argv[2] == "tokens":
+        print(statistics.median(s["tokens_per_s"] for s in timed))
+        sys.exit()
     print(f"median step over iterations 5-{timed[-1]['iteration']} ({len(timed)} steps): "
           f"{statistics.median(s['tokens_per_s'] for s in timed):.0f} tok/s, "
           f"{statistics.median(s['tflops_per_rank'] for s in timed):.1f} TFLOP/s, "
@@ -307,6 +310,7 @@ $(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s 
     e2e-ratio)
       # The ratio to eager, measured RATIO_ROUNDS times (default 3) in one call: weft with bf16 moments and gradients
       # and the eager twin alternately, so that the ratio's spread within a call shows beside its median.
+      pairs=()  # each round's "weft tokens/s, eager JSON"
       for r in $(seq 1 "${RATIO_ROUNDS:-3}"); do
         e2e_1p5b "ratio round $r: weft 1.5B, bf16 moments and grads" "-ratio-$r" --train.adam_moments_dtype=bf16 \
           --train.grad_dtype=bf16
@@ -314,17 +318,12 @@ $(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s 
         python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 >"$OUT/torch_eager_$r.json"
         stop_sampling "ratio round $r: torch eager"
         row "ratio round $r: torch eager: $(cat "$OUT/torch_eager_$r.json")"
+        pairs+=("$(step_median "runs/bench-1.5b-ratio-$r" tokens) $OUT/torch_eager_$r.json")
       done
-      row "e2e-ratio: $(python3 - "$OUT" "${RATIO_ROUNDS:-3}" <<'PY'
+      row "e2e-ratio: $(python3 - "${pairs[@]}" <<'PY'
 import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
 try:
-    ratios = []
-    for r in range(1, rounds + 1):
-        steps = [json.loads(l) for l in open(f"runs/bench-1.5b-ratio-{r}/metrics.jsonl") if '"loss"' in l]
-        weft = statistics.median(s["tokens_per_s"] for s in steps if s["iteration"] > 4)
-        eager = json.load(open(f"{out}/torch_eager_{r}.json"))["tokens_per_s"]
-        ratios.append(weft / eager)
+    ratios = [float(weft) / json.load(open(eager))["tokens_per_s"] for weft, eager in map(str.split, sys.argv[1:])]
     each = ", ".join(f"{x:.3f}" for x in ratios)
     print(f"weft / eager per round {each}; median {statistics.median(ratios):.3f}")
 except Exception as e:
