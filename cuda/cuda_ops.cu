@@ -1,6 +1,7 @@
-// weft/cuda/cuda_ops.cu v6 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v7 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "allocator.h"
 #include "common.cuh"
@@ -85,20 +86,38 @@ __global__ void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
   if (i < rows * cols) y[i] = from_f<T>(to_f(y[i]) + to_f(b[i % cols]));
 }
 
+// The device twins of split_master and join_master (src/optim/split_master.h): an fp32 master as its bf16 model
+// weight, rounded to nearest with ties toward zero, and its low 16 bits.
+__device__ __forceinline__ void split_master(float x, bf16_t& value, uint16_t& low) {
+  const uint32_t u = __float_as_uint(x);
+  low = static_cast<uint16_t>(u & 0xffffu);
+  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+  value = __ushort_as_bfloat16(static_cast<uint16_t>(nan ? (u >> 16) | 0x40u : (u >> 16) + (low > 0x8000u)));
+}
+__device__ __forceinline__ float join_master(bf16_t value, uint16_t low) {
+  const uint16_t high = static_cast<uint16_t>(__bfloat16_as_ushort(value) - (low > 0x8000u));
+  return __uint_as_float((static_cast<uint32_t>(high) << 16) | low);
+}
+
 // AdamW on fp32 masters, torch.optim.AdamW's arrangement; the gradient clipped by grad_scale on the way in and the
-// model's copy written on the way out, so neither takes a pass of its own over the parameters. Moments M are fp32
-// or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference does), gradients G fp32
-// or bf16 (train.grad_dtype). Each thread steps P consecutive parameters; the first `decayed` take weight decay.
-template <typename V, typename M, typename G, int P>
-__global__ void adamw_kernel(float* w, V* value, const G* g, M* m, M* v, int64_t n, int64_t decayed, float lr,
+// model's copy written on the way out, so neither takes a pass of its own over the parameters. The masters W are
+// fp32, or (W = uint16_t, train.master_weights = split) the low halves that complete the bf16 model copy to them.
+// Moments M are fp32 or bf16 (stored rounded; the step uses the values before rounding, as the CPU reference
+// does), gradients G fp32 or bf16 (train.grad_dtype). Each thread steps P consecutive parameters; the first
+// `decayed` take weight decay.
+template <typename W, typename V, typename M, typename G, int P>
+__global__ void adamw_kernel(W* w, V* value, const G* g, M* m, M* v, int64_t n, int64_t decayed, float lr,
                              float b1, float b2, float eps, float decay, float bc1, float bc2_sqrt,
                              float grad_scale) {
+  constexpr bool kSplit = std::is_same_v<W, uint16_t>;
+  static_assert(!kSplit || std::is_same_v<V, bf16_t>, "split masters complete a bf16 model copy");
   const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * P;
   if (i >= n) return;
-  Pack<float, P> wp = load_pack<float, P>(w + i);
+  Pack<W, P> wp = load_pack<W, P>(w + i);
   const Pack<G, P> gp = load_pack<G, P>(g + i);
   Pack<M, P> mp = load_pack<M, P>(m + i), vp = load_pack<M, P>(v + i);
   Pack<V, P> out;
+  if constexpr (kSplit) out = load_pack<V, P>(value + i);
   #pragma unroll
   for (int k = 0; k < P; ++k) {
     const float gi = to_f(gp.v[k]) * grad_scale;
@@ -107,8 +126,15 @@ __global__ void adamw_kernel(float* w, V* value, const G* g, M* m, M* v, int64_t
     mp.v[k] = from_f<M>(mi);
     vp.v[k] = from_f<M>(vi);
     const float denom = sqrtf(vi) / bc2_sqrt + eps;
-    wp.v[k] = wp.v[k] * (i + k < decayed ? decay : 1.f) - (lr / bc1) * mi / denom;
-    out.v[k] = from_f<V>(wp.v[k]);
+    float wi;
+    if constexpr (kSplit) wi = join_master(out.v[k], wp.v[k]);
+    else wi = wp.v[k];
+    wi = wi * (i + k < decayed ? decay : 1.f) - (lr / bc1) * mi / denom;
+    if constexpr (kSplit) split_master(wi, out.v[k], wp.v[k]);
+    else {
+      wp.v[k] = wi;
+      out.v[k] = from_f<V>(wi);
+    }
   }
   store_pack(w + i, wp);
   store_pack(m + i, mp);
@@ -230,11 +256,13 @@ void CudaOps::bias_add(Tensor& y, const Tensor& bias) {
 
 void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
                     const AdamWParams& p) {
-  WEFT_CHECK(param.dtype() == DType::f32 && m.dtype() == v.dtype() &&
+  const bool split = param.dtype() == DType::u16;
+  WEFT_CHECK((param.dtype() == DType::f32 || (split && value.dtype() == DType::bf16)) && m.dtype() == v.dtype() &&
                  (m.dtype() == DType::f32 || m.dtype() == DType::bf16) && param.numel() == grad.numel() &&
                  value.numel() == param.numel(),
-             "CUDA adamw works on fp32 master weights, fp32 or bf16 grads and moments and a model copy of their "
-             "length; got ", param.describe(), ", ", grad.describe(), ", ", m.describe(), ", ", value.describe());
+             "CUDA adamw works on fp32 master weights (or the low halves of split ones beside a bf16 model copy), "
+             "fp32 or bf16 grads and moments and a model copy of their length; got ", param.describe(), ", ",
+             grad.describe(), ", ", m.describe(), ", ", value.describe());
   const int64_t n = param.numel();
   if (n == 0) return;
   const float bc1 = static_cast<float>(1 - std::pow(p.beta1, double(p.step)));
@@ -244,23 +272,26 @@ void CudaOps::adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m,
     return reinterpret_cast<uintptr_t>(t.data_ptr()) % (4 * dtype_size(t.dtype())) == 0;
   };
   const bool fits = n % 4 == 0 && aligned(param) && aligned(grad) && aligned(m) && aligned(v) && aligned(value);
-  dispatch_storage(value, [&](auto tag_V) {
+  const auto launch = [&](auto tag_W, auto tag_V) {
     dispatch_storage(m, [&](auto tag_M) {
       dispatch_storage(grad, [&](auto tag_G) {
         with_pack<4>(fits, [&](auto pack) {
+          using W = typename decltype(tag_W)::type;
           using V = typename decltype(tag_V)::type;
           using M = typename decltype(tag_M)::type;
           using G = typename decltype(tag_G)::type;
           constexpr int P = decltype(pack)::value;
-          adamw_kernel<V, M, G, P><<<blocks_for(n / P, 256), 256, 0, stream()>>>(
-              ptr<float>(param), ptr<V>(value), ptr<G>(grad), ptr<M>(m), ptr<M>(v), n, p.decayed,
+          adamw_kernel<W, V, M, G, P><<<blocks_for(n / P, 256), 256, 0, stream()>>>(
+              ptr<W>(param), ptr<V>(value), ptr<G>(grad), ptr<M>(m), ptr<M>(v), n, p.decayed,
               static_cast<float>(p.lr),
               static_cast<float>(p.beta1), static_cast<float>(p.beta2), static_cast<float>(p.eps),
               static_cast<float>(1 - p.lr * p.weight_decay), bc1, bc2, static_cast<float>(p.grad_scale));
         });
       });
     });
-  });
+  };
+  if (split) launch(Type<uint16_t>{}, Type<bf16_t>{});
+  else dispatch_storage(value, [&](auto tag_V) { launch(Type<float>{}, tag_V); });
   CUDA_CHECK_LAUNCH();
 }
 

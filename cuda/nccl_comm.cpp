@@ -36,6 +36,7 @@ ncclDataType_t nccl_type(DType t) {
     case DType::i32: return ncclInt32;
     case DType::i64: return ncclInt64;
     case DType::u8: return ncclUint8;
+    case DType::u16: fail("NCCL has no 16-bit integer type: u16 tensors (split masters' low halves) do not travel");
   }
   return ncclUint8;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v26 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v27 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
@@ -18,6 +18,8 @@ mkdir -p "$OUT"
 rm -f "$OUT/table.txt"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+# The settings of the record runs: bf16 Adam moments and gradients, split masters.
+RECORD_FLAGS="--train.adam_moments_dtype=bf16 --train.grad_dtype=bf16 --train.master_weights=split"
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=(build tests bench e2e)
 declare -a TABLE
@@ -302,18 +304,19 @@ $(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s 
       e2e_1p5b "weft 1.5B" ""
       e2e_1p5b "weft 1.5B, bf16 moments" -bf16-moments --train.adam_moments_dtype=bf16
       e2e_1p5b "weft 1.5B, bf16 moments and grads" -bf16-grads --train.adam_moments_dtype=bf16 --train.grad_dtype=bf16
+      e2e_1p5b "weft 1.5B, bf16 moments and grads, split masters" -split $RECORD_FLAGS
       e2e_1p5b "weft 1.5B, deterministic" -deterministic --train.deterministic=true
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"
       stop_sampling "torch eager"
       row "torch eager: $(cat "$OUT/torch_eager.json")" ;;
     e2e-ratio)
-      # The ratio to eager, measured RATIO_ROUNDS times (default 3) in one call: weft with bf16 moments and gradients
-      # and the eager twin alternately, so that the ratio's spread within a call shows beside its median.
+      # The ratio to eager, measured RATIO_ROUNDS times (default 3) in one call: weft with RATIO_FLAGS (default the
+      # record settings) and the eager twin alternately, so that the ratio's spread within a call shows beside its
+      # median.
       pairs=()  # each round's "weft tokens/s, eager JSON"
       for r in $(seq 1 "${RATIO_ROUNDS:-3}"); do
-        e2e_1p5b "ratio round $r: weft 1.5B, bf16 moments and grads" "-ratio-$r" --train.adam_moments_dtype=bf16 \
-          --train.grad_dtype=bf16
+        e2e_1p5b "ratio round $r: weft 1.5B ${RATIO_FLAGS:-$RECORD_FLAGS}" "-ratio-$r" ${RATIO_FLAGS:-$RECORD_FLAGS}
         start_sampling "ratio round $r: torch eager"
         python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 >"$OUT/torch_eager_$r.json"
         stop_sampling "ratio round $r: torch eager"

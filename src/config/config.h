@@ -69,6 +69,7 @@ struct TrainConfig {
   double adam_eps = 1e-8;
   std::string adam_moments_dtype = "fp32";  // fp32 | bf16
   std::string grad_dtype = "fp32";          // fp32 | bf16 (GPUs)
+  std::string master_weights = "fp32";      // fp32 | split (GPUs: the bf16 weights plus their low 16 bits)
   double clip_grad = 1.0;
   int64_t seed = 1234;
   std::string precision = "fp32";  // fp32: CPU backend; bf16: CUDA backend

@@ -102,6 +102,11 @@ po::options_description deck_schema(Config& c) {
        "GPUs: the dtype gradients accumulate and are reduced in. bf16 is Megatron's default without "
        "--accumulate-allreduce-grads-in-fp32: half the gradient memory, bytes and data-parallel traffic; sums "
        "inside a kernel stay fp32")
+      ("train.master_weights", opt(&t.master_weights, "fp32|split"),
+       "GPUs: how AdamW's fp32 master weights are kept. fp32: a copy beside the bf16 weights (Megatron's); split: "
+       "the bf16 weights are the masters' upper halves and only the lower 16 bits are stored beside them, the same "
+       "fp32 masters in 2 bytes less per parameter and 2 fewer bytes moved per parameter and step (the weights "
+       "round ties toward zero instead of to even)")
       ("train.clip_grad", real(&t.clip_grad), "global gradient-norm clip; 0 = off")
       ("train.seed", opt(&t.seed, "int"), "seed for weights and data order")
       ("train.precision", opt(&t.precision, "fp32|bf16"),

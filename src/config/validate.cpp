@@ -178,12 +178,15 @@ void validate_config(const Config& c, int world_size) {
   k.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
   k.one_of(t.adam_moments_dtype, {"fp32", "bf16"}, "train.adam_moments_dtype");
   k.one_of(t.grad_dtype, {"fp32", "bf16"}, "train.grad_dtype");
+  k.one_of(t.master_weights, {"fp32", "split"}, "train.master_weights");
   k.require(!t.gemm_autotune || t.precision == "bf16", "train.gemm_autotune",
             "GEMM autotuning is for GPUs: it needs train.precision = bf16");
   k.require(!(t.gemm_autotune && t.deterministic), "train.gemm_autotune",
             "timing picks the algorithms, which may differ between runs: not with train.deterministic = true");
   k.require(t.grad_dtype != "bf16" || t.precision == "bf16", "train.grad_dtype",
             "bf16 gradients need train.precision = bf16 (GPUs); the fp32 CPU backend keeps fp32 gradients");
+  k.require(t.master_weights != "split" || t.precision == "bf16", "train.master_weights",
+            "split masters complete bf16 weights: they need train.precision = bf16 (GPUs)");
   k.one_of(t.recompute, {"none", "selective", "full"}, "train.recompute");
   k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");

@@ -17,7 +17,8 @@ MPI_Datatype mpi_type(DType t) {
     case DType::i32: return MPI_INT32_T;
     case DType::i64: return MPI_INT64_T;
     case DType::bf16:
-    case DType::f16: return MPI_UINT16_T;
+    case DType::f16:
+    case DType::u16: return MPI_UINT16_T;
     case DType::u8: return MPI_UINT8_T;
   }
   return MPI_BYTE;

@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v9 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v10 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -126,6 +126,8 @@ class Ops {
   // ---- optimizer
   // One AdamW step (decoupled decay, bias correction) on fp32 master weights `param` with moments m, v in the
   // masters' dtype or both in bf16; `value` (the model's working copy) then holds the updated param in its dtype.
+  // GPUs also take split masters (optim/split_master.h): `param` u16, the low halves of the masters whose rounded
+  // upper halves are the bf16 `value`.
   virtual void adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
                      const AdamWParams& p) = 0;
 };

@@ -1,9 +1,11 @@
-// weft/src/optim/optimizer.cpp v9 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v10 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
 #include <cmath>
 #include <utility>
+
+#include "optim/split_master.h"
 
 namespace weft {
 
@@ -76,7 +78,11 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     p.value = view.reshape(p.value.shape());
     p.grad = grads_.rows(offsets_[i], offsets_[i] + n).reshape(p.grad.shape());
   }
-  master_ = Tensor::empty({at}, stat_dtype(first.dtype()), first.device());
+  WEFT_CHECK(!cfg.split_master || first.dtype() == DType::bf16, "optimizer: split masters complete bf16 values; the "
+             "model's are ", dtype_name(first.dtype()));
+  // Split masters start as the values themselves: their low halves are zero.
+  master_ = cfg.split_master ? Tensor::zeros({at}, DType::u16, first.device())
+                             : Tensor::empty({at}, stat_dtype(first.dtype()), first.device());
   for (Bucket& b : buckets_) {
     const size_t first_segment = segments_.size();
     for (size_t i = b.first_param; i < b.end_param; ++i) {
@@ -87,13 +93,14 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     // In flat order (decayed parameters first), so that the gradient norm sums whole runs.
     std::sort(segments_.begin() + static_cast<std::ptrdiff_t>(first_segment), segments_.end(),
               [](const Segment& x, const Segment& y) { return x.flat_begin < y.flat_begin; });
+    if (cfg.split_master) continue;
     Tensor mine = b.in_shard(master_);
     ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));
   }
-  WEFT_CHECK(!cfg.bf16_moments || master_.dtype() == DType::f32,
-             "optimizer: bf16 Adam moments need fp32 master weights; the model's masters are ",
-             dtype_name(master_.dtype()));
-  const DType moments = cfg.bf16_moments ? DType::bf16 : master_.dtype();
+  const DType masters = stat_dtype(first.dtype());
+  WEFT_CHECK(!cfg.bf16_moments || masters == DType::f32,
+             "optimizer: bf16 Adam moments need fp32 master weights; the model's masters are ", dtype_name(masters));
+  const DType moments = cfg.bf16_moments ? DType::bf16 : masters;
   exp_avg_ = Tensor::zeros({at}, moments, first.device());
   exp_avg_sq_ = Tensor::zeros({at}, moments, first.device());
   ready_.assign(params_.size(), 0);
@@ -294,8 +301,33 @@ Tensor& Optimizer::state(const std::string& kind) {
   return exp_avg_sq_;
 }
 
+Tensor Optimizer::full_masters() {
+  if (!cfg_.split_master) return master_;
+  const Tensor lows = master_.to(Device::cpu);
+  Tensor out = Tensor::empty({master_.numel()}, DType::f32);
+  for (const Bucket& b : buckets_) {
+    const Tensor values = values_.rows(b.slice_begin, b.slice_end).to(Device::cpu);
+    for (int64_t i = 0; i < values.numel(); ++i)
+      out.data<float>()[b.at + i] = join_master(values.data<bf16>()[i], lows.data<uint16_t>()[b.at + i]);
+  }
+  return out.to(master_.device());
+}
+
+void Optimizer::set_masters(const Tensor& masters) {
+  WEFT_ASSERT(cfg_.split_master && masters.device() == Device::cpu && masters.dtype() == DType::f32);
+  Tensor lows = Tensor::empty({master_.numel()}, DType::u16);
+  for (const Bucket& b : buckets_) {
+    Tensor values = Tensor::empty({b.slice_end - b.slice_begin}, DType::bf16);
+    for (int64_t i = 0; i < values.numel(); ++i)
+      split_master(masters.data<float>()[b.at + i], values.data<bf16>()[i], lows.data<uint16_t>()[b.at + i]);
+    Tensor dst = values_.rows(b.slice_begin, b.slice_end);
+    ops_for(dst).copy_bytes(dst.data_ptr(), dst.device(), values.data_ptr(), Device::cpu, values.nbytes());
+  }
+  ops_for(master_).copy_bytes(master_.data_ptr(), master_.device(), lows.data_ptr(), Device::cpu, lows.nbytes());
+}
+
 std::vector<Tensor> Optimizer::gather_state(const std::string& kind) {
-  const Tensor full = gather_flat(state(kind));
+  const Tensor full = gather_flat(kind == "master" ? full_masters() : state(kind));
   std::vector<Tensor> out;
   for (size_t i = 0; i < params_.size(); ++i) {
     const int64_t n = params_[i]->value.numel();
@@ -306,7 +338,9 @@ std::vector<Tensor> Optimizer::gather_state(const std::string& kind) {
 
 void Optimizer::scatter_state(const std::string& kind, const std::vector<Tensor>& full) {
   WEFT_ASSERT(full.size() == params_.size());
-  Tensor& shard = state(kind);
+  // Split masters gather in fp32 on the host first (padding zero), then split into the values and low halves.
+  const bool split = kind == "master" && cfg_.split_master;
+  Tensor shard = split ? Tensor::zeros({master_.numel()}, DType::f32) : state(kind);
   for (const Segment& s : segments_) {
     const int64_t within = s.flat_begin - offsets_[s.param];
     Tensor dst = shard.rows(s.at, s.at + s.length);
@@ -314,9 +348,10 @@ void Optimizer::scatter_state(const std::string& kind, const std::vector<Tensor>
     ops_for(dst).convert(dst, src.to(dst.device()));
   }
   if (kind != "master") return;
+  if (split) set_masters(shard);
   for (Bucket& b : buckets_) {
     Tensor mine = values_.rows(b.slice_begin, b.slice_end);
-    ops_for(mine).convert(mine, b.in_shard(master_));
+    if (!split) ops_for(mine).convert(mine, b.in_shard(master_));
     share_values(b);
   }
   wait_all_started();

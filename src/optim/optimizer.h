@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v8 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v9 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -42,6 +42,9 @@ struct OptimizerConfig {
   // Gradients in bf16 beside bf16 values (Megatron's default without --accumulate-allreduce-grads-in-fp32): half
   // the gradient buffer and half the bytes its reductions move; the masters and moments are unchanged.
   bool bf16_grads = false;
+  // Masters split (split_master.h): the bf16 values are their upper halves and a u16 buffer holds the lower ones,
+  // the same fp32 masters in 2 bytes per parameter beside the values instead of 4 (needs bf16 values).
+  bool split_master = false;
   // With distributed: step() returns with the all-gathers of updated values still running; whatever reads values
   // first calls await_values (the model's forward, through GptModel::set_params_needed) or await_all_values.
   bool overlap_param_gather = false;
@@ -114,6 +117,10 @@ class Optimizer {
     Tensor in_shard(const Tensor& shard) const { return shard.rows(at, at + slice_end - slice_begin); }
   };
   Tensor& state(const std::string& kind);
+  // The shard's fp32 masters: master_ itself, or joined from the values' slices and master_'s low halves.
+  Tensor full_masters();
+  // Makes the shard's masters (and the values' slices) these fp32 ones.
+  void set_masters(const Tensor& masters);
   void start_step();    // no bucket started, no parameter reported
   void settle_grads();  // zeroes the gradients nothing wrote this step
   void start_reduction(Bucket& b);
@@ -133,7 +140,8 @@ class Optimizer {
   std::vector<char> ready_;        // parameters reported final this step
   std::unordered_map<const Parameter*, size_t> index_;  // position of each parameter in params_
   std::vector<Segment> segments_;
-  Tensor master_, exp_avg_, exp_avg_sq_;  // shard-sized: fp32 (f64 for f64 models); moments bf16 if asked
+  // Shard-sized: fp32 (f64 for f64 models), or u16 low halves when split; moments bf16 if asked.
+  Tensor master_, exp_avg_, exp_avg_sq_;
   int64_t sparse_param_ = -1;  // index of the row-sparse parameter in params_
   Tensor sparse_rows_;         // i32 local rows on its device this step; undefined: all rows
   Tensor packed_;              // its rows in flight: [sparse rows, cols]

@@ -14,6 +14,7 @@ size_t dtype_size(DType t) {
     case DType::i32: return 4;
     case DType::i64: return 8;
     case DType::u8: return 1;
+    case DType::u16: return 2;
   }
   return 0;
 }
@@ -27,6 +28,7 @@ const char* dtype_name(DType t) {
     case DType::i32: return "i32";
     case DType::i64: return "i64";
     case DType::u8: return "u8";
+    case DType::u16: return "u16";
   }
   return "?";
 }
@@ -115,6 +117,7 @@ std::vector<double> Tensor::to_doubles() const {
       case DType::i32: out[i] = h.data<int32_t>()[i]; break;
       case DType::i64: out[i] = static_cast<double>(h.data<int64_t>()[i]); break;
       case DType::u8: out[i] = h.data<uint8_t>()[i]; break;
+      case DType::u16: out[i] = h.data<uint16_t>()[i]; break;
       case DType::f16: fail("to_doubles: f16 is not supported");
     }
   }

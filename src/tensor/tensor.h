@@ -13,7 +13,7 @@
 
 namespace weft {
 
-enum class DType : uint8_t { f32, f64, bf16, f16, i32, i64, u8 };
+enum class DType : uint8_t { f32, f64, bf16, f16, i32, i64, u8, u16 };
 enum class Device : uint8_t { cpu, cuda };
 using Shape = std::vector<int64_t>;
 
@@ -47,6 +47,7 @@ template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
 template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
+template <> constexpr DType dtype_of<uint16_t>() { return DType::u16; }
 
 class Tensor {
  public:

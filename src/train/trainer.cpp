@@ -84,7 +84,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
       OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
                       cfg.parallel.distributed_optimizer, grid.cp_size(), cfg.parallel.ddp_bucket_size,
                       cfg.train.adam_moments_dtype == "bf16", cfg.train.grad_dtype == "bf16",
-                      cfg.parallel.overlap_param_gather},
+                      cfg.train.master_weights == "split", cfg.parallel.overlap_param_gather},
       *comms_.dp_cp);
   // The step's all-gathers of updated values run on until the forward reaches their parameters.
   if (cfg.parallel.overlap_param_gather)

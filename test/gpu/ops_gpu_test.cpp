@@ -1,10 +1,11 @@
-// weft/test/gpu/ops_gpu_test.cpp v8 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v9 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16
 // carry a relative rounding error near 2^-9 ≈ 2e-3 per element, and sums of products add error of the same order,
 // so ‖Δ‖/‖ref‖ ≤ 1e-2 for bf16 outputs; fp32 outputs from bf16 inputs (grads, statistics) ≤ 2e-3.
 #include "gpu_util.h"
+#include "optim/split_master.h"
 
 using namespace weft;
 using namespace weft::test;
@@ -283,6 +284,61 @@ TEST(GpuOps, CrossEntropyWithPaddingAndAdamW) {
   EXPECT_LT(rel_error(half.gv, half.v), 1e-6);
   EXPECT_NEAR(g.sum_squares(gpu(grad, DType::f32)), cpu_ops().sum_squares(grad), 1e-4 * cpu_ops().sum_squares(grad));
   EXPECT_NEAR(g.sum_squares(gpu(grad16)), cpu_ops().sum_squares(grad16), 1e-4 * cpu_ops().sum_squares(grad16));
+}
+
+// Split masters (train.master_weights = split): the GPU steps fp32 masters held as bf16 weights and low halves as
+// it steps separate fp32 masters. Over five steps (bf16 moments and gradients, clipping, decay ending mid-pack) the
+// masters agree bit for bit, the weights agree except on ties (there toward zero), and the first step matches the
+// CPU's. Four parameters per thread over the whole buffers, one per thread from an odd start.
+TEST(GpuOps, AdamWOnSplitMasters) {
+  REQUIRE_GPU();
+  Ops& g = ops_for(Device::cuda);
+  const int64_t n = 5000;
+  const Tensor w0 = randn({n}), m0 = randn({n}, 0.1);
+  Tensor v0 = randn({n}, 0.1);
+  for (int64_t i = 0; i < n; ++i) v0.data<float>()[i] = std::abs(v0.data<float>()[i]);
+  Tensor value0 = Tensor::empty({n}, DType::bf16), low0 = Tensor::empty({n}, DType::u16);
+  for (int64_t i = 0; i < n; ++i)
+    split_master(w0.data<float>()[i], value0.data<bf16>()[i], low0.data<uint16_t>()[i]);
+  for (const auto& [lo, hi] : {std::pair<int64_t, int64_t>{0, n}, {1, n - 2}}) {
+    Tensor fw = gpu(w0, DType::f32), fvalue = poisoned({n}, DType::bf16), fm = gpu(m0), fv = gpu(v0);
+    Tensor svalue = value0.to(Device::cuda), slow = low0.to(Device::cuda), sm = gpu(m0), sv = gpu(v0);
+    Tensor cw = w0.rows(lo, hi).clone(), cvalue = Tensor::empty({hi - lo}, DType::f32);
+    Tensor cm = Tensor::empty({hi - lo}, DType::bf16), cv = Tensor::empty({hi - lo}, DType::bf16);
+    cpu_ops().convert(cm, m0.rows(lo, hi));
+    cpu_ops().convert(cv, v0.rows(lo, hi));
+    for (int64_t step = 1; step <= 5; ++step) {
+      AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, step, 0.7};
+      p.decayed = 1234;
+      const Tensor grad = bf16_rounded(randn({n}));
+      const Tensor ggrad = gpu(grad).rows(lo, hi);
+      Tensor a = fw.rows(lo, hi), b = fvalue.rows(lo, hi), c = fm.rows(lo, hi), d = fv.rows(lo, hi);
+      g.adamw(a, b, ggrad, c, d, p);
+      Tensor e = slow.rows(lo, hi), f = svalue.rows(lo, hi), h = sm.rows(lo, hi), k = sv.rows(lo, hi);
+      g.adamw(e, f, ggrad, h, k, p);
+      if (step > 1) continue;
+      cpu_ops().adamw(cw, cvalue, grad.rows(lo, hi), cm, cv, p);
+      Tensor joined = Tensor::empty({hi - lo}, DType::f32);
+      const Tensor hv = svalue.rows(lo, hi).to(Device::cpu), hl = slow.rows(lo, hi).to(Device::cpu);
+      for (int64_t i = 0; i < hi - lo; ++i)
+        joined.data<float>()[i] = join_master(hv.data<bf16>()[i], hl.data<uint16_t>()[i]);
+      EXPECT_LT(rel_error(joined, cw), 1e-6) << lo;
+    }
+    EXPECT_TRUE(same_bits(sm, fm) && same_bits(sv, fv)) << lo;
+    const Tensor hw = fw.to(Device::cpu), hfv = fvalue.to(Device::cpu), hv = svalue.to(Device::cpu),
+                 hl = slow.to(Device::cpu);
+    int64_t master_diffs = 0, value_diffs = 0;
+    for (int64_t i = lo; i < hi; ++i) {
+      const float joined = join_master(hv.data<bf16>()[i], hl.data<uint16_t>()[i]);
+      master_diffs += std::memcmp(&joined, &hw.data<float>()[i], 4) != 0;
+      uint32_t u;
+      std::memcpy(&u, &joined, 4);
+      const uint16_t want = (u & 0xffffu) == 0x8000u ? static_cast<uint16_t>(u >> 16) : hfv.data<bf16>()[i].bits;
+      value_diffs += hv.data<bf16>()[i].bits != want;
+    }
+    EXPECT_EQ(master_diffs, 0) << lo;
+    EXPECT_EQ(value_diffs, 0) << lo;
+  }
 }
 
 // The gradient norm's Σ g²: lengths from one element to several passes of the whole grid (20M: each thread then

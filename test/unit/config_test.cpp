@@ -161,6 +161,12 @@ TEST(DeckErrors, InconsistentValuesNameTheKeyAndWhereItWasSet) {
                                                        "--train.grad_dtype=bf16"}), 1);
                   }),
                   {"train.grad_dtype", "train.precision = bf16"});
+  // split masters complete bf16 weights
+  expect_mentions(error_of([&] {
+                    validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0",
+                                                       "--train.master_weights=split"}), 1);
+                  }),
+                  {"train.master_weights", "train.precision = bf16"});
   // GEMM autotuning picks by timing: not with a deterministic run
   expect_mentions(error_of([&] {
                     validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0",

@@ -1,8 +1,9 @@
-// weft/test/unit/optim_test.cpp v5 — Megatron's LR schedule, clipping, the weight-decay rule and its layout,
-// bf16 moments, deferred zeroing.
+// weft/test/unit/optim_test.cpp v6 — Megatron's LR schedule, clipping, the weight-decay rule and its layout,
+// bf16 moments, split masters, deferred zeroing.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <numbers>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "dist/process_grid.h"
 #include "optim/optimizer.h"
 #include "optim/lr_schedule.h"
+#include "optim/split_master.h"
 #include "test_util.h"
 
 using namespace weft;
@@ -138,6 +140,65 @@ TEST(Optimizer, Bf16MomentsHalveTheStateAndRoundTrip) {
 
   Parameter wide = make_parameter("wide", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f64, Device::cpu, 0);
   EXPECT_THROW(Optimizer({&wide}, {.bf16_moments = true}, *self), Error);
+}
+
+// Split masters: the bf16 weight and the low 16 bits give back every float bit for bit, and the weight is the float
+// rounded to nearest, ties toward zero (where bf16's own rounding goes to even), NaN kept a NaN.
+TEST(SplitMaster, HalvesGiveBackEveryFloatAndTheWeightIsRounded) {
+  std::vector<uint32_t> patterns = {0x00000000u, 0x80000000u, 0x3f808000u, 0x3f818000u, 0xbf808000u, 0x3f80ffffu,
+                                    0x7f7fffffu, 0xff7fffffu, 0x7f800000u, 0x00008001u, 0x3f7f8001u, 0x7fc00001u,
+                                    0x7f800001u, 0xffffffffu};
+  uint64_t state = 88172645463325252ull;  // xorshift: a million more patterns, every sign, exponent and mantissa
+  for (int i = 0; i < 1000000; ++i) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    patterns.push_back(static_cast<uint32_t>(state));
+  }
+  int ties = 0;
+  for (const uint32_t u : patterns) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    bf16 value;
+    uint16_t low;
+    split_master(x, value, low);
+    if (std::isnan(x)) {
+      EXPECT_TRUE(std::isnan(value.to_float())) << std::hex << u;
+      EXPECT_TRUE(std::isnan(join_master(value, low))) << std::hex << u;
+      continue;
+    }
+    const float back = join_master(value, low);
+    uint32_t b;
+    std::memcpy(&b, &back, 4);
+    ASSERT_EQ(b, u) << std::hex << u;
+    if ((u & 0xffffu) == 0x8000u) {  // a tie: toward zero
+      ++ties;
+      EXPECT_EQ(value.bits, u >> 16) << std::hex << u;
+    } else {
+      EXPECT_EQ(value.bits, bf16::from_float(x).bits) << std::hex << u;
+    }
+  }
+  EXPECT_GE(ties, 4);
+}
+
+// An optimizer with split masters holds 2 bytes of master per parameter, and a checkpoint's fp32 masters go in
+// (the weights become their rounded values) and come back out bit for bit.
+TEST(SplitMaster, OptimizerStateRoundTripsThroughCheckpoints) {
+  auto self = each_rank_alone();
+  Parameter w = make_parameter("w", {8, 4}, {8, 4}, -1, {}, InitKind::normal, 0.5, DType::bf16, Device::cpu, 5);
+  const std::vector<double> initial = w.value.to_doubles();
+  Optimizer opt({&w}, {.bf16_moments = true, .split_master = true}, *self);
+  EXPECT_EQ(opt.shard_bytes(), 32 * (2 + 2 + 2));
+  EXPECT_EQ(opt.gather_state("master")[0].to_doubles(), initial);  // the masters start as the weights
+  Tensor masters = Tensor::empty({8, 4}, DType::f32);
+  for (int64_t i = 0; i < 32; ++i) masters.data<float>()[i] = std::sin(1.3f * float(i)) * 0.1f + 1e-6f * float(i);
+  opt.scatter_state("master", {masters});
+  const Tensor back = opt.gather_state("master")[0];
+  ASSERT_EQ(back.dtype(), DType::f32);
+  EXPECT_EQ(std::memcmp(back.data_ptr(), masters.data_ptr(), masters.nbytes()), 0);
+  for (int64_t i = 0; i < 32; ++i)
+    EXPECT_EQ(w.value.data<bf16>()[i].bits, bf16::from_float(masters.data<float>()[i]).bits) << i;
+
+  Parameter wide = make_parameter("wide", {4}, {4}, -1, {}, InitKind::zeros, 0, DType::f32, Device::cpu, 0);
+  EXPECT_THROW(Optimizer({&wide}, {.split_master = true}, *self), Error);
 }
 
 // zero_grad leaves the gradients' memory as it was: a GEMM's first write overwrites it (beta 0), the next one adds,
