@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v9 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v10 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -63,6 +63,65 @@ __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* 
       for (int j = 0; j < V; ++j) {
         const float xv = to_f(xp.v[j]), gv = to_f(gp.v[j]);
         float d = rs * gv * to_f(wp.v[j]) - c * xv;
+        if (accumulate) d += to_f(dp.v[j]);
+        dp.v[j] = from_f<T>(d);
+        dw_acc[j * (h / V) + i / V] += gv * xv * rs;
+      }
+      store_pack(dx + r * h + i, dp);
+    }
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x)
+    partial[blockIdx.x * h + i] = dw_acc[(i % V) * (h / V) + i / V];
+}
+
+// rmsnorm_bwd_kernel for rows of at most kPacks packs per thread: w stays in registers for the block's rows, and
+// the next row's x and dy load while the block sums the current row's dot product.
+template <typename T, int V, int kPacks>
+__global__ void rmsnorm_bwd_rows_kernel(T* dx, float* partial, const T* dy, const T* x, const T* w,
+                                        const float* rstd, int64_t rows, int64_t h, bool accumulate) {
+  extern __shared__ float dw_acc[];
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x) dw_acc[i] = 0.f;
+  Pack<T, V> wp[kPacks], xp[kPacks], gp[kPacks];
+  const auto col = [&](int k) { return (threadIdx.x + int64_t(k) * blockDim.x) * V; };
+  #pragma unroll
+  for (int k = 0; k < kPacks; ++k)
+    if (col(k) < h) wp[k] = load_pack<T, V>(w + col(k));
+  const auto load_row = [&](int64_t r) {
+    #pragma unroll
+    for (int k = 0; k < kPacks; ++k)
+      if (col(k) < h) {
+        xp[k] = load_pack<T, V>(x + r * h + col(k));
+        gp[k] = load_pack<T, V>(dy + r * h + col(k));
+      }
+  };
+  int64_t r = blockIdx.x;
+  if (r < rows) load_row(r);
+  for (; r < rows; r += gridDim.x) {
+    const float rs = rstd[r];
+    float dot = 0.f;
+    Pack<T, V> xc[kPacks], gc[kPacks];
+    #pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      xc[k] = xp[k];
+      gc[k] = gp[k];
+      if (col(k) < h)
+        #pragma unroll
+        for (int j = 0; j < V; ++j) dot += to_f(gc[k].v[j]) * to_f(wp[k].v[j]) * to_f(xc[k].v[j]);
+    }
+    if (r + gridDim.x < rows) load_row(r + gridDim.x);
+    dot = block_sum(dot);
+    const float c = rs * rs * rs * dot / float(h);
+    #pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      const int64_t i = col(k);
+      if (i >= h) continue;
+      Pack<T, V> dp;
+      if (accumulate) dp = load_pack<T, V>(dx + r * h + i);
+      #pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float xv = to_f(xc[k].v[j]), gv = to_f(gc[k].v[j]);
+        float d = rs * gv * to_f(wp[k].v[j]) - c * xv;
         if (accumulate) d += to_f(dp.v[j]);
         dp.v[j] = from_f<T>(d);
         dw_acc[j * (h / V) + i / V] += gv * xv * rs;
@@ -280,17 +339,33 @@ void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const T
                                const Tensor& rstd, bool accumulate) {
   const int64_t h = w.numel(), rows = x.numel() / h;
   if (rows == 0) return;
-  // Enough blocks to fill every SM's threads (8 × 256 on an H200's 132 SMs), each summing ≈ rows / 1024 rows' dw.
-  const int blocks = static_cast<int>(std::min<int64_t>(rows, 1024));
-  Tensor partial = Tensor::empty({blocks, h}, DType::f32, Device::cuda);
+  int blocks = 0;
+  Tensor partial;
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
-    with_pack<kPack<T>>(packs_fit<T>(h, {dx.data_ptr(), dy.data_ptr(), x.data_ptr(), w.data_ptr()}), [&](auto v) {
-      // dw of the block's rows collects in h floats of shared memory: past 48 KiB (hidden 12288) it must be asked for.
-      allow_dynamic_smem(rmsnorm_bwd_kernel<T, v>, h * sizeof(float), "rmsnorm_backward (hidden size)");
-      rmsnorm_bwd_kernel<T, v><<<blocks, kThreads, h * sizeof(float), stream()>>>(
-          ptr<T>(dx), ptr<float>(partial), ptr<T>(dy), ptr<T>(x), ptr<T>(w), ptr<float>(rstd), rows, h, accumulate);
-    });
+    const bool fits = packs_fit<T>(h, {dx.data_ptr(), dy.data_ptr(), x.data_ptr(), w.data_ptr()});
+    constexpr int V = kPack<T>;
+    // dw of the block's rows collects in h floats of shared memory: past 48 KiB (hidden 12288) it must be asked for.
+    const auto launch = [&](auto kernel, bool resident) {
+      allow_dynamic_smem(kernel, h * sizeof(float), "rmsnorm_backward (hidden size)");
+      // Enough blocks to fill every SM's threads (8 × 256 on an H200's 132 SMs), each summing ≈ rows / 1024 rows'
+      // dw; the register-held rows' kernel as many as fit at once.
+      blocks = static_cast<int>(std::min<int64_t>(rows, 1024));
+      if (resident) {
+        int device = 0, sms = 0, per_sm = 0;
+        CUDA_CHECK(cudaGetDevice(&device));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, h * sizeof(float)));
+        blocks = static_cast<int>(std::min<int64_t>(rows, int64_t(sms) * std::max(per_sm, 1)));
+      }
+      partial = Tensor::empty({blocks, h}, DType::f32, Device::cuda);
+      kernel<<<blocks, kThreads, h * sizeof(float), stream()>>>(ptr<T>(dx), ptr<float>(partial), ptr<T>(dy),
+                                                                ptr<T>(x), ptr<T>(w), ptr<float>(rstd), rows, h,
+                                                                accumulate);
+    };
+    if (fits && h <= kThreads * V) launch(rmsnorm_bwd_rows_kernel<T, V, 1>, true);
+    else if (fits && h <= 2 * kThreads * V) launch(rmsnorm_bwd_rows_kernel<T, V, 2>, true);
+    else with_pack<V>(fits, [&](auto v) { launch(rmsnorm_bwd_kernel<T, v>, false); });
   });
   CUDA_CHECK_LAUNCH();
   add_column_sums(dw, partial, blocks, h);

@@ -61,10 +61,12 @@ TEST(GpuOps, AutotunedGemmsKeepTheirResults) {
 
 TEST(GpuOps, RmsNormForwardBackward) {
   REQUIRE_GPU();
-  // 16-byte packs, rows that cannot use them, and a hidden size whose dw takes more than 48 KiB of shared memory
-  for (const int64_t h : {1024, 1021, 16384}) {
+  // Rows held in registers (one pack per thread, part of a second one), more rows than resident blocks so that
+  // each block loads its next row early; rows that cannot use 16-byte packs; a hidden size whose dw takes more
+  // than 48 KiB of shared memory.
+  for (const int64_t h : {1024, 2048, 3072, 1021, 16384}) {
     SCOPED_TRACE("hidden " + std::to_string(h));
-    const int64_t rows = 300;
+    const int64_t rows = h <= 4096 ? 3000 : 300;
     const Tensor x = bf16_rounded(randn({rows, h})), w = bf16_rounded(randn({h}, 0.5)),
                  dy = bf16_rounded(randn({rows, h}));
     Tensor y = Tensor::empty({rows, h}, DType::f32), rstd = Tensor::empty({rows}, DType::f32);
@@ -86,6 +88,13 @@ TEST(GpuOps, RmsNormForwardBackward) {
     cpu_ops().rmsnorm_backward(dx_acc, dw_acc, dy, x, w, rstd, true);
     ops_for(Device::cuda).rmsnorm_backward(gdx16, gdw16, gpu(dy), gpu(x), gpu(w), grstd, true);
     EXPECT_LT(rel_error(gdw16, dw_acc), 6e-3);
+    // dx overwritten rather than added to.
+    Tensor dx_new = Tensor::empty({rows, h}, DType::f32), dw_new = Tensor::zeros({h}, DType::f32);
+    cpu_ops().rmsnorm_backward(dx_new, dw_new, dy, x, w, rstd, false);
+    Tensor gdx_new = poisoned({rows, h}, DType::bf16), gdw_new = Tensor::zeros({h}, DType::f32, Device::cuda);
+    ops_for(Device::cuda).rmsnorm_backward(gdx_new, gdw_new, gpu(dy), gpu(x), gpu(w), grstd, false);
+    EXPECT_LT(rel_error(gdx_new, dx_new), 1e-2);
+    EXPECT_LT(rel_error(gdw_new, dw_new), 2e-3);
   }
 }
 
