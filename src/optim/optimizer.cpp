@@ -301,7 +301,7 @@ Tensor& Optimizer::state(const std::string& kind) {
   return exp_avg_sq_;
 }
 
-Tensor Optimizer::full_masters() {
+Tensor Optimizer::fp32_masters() {
   if (!cfg_.split_master) return master_;
   const Tensor lows = master_.to(Device::cpu);
   Tensor out = Tensor::empty({master_.numel()}, DType::f32);
@@ -313,7 +313,7 @@ Tensor Optimizer::full_masters() {
   return out.to(master_.device());
 }
 
-void Optimizer::set_masters(const Tensor& masters) {
+void Optimizer::set_fp32_masters(const Tensor& masters) {
   WEFT_ASSERT(cfg_.split_master && masters.device() == Device::cpu && masters.dtype() == DType::f32);
   Tensor lows = Tensor::empty({master_.numel()}, DType::u16);
   for (const Bucket& b : buckets_) {
@@ -327,7 +327,7 @@ void Optimizer::set_masters(const Tensor& masters) {
 }
 
 std::vector<Tensor> Optimizer::gather_state(const std::string& kind) {
-  const Tensor full = gather_flat(kind == "master" ? full_masters() : state(kind));
+  const Tensor full = gather_flat(kind == "master" ? fp32_masters() : state(kind));
   std::vector<Tensor> out;
   for (size_t i = 0; i < params_.size(); ++i) {
     const int64_t n = params_[i]->value.numel();
@@ -338,7 +338,7 @@ std::vector<Tensor> Optimizer::gather_state(const std::string& kind) {
 
 void Optimizer::scatter_state(const std::string& kind, const std::vector<Tensor>& full) {
   WEFT_ASSERT(full.size() == params_.size());
-  // Split masters gather in fp32 on the host first (padding zero), then split into the values and low halves.
+  // Split masters are assembled in fp32 on the host first (padding zero), then split into the values and low halves.
   const bool split = kind == "master" && cfg_.split_master;
   Tensor shard = split ? Tensor::zeros({master_.numel()}, DType::f32) : state(kind);
   for (const Segment& s : segments_) {
@@ -348,7 +348,7 @@ void Optimizer::scatter_state(const std::string& kind, const std::vector<Tensor>
     ops_for(dst).convert(dst, src.to(dst.device()));
   }
   if (kind != "master") return;
-  if (split) set_masters(shard);
+  if (split) set_fp32_masters(shard);
   for (Bucket& b : buckets_) {
     Tensor mine = values_.rows(b.slice_begin, b.slice_end);
     if (!split) ops_for(mine).convert(mine, b.in_shard(master_));

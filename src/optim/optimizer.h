@@ -117,10 +117,11 @@ class Optimizer {
     Tensor in_shard(const Tensor& shard) const { return shard.rows(at, at + slice_end - slice_begin); }
   };
   Tensor& state(const std::string& kind);
-  // The shard's fp32 masters: master_ itself, or joined from the values' slices and master_'s low halves.
-  Tensor full_masters();
-  // Makes the shard's masters (and the values' slices) these fp32 ones.
-  void set_masters(const Tensor& masters);
+  // The shard's masters whole: master_ itself (fp32, f64 for f64 models), or fp32 joined from the values' slices
+  // and master_'s low halves when split.
+  Tensor fp32_masters();
+  // Split masters: makes the shard's masters (the values' slices and the low halves) these fp32 ones (host).
+  void set_fp32_masters(const Tensor& masters);
   void start_step();    // no bucket started, no parameter reported
   void settle_grads();  // zeroes the gradients nothing wrote this step
   void start_reduction(Bucket& b);

@@ -1,10 +1,11 @@
-// weft/test/mpi/parallel_grads_test.cpp v7 — gradients of model-parallel layouts equal the single-rank model's,
+// weft/test/mpi/parallel_grads_test.cpp v8 — gradients of model-parallel layouts equal the single-rank model's,
 // parameter by parameter (f64, so the bound is near rounding: |Δ| ≤ 1e-9·max|ref|, far inside 1e-5). The layouts
 // reduce their gradients the way the trainer does: reported by the backward as it finishes them, in small buckets.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "dist/process_grid.h"
 #include "model/gpt_model.h"
 #include "optim/optimizer.h"
+#include "optim/split_master.h"
 #include "parallel/shared_gradients.h"
 #include "parallel/schedules.h"
 #include "parallel/tensor_parallel.h"
@@ -269,6 +271,39 @@ TEST_F(DistributedOptimizer, SparseEmbeddingRowsMatchTheDenseReduction) {
     }
     expect_same_weights(sparse_model, dense_model, sharded ? ", sharded" : ", not sharded");
     if (HasFatalFailure()) return;
+  }
+}
+
+// Split masters sharded over the data-parallel ranks: a checkpoint's fp32 masters scattered into the shards (the
+// bf16 values and their low halves) and gathered back come out bit for bit, and every rank's values are the
+// masters rounded, whether a bucket's slice ends mid-parameter or not.
+TEST_F(DistributedOptimizer, SplitMastersScatterAndGatherBitForBit) {
+  std::vector<Parameter> params;
+  for (const auto& [name, shape] : std::vector<std::pair<const char*, Shape>>{
+           {"a", {37, 5}}, {"b", {11}}, {"c", {16, 9}}, {"d", {3, 3}}})
+    params.push_back(make_parameter(name, shape, shape, -1, {}, InitKind::normal, 0.5, DType::bf16, Device::cpu, 4));
+  std::vector<Parameter*> ptrs;
+  for (Parameter& p : params) ptrs.push_back(&p);
+  Optimizer opt(ptrs, {.distributed = true, .bucket_elements = 100, .split_master = true}, *dp);
+  std::vector<Tensor> masters;
+  for (const Parameter& p : params) {
+    Tensor t = Tensor::empty(p.value.shape(), DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.data<float>()[i] = std::sin(0.91f * float(i) + float(p.name[0])) * 0.3f + 1e-7f * float(i);
+    masters.push_back(t);
+  }
+  opt.scatter_state("master", masters);
+  const std::vector<Tensor> back = opt.gather_state("master");
+  ASSERT_EQ(back.size(), masters.size());
+  for (size_t k = 0; k < masters.size(); ++k) {
+    ASSERT_EQ(back[k].dtype(), DType::f32);
+    EXPECT_EQ(std::memcmp(back[k].data_ptr(), masters[k].data_ptr(), masters[k].nbytes()), 0) << params[k].name;
+    for (int64_t i = 0; i < masters[k].numel(); ++i) {
+      bf16 want;
+      uint16_t low;
+      split_master(masters[k].data<float>()[i], want, low);
+      EXPECT_EQ(params[k].value.data<bf16>()[i].bits, want.bits) << params[k].name << " " << i;
+    }
   }
 }
 
