@@ -38,6 +38,33 @@ __global__ void rmsnorm_fwd_kernel(T* y, float* rstd, const T* x, const T* w, in
 // Each block walks a strided set of rows, V columns per access; its share of dw collects in shared memory and is
 // written to partial[block, :] for a second kernel to sum (deterministic, no atomics). Shared memory holds column
 // i at (i mod V)·(h / V) + i / V, so a warp's V accumulations each touch 32 consecutive words (no bank conflicts).
+// One pack of a row's backward at column i: dx = rs·dy·w − c·x (added to what dx holds when accumulating; dx
+// points at the pack), and the pack's dw terms dy·x·rs into dw_acc.
+template <typename T, int V>
+__device__ __forceinline__ void rmsnorm_bwd_pack(T* dx, float* dw_acc, const Pack<T, V>& xp, const Pack<T, V>& gp,
+                                                 const Pack<T, V>& wp, float rs, float c, int64_t i, int64_t h,
+                                                 bool accumulate) {
+  Pack<T, V> dp;
+  if (accumulate) dp = load_pack<T, V>(dx);
+  #pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const float xv = to_f(xp.v[j]), gv = to_f(gp.v[j]);
+    float d = rs * gv * to_f(wp.v[j]) - c * xv;
+    if (accumulate) d += to_f(dp.v[j]);
+    dp.v[j] = from_f<T>(d);
+    dw_acc[j * (h / V) + i / V] += gv * xv * rs;
+  }
+  store_pack(dx, dp);
+}
+
+// The block's dw from shared memory into its row of partial, in column order.
+template <int V>
+__device__ __forceinline__ void store_dw_partial(float* partial, const float* dw_acc, int64_t h) {
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < h; i += blockDim.x)
+    partial[blockIdx.x * h + i] = dw_acc[(i % V) * (h / V) + i / V];
+}
+
 template <typename T, int V>
 __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* x, const T* w, const float* rstd,
                                    int64_t rows, int64_t h, bool accumulate) {
@@ -57,22 +84,10 @@ __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* 
     const float c = rs * rs * rs * dot / float(h);
     for (int64_t i = threadIdx.x * V; i < h; i += blockDim.x * V) {
       const Pack<T, V> xp = load_pack<T, V>(xr + i), gp = load_pack<T, V>(gr + i), wp = load_pack<T, V>(w + i);
-      Pack<T, V> dp;
-      if (accumulate) dp = load_pack<T, V>(dx + r * h + i);
-      #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const float xv = to_f(xp.v[j]), gv = to_f(gp.v[j]);
-        float d = rs * gv * to_f(wp.v[j]) - c * xv;
-        if (accumulate) d += to_f(dp.v[j]);
-        dp.v[j] = from_f<T>(d);
-        dw_acc[j * (h / V) + i / V] += gv * xv * rs;
-      }
-      store_pack(dx + r * h + i, dp);
+      rmsnorm_bwd_pack(dx + r * h + i, dw_acc, xp, gp, wp, rs, c, i, h, accumulate);
     }
   }
-  __syncthreads();
-  for (int64_t i = threadIdx.x; i < h; i += blockDim.x)
-    partial[blockIdx.x * h + i] = dw_acc[(i % V) * (h / V) + i / V];
+  store_dw_partial<V>(partial, dw_acc, h);
 }
 
 // rmsnorm_bwd_kernel for rows of at most kPacks packs per thread: w stays in registers for the block's rows, and
@@ -115,23 +130,10 @@ __global__ void rmsnorm_bwd_rows_kernel(T* dx, float* partial, const T* dy, cons
     #pragma unroll
     for (int k = 0; k < kPacks; ++k) {
       const int64_t i = col(k);
-      if (i >= h) continue;
-      Pack<T, V> dp;
-      if (accumulate) dp = load_pack<T, V>(dx + r * h + i);
-      #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const float xv = to_f(xc[k].v[j]), gv = to_f(gc[k].v[j]);
-        float d = rs * gv * to_f(wp[k].v[j]) - c * xv;
-        if (accumulate) d += to_f(dp.v[j]);
-        dp.v[j] = from_f<T>(d);
-        dw_acc[j * (h / V) + i / V] += gv * xv * rs;
-      }
-      store_pack(dx + r * h + i, dp);
+      if (i < h) rmsnorm_bwd_pack(dx + r * h + i, dw_acc, xc[k], gc[k], wp[k], rs, c, i, h, accumulate);
     }
   }
-  __syncthreads();
-  for (int64_t i = threadIdx.x; i < h; i += blockDim.x)
-    partial[blockIdx.x * h + i] = dw_acc[(i % V) * (h / V) + i / V];
+  store_dw_partial<V>(partial, dw_acc, h);
 }
 
 // out[c] += Σ_b partial[b, c] for 16 columns per block: 32 rows of threads each sum every 32nd partial row (64-byte
