@@ -436,6 +436,9 @@ TEST(GpuOps, AttentionCausalGqaWindowsAndDocuments) {
   // Several waves of query blocks on an H100/H200 (more than it has SMs), at both head dims.
   check_attention(1024, 16, 4, 128, 0, 3);
   check_attention(1024, 24, 8, 64, 300, 2);
+  // Head dim 64's 192-row query blocks without a window: warpgroups that see fewer key tiles than their block, or
+  // (past a segment's end) none.
+  check_attention(1000, 8, 2, 64, 0, 3);
 }
 
 // Context parallelism's pieces: attention with no causal mask (tensor-core and reference kernels) and the merge.
