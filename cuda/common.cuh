@@ -1,4 +1,4 @@
-// weft/cuda/common.cuh v3 — what every kernel file shares: the backend's stream, dtype dispatch, bf16 conversion,
+// weft/cuda/common.cuh v4 — what every kernel file shares: the backend's stream, dtype dispatch, bf16 conversion,
 // warp and block reductions, launch checking.
 #pragma once
 #include <cuda_bf16.h>
@@ -109,6 +109,17 @@ decltype(auto) dispatch_storage(const Tensor& t, F&& f) {
 template <typename T>
 T* ptr(const Tensor& t) {
   return static_cast<T*>(t.data_ptr());
+}
+
+// The current GPU's SM count (asked once: kernels that size their grid to one resident wave ask on every launch).
+inline int sm_count() {
+  static const int sms = [] {
+    int device = 0, value = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, device));
+    return value;
+  }();
+  return sms;
 }
 
 // Lets a kernel launch with `bytes` of dynamic shared memory, more than the default 48 KiB; `what` names the

@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v7 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v8 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -222,13 +222,7 @@ double CudaOps::sum_squares(const Tensor& x) {
   if (x.numel() == 0) return 0.0;
   constexpr int kThreads = 512;
   // Four 512-thread blocks fill an SM's 2,048 threads: a grid of one resident wave leaves no second, part-empty one.
-  static const int resident_blocks = [] {
-    int device = 0, sms = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return 4 * sms;
-  }();
-  const int blocks = std::min(blocks_for(x.numel(), kThreads), resident_blocks);
+  const int blocks = std::min(blocks_for(x.numel(), kThreads), 4 * sm_count());
   Tensor partial = Tensor::empty({blocks}, DType::f64, Device::cuda);
   dispatch_storage(x, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;

@@ -1,4 +1,4 @@
-// weft/cuda/layers.cu v10 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
+// weft/cuda/layers.cu v11 — CUDA kernels for RMSNorm, RoPE, the QKV layout, SwiGLU and the embedding.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "common.cuh"
@@ -354,11 +354,9 @@ void CudaOps::rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const T
       // dw; the register-held rows' kernel as many as fit at once.
       blocks = static_cast<int>(std::min<int64_t>(rows, 1024));
       if (resident) {
-        int device = 0, sms = 0, per_sm = 0;
-        CUDA_CHECK(cudaGetDevice(&device));
-        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        int per_sm = 0;
         CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, h * sizeof(float)));
-        blocks = static_cast<int>(std::min<int64_t>(rows, int64_t(sms) * std::max(per_sm, 1)));
+        blocks = static_cast<int>(std::min<int64_t>(rows, int64_t(sm_count()) * std::max(per_sm, 1)));
       }
       partial = Tensor::empty({blocks, h}, DType::f32, Device::cuda);
       kernel<<<blocks, kThreads, h * sizeof(float), stream()>>>(ptr<T>(dx), ptr<float>(partial), ptr<T>(dy),
