@@ -1,17 +1,19 @@
-// weft/bench/grad_reduce_bench.cpp v2 — data-parallel gradient reduction at the 1.5B benchmark shape, under mpirun on
-// GPUs: weft's optimizer (fp32, then bf16 (train.grad_dtype) gradients in 40M-element buckets, all-reduced, or
+// weft/bench/grad_reduce_bench.cpp v3 — data-parallel gradient reduction at the 1.5B benchmark shape, under mpirun on
+// GPUs: weft's optimizer (fp32, then bf16 (train.grad_dtype) gradients in buckets of BUCKET elements (default 40M, as
+// parallel.ddp_bucket_size), all-reduced, or
 // reduce-scattered with the distributed optimizer, the mean folded into the collective) against one NCCL collective
 // over the same bytes, and against the same bytes cut into as many plain NCCL calls as weft has buckets (which
 // separates the cost of many calls from that of weft's scaled reduction on its own stream). Reports NCCL's bus
 // bandwidth (algbw · 2(n−1)/n for all-reduce, · (n−1)/n for reduce-scatter), the median of 10 timed runs after 3
 // warm-ups, and weft's share of the one-call figure.
 //
-//   mpirun -np 2 build-gpu/bench/weft_bench_grad_reduce
+//   mpirun -np 2 build-gpu/bench/weft_bench_grad_reduce [BUCKET]
 #include <mpi.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <utility>
 #include <vector>
@@ -59,6 +61,11 @@ double median_seconds(const std::function<void()>& setup, const std::function<vo
 
 int main(int argc, char** argv) {
   MpiEnv mpi(&argc, &argv);
+  const long long bucket_elements = argc > 1 ? std::atoll(argv[1]) : 40000000;
+  if (argc > 2 || bucket_elements <= 0) {
+    std::fprintf(stderr, "usage: weft_bench_grad_reduce [BUCKET] (elements per bucket, a positive integer)\n");
+    return 2;
+  }
   install_cuda_support();
   if (!device_support().enable(node_local_rank())) {
     std::fprintf(stderr, "weft_bench_grad_reduce: no GPU\n");
@@ -92,7 +99,8 @@ int main(int argc, char** argv) {
     double weft_s = 0, raw_s = 0, split_s = 0;
     int buckets = 0;
     {
-      Optimizer opt(ptrs, {0.9, 0.95, 1e-8, 0.1, distributed, 1, 40000000, false, grad_dtype == DType::bf16}, *dp);
+      Optimizer opt(ptrs, {0.9, 0.95, 1e-8, 0.1, distributed, 1, bucket_elements, false, grad_dtype == DType::bf16},
+                    *dp);
       buckets = opt.buckets();
       weft_s = median_seconds(
           [&] {

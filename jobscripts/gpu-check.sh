@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v27 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v28 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
-#                                            parallel scaling dp-sweep reduce reduce-sweep recompute profile
-#                                            attention-profile attention-clocks ab ab-trees flag-ab
-#                                            (default: build tests bench e2e);
-#                                            parallel, scaling, dp-sweep, reduce and reduce-sweep need 2 GPUs
+#                                            parallel scaling dp-sweep reduce reduce-sweep bucket-sweep
+#                                            recompute profile attention-profile attention-clocks ab ab-trees
+#                                            flag-ab (default: build tests bench e2e);
+#                                            parallel, scaling, dp-sweep and the reduce stages need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
 # (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
 set -uo pipefail
@@ -233,6 +233,21 @@ PY
                 "$BUILD/bench/weft_bench_grad_reduce" 2>&1)
         printf '[%s]\n%s\n' "${envs:-defaults}" "$out" >>"$OUT/reduce_sweep.txt"
         while read -r line; do row "[${envs:-defaults}] $line"; done < <(echo "$out" | grep -E "bus")
+      done ;;
+    bucket-sweep)
+      # The gradient reduction bench and dp = 2 with the best-scaling settings (bf16 gradients, distributed optimizer,
+      # overlapped parameter all-gathers) at several bucket sizes (SWEEP_BUCKETS, elements): fewer, bigger buckets
+      # make fewer NCCL calls but start the reduction later in the backward.
+      for b in ${SWEEP_BUCKETS:-40000000 160000000 400000000}; do
+        out=$(timeout 120 mpirun -np 2 --bind-to none "$BUILD/bench/weft_bench_grad_reduce" "$b" 2>&1)
+        printf '[bucket %s]\n%s\n' "$b" "$out" >>"$OUT/bucket_sweep.txt"
+        while read -r line; do row "[bucket $b] $line"; done < <(echo "$out" | grep -E "bus|usage|rror")
+      done
+      for b in ${SWEEP_BUCKETS:-40000000 160000000 400000000}; do
+        args="--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"
+        dir=$(run_dir buckets 2 "$b")
+        train_1p5b 2 "$dir" --train.global_batch_size=4 $args --parallel.ddp_bucket_size="$b"
+        row "$(run_summary "dp 2, bf16 gradients, distributed optimizer, overlapped all-gathers, bucket $b" "$dir")"
       done ;;
     recompute)
       # The 1.5B shape on one GPU with each recomputation mode: throughput and peak memory.
