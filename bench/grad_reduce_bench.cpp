@@ -1,11 +1,10 @@
-// weft/bench/grad_reduce_bench.cpp v3 — data-parallel gradient reduction at the 1.5B benchmark shape, under mpirun on
-// GPUs: weft's optimizer (fp32, then bf16 (train.grad_dtype) gradients in buckets of BUCKET elements (default 40M, as
-// parallel.ddp_bucket_size), all-reduced, or
-// reduce-scattered with the distributed optimizer, the mean folded into the collective) against one NCCL collective
-// over the same bytes, and against the same bytes cut into as many plain NCCL calls as weft has buckets (which
-// separates the cost of many calls from that of weft's scaled reduction on its own stream). Reports NCCL's bus
-// bandwidth (algbw · 2(n−1)/n for all-reduce, · (n−1)/n for reduce-scatter), the median of 10 timed runs after 3
-// warm-ups, and weft's share of the one-call figure.
+// weft/bench/grad_reduce_bench.cpp v3 — data-parallel gradient reduction at the 1.5B benchmark shape, under mpirun
+// on GPUs: weft's optimizer (fp32, then bf16 (train.grad_dtype) gradients in buckets of BUCKET elements (default
+// 40M, as parallel.ddp_bucket_size), all-reduced, or reduce-scattered with the distributed optimizer, the mean
+// folded into the collective) against one NCCL collective over the same bytes, and against the same bytes cut into
+// as many plain NCCL calls as weft has buckets (which separates the cost of many calls from that of weft's scaled
+// reduction on its own stream). Reports NCCL's bus bandwidth (algbw · 2(n−1)/n for all-reduce, · (n−1)/n for
+// reduce-scatter), the median of 10 timed runs after 3 warm-ups, and weft's share of the one-call figure.
 //
 //   mpirun -np 2 build-gpu/bench/weft_bench_grad_reduce [BUCKET]
 #include <mpi.h>
