@@ -1,4 +1,4 @@
-// weft/cuda/nccl_comm.cpp v5 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
+// weft/cuda/nccl_comm.cpp v6 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
 //
 // Each process group gets an NCCL communicator made from an ncclUniqueId that the group's first rank creates and
 // MPI broadcasts. Collectives are queued on weft's compute stream, so they are ordered with the kernels around
@@ -81,6 +81,11 @@ class HybridComm final : public Comm {
   }
   ~HybridComm() override {
     for (cudaEvent_t e : mark_events_) cudaEventDestroy(e);
+    for (const auto* waits : {&timed_waits_, &spare_waits_})
+      for (const TimedWait& w : *waits) {
+        cudaEventDestroy(w.before);
+        cudaEventDestroy(w.after);
+      }
     if (side_) {
       cudaEventDestroy(issued_);
       cudaEventDestroy(finished_);
@@ -117,14 +122,14 @@ class HybridComm final : public Comm {
     reduce_scatter_on(out, in, op.op, side_stream());
   }
   void start_all_gather(Tensor& out, const Tensor& in) override {
-    if (on_host(in)) return host_->all_gather(out, in);
+    if (on_host(in)) return Comm::start_all_gather(out, in);
     all_gather_on(out, in, side_stream());
   }
   void wait_started() override {
     live_marks_ = 0;
     if (!side_) return;
     CUDA_CHECK(cudaEventRecord(finished_, side_));
-    CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), finished_, 0));
+    compute_waits_for(finished_);
   }
   // A mark is an event recorded on the group's stream; the events are reused once wait_started() forgets them (a
   // wait already queued keeps the record it was queued behind).
@@ -141,7 +146,20 @@ class HybridComm final : public Comm {
   void wait_started_until(int mark) override {
     if (mark < 0) return;
     WEFT_ASSERT(static_cast<size_t>(mark) < live_marks_);
-    CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), mark_events_[mark], 0));
+    compute_waits_for(mark_events_[mark]);
+  }
+  // The counted waits' device time, read once the last of them has passed (the host waits for that here).
+  double take_wait_ms() override {
+    double ms = Comm::take_wait_ms();  // collectives on host tensors
+    if (!timed_waits_.empty()) CUDA_CHECK(cudaEventSynchronize(timed_waits_.back().after));
+    for (const TimedWait& w : timed_waits_) {
+      float held = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&held, w.before, w.after));
+      ms += held;
+    }
+    spare_waits_.insert(spare_waits_.end(), timed_waits_.begin(), timed_waits_.end());
+    timed_waits_.clear();
+    return ms;
   }
   void broadcast(Tensor& t, int root) override {
     if (on_host(t)) return host_->broadcast(t, root);
@@ -202,6 +220,26 @@ class HybridComm final : public Comm {
     WEFT_CHECK(out.numel() == in.numel() * size(), "all_gather on ", name(), ": sizes do not match");
     NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.dtype()), nccl_, stream));
   }
+  // The compute stream waits for `done` (an event on the group's stream); while counting, between two timing
+  // events whose interval is how long the stream was held.
+  void compute_waits_for(cudaEvent_t done) {
+    if (!counting_waits_) {
+      CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), done, 0));
+      return;
+    }
+    TimedWait w{};
+    if (spare_waits_.empty()) {
+      CUDA_CHECK(cudaEventCreate(&w.before));
+      CUDA_CHECK(cudaEventCreate(&w.after));
+    } else {
+      w = spare_waits_.back();
+      spare_waits_.pop_back();
+    }
+    CUDA_CHECK(cudaEventRecord(w.before, cuda::stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), done, 0));
+    CUDA_CHECK(cudaEventRecord(w.after, cuda::stream()));
+    timed_waits_.push_back(w);
+  }
   // The group's own stream, made to wait for everything issued on the compute stream so far.
   cudaStream_t side_stream() {
     if (!side_) {
@@ -223,6 +261,10 @@ class HybridComm final : public Comm {
   cudaEvent_t issued_ = nullptr, finished_ = nullptr;  // compute → side and side → compute fences
   std::vector<cudaEvent_t> mark_events_;  // started_mark's events, the first live_marks_ of them in use
   size_t live_marks_ = 0;
+  struct TimedWait {
+    cudaEvent_t before, after;
+  };
+  std::vector<TimedWait> timed_waits_, spare_waits_;  // counted waits not yet read, and their events for reuse
 };
 
 }  // namespace

@@ -49,8 +49,9 @@ import json, sys
 label, d = sys.argv[1:3]
 try:
     last = [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l][-1]
+    wait = f", compute waited {last['comm_wait_ms']:.2f} ms/step for dp collectives" if "comm_wait_ms" in last else ""
     print(f"{label}: {last['tokens_per_s']:.0f} tok/s, {last['tflops_per_rank']:.0f} TFLOP/s/GPU, "
-          f"peak {last['peak_memory_gib']:.2f} GiB, loss {last['loss']:.3f}")
+          f"peak {last['peak_memory_gib']:.2f} GiB, loss {last['loss']:.3f}{wait}")
 except Exception as e:
     print(f"{label}: FAILED ({e}); see {d}.log")
 PY
@@ -237,7 +238,8 @@ PY
     bucket-sweep)
       # The gradient reduction bench and dp = 2 with the best-scaling settings (bf16 gradients, distributed optimizer,
       # overlapped parameter all-gathers) at several bucket sizes (SWEEP_BUCKETS, elements): fewer, bigger buckets
-      # make fewer NCCL calls but start the reduction later in the backward.
+      # make fewer NCCL calls but start the reduction later in the backward. Then the default size with the time
+      # compute waits for the collectives (log.comm_wait).
       for b in ${SWEEP_BUCKETS:-40000000 160000000 400000000}; do
         out=$(timeout 120 mpirun -np 2 --bind-to none "$BUILD/bench/weft_bench_grad_reduce" "$b" 2>&1)
         printf '[bucket %s]\n%s\n' "$b" "$out" >>"$OUT/bucket_sweep.txt"
@@ -248,7 +250,12 @@ PY
         dir=$(run_dir buckets 2 "$b")
         train_1p5b 2 "$dir" --train.global_batch_size=4 $args --parallel.ddp_bucket_size="$b"
         row "$(run_summary "dp 2, bf16 gradients, distributed optimizer, overlapped all-gathers, bucket $b" "$dir")"
-      done ;;
+      done
+      # The default buckets once more with log.comm_wait: how long compute waits for those collectives per step.
+      dir=$(run_dir buckets-wait 2 "")
+      train_1p5b 2 "$dir" --train.global_batch_size=4 $args --log.comm_wait=true
+      row "$(run_summary "dp 2, bf16 gradients, distributed optimizer, overlapped all-gathers, log.comm_wait" "$dir")"
+      ;;
     recompute)
       # The 1.5B shape on one GPU with each recomputation mode: throughput and peak memory.
       for mode in none selective full; do one_gpu_1p5b "recompute=$mode" --train.recompute=$mode; done ;;

@@ -102,6 +102,7 @@ struct CheckpointConfig {
 struct LogConfig {
   std::string dir;
   int64_t interval = 1;
+  bool comm_wait = false;  // log how long compute waits for the overlapped data-parallel collectives
 };
 
 struct Config {

@@ -161,7 +161,11 @@ po::options_description deck_schema(Config& c) {
   LogConfig& l = c.log;
   d.add_options()
       ("log.dir", opt(&l.dir, "string"), "where metrics.jsonl goes; empty = no file")
-      ("log.interval", opt(&l.interval, "int"), "steps between log lines");
+      ("log.interval", opt(&l.interval, "int"), "steps between log lines")
+      ("log.comm_wait", flag(&l.comm_wait),
+       "log comm_wait_ms: per step, how long compute waited for the overlapped data-parallel collectives (gradient "
+       "reductions, parameter all-gathers); on GPUs timed on the device with two CUDA events per wait, and the "
+       "host waits for the device at each log line");
   return d;
 }
 

@@ -1,4 +1,4 @@
-// weft/src/dist/comm.h v4 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
+// weft/src/dist/comm.h v5 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
 //
 // Counts are in elements of the tensors' dtype. Tensors are contiguous; reductions are sums unless said.
 #pragma once
@@ -30,12 +30,17 @@ class Comm {
   // reductions multiply their result by `scale` (NCCL folds it into the collective: a mean costs no extra pass).
   virtual void start_all_reduce(Tensor& t, double scale);
   virtual void start_reduce_scatter(Tensor& out, const Tensor& in, double scale);
-  virtual void start_all_gather(Tensor& out, const Tensor& in) { all_gather(out, in); }
+  virtual void start_all_gather(Tensor& out, const Tensor& in);
   virtual void wait_started() {}
   // A part of them: started_mark() names the collectives started so far; wait_started_until(mark) orders the device
   // work queued after it behind those only (the later ones may still run). wait_started() forgets the marks.
   virtual int started_mark() { return 0; }
   virtual void wait_started_until(int /*mark*/) {}
+  // How long compute waits for the overlapped collectives (log.comm_wait): while counting, a GPU group times its
+  // compute stream's waits above on the device, and the run-at-once default counts the host's time in start_*.
+  // take_wait_ms() returns the milliseconds counted since its last call, once the device has passed them.
+  virtual void count_waits(bool on) { counting_waits_ = on; }
+  virtual double take_wait_ms();
   virtual void broadcast(Tensor& t, int root) = 0;  // t on every rank = t on root
   // Point-to-point messages between two ranks arrive in the order they were posted. A send completes only once
   // the peer receives it (MPI_Ssend; an NCCL send holds its stream likewise), so callers post sends together
@@ -53,6 +58,10 @@ class Comm {
   virtual void all_to_all_v(Tensor& out, const std::vector<int64_t>& recv_counts, const Tensor& in,
                             const std::vector<int64_t>& send_counts) = 0;
   virtual void barrier() = 0;
+
+ protected:
+  bool counting_waits_ = false;
+  double waited_ms_ = 0;  // the run-at-once collectives' host time while counting
 };
 
 // A group over the given world ranks, made collectively: every world rank calls it with the same `groups`

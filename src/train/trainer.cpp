@@ -1,4 +1,4 @@
-// weft/src/train/trainer.cpp v4 — the training loop.
+// weft/src/train/trainer.cpp v5 — the training loop.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -86,6 +86,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
                       cfg.train.adam_moments_dtype == "bf16", cfg.train.grad_dtype == "bf16",
                       cfg.train.master_weights == "split", cfg.parallel.overlap_param_gather},
       *comms_.dp_cp);
+  comms_.dp_cp->count_waits(cfg.log.comm_wait);
   // The step's all-gathers of updated values run on until the forward reaches their parameters.
   if (cfg.parallel.overlap_param_gather)
     for (auto& chunk : chunks_)
@@ -192,11 +193,13 @@ void Trainer::train() {
                                         spec_.padded_vocab(grid_.tp_size())) * double(window_iters) / window_s /
                             grid_.world_size() / 1e12;
       const double peak_gib = double(ops_for(ctx_.device).peak_memory()) / double(1 << 30);
+      const double wait_ms = cfg_.log.comm_wait ? comms_.dp_cp->take_wait_ms() / double(window_iters) : 0;
       if (is_logger()) {
-        std::printf("iteration %6lld/%lld | loss %.6f | lr %.4e | grad norm %.4f | tokens/s %.0f | TFLOP/s/rank %.1f%s "
-                    "| elapsed %s | ETA %s\n",
+        std::printf("iteration %6lld/%lld | loss %.6f | lr %.4e | grad norm %.4f | tokens/s %.0f | TFLOP/s/rank %.1f"
+                    "%s%s | elapsed %s | ETA %s\n",
                     (long long)done, (long long)iters, mean_loss, lr, grad_norm, tokens_per_s, tflops,
                     ctx_.device == Device::cuda ? str(" | peak mem ", std::round(peak_gib * 10) / 10, " GiB").c_str() : "",
+                    cfg_.log.comm_wait ? str(" | comm wait ", std::round(wait_ms * 100) / 100, " ms").c_str() : "",
                     format_duration(elapsed).c_str(), format_duration(eta).c_str());
         std::fflush(stdout);
         nlohmann::json line = {{"iteration", done},
@@ -208,6 +211,7 @@ void Trainer::train() {
                                {"elapsed_s", elapsed},
                                {"consumed_samples", done * cfg_.train.global_batch_size}};
         if (ctx_.device == Device::cuda) line["peak_memory_gib"] = peak_gib;
+        if (cfg_.log.comm_wait) line["comm_wait_ms"] = wait_ms;
         metrics_.write(line);
       }
       window_loss = 0;

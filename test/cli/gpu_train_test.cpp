@@ -1,4 +1,4 @@
-// weft/test/cli/gpu_train_test.cpp v5 — bf16 training on the GPU follows the CPU's fp32 loss curve, runs
+// weft/test/cli/gpu_train_test.cpp v6 — bf16 training on the GPU follows the CPU's fp32 loss curve, runs
 // repeat bit for bit, split masters resume bit for bit, and on two GPUs every parallel layout follows the
 // single-GPU curve. Skips where weft has no GPU (CI) or one only.
 #include <gtest/gtest.h>
@@ -156,6 +156,11 @@ void expect_layouts_track_one_gpu(const TempDir& dir, const std::string& deck, c
     ASSERT_EQ(got.size(), 30u) << layout;
     double worst = 0;
     for (size_t i = 0; i < 30; ++i) {
+      // With log.comm_wait, the device-timed waits of the step: a finite, non-negative time.
+      if (layout.find("--log.comm_wait=true") != std::string::npos) {
+        const double ms = got[i].at("comm_wait_ms");
+        EXPECT_TRUE(ms >= 0 && ms < 60'000) << layout << " step " << i + 1 << ": comm_wait_ms " << ms;
+      }
       const double x = got[i]["loss"], y = ref[i]["loss"];
       worst = std::max(worst, std::abs(x - y) / y);
       EXPECT_LE(std::abs(x - y), 0.01 * y) << common << " " << layout << " step " << i + 1 << ": " << x << " vs " << y;
@@ -178,7 +183,7 @@ TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
                                {"", "--parallel.ddp_bucket_size=100000",
                                 "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=100000",
                                 "--parallel.distributed_optimizer=true --parallel.overlap_param_gather=true "
-                                "--parallel.ddp_bucket_size=100000",
+                                "--parallel.ddp_bucket_size=100000 --log.comm_wait=true",
                                 "--parallel.tp=2", "--parallel.tp=2 --parallel.sequence_parallel=true",
                                 "--parallel.cp=2", "--parallel.pp=2 --train.micro_batch_size=2",
                                 "--parallel.tp=2 --parallel.sequence_parallel=true --train.recompute=full"});

@@ -1,4 +1,4 @@
-// weft/test/cli/parallel_test.cpp v2 — model-parallel layouts give the single-rank run: 10 fp32 steps of a tiny
+// weft/test/cli/parallel_test.cpp v3 — model-parallel layouts give the single-rank run: 10 fp32 steps of a tiny
 // model at each layout, compared with one rank on losses and gradient norms (and the resharded checkpoints).
 #include <gtest/gtest.h>
 
@@ -73,6 +73,30 @@ TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
   expect_same_run(dir, d, "--parallel.cp=2 --parallel.pp=2", 4, ref);
   expect_same_run(dir, d, "--train.recompute=full --parallel.tp=2 --parallel.sequence_parallel=true", 2, ref);
   expect_same_run(dir, d, "--train.recompute=selective --parallel.pp=2", 2, ref);
+}
+
+// log.comm_wait: each log line says how long compute waited for the data-parallel collectives (on the CPU they run
+// at once, so all of their time), and the losses stay those of the run without it.
+TEST(ParallelLayouts, CommWaitIsLoggedBesideTheSameLosses) {
+  TempDir dir;
+  const std::string prefix = dataset(dir);
+  const std::string d = deck(dir, prefix) +
+                        " --parallel.distributed_optimizer=true --parallel.ddp_bucket_size=3000 --log.interval=5";
+  ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("plain"), 2).status, 0);
+  const Result r = run_weft(dir, "train " + d + " --log.comm_wait=true --log.dir=" + dir.file("counted"), 2);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("| comm wait "), std::string::npos) << r.out;
+  const auto plain = train_lines(dir.file("plain/metrics.jsonl"));
+  const auto counted = train_lines(dir.file("counted/metrics.jsonl"));
+  ASSERT_EQ(plain.size(), 2u);
+  ASSERT_EQ(counted.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_FALSE(plain[i].contains("comm_wait_ms"));
+    const double ms = counted[i].at("comm_wait_ms");
+    EXPECT_GT(ms, 0.0);
+    EXPECT_LT(ms, 60'000.0);
+    EXPECT_EQ(counted[i]["loss"], plain[i]["loss"]);
+  }
 }
 
 TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {

@@ -1,7 +1,10 @@
-// weft/test/mpi/collectives_test.cpp v1 — every Comm collective, on the world and on grid sub-groups, run under
+// weft/test/mpi/collectives_test.cpp v2 — every Comm collective, on the world and on grid sub-groups, run under
 // mpirun with 1, 2 and 4 ranks.
 #include <gtest/gtest.h>
 #include <mpi.h>
+
+#include <chrono>
+#include <thread>
 
 #include "dist/comm.h"
 #include "dist/process_grid.h"
@@ -54,6 +57,42 @@ TEST(Collectives, AllReduceSumAndMax) {
   c->all_reduce(ints);
   EXPECT_EQ(ints.data<int64_t>()[0], int64_t(n) * (n - 1) / 2);
   EXPECT_EQ(ints.data<int64_t>()[1], n);
+}
+
+// The overlapped collectives' wait count (log.comm_wait): run at once, each started collective counts the host time
+// it held this rank, here the 200 ms that rank 0 arrives late; nothing is counted while not counting, and a take
+// starts the count afresh.
+TEST(Collectives, CountedWaitsOfStartedCollectives) {
+  auto c = world_comm();
+  if (c->size() == 1) GTEST_SKIP() << "needs two ranks";
+  const auto late_start = [&](auto start) {
+    if (c->rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    start();
+  };
+  Tensor t = Tensor::from_vector(std::vector<float>(1000, 1.0f), {1000});
+  Tensor whole = Tensor::empty({1000 * c->size()}, DType::f32);
+  c->count_waits(true);
+  late_start([&] { c->start_all_reduce(t, 0.5); });
+  c->wait_started();
+  EXPECT_FLOAT_EQ(t.data<float>()[0], 0.5f * float(c->size()));
+  const double first = c->take_wait_ms();
+  if (c->rank() != 0) {
+    EXPECT_GE(first, 150.0);
+  } else {
+    EXPECT_LT(first, 150.0);
+  }
+  late_start([&] { c->start_all_gather(whole, t); });
+  late_start([&] { c->start_reduce_scatter(t, whole, 1.0); });
+  c->wait_started();
+  const double second = c->take_wait_ms();
+  if (c->rank() != 0) {
+    EXPECT_GE(second, 300.0);
+  }
+  EXPECT_LT(c->take_wait_ms(), 1.0);  // taken
+  c->count_waits(false);
+  late_start([&] { c->start_all_reduce(t, 1.0); });
+  c->wait_started();
+  EXPECT_EQ(c->take_wait_ms(), 0.0);
 }
 
 TEST(Collectives, ReduceScatterAndAllGather) {
