@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v8 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v9 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -218,23 +218,42 @@ void CudaOps::scale(Tensor& y, double alpha) {
   CUDA_CHECK_LAUNCH();
 }
 
-double CudaOps::sum_squares(const Tensor& x) {
-  if (x.numel() == 0) return 0.0;
+double CudaOps::sum_squares(const std::vector<Tensor>& xs) {
   constexpr int kThreads = 512;
   // Four 512-thread blocks fill an SM's 2,048 threads: a grid of one resident wave leaves no second, part-empty one.
-  const int blocks = std::min(blocks_for(x.numel(), kThreads), 4 * sm_count());
-  Tensor partial = Tensor::empty({blocks}, DType::f64, Device::cuda);
-  dispatch_storage(x, [&](auto tag_T) {
-    using T = typename decltype(tag_T)::type;
-    with_pack<kPack<T>>(packs_fit<T>(kPack<T>, {x.data_ptr()}), [&](auto v) {
-      sum_squares_kernel<T, v><<<blocks, kThreads, 0, stream()>>>(ptr<T>(x), x.numel(), ptr<double>(partial));
+  // Each tensor's blocks write their partial sums to its own stretch of one buffer, read back once.
+  std::vector<int> blocks;
+  int64_t all_blocks = 0;
+  for (const Tensor& x : xs) {
+    blocks.push_back(x.numel() == 0 ? 0 : std::min(blocks_for(x.numel(), kThreads), 4 * sm_count()));
+    all_blocks += blocks.back();
+  }
+  if (all_blocks == 0) return 0.0;
+  Tensor partial = Tensor::empty({all_blocks}, DType::f64, Device::cuda);
+  int64_t at = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (blocks[i] == 0) continue;
+    const Tensor& x = xs[i];
+    dispatch_storage(x, [&](auto tag_T) {
+      using T = typename decltype(tag_T)::type;
+      with_pack<kPack<T>>(packs_fit<T>(kPack<T>, {x.data_ptr()}), [&](auto v) {
+        sum_squares_kernel<T, v>
+            <<<blocks[i], kThreads, 0, stream()>>>(ptr<T>(x), x.numel(), ptr<double>(partial) + at);
+      });
     });
-  });
-  CUDA_CHECK_LAUNCH();
+    CUDA_CHECK_LAUNCH();
+    at += blocks[i];
+  }
   const Tensor host = partial.to(Device::cpu);
-  double sum = 0.0;
-  for (int b = 0; b < blocks; ++b) sum += host.data<double>()[b];
-  return sum;
+  double total = 0.0;
+  at = 0;
+  for (int b : blocks) {  // each tensor's partials in order, then the tensors in order
+    double sum = 0.0;
+    for (int k = 0; k < b; ++k) sum += host.data<double>()[at + k];
+    total += sum;
+    at += b;
+  }
+  return total;
 }
 
 void CudaOps::bias_add(Tensor& y, const Tensor& bias) {

@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.h v5 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
+// weft/cuda/cuda_ops.h v6 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
 //
 // Parameters and activations are bf16; gradients, optimizer state and per-row statistics are fp32. Every kernel
 // has a reference twin in src/ops/cpu, and test/gpu compares the two on random inputs.
@@ -20,7 +20,8 @@ class CudaOps final : public Ops {
   void convert(Tensor& dst, const Tensor& src) override;
   void add(Tensor& y, const Tensor& x, double alpha) override;
   void scale(Tensor& y, double alpha) override;
-  double sum_squares(const Tensor& x) override;
+  double sum_squares(const std::vector<Tensor>& xs) override;
+  using Ops::sum_squares;
 
   void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
             double beta) override;

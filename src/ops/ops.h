@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v10 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v11 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -49,7 +50,9 @@ class Ops {
   virtual void convert(Tensor& dst, const Tensor& src) = 0;       // dst = src in dst's dtype (same shape)
   virtual void add(Tensor& y, const Tensor& x, double alpha) = 0; // y += alpha·x
   virtual void scale(Tensor& y, double alpha) = 0;                // y *= alpha
-  virtual double sum_squares(const Tensor& x) = 0;                // Σ x² in double
+  // Σ x² over all the tensors in double, each tensor's sum added in order (on GPUs one wait for all of them).
+  virtual double sum_squares(const std::vector<Tensor>& xs) = 0;
+  double sum_squares(const Tensor& x) { return sum_squares(std::vector<Tensor>{x}); }
 
   // ---- dense algebra
   // c = alpha·op(a)·op(b) + beta·c with op(m) = m or mᵀ; all 2-D row-major.

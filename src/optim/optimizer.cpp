@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v10 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v11 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -201,14 +201,12 @@ void Optimizer::reduce_gradients() {
 
 double Optimizer::grad_norm(Comm& mp, int tp_rank) {
   settle_grads();
-  // Σ g² over runs of adjacent counted segments: one reduction (and, on a GPU, one wait for its result) per run
-  // of the flat buffer rather than per parameter.
-  double local = 0;
+  // Σ g² over runs of adjacent counted segments, one reduction per run of the flat buffer rather than per
+  // parameter, and on a GPU one wait for all of them (a shard has a run per bucket).
+  std::vector<Tensor> runs;
   int64_t run_begin = 0, run_end = 0;
   const auto add_run = [&] {
-    if (run_end == run_begin) return;
-    const Tensor g = grads_.rows(run_begin, run_end);
-    local += ops_for(g).sum_squares(g);
+    if (run_end != run_begin) runs.push_back(grads_.rows(run_begin, run_end));
   };
   for (const Segment& s : segments_) {
     const Parameter& p = *params_[s.param];
@@ -220,7 +218,7 @@ double Optimizer::grad_norm(Comm& mp, int tp_rank) {
     run_end = s.flat_begin + s.length;
   }
   add_run();
-  Tensor sum = Tensor::from_vector<double>({local}, {1});
+  Tensor sum = Tensor::from_vector<double>({ops_for(grads_).sum_squares(runs)}, {1});
   if (cfg_.distributed) group_.all_reduce(sum);
   mp.all_reduce(sum);
   return std::sqrt(sum.data<double>()[0]);

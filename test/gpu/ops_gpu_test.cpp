@@ -1,4 +1,4 @@
-// weft/test/gpu/ops_gpu_test.cpp v9 — every CUDA op against the CPU reference on fresh random inputs.
+// weft/test/gpu/ops_gpu_test.cpp v10 — every CUDA op against the CPU reference on fresh random inputs.
 //
 // Inputs are drawn anew each run and rounded to bf16 before the CPU sees them, so both sides compute on the same
 // values; the CPU computes in fp32 (attention and norms accumulate in double). Tolerances: outputs stored in bf16
@@ -358,11 +358,19 @@ TEST(GpuOps, SumSquaresOverLengthsAndOffsets) {
   const Tensor all = bf16_rounded(randn({20'000'003}));
   for (DType dtype : {DType::bf16, DType::f32}) {
     const Tensor on_gpu = gpu(all, dtype);
+    std::vector<Tensor> pieces;
+    double each = 0;
     for (auto [lo, hi] : {std::pair<int64_t, int64_t>{0, 1}, {3, 10}, {0, 5000}, {1, 4998}, {0, 20'000'003},
-                          {5, 20'000'000}})
-      EXPECT_NEAR(g.sum_squares(on_gpu.rows(lo, hi)), cpu_ops().sum_squares(all.rows(lo, hi)),
-                  1e-5 * cpu_ops().sum_squares(all.rows(lo, hi)))
+                          {5, 20'000'000}}) {
+      const double sum = g.sum_squares(on_gpu.rows(lo, hi));
+      EXPECT_NEAR(sum, cpu_ops().sum_squares(all.rows(lo, hi)), 1e-5 * cpu_ops().sum_squares(all.rows(lo, hi)))
           << dtype_name(dtype) << " [" << lo << ", " << hi << ")";
+      pieces.push_back(on_gpu.rows(lo, hi));
+      each += sum;
+    }
+    // The list form (the gradient norm's runs, one wait): each piece's sum, added in order, bit for bit.
+    pieces.insert(pieces.begin() + 2, on_gpu.rows(7, 7));
+    EXPECT_EQ(g.sum_squares(pieces), each) << dtype_name(dtype);
   }
 }
 

@@ -1,4 +1,4 @@
-// weft/test/unit/ops_test.cpp v5 — the CPU reference ops: backward ops against central finite differences in
+// weft/test/unit/ops_test.cpp v6 — the CPU reference ops: backward ops against central finite differences in
 // double precision (step 1e-6: truncation error ~h² ≈ 1e-12 and rounding ~ε/h ≈ 1e-10, so a relative
 // agreement of 1e-6 leaves a wide margin while still catching any wrong term), GEMM against a naive product,
 // AdamW against its closed form.
@@ -320,6 +320,23 @@ TEST(CpuOps, FullAttentionAndMergeEqualAttentionOverTheUnionOfKeys) {
   // The backward without the mask, against finite differences.
   const Tensor r = random_tensor({t, h, d}, DType::f64, gen);
   expect_attention_gradients(q, k1, v1, r, cu, p, gen, "full attention");
+}
+
+// Σ x² over a list of tensors: each tensor's sum, added in list order (what the gradient norm's runs rely on).
+TEST(CpuOps, SumSquaresOverAListAddsEachTensorsSumInOrder) {
+  std::mt19937 gen(11);
+  const Tensor a = random_tensor({1000}, DType::f32, gen), b = random_tensor({17}, DType::f32, gen);
+  const Tensor none = Tensor::empty({0}, DType::f32);
+  double want = 0;
+  for (const Tensor& x : {a, none, b}) {
+    double s = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) s += double(x.data<float>()[i]) * double(x.data<float>()[i]);
+    want += s;
+  }
+  EXPECT_EQ(cpu().sum_squares({a, none, b}), want);
+  EXPECT_EQ(cpu().sum_squares(a) + cpu().sum_squares(b), want);
+  EXPECT_EQ(cpu().sum_squares(std::vector<Tensor>{}), 0.0);
+  EXPECT_GT(want, 0.0);
 }
 
 TEST(CpuOps, AdamWMatchesClosedForm) {

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.cpp v5 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
+// weft/src/ops/cpu/cpu_ops.cpp v6 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
 // cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp.
 #include "ops/cpu/cpu_ops.h"
 
@@ -90,13 +90,16 @@ void CpuOps::scale(Tensor& y, double alpha) {
   });
 }
 
-double CpuOps::sum_squares(const Tensor& x) {
-  return dispatch_float(x, [&]<typename T>() {
-    const T* p = x.data<T>();
-    double s = 0;
-    for (int64_t i = 0; i < x.numel(); ++i) s += double(p[i]) * double(p[i]);
-    return s;
-  });
+double CpuOps::sum_squares(const std::vector<Tensor>& xs) {
+  double total = 0;
+  for (const Tensor& x : xs)
+    total += dispatch_float(x, [&]<typename T>() {
+      const T* p = x.data<T>();
+      double s = 0;
+      for (int64_t i = 0; i < x.numel(); ++i) s += double(p[i]) * double(p[i]);
+      return s;
+    });
+  return total;
 }
 
 void CpuOps::bias_add(Tensor& y, const Tensor& bias) {

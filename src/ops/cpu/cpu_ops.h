@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.h v5 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v6 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
@@ -19,7 +19,8 @@ class CpuOps final : public Ops {
   void convert(Tensor& dst, const Tensor& src) override;
   void add(Tensor& y, const Tensor& x, double alpha) override;
   void scale(Tensor& y, double alpha) override;
-  double sum_squares(const Tensor& x) override;
+  double sum_squares(const std::vector<Tensor>& xs) override;
+  using Ops::sum_squares;
 
   void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha,
             double beta) override;
