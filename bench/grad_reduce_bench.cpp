@@ -1,4 +1,4 @@
-// weft/bench/grad_reduce_bench.cpp v3 — data-parallel gradient reduction at the 1.5B benchmark shape, under mpirun
+// weft/bench/grad_reduce_bench.cpp v4 — data-parallel gradient reduction at the 1.5B benchmark shape, under mpirun
 // on GPUs: weft's optimizer (fp32, then bf16 (train.grad_dtype) gradients in buckets of BUCKET elements (default
 // 40M, as parallel.ddp_bucket_size), all-reduced, or reduce-scattered with the distributed optimizer, the mean
 // folded into the collective) against one NCCL collective over the same bytes, and against the same bytes cut into
@@ -10,9 +10,10 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <utility>
 #include <vector>
@@ -60,8 +61,10 @@ double median_seconds(const std::function<void()>& setup, const std::function<vo
 
 int main(int argc, char** argv) {
   MpiEnv mpi(&argc, &argv);
-  const long long bucket_elements = argc > 1 ? std::atoll(argv[1]) : 40000000;
-  if (argc > 2 || bucket_elements <= 0) {
+  long long bucket_elements = 40000000;
+  const char* arg = argc > 1 ? argv[1] : "";
+  const auto [end, error] = std::from_chars(arg, arg + std::strlen(arg), bucket_elements);
+  if (argc > 2 || (argc == 2 && (error != std::errc() || *end != '\0')) || bucket_elements <= 0) {
     std::fprintf(stderr, "usage: weft_bench_grad_reduce [BUCKET] (elements per bucket, a positive integer)\n");
     return 2;
   }
