@@ -289,9 +289,9 @@ void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k
   const unsigned grid = static_cast<unsigned>(seg.count) * blocks_per_seg * heads;
   const FlashMaps maps{head_map(q, tokens, heads, D, kFwdRows<D>), head_map(k, tokens, kv_heads, D, kFwdKeys),
                        head_map(v, tokens, kv_heads, D, kFwdKeys), {}, head_map(out, tokens, heads, D, 64)};
-  flash_fwd_kernel<D><<<grid, pipeline_threads(kFwdWgs<D>), smem, stream()>>>(ptr<bf16_t>(out), ptr<float>(lse), maps, seg,
-                                                                  blocks_per_seg, tokens, heads, kv_heads, p.window,
-                                                                  p.causal, static_cast<float>(p.scale * kLog2e));
+  flash_fwd_kernel<D><<<grid, pipeline_threads(kFwdWgs<D>), smem, stream()>>>(
+      ptr<bf16_t>(out), ptr<float>(lse), maps, seg, blocks_per_seg, tokens, heads, kv_heads, p.window, p.causal,
+      static_cast<float>(p.scale * kLog2e));
   CUDA_CHECK_LAUNCH();
 }
 

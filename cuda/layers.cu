@@ -35,9 +35,6 @@ __global__ void rmsnorm_fwd_kernel(T* y, float* rstd, const T* x, const T* w, in
   }
 }
 
-// Each block walks a strided set of rows, V columns per access; its share of dw collects in shared memory and is
-// written to partial[block, :] for a second kernel to sum (deterministic, no atomics). Shared memory holds column
-// i at (i mod V)·(h / V) + i / V, so a warp's V accumulations each touch 32 consecutive words (no bank conflicts).
 // One pack of a row's backward at column i: dx = rs·dy·w − c·x (added to what dx holds when accumulating; dx
 // points at the pack), and the pack's dw terms dy·x·rs into dw_acc.
 template <typename T, int V>
@@ -65,6 +62,9 @@ __device__ __forceinline__ void store_dw_partial(float* partial, const float* dw
     partial[blockIdx.x * h + i] = dw_acc[(i % V) * (h / V) + i / V];
 }
 
+// Each block walks a strided set of rows, V columns per access; its share of dw collects in shared memory and is
+// written to partial[block, :] for a second kernel to sum (deterministic, no atomics). Shared memory holds column
+// i at (i mod V)·(h / V) + i / V, so a warp's V accumulations each touch 32 consecutive words (no bank conflicts).
 template <typename T, int V>
 __global__ void rmsnorm_bwd_kernel(T* dx, float* partial, const T* dy, const T* x, const T* w, const float* rstd,
                                    int64_t rows, int64_t h, bool accumulate) {
