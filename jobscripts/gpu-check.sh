@@ -245,8 +245,8 @@ PY
         printf '[bucket %s]\n%s\n' "$b" "$out" >>"$OUT/bucket_sweep.txt"
         while read -r line; do row "[bucket $b] $line"; done < <(echo "$out" | grep -E "bus|usage|rror")
       done
+      args="--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"
       for b in ${SWEEP_BUCKETS:-40000000 160000000 400000000}; do
-        args="--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"
         dir=$(run_dir buckets 2 "$b")
         train_1p5b 2 "$dir" --train.global_batch_size=4 $args --parallel.ddp_bucket_size="$b"
         row "$(run_summary "dp 2, bf16 gradients, distributed optimizer, overlapped all-gathers, bucket $b" "$dir")"
