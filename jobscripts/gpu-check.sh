@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v28 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v29 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
@@ -333,24 +333,26 @@ $(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s 
       stop_sampling "torch eager"
       row "torch eager: $(cat "$OUT/torch_eager.json")" ;;
     e2e-ratio)
-      # The ratio to eager, measured RATIO_ROUNDS times (default 3) in one call: weft with RATIO_FLAGS (default the
-      # record settings) and the eager twin alternately, so that the ratio's spread within a call shows beside its
-      # median.
-      pairs=()  # each round's "weft tokens/s, eager JSON"
+      # The ratio to a PyTorch twin (RATIO_PEER: eager, the default, or compile), measured RATIO_ROUNDS times
+      # (default 3) in one call: weft with RATIO_FLAGS (default the record settings) and the twin alternately, so
+      # that the ratio's spread within a call shows beside its median.
+      peer=${RATIO_PEER:-eager}
+      pairs=()  # each round's "weft tokens/s, twin JSON"
       for r in $(seq 1 "${RATIO_ROUNDS:-3}"); do
         e2e_1p5b "ratio round $r: weft 1.5B ${RATIO_FLAGS:-$RECORD_FLAGS}" "-ratio-$r" ${RATIO_FLAGS:-$RECORD_FLAGS}
-        start_sampling "ratio round $r: torch eager"
-        python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 >"$OUT/torch_eager_$r.json"
-        stop_sampling "ratio round $r: torch eager"
-        row "ratio round $r: torch eager: $(cat "$OUT/torch_eager_$r.json")"
-        pairs+=("$(step_median "runs/bench-1.5b-ratio-$r" tokens) $OUT/torch_eager_$r.json")
+        start_sampling "ratio round $r: torch $peer"
+        python3 bench/peers/train_llama_hf.py --mode "$peer" 2>&1 | tail -1 >"$OUT/torch_${peer}_$r.json"
+        stop_sampling "ratio round $r: torch $peer"
+        row "ratio round $r: torch $peer: $(cat "$OUT/torch_${peer}_$r.json")"
+        pairs+=("$(step_median "runs/bench-1.5b-ratio-$r" tokens) $OUT/torch_${peer}_$r.json")
       done
-      row "e2e-ratio: $(python3 - "${pairs[@]}" <<'PY'
+      row "e2e-ratio: $(python3 - "$peer" "${pairs[@]}" <<'PY'
 import json, statistics, sys
 try:
-    ratios = [float(weft) / json.load(open(eager))["tokens_per_s"] for weft, eager in map(str.split, sys.argv[1:])]
+    peer, pairs = sys.argv[1], sys.argv[2:]
+    ratios = [float(weft) / json.load(open(twin))["tokens_per_s"] for weft, twin in map(str.split, pairs)]
     each = ", ".join(f"{x:.3f}" for x in ratios)
-    print(f"weft / eager per round {each}; median {statistics.median(ratios):.3f}")
+    print(f"weft / {peer} per round {each}; median {statistics.median(ratios):.3f}")
 except Exception as e:
     print(f"FAILED ({e})")
 PY
