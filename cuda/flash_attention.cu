@@ -1,4 +1,4 @@
-// weft/cuda/flash_attention.cu v10 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
+// weft/cuda/flash_attention.cu v11 — flash attention on Hopper's tensor cores, the forward: GQA, causal or full,
 // sliding windows and document segments, head dims 64 and 128 (the backward is in flash_attention_bwd.cu).
 //
 // Every product runs on warpgroup MMA (wgmma.cuh): the TMA unit moves tiles into shared memory laid out in SW128
@@ -16,8 +16,9 @@ namespace {
 // values, combined at the end: one running value per row made a chain of 32 dependent instructions, the longest
 // path through the softmax in a profile of the head-dim-64 forward (eight parts; four where registers are short).
 // The max must agree across the row's quad of threads; the sum need not until the epilogue, so l_run holds this
-// thread's part of it (quad_row_sum adds them).
-template <bool kMasked, int kKeys, int kParts>
+// thread's part of it (quad_row_sum adds them). Without kSum the sum is left to the tensor cores (kRowSumByMma) and
+// l_run is untouched.
+template <bool kMasked, bool kSum, int kKeys, int kParts>
 __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], float (&m_run)[2], float (&l_run)[2],
                                                float (&corr)[2], const ColumnRange (&shown)[2], float scale_log2,
                                                int t) {
@@ -68,10 +69,12 @@ __device__ __forceinline__ void online_softmax(float (&sacc)[kKeys / 8][4], floa
     for (int e = 0; e < 4; ++e) {
       float& x = sacc[nt][e];
       x = fast_exp2(fmaf(x, scale_log2, -base[e / 2]));
-      sum[e / 2][part(nt, e)] += x;
+      if (kSum) sum[e / 2][part(nt, e)] += x;
     }
-  #pragma unroll
-  for (int r = 0; r < 2; ++r) l_run[r] = l_run[r] * corr[r] + combine(sum[r], [](float a, float b) { return a + b; });
+  if (kSum)
+    #pragma unroll
+    for (int r = 0; r < 2; ++r)
+      l_run[r] = l_run[r] * corr[r] + combine(sum[r], [](float a, float b) { return a + b; });
 }
 // A row's sum from its quad's four parts (online_softmax leaves them apart).
 __device__ __forceinline__ float quad_row_sum(float part) {
@@ -80,9 +83,16 @@ __device__ __forceinline__ float quad_row_sum(float part) {
 }
 // O's rows rescaled to a new running max (corr from online_softmax). Once the max settles (most tiles of a long
 // row), no row of the warp needs it.
-template <int D>
-__device__ __forceinline__ void rescale_output(float (&o)[D / 8][4], const float (&corr)[2]) {
+// kRowSum: the row sums' accumulator (see kRowSumByMma) too.
+template <int D, bool kRowSum>
+__device__ __forceinline__ void rescale_output(float (&o)[D / 8][4], float (&row_sum)[1][4], const float (&corr)[2]) {
   if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
+    if (kRowSum) {
+      row_sum[0][0] *= corr[0];
+      row_sum[0][1] *= corr[0];
+      row_sum[0][2] *= corr[1];
+      row_sum[0][3] *= corr[1];
+    }
     #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
       o[dt][0] *= corr[0];
@@ -107,6 +117,14 @@ constexpr int kFwdWgs = D == 64 ? 3 : 2;
 template <int D>
 constexpr int kFwdRows = 64 * kFwdWgs<D>;
 constexpr int kFwdKeys = 128;
+// At head dim 64 each row's sum of probabilities comes from the tensor cores: P·V gains an m64n8 product of P with
+// a tile of ones, whose accumulator columns all hold the row's sum of P as rounded to bf16 (the P that weights V),
+// rescaled with O. That takes one FADD per score off the softmax, whose issue slots bound the forward there (+1.9 %);
+// at head dim 128, where the power cap binds, the extra product cost 3.3 %.
+template <int D>
+constexpr bool kRowSumByMma = D == 64;
+template <int D>
+constexpr int kOnesElems = kRowSumByMma<D> ? kConstTileBytes / 2 : 0;  // the ones, read through desc_const_tile
 
 template <int D>
 __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_kernel(bf16_t* out, float* lse,
@@ -120,7 +138,8 @@ __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_ker
   constexpr int kWgs = kFwdWgs<D>, kRows = kFwdRows<D>, kSoftmaxParts = kWgs == 2 ? 8 : 4;
   bf16_t* sK = sQ + kRows * D;  // kStages stages
   bf16_t* sV = sK + kStages * kFwdKeys * D;
-  const TilePipeline<kStages, kWgs> pipe{reinterpret_cast<uint64_t*>(sV + kStages * kFwdKeys * D)};
+  bf16_t* sOnes = sV + kStages * kFwdKeys * D;
+  const TilePipeline<kStages, kWgs> pipe{reinterpret_cast<uint64_t*>(sOnes + kOnesElems<D>)};
   constexpr uint32_t kStageBytes = kFwdKeys * D * sizeof(bf16_t);
 
   const QueryBlock blk = query_block<kRows, kFwdKeys>(seg, heads, blocks_per_seg, window, causal);
@@ -130,6 +149,11 @@ __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_ker
   const int h = blk.h, hk = h / (heads / kv_heads);
   const int wg = threadIdx.x / 128, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int warp_row = wg * 64 + (threadIdx.x / 32 % 4) * 16;  // the warp's first row in the block
+  if constexpr (kRowSumByMma<D>) {
+    for (int i = threadIdx.x; i < kOnesElems<D> / 2; i += blockDim.x)
+      store_shared_u32(smem_addr(sOnes) + 4 * i, 0x3F803F80u);  // two bf16 ones
+    fence_async_shared();  // the ones are read by wgmma, after pipe.init's barrier
+  }
   pipe.init();
 
   if (threadIdx.x >= consumer_threads(kWgs)) {  // the producer: Q, then the key tiles
@@ -151,7 +175,7 @@ __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_ker
 
   // The warpgroup's 64 rows of Q.
   const uint64_t q_desc = desc_k_major(smem_addr(sQ) + wg * 64 * 128);
-  float o[D / 8][4], m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+  float o[D / 8][4], m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f}, row_sum[1][4] = {};
   #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
@@ -163,10 +187,15 @@ __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_ker
   uint32_t pa[kFwdKeys / 16][4];
   float sacc[kFwdKeys / 8][4], corr[2];
   // O += P·V for tile i: V's rows are keys (K), its columns head dims (N).
+  // With kRowSumByMma, each k step also adds P's row sums into row_sum (B: the same 16 × 8 ones each step).
+  const uint64_t ones_desc = desc_const_tile(smem_addr(sOnes));
   auto issue_pv = [&](int i) {
     const uint64_t v_desc = desc_mn_major(smem_addr(sV) + i % kStages * kStageBytes, kFwdKeys * 128);
     #pragma unroll
-    for (int j = 0; j < kFwdKeys / 16; ++j) wgmma_rs<D>(o, pa[j], desc_advance(v_desc, j * 16 * 128));
+    for (int j = 0; j < kFwdKeys / 16; ++j) {
+      wgmma_rs<D>(o, pa[j], desc_advance(v_desc, j * 16 * 128));
+      if constexpr (kRowSumByMma<D>) wgmma_rs<8>(row_sum, pa[j], ones_desc);
+    }
   };
   // S = Q·Kᵀ for the warpgroup's 64 rows and tile i's 128 keys.
   auto issue_scores = [&](int i) {
@@ -184,9 +213,9 @@ __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_ker
     if (tile_needs_mask(warp_q0, 16, key0, kFwdKeys, seg_hi, window, causal)) {
       const ColumnRange shown[2] = {visible_columns(warp_q0 + g, key0, kFwdKeys, seg_hi, window, causal),
                                     visible_columns(warp_q0 + g + 8, key0, kFwdKeys, seg_hi, window, causal)};
-      online_softmax<true, kFwdKeys, kSoftmaxParts>(sacc, m_run, l_run, corr, shown, scale_log2, t);
+      online_softmax<true, !kRowSumByMma<D>, kFwdKeys, kSoftmaxParts>(sacc, m_run, l_run, corr, shown, scale_log2, t);
     } else {
-      online_softmax<false, kFwdKeys, kSoftmaxParts>(sacc, m_run, l_run, corr, {}, scale_log2, t);
+      online_softmax<false, !kRowSumByMma<D>, kFwdKeys, kSoftmaxParts>(sacc, m_run, l_run, corr, {}, scale_log2, t);
     }
   };
   // P of the tile just softmaxed becomes the next turn's A fragments.
@@ -226,12 +255,14 @@ __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_ker
     softmax(i + 1);
     wgmma_wait<0>();
     fence_operands(o);
+    if constexpr (kRowSumByMma<D>) fence_operands(row_sum);
     fence_operands(pa);  // P·V read these until now: they must not have been reused for the softmax
     pipe.release(i);
-    rescale_output<D>(o, corr);
+    rescale_output<D, kRowSumByMma<D>>(o, row_sum, corr);
     keep_p();
   }
   tensor_turn(turn, seen == tiles, [&] { issue_pv(seen - 1); }, o);
+  if constexpr (kRowSumByMma<D>) fence_operands(row_sum);
   pipe.release(seen - 1);
   // The turns left, each releasing the tile the full schedule would have released after it: released only once
   // full, a stage's phase is never arrived at early, and released turn by turn, the producer never waits on a
@@ -254,7 +285,7 @@ __global__ void __launch_bounds__(pipeline_threads(kFwdWgs<D>), 1) flash_fwd_ker
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t row = q0 + warp_row + g + 8 * r;
-    const float l = quad_row_sum(l_run[r]), inv = 1.f / l;
+    const float l = kRowSumByMma<D> ? row_sum[0][2 * r] : quad_row_sum(l_run[r]), inv = 1.f / l;
     if (by_tma) {
       #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
@@ -283,7 +314,7 @@ template <int D>
 void launch_flash_fwd(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, Segments seg,
                       const AttentionParams& p, int64_t tokens, int64_t max_seqlen) {
   const int blocks_per_seg = static_cast<int>((max_seqlen + kFwdRows<D> - 1) / kFwdRows<D>);
-  const size_t smem = pipeline_smem((kFwdRows<D> * D + 2 * kStages * kFwdKeys * D) * sizeof(bf16_t));
+  const size_t smem = pipeline_smem((kFwdRows<D> * D + 2 * kStages * kFwdKeys * D + kOnesElems<D>) * sizeof(bf16_t));
   allow_dynamic_smem(flash_fwd_kernel<D>, smem, "flash attention forward");
   const int heads = static_cast<int>(p.num_heads), kv_heads = static_cast<int>(p.num_kv_heads);
   const unsigned grid = static_cast<unsigned>(seg.count) * blocks_per_seg * heads;

@@ -1,4 +1,4 @@
-// weft/cuda/wgmma.cuh v3 — Hopper warpgroup MMA (wgmma) for the flash kernels: shared-memory descriptors of
+// weft/cuda/wgmma.cuh v4 — Hopper warpgroup MMA (wgmma) for the flash kernels: shared-memory descriptors of
 // 128-byte-swizzled bf16 tiles, and the two forms the kernels use.
 //
 // A warpgroup (four warps, 128 threads) multiplies a 64-row A by an N-column B in one asynchronous instruction, B
@@ -42,6 +42,13 @@ __device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) 
 // and its 64-column blocks along M or N, `block_bytes` apart.
 __device__ __forceinline__ uint64_t desc_mn_major(uint32_t addr, uint32_t block_bytes) {
   return desc_field(addr) | (desc_field(block_bytes) << 16) | (desc_field(1024) << 32) | (uint64_t(1) << 62);
+}
+// The descriptor of a no-swizzle operand whose 8 × 16-byte core matrices lie 128 bytes apart along both of its
+// dimensions, so that a 16 × 8 B tile reads 384 bytes from `addr`: for a tile of constants (kConstTileBytes of them),
+// where only the values matter, not their places.
+constexpr int kConstTileBytes = 512;
+__device__ __forceinline__ uint64_t desc_const_tile(uint32_t addr) {
+  return desc_field(addr) | (desc_field(128) << 16) | (desc_field(128) << 32);
 }
 
 // Orders this thread's register writes (accumulators, A fragments) before the wgmma instructions that follow.
@@ -106,8 +113,13 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t a, uint6
 // shared memory.
 template <int N>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t b) {
-  static_assert(N == 64 || N == 128, "wgmma_rs: N is 64 or 128");
-  if constexpr (N == 64) {
+  static_assert(N == 8 || N == 64 || N == 128, "wgmma_rs: N is 8, 64 or 128");
+  if constexpr (N == 8) {
+    asm volatile("wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, 1, 1, "
+                 "1, 1;\n"
+                 : WEFT_ACC4(d, 0)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  } else if constexpr (N == 64) {
     asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WEFT_D32
                  ", {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
                  : WEFT_ACC32(d, 0)
