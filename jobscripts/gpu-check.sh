@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v29 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v30 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
@@ -211,14 +211,18 @@ except Exception as e:
 PY
       while read -r line; do row "$line"; done <"$OUT/weak_scaling.txt" ;;
     dp-sweep)
-      # Plain dp = 2 against one GPU (one micro-batch of 2 × 4096 per GPU) under settings that trade the gradient
-      # all-reduce's speed against its interference with the backward: NCCL's CTA cap and the bucket size.
-      for entry in "1::" "2::" "2:NCCL_MAX_CTAS=8:" "2:NCCL_MAX_CTAS=4:" "2::--parallel.ddp_bucket_size=100000000" \
-                   "2::--parallel.ddp_bucket_size=20000000"; do
+      # dp = 2 against one GPU (one micro-batch of 2 × 4096 per GPU) under settings that trade the gradient
+      # reduction's speed against its interference with the backward. DP_SWEEP lists the runs as NP:ENV:FLAGS
+      # (default: plain dp with NCCL's CTA cap and the bucket size); DP_SWEEP_FLAGS go to every run, e.g. the
+      # best-scaling layout's flags with --log.comm_wait=true beside NCCL_CTA_POLICY=1 (NCCL 2.27+'s efficiency
+      # policy: fewer CTAs where it costs little).
+      for entry in ${DP_SWEEP:-"1::" "2::" "2:NCCL_MAX_CTAS=8:" "2:NCCL_MAX_CTAS=4:" \
+                   "2::--parallel.ddp_bucket_size=100000000" "2::--parallel.ddp_bucket_size=20000000"}; do
         np=${entry%%:*}; rest=${entry#*:}; envs=${rest%%:*}; args=${rest#*:}
+        [ -n "${DP_SWEEP_FLAGS:-}" ] && args="${args:+$args }$DP_SWEEP_FLAGS"
         dir=$(run_dir sweep "$np" "$envs $args")
         ( [ -n "$envs" ] && export "$envs"; train_1p5b "$np" "$dir" --train.global_batch_size=$((2 * np)) $args )
-        what="$envs $args"; what=${what# }; what=${what% }
+        what="$envs${envs:+${args:+ }}$args"
         run_summary "$np GPU(s) [${what:-defaults}]" "$dir" | tee -a "$OUT/dp_sweep.txt"
       done
       while read -r line; do row "$line"; done <"$OUT/dp_sweep.txt" ;;
