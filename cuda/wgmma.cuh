@@ -44,8 +44,8 @@ __device__ __forceinline__ uint64_t desc_mn_major(uint32_t addr, uint32_t block_
   return desc_field(addr) | (desc_field(block_bytes) << 16) | (desc_field(1024) << 32) | (uint64_t(1) << 62);
 }
 // The descriptor of a no-swizzle operand whose 8 × 16-byte core matrices lie 128 bytes apart along both of its
-// dimensions, so that a 16 × 8 B tile reads 384 bytes from `addr`: for a tile of constants (kConstTileBytes of them),
-// where only the values matter, not their places.
+// dimensions: a 16 × 8 B tile's two core matrices then lie within 384 bytes of `addr`, whichever stride parts
+// them. For a tile of constants (kConstTileBytes of them), where only the values matter, not their places.
 constexpr int kConstTileBytes = 512;
 __device__ __forceinline__ uint64_t desc_const_tile(uint32_t addr) {
   return desc_field(addr) | (desc_field(128) << 16) | (desc_field(128) << 32);
