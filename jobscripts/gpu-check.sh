@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v30 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v31 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
@@ -20,6 +20,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_va
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 # The settings of the record runs: bf16 Adam moments and gradients, split masters.
 RECORD_FLAGS="--train.adam_moments_dtype=bf16 --train.grad_dtype=bf16 --train.master_weights=split"
+# The best-scaling data-parallel settings: bf16 gradients, the distributed optimizer, overlapped parameter all-gathers.
+BEST_DP_FLAGS="--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=(build tests bench e2e)
 declare -a TABLE
@@ -187,7 +189,7 @@ PY
       # Weak scaling at the 1.5B shape: one micro-batch of 2 × 4096 tokens per GPU per step, 1 GPU against dp = 2.
       for layout in "1:2:" "2:4:" "2:4:--parallel.distributed_optimizer=true" "1:2:--train.grad_dtype=bf16" \
                     "2:4:--train.grad_dtype=bf16" \
-                    "2:4:--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"; do
+                    "2:4:$BEST_DP_FLAGS"; do
         np=${layout%%:*}; rest=${layout#*:}; gb=${rest%%:*}; args=${rest#*:}
         train_1p5b "$np" "$(run_dir scale "$np" "$args")" --train.global_batch_size="$gb" $args
       done
@@ -240,24 +242,22 @@ PY
         while read -r line; do row "[${envs:-defaults}] $line"; done < <(echo "$out" | grep -E "bus")
       done ;;
     bucket-sweep)
-      # The gradient reduction bench and dp = 2 with the best-scaling settings (bf16 gradients, distributed optimizer,
-      # overlapped parameter all-gathers) at several bucket sizes (SWEEP_BUCKETS, elements): fewer, bigger buckets
-      # make fewer NCCL calls but start the reduction later in the backward. Then the default size with the time
-      # compute waits for the collectives (log.comm_wait).
+      # The gradient reduction bench and dp = 2 with the best-scaling settings (BEST_DP_FLAGS) at several bucket
+      # sizes (SWEEP_BUCKETS, elements): fewer, bigger buckets make fewer NCCL calls but start the reduction later in
+      # the backward. Then the default size with the time compute waits for the collectives (log.comm_wait).
       for b in ${SWEEP_BUCKETS:-40000000 160000000 400000000}; do
         out=$(timeout 120 mpirun -np 2 --bind-to none "$BUILD/bench/weft_bench_grad_reduce" "$b" 2>&1)
         printf '[bucket %s]\n%s\n' "$b" "$out" >>"$OUT/bucket_sweep.txt"
         while read -r line; do row "[bucket $b] $line"; done < <(echo "$out" | grep -E "bus|usage|rror")
       done
-      args="--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"
       for b in ${SWEEP_BUCKETS:-40000000 160000000 400000000}; do
         dir=$(run_dir buckets 2 "$b")
-        train_1p5b 2 "$dir" --train.global_batch_size=4 $args --parallel.ddp_bucket_size="$b"
+        train_1p5b 2 "$dir" --train.global_batch_size=4 $BEST_DP_FLAGS --parallel.ddp_bucket_size="$b"
         row "$(run_summary "dp 2, bf16 gradients, distributed optimizer, overlapped all-gathers, bucket $b" "$dir")"
       done
       # The default buckets once more with log.comm_wait: how long compute waits for those collectives per step.
       dir=$(run_dir buckets-wait 2 "")
-      train_1p5b 2 "$dir" --train.global_batch_size=4 $args --log.comm_wait=true
+      train_1p5b 2 "$dir" --train.global_batch_size=4 $BEST_DP_FLAGS --log.comm_wait=true
       row "$(run_summary "dp 2, bf16 gradients, distributed optimizer, overlapped all-gathers, log.comm_wait" "$dir")"
       ;;
     recompute)
