@@ -1,4 +1,4 @@
-// weft/cuda/flash_common.cuh v5 — what the flash attention kernels share (flash_attention.cu, the forward;
+// weft/cuda/flash_common.cuh v6 — what the flash attention kernels share (flash_attention.cu, the forward;
 // flash_attention_bwd.cu, the backward): bf16 packing, register A fragments, exp2, a tensor-core turn, tensor maps,
 // masks and tiling.
 #pragma once
@@ -32,7 +32,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // One pingpong turn on the tensor cores: wait for this warpgroup's turn, issue `issue`'s wgmma instructions as one
 // group, hand the turn on (`last`: the warpgroup's last turn), wait for the products to land and pin the
 // accumulators they wrote. Nothing else may come between the fence and the commit, and no wgmma may sit under a
-// branch inside `issue`: either makes ptxas serialize every wgmma of the kernel (warning C7520).
+// branch inside `issue`: either makes ptxas serialize every wgmma of the kernel (note C7520), as does a kernel short
+// of registers (C7512); the test flash_wgmma_async fails on such notes.
 template <class Turn, class Issue, class... Accumulators>
 __device__ __forceinline__ void tensor_turn(const Turn& turn, bool last, Issue&& issue, Accumulators&... acc) {
   turn.mine();
