@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v11 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v12 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -68,8 +68,9 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
   }
   WEFT_CHECK(!cfg.bf16_grads || first.dtype() == DType::bf16, "optimizer: bf16 gradients need bf16 values; the "
              "model's are ", dtype_name(first.dtype()));
+  const DType masters = stat_dtype(first.dtype());  // the fp32 (f64) masters' and gradients' dtype
   values_ = Tensor::zeros({total}, first.dtype(), first.device());
-  grads_ = Tensor::zeros({total}, cfg.bf16_grads ? DType::bf16 : stat_dtype(first.dtype()), first.device());
+  grads_ = Tensor::zeros({total}, cfg.bf16_grads ? DType::bf16 : masters, first.device());
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i];
     const int64_t n = p.value.numel();
@@ -82,7 +83,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
              "model's are ", dtype_name(first.dtype()));
   // Split masters start as the values themselves: their low halves are zero.
   master_ = cfg.split_master ? Tensor::zeros({at}, DType::u16, first.device())
-                             : Tensor::empty({at}, stat_dtype(first.dtype()), first.device());
+                             : Tensor::empty({at}, masters, first.device());
   for (Bucket& b : buckets_) {
     const size_t first_segment = segments_.size();
     for (size_t i = b.first_param; i < b.end_param; ++i) {
@@ -97,7 +98,6 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg,
     Tensor mine = b.in_shard(master_);
     ops_for(mine).convert(mine, values_.rows(b.slice_begin, b.slice_end));
   }
-  const DType masters = stat_dtype(first.dtype());
   WEFT_CHECK(!cfg.bf16_moments || masters == DType::f32,
              "optimizer: bf16 Adam moments need fp32 master weights; the model's masters are ", dtype_name(masters));
   const DType moments = cfg.bf16_moments ? DType::bf16 : masters;
