@@ -1,7 +1,8 @@
-// weft/cuda/cuda_ops.cu v9 — CUDA backend: device set-up, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v10 — CUDA backend: device set-up, streams, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "allocator.h"
 #include "common.cuh"
@@ -13,7 +14,14 @@ namespace weft {
 namespace cuda {
 
 namespace {
-cudaStream_t g_stream = nullptr;
+// The stream the ops queue on: the main stream, or the side stream between use_side_queue(true) and (false). The
+// side stream has the lowest priority and the main stream the next one up, so that the block scheduler gives the
+// side work only the SMs that the main stream's kernels leave idle (their tails, the gaps between them), and the
+// communicators' streams (nccl_comm.cpp, the highest) still come first.
+cudaStream_t g_stream = nullptr, g_main = nullptr, g_side = nullptr;
+cudaEvent_t g_fork = nullptr;         // recorded on the main stream when the side stream takes over
+std::vector<cudaEvent_t> g_marks;     // side_mark's events, the first g_live_marks of them in use
+size_t g_live_marks = 0;
 }
 
 cudaStream_t stream() { return g_stream; }
@@ -168,6 +176,46 @@ void CudaOps::zero(Tensor& t) {
 void CudaOps::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
 size_t CudaOps::peak_memory() { return device_allocator().peak_bytes_in_use(); }
+
+void CudaOps::use_side_queue(bool on) {
+  if (!on) {
+    g_stream = g_main;
+    return;
+  }
+  if (!g_side) {
+    int least = 0, greatest = 0;
+    CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    CUDA_CHECK(cudaStreamCreateWithPriority(&g_side, cudaStreamNonBlocking, least));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g_fork, cudaEventDisableTiming));
+  }
+  CUDA_CHECK(cudaEventRecord(g_fork, g_main));
+  CUDA_CHECK(cudaStreamWaitEvent(g_side, g_fork, 0));
+  g_stream = g_side;
+}
+
+int CudaOps::side_mark() {
+  if (!g_side) return -1;
+  if (g_live_marks == g_marks.size()) {
+    cudaEvent_t e = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    g_marks.push_back(e);
+  }
+  CUDA_CHECK(cudaEventRecord(g_marks[g_live_marks], g_side));
+  return static_cast<int>(g_live_marks++);
+}
+
+void CudaOps::wait_side(int mark) {
+  if (mark < 0) return;
+  WEFT_ASSERT(static_cast<size_t>(mark) < g_live_marks);
+  CUDA_CHECK(cudaStreamWaitEvent(g_main, g_marks[mark], 0));
+}
+
+void CudaOps::join_side() {
+  if (!g_side) return;
+  const int all = side_mark();
+  wait_side(all);
+  g_live_marks = 0;  // a wait already queued keeps the record it was queued behind
+}
 
 void CudaOps::convert(Tensor& dst, const Tensor& src) {
   WEFT_CHECK(dst.numel() == src.numel(), "convert: size mismatch ", dst.describe(), " vs ", src.describe());
@@ -326,7 +374,10 @@ bool enable_cuda_backend(int local_rank) {
   // The kernels exist for sm_90a only: another GPU would fail at the first launch with a less helpful message.
   WEFT_CHECK(prop.major == 9 && prop.minor == 0, "weft's CUDA backend is built for Hopper GPUs (sm_90a); GPU ", device,
              " is ", prop.name, " (compute capability ", prop.major, ".", prop.minor, ")");
-  CUDA_CHECK(cudaStreamCreateWithFlags(&cuda::g_stream, cudaStreamNonBlocking));
+  int least = 0, greatest = 0;
+  CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  CUDA_CHECK(cudaStreamCreateWithPriority(&cuda::g_main, cudaStreamNonBlocking, std::max(greatest, least - 1)));
+  cuda::g_stream = cuda::g_main;
   ops = new CudaOps();
   register_ops(Device::cuda, ops);
   device_support().comm_factory = make_nccl_comm;

@@ -16,6 +16,10 @@ class CudaOps final : public Ops {
   void zero(Tensor& t) override;
   void synchronize() override;
   size_t peak_memory() override;
+  void use_side_queue(bool on) override;
+  int side_mark() override;
+  void wait_side(int mark) override;
+  void join_side() override;
 
   void convert(Tensor& dst, const Tensor& src) override;
   void add(Tensor& y, const Tensor& x, double alpha) override;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v31 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v32 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
@@ -18,8 +18,9 @@ mkdir -p "$OUT"
 rm -f "$OUT/table.txt"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
-# The settings of the record runs: bf16 Adam moments and gradients, split masters.
-RECORD_FLAGS="--train.adam_moments_dtype=bf16 --train.grad_dtype=bf16 --train.master_weights=split"
+# The settings of the record runs: bf16 Adam moments and gradients, split masters, the optimizer step overlapped.
+RECORD_FLAGS="--train.adam_moments_dtype=bf16 --train.grad_dtype=bf16 --train.master_weights=split \
+--train.overlap_optimizer=true"
 # The best-scaling data-parallel settings: bf16 gradients, the distributed optimizer, overlapped parameter all-gathers.
 BEST_DP_FLAGS="--train.grad_dtype=bf16 --parallel.distributed_optimizer=true --parallel.overlap_param_gather=true"
 STAGES=("$@")
@@ -330,7 +331,7 @@ $(grep -m1 -E "Compute \(SM\) Throughput" "$OUT/attn-$name.details.txt" | tr -s 
       e2e_1p5b "weft 1.5B" ""
       e2e_1p5b "weft 1.5B, bf16 moments" -bf16-moments --train.adam_moments_dtype=bf16
       e2e_1p5b "weft 1.5B, bf16 moments and grads" -bf16-grads --train.adam_moments_dtype=bf16 --train.grad_dtype=bf16
-      e2e_1p5b "weft 1.5B, bf16 moments and grads, split masters" -split $RECORD_FLAGS
+      e2e_1p5b "weft 1.5B, the record settings" -split $RECORD_FLAGS
       e2e_1p5b "weft 1.5B, deterministic" -deterministic --train.deterministic=true
       start_sampling "torch eager"
       python3 bench/peers/train_llama_hf.py --mode eager 2>&1 | tail -1 | tee "$OUT/torch_eager.json"

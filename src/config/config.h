@@ -1,4 +1,4 @@
-// weft/src/config/config.h v3 — the typed configuration a deck produces, and where each value came from.
+// weft/src/config/config.h v4 — the typed configuration a deck produces, and where each value came from.
 //
 // Every field is declared once, with its type, default and one-line doc, in config/schema.cpp; decks are read by
 // config/deck.cpp and checked by config/validate.cpp. Field names follow the deck keys (Megatron's flag names).
@@ -76,6 +76,7 @@ struct TrainConfig {
   std::string recompute = "none";  // none | selective | full
   bool gemm_autotune = false;      // GPUs: each GEMM shape times cuBLASLt's candidates once and keeps the fastest
   bool deterministic = false;      // GPU reruns give the same bits (the attention backward's two-pass form)
+  bool overlap_optimizer = false;  // GPUs: AdamW runs on a side stream into the next step's forward
   int64_t eval_interval = 1000;
   int64_t eval_iters = 100;
   int64_t exit_interval = 0;  // stop (after saving) once the iteration is a multiple of this; 0 = never

@@ -1,4 +1,4 @@
-// weft/src/config/schema.cpp v3 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
+// weft/src/config/schema.cpp v4 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
 #include "config/schema.h"
 
 #include <algorithm>
@@ -121,6 +121,9 @@ po::options_description deck_schema(Config& c) {
       ("train.deterministic", flag(&t.deterministic),
        "GPUs: the same bits on every rerun (Megatron's --deterministic-mode); the attention backward then takes two "
        "passes instead of adding dQ up in L2 in scheduling order (slower); the CPU backend always is")
+      ("train.overlap_optimizer", flag(&t.overlap_optimizer),
+       "GPUs: the step's AdamW updates run on a low-priority side stream on into the next step's forward, which "
+       "waits for a bucket's update only when it reaches the bucket's parameters; the same bits as without")
       ("train.eval_interval", opt(&t.eval_interval, "int"), "steps between validation runs; 0 = never")
       ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run")
       ("train.exit_interval", opt(&t.exit_interval, "int"), "stop after a step that is a multiple of this "

@@ -1,4 +1,4 @@
-// weft/src/config/validate.cpp v2 — cross-key checks, each naming the key and where it was set.
+// weft/src/config/validate.cpp v3 — cross-key checks, each naming the key and where it was set.
 #include "config/validate.h"
 
 #include <filesystem>
@@ -187,6 +187,8 @@ void validate_config(const Config& c, int world_size) {
             "bf16 gradients need train.precision = bf16 (GPUs); the fp32 CPU backend keeps fp32 gradients");
   k.require(t.master_weights != "split" || t.precision == "bf16", "train.master_weights",
             "split masters complete bf16 weights: they need train.precision = bf16 (GPUs)");
+  k.require(!t.overlap_optimizer || t.precision == "bf16", "train.overlap_optimizer",
+            "the overlapped optimizer step is for GPUs (a side stream): it needs train.precision = bf16");
   k.one_of(t.recompute, {"none", "selective", "full"}, "train.recompute");
   k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");

@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v11 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v12 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -45,6 +45,13 @@ class Ops {
   virtual void zero(Tensor& t) = 0;                               // t = 0
   virtual void synchronize() = 0;                                 // waits for queued work
   virtual size_t peak_memory() { return 0; }                      // most bytes held at once (device backends)
+
+  // ---- a side queue: device work that may run beside the work queued after it (GPUs: a second stream of lower
+  // priority; the CPU runs everything in order, and these do nothing there)
+  virtual void use_side_queue(bool /*on*/) {}  // later work goes to the side queue (behind all queued so far), or back
+  virtual int side_mark() { return -1; }       // names the side work queued so far (-1: nothing to wait for)
+  virtual void wait_side(int /*mark*/) {}      // the main queue's later work waits for the marked side work
+  virtual void join_side() {}                  // the main queue's later work waits for all side work; marks expire
 
   // ---- elementwise and reductions
   virtual void convert(Tensor& dst, const Tensor& src) = 0;       // dst = src in dst's dtype (same shape)

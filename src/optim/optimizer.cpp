@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.cpp v12 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
+// weft/src/optim/optimizer.cpp v13 — flat buffers in buckets, shards, overlapped reductions, AdamW, norm, clipping.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -233,6 +233,16 @@ void Optimizer::clip(double norm, double max_norm) {
 void Optimizer::step(double lr) {
   settle_grads();
   ++steps_;
+  Ops& ops = ops_for(values_);
+  if (cfg_.overlap_step) {
+    // The last step's updates were all awaited before this step's backward wrote the gradients they read; a
+    // bucket that was not would have raced with it.
+    for (const Bucket& b : buckets_)
+      WEFT_CHECK(b.updated < 0, "optimizer: a bucket's overlapped update (parameters from ",
+                 params_[b.first_param]->name, ") was not awaited before the next step's backward");
+    ops.join_side();
+    ops.use_side_queue(true);
+  }
   // One call per bucket slice (its padding, zero throughout, stays zero); each bucket's updated values leave for
   // the other ranks while the next bucket steps.
   for (Bucket& b : buckets_) {
@@ -243,9 +253,11 @@ void Optimizer::step(double lr) {
     const AdamWParams h{.lr = lr, .beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.eps,
                         .weight_decay = cfg_.weight_decay, .step = steps_, .grad_scale = grad_scale_,
                         .decayed = std::clamp<int64_t>(b.decay_end - b.slice_begin, 0, n)};
-    ops_for(w).adamw(w, value, g, m, v, h);
-    share_values(b);
+    ops.adamw(w, value, g, m, v, h);
+    share_values(b);  // with overlap_step its all-gather follows the update on the side queue
+    if (cfg_.overlap_step) b.updated = ops.side_mark();
   }
+  if (cfg_.overlap_step) ops.use_side_queue(false);
   grad_scale_ = 1.0;
   if (!cfg_.overlap_param_gather) wait_all_started();
 }
@@ -264,9 +276,9 @@ void Optimizer::wait_all_started() {
 }
 
 void Optimizer::await_bucket(Bucket& b) {
-  if (b.gathered < 0) return;
-  group_.wait_started_until(b.gathered);
-  b.gathered = -1;
+  if (b.gathered >= 0) group_.wait_started_until(b.gathered);
+  if (b.updated >= 0) ops_for(values_).wait_side(b.updated);
+  b.gathered = b.updated = -1;
 }
 
 void Optimizer::await_values(const std::vector<Parameter*>& params) {

@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v9 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v10 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -14,7 +14,8 @@
 // updated values are all-gathered back bucket by bucket while the next bucket steps; without it the slice is the
 // whole bucket and the gradients are all-reduced. With overlap_param_gather those all-gathers run on past step()
 // into the next forward, which waits for a bucket only when it reaches its parameters (await_values; Megatron's
-// --overlap-param-gather).
+// --overlap-param-gather). With overlap_step the AdamW updates themselves run on the backend's side queue on into
+// the next forward, awaited the same way.
 //
 // A row-sparse parameter (an untied word embedding: of its 128k rows a step's tokens touch a few thousand) has a
 // bucket of its own. When the trainer names the rows any rank may have written (set_sparse_rows), only those rows
@@ -48,6 +49,10 @@ struct OptimizerConfig {
   // With distributed: step() returns with the all-gathers of updated values still running; whatever reads values
   // first calls await_values (the model's forward, through GptModel::set_params_needed) or await_all_values.
   bool overlap_param_gather = false;
+  // step() queues the AdamW updates (and their all-gathers) on the backend's side queue and returns; the next
+  // forward waits for each bucket's update only when it reaches the bucket's parameters (await_values), so the
+  // updates run in what the forward's kernels leave of the GPU. The results are the same to the bit.
+  bool overlap_step = false;
 };
 
 class Optimizer {
@@ -81,8 +86,9 @@ class Optimizer {
   // One AdamW step (no weight decay on 1-D parameters) on the fp32 masters of the shard; the parameters then hold
   // the masters rounded to their dtype, on every data-parallel rank.
   void step(double lr);
-  // The device work queued after this sees these parameters' updated values (overlap_param_gather: waits for
-  // their buckets' all-gathers; otherwise step() has waited already).
+  // The device work queued after this sees these parameters' updated values (overlap_param_gather and
+  // overlap_step: waits for their buckets' all-gathers and updates; otherwise step() has waited already). With
+  // overlap_step every parameter must be awaited before the next step's backward writes its gradient.
   void await_values(const std::vector<Parameter*>& params);
   void await_all_values();
 
@@ -113,6 +119,7 @@ class Optimizer {
     int pending = 0;                // parameters not yet final this step
     bool started = false;
     int gathered = -1;              // the comm's mark after its values' all-gather, until awaited; -1: none
+    int updated = -1;               // overlap_step: the side queue's mark after its update, until awaited
     // The slice's place in a shard-sized buffer (masters, moments).
     Tensor in_shard(const Tensor& shard) const { return shard.rows(at, at + slice_end - slice_begin); }
   };

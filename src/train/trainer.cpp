@@ -1,4 +1,4 @@
-// weft/src/train/trainer.cpp v5 — the training loop.
+// weft/src/train/trainer.cpp v6 — the training loop.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -84,11 +84,12 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
       OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
                       cfg.parallel.distributed_optimizer, grid.cp_size(), cfg.parallel.ddp_bucket_size,
                       cfg.train.adam_moments_dtype == "bf16", cfg.train.grad_dtype == "bf16",
-                      cfg.train.master_weights == "split", cfg.parallel.overlap_param_gather},
+                      cfg.train.master_weights == "split", cfg.parallel.overlap_param_gather,
+                      cfg.train.overlap_optimizer},
       *comms_.dp_cp);
   comms_.dp_cp->count_waits(cfg.log.comm_wait);
-  // The step's all-gathers of updated values run on until the forward reaches their parameters.
-  if (cfg.parallel.overlap_param_gather)
+  // The step's updates and all-gathers of updated values run on until the forward reaches their parameters.
+  if (cfg.parallel.overlap_param_gather || cfg.train.overlap_optimizer)
     for (auto& chunk : chunks_)
       chunk->set_params_needed([this](const std::vector<Parameter*>& needed) { optimizer_->await_values(needed); });
   // Gradients leave for their reductions as the backward finishes them: sequence-parallel ones are summed over tp

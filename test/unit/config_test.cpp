@@ -1,4 +1,4 @@
-// weft/test/unit/config_test.cpp v1 — decks: includes, overrides, and one clear error per kind of mistake.
+// weft/test/unit/config_test.cpp v2 — decks: includes, overrides, and one clear error per kind of mistake.
 #include <gtest/gtest.h>
 
 #include "config/deck.h"
@@ -167,6 +167,12 @@ TEST(DeckErrors, InconsistentValuesNameTheKeyAndWhereItWasSet) {
                                                        "--train.master_weights=split"}), 1);
                   }),
                   {"train.master_weights", "train.precision = bf16"});
+  // the overlapped optimizer step needs a GPU's side stream
+  expect_mentions(error_of([&] {
+                    validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0",
+                                                       "--train.overlap_optimizer=true"}), 1);
+                  }),
+                  {"train.overlap_optimizer", "train.precision = bf16"});
   // GEMM autotuning picks by timing: not with a deterministic run
   expect_mentions(error_of([&] {
                     validate_config(load_config(deck, {"--parallel.tp=1", "--parallel.dp=0",
