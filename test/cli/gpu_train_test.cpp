@@ -217,6 +217,8 @@ TEST(GpuTraining, TwoGpuLayoutsTrackTheSingleGpuRun) {
                                 "--parallel.distributed_optimizer=true --parallel.ddp_bucket_size=100000",
                                 "--parallel.distributed_optimizer=true --parallel.overlap_param_gather=true "
                                 "--parallel.ddp_bucket_size=100000 --log.comm_wait=true",
+                                "--parallel.distributed_optimizer=true --parallel.overlap_param_gather=true "
+                                "--train.overlap_optimizer=true --parallel.ddp_bucket_size=100000",
                                 "--parallel.tp=2", "--parallel.tp=2 --parallel.sequence_parallel=true",
                                 "--parallel.cp=2", "--parallel.pp=2 --train.micro_batch_size=2",
                                 "--parallel.tp=2 --parallel.sequence_parallel=true --train.recompute=full"});
