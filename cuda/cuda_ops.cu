@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.cu v10 — CUDA backend: device set-up, streams, memory, elementwise ops, bias, reductions, AdamW.
+// weft/cuda/cuda_ops.cu v11 — CUDA backend: device set-up, streams, memory, elementwise ops, bias, reductions, AdamW.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -7,6 +7,7 @@
 #include "allocator.h"
 #include "common.cuh"
 #include "cuda_ops.h"
+#include "event_marks.h"
 #include "nccl_comm.h"
 #include "ops/device.h"
 
@@ -19,9 +20,8 @@ namespace {
 // side work only the SMs that the main stream's kernels leave idle (their tails, the gaps between them), and the
 // communicators' streams (nccl_comm.cpp, the highest) still come first.
 cudaStream_t g_stream = nullptr, g_main = nullptr, g_side = nullptr;
-cudaEvent_t g_fork = nullptr;         // recorded on the main stream when the side stream takes over
-std::vector<cudaEvent_t> g_marks;     // side_mark's events, the first g_live_marks of them in use
-size_t g_live_marks = 0;
+cudaEvent_t g_fork = nullptr;        // recorded on the main stream when the side stream takes over
+EventMarks* g_side_marks = nullptr;  // side_mark's marks on the side stream (made with it, kept as long)
 }
 
 cudaStream_t stream() { return g_stream; }
@@ -187,6 +187,7 @@ void CudaOps::use_side_queue(bool on) {
     CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
     CUDA_CHECK(cudaStreamCreateWithPriority(&g_side, cudaStreamNonBlocking, least));
     CUDA_CHECK(cudaEventCreateWithFlags(&g_fork, cudaEventDisableTiming));
+    g_side_marks = new EventMarks();
   }
   CUDA_CHECK(cudaEventRecord(g_fork, g_main));
   CUDA_CHECK(cudaStreamWaitEvent(g_side, g_fork, 0));
@@ -194,27 +195,17 @@ void CudaOps::use_side_queue(bool on) {
 }
 
 int CudaOps::side_mark() {
-  if (!g_side) return -1;
-  if (g_live_marks == g_marks.size()) {
-    cudaEvent_t e = nullptr;
-    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    g_marks.push_back(e);
-  }
-  CUDA_CHECK(cudaEventRecord(g_marks[g_live_marks], g_side));
-  return static_cast<int>(g_live_marks++);
+  return g_side ? g_side_marks->record(g_side) : -1;
 }
 
 void CudaOps::wait_side(int mark) {
-  if (mark < 0) return;
-  WEFT_ASSERT(static_cast<size_t>(mark) < g_live_marks);
-  CUDA_CHECK(cudaStreamWaitEvent(g_main, g_marks[mark], 0));
+  if (mark >= 0) CUDA_CHECK(cudaStreamWaitEvent(g_main, g_side_marks->event(mark), 0));
 }
 
 void CudaOps::join_side() {
   if (!g_side) return;
-  const int all = side_mark();
-  wait_side(all);
-  g_live_marks = 0;  // a wait already queued keeps the record it was queued behind
+  wait_side(side_mark());
+  g_side_marks->forget();
 }
 
 void CudaOps::convert(Tensor& dst, const Tensor& src) {

@@ -1,4 +1,4 @@
-// weft/cuda/nccl_comm.cpp v6 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
+// weft/cuda/nccl_comm.cpp v7 — the communicator for GPU runs: NCCL for device tensors, MPI for host tensors.
 //
 // Each process group gets an NCCL communicator made from an ncclUniqueId that the group's first rank creates and
 // MPI broadcasts. Collectives are queued on weft's compute stream, so they are ordered with the kernels around
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda_check.h"
+#include "event_marks.h"
 #include "stream.h"
 #include "dist/comm.h"
 #include "nccl_comm.h"
@@ -80,7 +81,6 @@ class HybridComm final : public Comm {
     NCCL_CHECK(ncclCommInitRank(&nccl_, host_->size(), id, host_->rank()));
   }
   ~HybridComm() override {
-    for (cudaEvent_t e : mark_events_) cudaEventDestroy(e);
     for (const auto* waits : {&timed_waits_, &spare_waits_})
       for (const TimedWait& w : *waits) {
         cudaEventDestroy(w.before);
@@ -126,7 +126,7 @@ class HybridComm final : public Comm {
     all_gather_on(out, in, side_stream());
   }
   void wait_started() override {
-    live_marks_ = 0;
+    marks_.forget();
     if (!side_) return;
     CUDA_CHECK(cudaEventRecord(finished_, side_));
     compute_waits_for(finished_);
@@ -135,18 +135,11 @@ class HybridComm final : public Comm {
   // wait already queued keeps the record it was queued behind).
   int started_mark() override {
     if (!side_) return -1;  // nothing was ever started
-    if (live_marks_ == mark_events_.size()) {
-      cudaEvent_t e = nullptr;
-      CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-      mark_events_.push_back(e);
-    }
-    CUDA_CHECK(cudaEventRecord(mark_events_[live_marks_], side_));
-    return static_cast<int>(live_marks_++);
+    return marks_.record(side_);
   }
   void wait_started_until(int mark) override {
     if (mark < 0) return;
-    WEFT_ASSERT(static_cast<size_t>(mark) < live_marks_);
-    compute_waits_for(mark_events_[mark]);
+    compute_waits_for(marks_.event(mark));
   }
   // The counted waits' device time, read once the last of them has passed (the host waits for that here).
   double take_wait_ms() override {
@@ -259,8 +252,7 @@ class HybridComm final : public Comm {
   ncclComm_t nccl_ = nullptr;
   cudaStream_t side_ = nullptr;
   cudaEvent_t issued_ = nullptr, finished_ = nullptr;  // compute → side and side → compute fences
-  std::vector<cudaEvent_t> mark_events_;  // started_mark's events, the first live_marks_ of them in use
-  size_t live_marks_ = 0;
+  cuda::EventMarks marks_;  // started_mark's marks on the group's stream
   struct TimedWait {
     cudaEvent_t before, after;
   };
