@@ -1,4 +1,4 @@
-// weft/src/dist/comm.h v5 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
+// weft/src/dist/comm.h v6 — collectives on one process group, the same calls for CPU (MPI) and GPU (NCCL).
 //
 // Counts are in elements of the tensors' dtype. Tensors are contiguous; reductions are sums unless said.
 #pragma once
@@ -39,7 +39,7 @@ class Comm {
   // How long compute waits for the overlapped collectives (log.comm_wait): while counting, a GPU group times its
   // compute stream's waits above on the device, and the run-at-once default counts the host's time in start_*.
   // take_wait_ms() returns the milliseconds counted since its last call, once the device has passed them.
-  virtual void count_waits(bool on) { counting_waits_ = on; }
+  void count_waits(bool on) { counting_waits_ = on; }
   virtual double take_wait_ms();
   virtual void broadcast(Tensor& t, int root) = 0;  // t on every rank = t on root
   // Point-to-point messages between two ranks arrive in the order they were posted. A send completes only once
