@@ -1,43 +1,17 @@
-// weft/src/config/config.h v4 — the typed configuration a deck produces, and where each value came from.
+// weft/src/config/config.h v5 — the typed configuration a deck produces, and where each value came from.
 //
-// Every field is declared once, with its type, default and one-line doc, in config/schema.cpp; decks are read by
-// config/deck.cpp and checked by config/validate.cpp. Field names follow the deck keys (Megatron's flag names).
+// Every field is declared once, with its type, default and one-line doc, in config/schema.cpp (the [model] fields in
+// model/model_fields.cpp); decks are read by config/deck.cpp and checked by config/validate.cpp. Field names follow
+// the deck keys (Megatron's flag names).
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "model/model_spec.h"
+
 namespace weft {
-
-struct RopeScalingConfig {
-  std::string type = "none";  // none | linear | llama3
-  double factor = 1.0;
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;
-};
-
-struct ModelConfig {
-  std::string family = "llama";
-  std::string init = "random";
-  int64_t num_layers = 0;
-  int64_t hidden_size = 0;
-  int64_t ffn_hidden_size = 0;
-  int64_t num_attention_heads = 0;
-  int64_t num_query_groups = 0;  // 0: as many as heads (no GQA)
-  int64_t kv_channels = 0;       // 0: hidden_size / num_attention_heads
-  int64_t vocab_size = 0;
-  int64_t make_vocab_size_divisible_by = 128;
-  int64_t max_position_embeddings = 0;
-  double rope_theta = 10000.0;
-  RopeScalingConfig rope_scaling;
-  double norm_epsilon = 1e-5;
-  bool qkv_bias = false;
-  bool tie_embeddings = false;
-  int64_t sliding_window = 0;
-  double init_method_std = 0.02;
-};
 
 struct DataConfig {
   std::string prefix;  // "PATH" or "W1 PATH1 W2 PATH2 ..." (Megatron's --data-path)
@@ -82,8 +56,18 @@ struct TrainConfig {
   int64_t exit_interval = 0;  // stop (after saving) once the iteration is a multiple of this; 0 = never
 };
 
+// How MoE layers train (Megatron's --moe-* training flags); the model's experts are [model] fields.
+struct MoeConfig {
+  double aux_loss_coeff = 0;           // load-balancing loss (Switch/GShard form) per MoE layer
+  double z_loss_coeff = 0;             // router z-loss per MoE layer
+  double expert_capacity_factor = 0;   // 0: dropless; > 0: each expert takes at most this · tokens·topk/experts
+  std::string token_drop_policy = "probs";  // probs | position: which tokens an expert past capacity keeps
+  bool pad_expert_input_to_capacity = false;  // every expert's input padded to its capacity
+};
+
 struct ParallelConfig {
   int64_t tp = 1, pp = 1, cp = 1, ep = 1;
+  int64_t etp = 0;  // expert tensor parallelism; 0 = tp (the only size weft supports)
   int64_t dp = 0;  // 0: world / (tp·pp·cp); otherwise must equal it
   int64_t vpp = 1;  // model chunks per pipeline rank (interleaved schedule when > 1)
   int64_t first_stage_layers = 0, last_stage_layers = 0;  // uneven pipelines; 0 = even split
@@ -107,9 +91,11 @@ struct LogConfig {
 };
 
 struct Config {
-  ModelConfig model;
+  ModelSpec model;                   // [model] as the deck wrote it (model/model_fields.cpp declares its keys)
+  std::string model_init = "random";  // model.init: random | hf:DIR | native:DIR
   DataConfig data;
   TrainConfig train;
+  MoeConfig moe;
   ParallelConfig parallel;
   CheckpointConfig checkpoint;
   LogConfig log;

@@ -1,9 +1,13 @@
-// weft/src/config/schema.cpp v4 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
+// weft/src/config/schema.cpp v5 — the deck schema. Names follow Megatron's flags; see the README's deck keys.
+// The [model] keys come from the model field table (model/model_fields.cpp).
 #include "config/schema.h"
 
 #include <algorithm>
 #include <iomanip>
 #include <ostream>
+
+#include "model/model_fields.h"
+#include "util/error.h"
 
 namespace weft {
 namespace po = boost::program_options;
@@ -28,42 +32,44 @@ po::typed_value<bool>* flag(bool* field) {
   return po::value<bool>(field)->default_value(*field, *field ? "true" : "false")->value_name("bool");
 }
 
-// Shape keys: model.init = hf:DIR / native:DIR supplies them (and checks any the deck sets).
-#define kFromInit " (required unless model.init supplies the shape)"
+// A [model] key bound to its field of `spec`. An int list is written "1,3" (empty: none).
+void add_model_field(po::options_description& d, const ModelField& f, ModelSpec& spec) {
+  const std::string key = f.deck_key();
+  std::visit(
+      [&](auto ref) {
+        auto& field = ref(spec);
+        using T = std::decay_t<decltype(field)>;
+        if constexpr (std::is_same_v<T, double>) {
+          d.add_options()(key.c_str(), real(&field), f.doc);
+        } else if constexpr (std::is_same_v<T, bool>) {
+          d.add_options()(key.c_str(), flag(&field), f.doc);
+        } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+          d.add_options()(key.c_str(),
+                          po::value<std::string>()->default_value("")->value_name(f.type())->notifier(
+                              [&field, key](const std::string& text) {
+                                try {
+                                  field = parse_int_list(text);
+                                } catch (const std::exception&) {
+                                  throw ConfigError(str("key '", key, "': expected comma-separated integers, got '",
+                                                        text, "'"));
+                                }
+                              }),
+                          f.doc);
+        } else {
+          d.add_options()(key.c_str(), opt(&field, f.type()), f.doc);
+        }
+      },
+      f.ref);
+}
 
 }  // namespace
 
 po::options_description deck_schema(Config& c) {
   po::options_description d("deck keys");
-  ModelConfig& m = c.model;
-  d.add_options()
-      ("model.family", opt(&m.family, "llama|mistral|qwen2"), "architecture family (sets no shapes; presets do)")
-      ("model.init", opt(&m.init, "random|hf:DIR|native:DIR"),
-       "initial weights: Megatron's normal init, a HuggingFace directory, or a weft checkpoint (weights only); "
-       "hf/native also give the model shape")
-      ("model.num_layers", opt(&m.num_layers, "int"), "number of transformer layers" kFromInit)
-      ("model.hidden_size", opt(&m.hidden_size, "int"), "model width" kFromInit)
-      ("model.ffn_hidden_size", opt(&m.ffn_hidden_size, "int"), "SwiGLU inner width" kFromInit)
-      ("model.num_attention_heads", opt(&m.num_attention_heads, "int"), "query heads" kFromInit)
-      ("model.num_query_groups", opt(&m.num_query_groups, "int"), "key/value heads (GQA); 0 = num_attention_heads")
-      ("model.kv_channels", opt(&m.kv_channels, "int"), "head dimension; 0 = hidden_size / num_attention_heads")
-      ("model.vocab_size", opt(&m.vocab_size, "int"), "tokenizer vocabulary size" kFromInit)
-      ("model.make_vocab_size_divisible_by", opt(&m.make_vocab_size_divisible_by, "int"),
-       "pad the embedding rows to a multiple of this times parallel.tp (padding takes no probability)")
-      ("model.max_position_embeddings", opt(&m.max_position_embeddings, "int"), "longest position RoPE covers" kFromInit)
-      ("model.rope_theta", real(&m.rope_theta), "RoPE base")
-      ("model.rope_scaling.type", opt(&m.rope_scaling.type, "none|linear|llama3"), "RoPE frequency scaling")
-      ("model.rope_scaling.factor", real(&m.rope_scaling.factor), "scaling factor (linear, llama3)")
-      ("model.rope_scaling.low_freq_factor", real(&m.rope_scaling.low_freq_factor), "llama3 low-frequency factor")
-      ("model.rope_scaling.high_freq_factor", real(&m.rope_scaling.high_freq_factor), "llama3 high-frequency factor")
-      ("model.rope_scaling.original_max_position_embeddings",
-       opt(&m.rope_scaling.original_max_position_embeddings, "int"), "llama3: context length before scaling")
-      ("model.norm_epsilon", real(&m.norm_epsilon), "RMSNorm epsilon")
-      ("model.qkv_bias", flag(&m.qkv_bias), "bias on the QKV projection (Qwen)")
-      ("model.tie_embeddings", flag(&m.tie_embeddings), "output layer shares the embedding matrix")
-      ("model.sliding_window", opt(&m.sliding_window, "int"), "attention window in tokens (Mistral); 0 = full")
-      ("model.init_method_std", real(&m.init_method_std), "std of the normal init; residual outputs get "
-       "std/sqrt(2·num_layers)");
+  d.add_options()("model.init", opt(&c.model_init, "random|hf:DIR|native:DIR"),
+                   "initial weights: Megatron's normal init, a HuggingFace directory, or a weft checkpoint (weights "
+                   "only); hf/native also give the model shape");
+  for (const ModelField& f : model_fields()) add_model_field(d, f, c.model);
 
   DataConfig& a = c.data;
   d.add_options()
@@ -129,6 +135,22 @@ po::options_description deck_schema(Config& c) {
       ("train.exit_interval", opt(&t.exit_interval, "int"), "stop after a step that is a multiple of this "
        "(saving first when checkpoint.save is set); 0 = run to train_iters");
 
+  MoeConfig& e = c.moe;
+  d.add_options()
+      ("moe.aux_loss_coeff", real(&e.aux_loss_coeff),
+       "load-balancing loss per MoE layer, Switch/GShard form as Megatron computes it (--moe-aux-loss-coeff); "
+       "0 = off (still logged)")
+      ("moe.z_loss_coeff", real(&e.z_loss_coeff), "router z-loss per MoE layer (--moe-z-loss-coeff); 0 = off")
+      ("moe.expert_capacity_factor", real(&e.expert_capacity_factor),
+       "0 = dropless (every routed token reaches its experts); > 0: an expert takes at most "
+       "ceil(tokens·topk/experts·factor) tokens per micro-batch and rank, the rest are dropped "
+       "(--moe-expert-capacity-factor)")
+      ("moe.token_drop_policy", opt(&e.token_drop_policy, "probs|position"),
+       "past capacity an expert keeps its highest-probability tokens, or its first ones (--moe-token-drop-policy)")
+      ("moe.pad_expert_input_to_capacity", flag(&e.pad_expert_input_to_capacity),
+       "with a capacity factor: every expert's input padded with zero rows to its capacity "
+       "(--moe-pad-expert-input-to-capacity)");
+
   CheckpointConfig& k = c.checkpoint;
   d.add_options()
       ("checkpoint.save", opt(&k.save, "string"), "directory for checkpoints (iter_N/ + latest); empty = none")
@@ -142,7 +164,10 @@ po::options_description deck_schema(Config& c) {
       ("parallel.pp", opt(&p.pp, "int"), "pipeline-parallel size")
       ("parallel.cp", opt(&p.cp, "int"), "context-parallel size: each sequence split over cp ranks, ring attention "
        "(data.seq_length a multiple of 2·cp)")
-      ("parallel.ep", opt(&p.ep, "int"), "expert-parallel size")
+      ("parallel.ep", opt(&p.ep, "int"), "expert-parallel size: each MoE layer's experts split over ep ranks carved "
+       "out of the data- and context-parallel ones (Megatron's order); tokens travel to their experts by all-to-all")
+      ("parallel.etp", opt(&p.etp, "int"), "expert tensor-parallel size; 0 = parallel.tp, the only size weft supports "
+       "(each expert's SwiGLU split over the tensor-parallel ranks like the dense MLPs)")
       ("parallel.dp", opt(&p.dp, "int"), "data-parallel size; 0 = world size / (tp·pp·cp), else must equal it")
       ("parallel.vpp", opt(&p.vpp, "int"), "model chunks per pipeline rank: > 1 runs the interleaved schedule")
       ("parallel.first_stage_layers", opt(&p.first_stage_layers, "int"), "layers on the first pipeline stage; 0 = even")

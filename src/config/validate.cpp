@@ -1,10 +1,13 @@
-// weft/src/config/validate.cpp v3 — cross-key checks, each naming the key and where it was set.
+// weft/src/config/validate.cpp v4 — cross-key checks, each naming the key and where it was set.
 #include "config/validate.h"
 
+#include <cmath>
 #include <filesystem>
 #include <regex>
 #include <sstream>
 
+#include "io/hf_families.h"
+#include "model/model_fields.h"
 #include "util/error.h"
 
 namespace weft {
@@ -17,11 +20,11 @@ class Checker {
   void require(bool ok, const std::string& key, const std::string& expected) const {
     if (!ok) throw ConfigError(str(c_.where(key), ": ", expected));
   }
-  void one_of(const std::string& value, std::initializer_list<const char*> choices, const std::string& key) const {
+  void one_of(const std::string& value, const std::vector<std::string>& choices, const std::string& key) const {
     std::string list;
-    for (const char* ch : choices) {
+    for (const std::string& ch : choices) {
       if (value == ch) return;
-      list += (list.empty() ? "" : ", ") + std::string(ch);
+      list += (list.empty() ? "" : ", ") + ch;
     }
     require(false, key, str("expected one of ", list, ", got '", value, "'"));
   }
@@ -29,6 +32,41 @@ class Checker {
  private:
   const Config& c_;
 };
+
+// The experts of an MoE model and how they train and split: shapes, expert parallelism, capacity.
+void validate_experts(const Config& c, const Checker& k) {
+  const ModelSpec& m = c.model;
+  const ParallelConfig& p = c.parallel;
+  const MoeConfig& e = c.moe;
+  k.require(p.etp == 0 || p.etp == p.tp, "parallel.etp",
+            str("weft splits each expert over the tensor-parallel ranks as it splits the dense MLPs (Megatron's "
+                "expert tensor parallelism with etp = tp = ", p.tp, "); other expert tensor-parallel sizes are not "
+                "supported: leave it 0 or set it to parallel.tp"));
+  for (auto [key, value] : {std::pair{"moe.aux_loss_coeff", e.aux_loss_coeff}, {"moe.z_loss_coeff", e.z_loss_coeff},
+                            {"moe.expert_capacity_factor", e.expert_capacity_factor}})
+    k.require(std::isfinite(value) && value >= 0, key, str("expected a finite number >= 0, got ", value));
+  k.one_of(e.token_drop_policy, {"probs", "position"}, "moe.token_drop_policy");
+  k.require(!e.pad_expert_input_to_capacity || e.expert_capacity_factor > 0, "moe.pad_expert_input_to_capacity",
+            "pads to the capacity a capacity factor sets: needs moe.expert_capacity_factor > 0");
+  if (m.num_experts == 0) {
+    k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model (model.num_experts > 0); use 1");
+    return;
+  }
+  k.require(m.moe_ffn > 0, "model.moe_ffn_hidden_size", "an MoE model (model.num_experts > 0) needs its experts' width");
+  k.require(m.moe_topk <= m.num_experts, "model.moe_router_topk",
+            str("must not exceed model.num_experts = ", m.num_experts, ", got ", m.moe_topk));
+  k.require(!m.moe_shared_gate || m.moe_shared_ffn > 0, "model.moe_shared_expert_gate",
+            "gates a shared expert: needs model.moe_shared_expert_intermediate_size > 0");
+  for (int64_t l : m.mlp_only_layers)
+    k.require(l >= 0 && l < m.num_layers, "model.mlp_only_layers",
+              str("layer ", l, " is not one of the model's layers 0..", m.num_layers - 1));
+  k.require(m.num_experts % p.ep == 0, "parallel.ep",
+            str("must divide model.num_experts = ", m.num_experts, ", got ", p.ep));
+  k.require(m.moe_ffn % p.tp == 0, "parallel.tp",
+            str("must divide model.moe_ffn_hidden_size = ", m.moe_ffn, ", got ", p.tp));
+  k.require(m.moe_shared_ffn % p.tp == 0, "parallel.tp",
+            str("must divide model.moe_shared_expert_intermediate_size = ", m.moe_shared_ffn, ", got ", p.tp));
+}
 
 }  // namespace
 
@@ -62,36 +100,34 @@ void validate_inputs(const Config& c) {
 
 void validate_config(const Config& c, int world_size) {
   const Checker k(c);
-  const ModelConfig& m = c.model;
-  k.one_of(m.family, {"llama", "mistral", "qwen2"}, "model.family");
-  k.require(m.init == "random" || m.init.rfind("hf:", 0) == 0 || m.init.rfind("native:", 0) == 0, "model.init",
-            str("expected random, hf:DIR or native:DIR, got '", m.init, "'"));
-  for (auto [key, value] : {std::pair{"model.num_layers", m.num_layers}, {"model.hidden_size", m.hidden_size},
-                            {"model.ffn_hidden_size", m.ffn_hidden_size},
-                            {"model.num_attention_heads", m.num_attention_heads}, {"model.vocab_size", m.vocab_size},
-                            {"model.max_position_embeddings", m.max_position_embeddings}}) {
-    if (!c.origin.count(key) && value == 0)
+  const ModelSpec& m = c.model;
+  k.one_of(m.family, hf_family_names(), "model.family");
+  k.require(c.model_init == "random" || c.model_init.rfind("hf:", 0) == 0 || c.model_init.rfind("native:", 0) == 0,
+            "model.init", str("expected random, hf:DIR or native:DIR, got '", c.model_init, "'"));
+  bool any_dense = false;
+  for (int64_t l = 0; l < m.num_layers; ++l) any_dense |= m.mlp_kind(l) == MlpKind::dense;
+  for (const ModelField& f : model_fields()) {
+    const std::string key = f.deck_key();
+    const nlohmann::json v = f.get(m);
+    const bool needed = f.required && (key != "model.ffn_hidden_size" || any_dense || m.num_layers == 0);
+    if (needed && !c.origin.count(key) && v == 0)
       throw ConfigError(str(c.deck_path, ": missing required key '", key, "' (set it, include a preset, or use "
                             "model.init = hf:DIR)"));
-    k.require(value > 0, key, "expected a positive integer");
+    if (v.is_number_float()) k.require(std::isfinite(v.get<double>()), key, str("expected a finite number, got ", v.dump()));
+    if (f.check == FieldCheck::positive && !(f.required && !needed && v == 0))
+      k.require(v.get<double>() > 0, key, str("expected a positive number, got ", v.dump()));
+    if (f.check == FieldCheck::non_negative) k.require(v.get<double>() >= 0, key, str("expected a number >= 0, got ", v.dump()));
   }
-  k.require(m.make_vocab_size_divisible_by > 0, "model.make_vocab_size_divisible_by", "expected a positive integer");
-  const int64_t groups = m.num_query_groups ? m.num_query_groups : m.num_attention_heads;
-  k.require(m.num_query_groups >= 0 && m.num_attention_heads % groups == 0, "model.num_query_groups",
-            str("must divide model.num_attention_heads = ", m.num_attention_heads, ", got ", groups));
-  if (m.kv_channels == 0)
-    k.require(m.hidden_size % m.num_attention_heads == 0, "model.hidden_size",
-              str("must be divisible by model.num_attention_heads = ", m.num_attention_heads,
-                  " when model.kv_channels is not set"));
-  const int64_t head_dim = m.kv_channels ? m.kv_channels : m.hidden_size / m.num_attention_heads;
+  const int64_t groups = m.groups ? m.groups : m.heads;
+  k.require(m.heads % groups == 0, "model.num_query_groups",
+            str("must divide model.num_attention_heads = ", m.heads, ", got ", groups));
+  if (m.head_dim == 0)
+    k.require(m.hidden % m.heads == 0, "model.hidden_size",
+              str("must be divisible by model.num_attention_heads = ", m.heads, " when model.kv_channels is not set"));
+  const int64_t head_dim = m.head_dim ? m.head_dim : m.hidden / m.heads;
   k.require(head_dim > 0 && head_dim % 2 == 0, "model.kv_channels", str("head dimension must be even for RoPE, got ",
                                                                         head_dim));
   k.one_of(m.rope_scaling.type, {"none", "linear", "llama3"}, "model.rope_scaling.type");
-  k.require(m.rope_scaling.factor > 0, "model.rope_scaling.factor", "expected a positive number");
-  k.require(m.rope_theta > 0, "model.rope_theta", "expected a positive number");
-  k.require(m.norm_epsilon > 0, "model.norm_epsilon", "expected a positive number");
-  k.require(m.sliding_window >= 0, "model.sliding_window", "expected 0 (off) or a positive window");
-  k.require(m.init_method_std > 0, "model.init_method_std", "expected a positive number");
 
   const ParallelConfig& p = c.parallel;
   k.require(p.tp >= 1, "parallel.tp", "expected an integer >= 1");
@@ -106,11 +142,15 @@ void validate_config(const Config& c, int world_size) {
   k.require(p.dp == 0 || p.dp == dp, "parallel.dp",
             str("world size ", world_size, " ≠ tp·pp·cp·dp = ", p.tp, "·", p.pp, "·", p.cp, "·", p.dp, " = ",
                 model_ranks * p.dp));
-  k.require(m.num_attention_heads % p.tp == 0, "parallel.tp",
-            str("must divide model.num_attention_heads = ", m.num_attention_heads, ", got ", p.tp));
+  k.require((dp * p.cp) % p.ep == 0, "parallel.ep",
+            str("expert-parallel ranks are carved out of the data- and context-parallel ones: must divide dp·cp = ",
+                dp, "·", p.cp, " = ", dp * p.cp, ", got ", p.ep));
+  validate_experts(c, k);
+  k.require(m.heads % p.tp == 0, "parallel.tp",
+            str("must divide model.num_attention_heads = ", m.heads, ", got ", p.tp));
   k.require(groups % p.tp == 0, "parallel.tp", str("must divide model.num_query_groups = ", groups, ", got ", p.tp));
-  k.require(m.ffn_hidden_size % p.tp == 0, "parallel.tp",
-            str("must divide model.ffn_hidden_size = ", m.ffn_hidden_size, ", got ", p.tp));
+  k.require(m.ffn % p.tp == 0, "parallel.tp",
+            str("must divide model.ffn_hidden_size = ", m.ffn, ", got ", p.tp));
   k.require(p.pp <= m.num_layers, "parallel.pp", str("must not exceed model.num_layers = ", m.num_layers));
   k.require(p.vpp >= 1, "parallel.vpp", "expected an integer >= 1");
   k.require(p.ddp_bucket_size >= 0, "parallel.ddp_bucket_size", "expected an integer >= 0 (0 = one bucket)");
@@ -130,14 +170,13 @@ void validate_config(const Config& c, int world_size) {
               str("pp·vpp = ", p.pp * p.vpp, " must divide model.num_layers = ", m.num_layers,
                   " (or set parallel.first_stage_layers / last_stage_layers)"));
   }
-  k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model; use 1");
   k.require(!p.overlap_param_gather || p.distributed_optimizer, "parallel.overlap_param_gather",
             "overlaps the distributed optimizer's all-gathers: needs parallel.distributed_optimizer = true");
 
   const DataConfig& d = c.data;
   k.require(d.seq_length > 0, "data.seq_length", "expected a positive integer");
-  k.require(d.seq_length <= m.max_position_embeddings, "data.seq_length",
-            str("must not exceed model.max_position_embeddings = ", m.max_position_embeddings));
+  k.require(d.seq_length <= m.max_positions, "data.seq_length",
+            str("must not exceed model.max_position_embeddings = ", m.max_positions));
   parse_split(c);
   k.require(d.seq_length % (2 * p.cp) == 0, "parallel.cp",
             str("context parallelism splits each sequence into 2·cp chunks: data.seq_length = ", d.seq_length,

@@ -1,90 +1,86 @@
-// weft/src/io/hf_weights.cpp v1 — the Megatron ↔ HF name and row map, shard reads, export.
+// weft/src/io/hf_weights.cpp v2 — the Megatron ↔ HF name and row map, shard reads, export.
 #include "io/hf_weights.h"
 
-#include <map>
-#include <regex>
-
+#include "io/hf_families.h"
 #include "ops/ops.h"
 #include "util/error.h"
 
 namespace weft {
-namespace {
 
-struct LayerName {
-  int64_t layer = -1;
-  std::string rest;  // after "decoder.layers.N."
-};
-
-LayerName split_layer(const std::string& name) {
-  static const std::regex re(R"(decoder\.layers\.(\d+)\.(.+))");
-  std::smatch m;
-  if (!std::regex_match(name, m, re)) return {};
-  return {std::stoll(m[1]), m[2]};
+void HfNameMap::add(const std::string& name, const std::string& hf_name, const Shape& hf_shape, int64_t row_begin) {
+  segments_[name].push_back({row_begin, hf_shape.at(0), hf_name, 0});
+  shapes_[hf_name] = hf_shape;
 }
 
-std::string hf_layer(int64_t layer, const std::string& rest) { return str("model.layers.", layer, ".", rest); }
-
-// The HF tensors of one layer that come from one weft tensor, in the order their rows are stacked.
-std::vector<HfSegment> qkv_segments(const ModelSpec& s, int64_t layer, const char* kind) {
-  const int64_t q = s.q_per_group() * s.head_dim, d = s.head_dim, per_group = q + 2 * d;
-  std::vector<HfSegment> out;
-  for (int64_t g = 0; g < s.groups; ++g) {
-    out.push_back({g * per_group, q, hf_layer(layer, str("self_attn.q_proj.", kind)), g * q});
-    out.push_back({g * per_group + q, d, hf_layer(layer, str("self_attn.k_proj.", kind)), g * d});
-    out.push_back({g * per_group + q + d, d, hf_layer(layer, str("self_attn.v_proj.", kind)), g * d});
+HfNameMap::HfNameMap(const ModelSpec& spec) : spec_(spec) {
+  const ModelSpec& s = spec_;
+  const HfFamily& family = hf_family(s.family);
+  const int64_t h = s.hidden;
+  add("embedding.word_embeddings.weight", "model.embed_tokens.weight", {s.vocab, h}, 0);
+  if (!s.tie_embeddings) add("output_layer.weight", "lm_head.weight", {s.vocab, h}, 0);
+  add("decoder.final_layernorm.weight", "model.norm.weight", {h}, 0);
+  // A SwiGLU's fc1 stacks gate over up (Megatron's linear_fc1); HF keeps the three matrices apart.
+  auto swiglu = [&](const std::string& weft, const std::string& hf, int64_t width, const char* gate, const char* up,
+                    const char* down) {
+    add(weft + ".linear_fc1.weight", hf + "." + gate + ".weight", {width, h}, 0);
+    add(weft + ".linear_fc1.weight", hf + "." + up + ".weight", {width, h}, width);
+    add(weft + ".linear_fc2.weight", hf + "." + down + ".weight", {h, width}, 0);
+  };
+  for (int64_t l = 0; l < s.num_layers; ++l) {
+    const std::string w = str("decoder.layers.", l, "."), f = str("model.layers.", l, ".");
+    add(w + "input_layernorm.weight", f + "input_layernorm.weight", {h}, 0);
+    add(w + "pre_mlp_layernorm.weight", f + "post_attention_layernorm.weight", {h}, 0);
+    // Megatron's fused QKV: per query group its q heads, then k, then v.
+    const int64_t q = s.q_per_group() * s.head_dim, d = s.head_dim, per_group = q + 2 * d;
+    for (const char* kind : s.qkv_bias ? std::vector<const char*>{"weight", "bias"} : std::vector<const char*>{"weight"}) {
+      const std::string fused = w + "self_attention.linear_qkv." + kind;
+      const bool weight = std::string(kind) == "weight";
+      for (int64_t g = 0; g < s.groups; ++g) {
+        const std::pair<const char*, int64_t> parts[] = {{"q_proj", q}, {"k_proj", d}, {"v_proj", d}};
+        int64_t at = g * per_group;
+        for (const auto& [proj, rows] : parts) {
+          const std::string hf = f + "self_attn." + proj + "." + kind;
+          const int64_t total = std::string(proj) == "q_proj" ? s.heads * d : s.groups * d;
+          segments_[fused].push_back({at, rows, hf, g * rows});
+          shapes_[hf] = weight ? Shape{total, h} : Shape{total};
+          at += rows;
+        }
+      }
+    }
+    add(w + "self_attention.linear_proj.weight", f + "self_attn.o_proj.weight", {h, s.heads * s.head_dim}, 0);
+    if (s.mlp_kind(l) == MlpKind::dense) {
+      swiglu(w + "mlp", f + "mlp", s.ffn, "gate_proj", "up_proj", "down_proj");
+      continue;
+    }
+    const std::string block = f + family.moe_block;
+    add(w + "mlp.router.weight", block + ".gate.weight", {s.num_experts, h}, 0);
+    for (int64_t e = 0; e < s.num_experts; ++e)
+      swiglu(str(w, "mlp.experts.local_experts.", e), str(block, ".experts.", e), s.moe_ffn, family.expert_gate,
+             family.expert_up, family.expert_down);
+    if (s.moe_shared_ffn > 0)
+      swiglu(w + "mlp.shared_experts", block + ".shared_expert", s.moe_shared_ffn, "gate_proj", "up_proj", "down_proj");
+    if (s.moe_shared_gate) add(w + "mlp.shared_experts.gate_weight", block + ".shared_expert_gate.weight", {1, h}, 0);
   }
-  return out;
 }
 
-}  // namespace
-
-std::vector<HfSegment> hf_segments(const ModelSpec& s, const std::string& name) {
-  if (name == "embedding.word_embeddings.weight") return {{0, s.vocab, "model.embed_tokens.weight", 0}};
-  if (name == "output_layer.weight") return {{0, s.vocab, "lm_head.weight", 0}};
-  if (name == "decoder.final_layernorm.weight") return {{0, s.hidden, "model.norm.weight", 0}};
-  const LayerName l = split_layer(name);
-  if (l.layer >= 0) {
-    if (l.rest == "input_layernorm.weight") return {{0, s.hidden, hf_layer(l.layer, "input_layernorm.weight"), 0}};
-    if (l.rest == "pre_mlp_layernorm.weight")
-      return {{0, s.hidden, hf_layer(l.layer, "post_attention_layernorm.weight"), 0}};
-    if (l.rest == "self_attention.linear_qkv.weight") return qkv_segments(s, l.layer, "weight");
-    if (l.rest == "self_attention.linear_qkv.bias") return qkv_segments(s, l.layer, "bias");
-    if (l.rest == "self_attention.linear_proj.weight") return {{0, s.hidden, hf_layer(l.layer, "self_attn.o_proj.weight"), 0}};
-    if (l.rest == "mlp.linear_fc1.weight")
-      return {{0, s.ffn, hf_layer(l.layer, "mlp.gate_proj.weight"), 0},
-              {s.ffn, s.ffn, hf_layer(l.layer, "mlp.up_proj.weight"), 0}};
-    if (l.rest == "mlp.linear_fc2.weight") return {{0, s.hidden, hf_layer(l.layer, "mlp.down_proj.weight"), 0}};
-  }
-  fail(str("parameter '", name, "' has no HuggingFace counterpart"));
+const std::vector<HfSegment>& HfNameMap::segments(const std::string& name) const {
+  const auto it = segments_.find(name);
+  WEFT_CHECK(it != segments_.end(), "parameter '", name, "' has no HuggingFace counterpart");
+  return it->second;
 }
 
-Shape hf_shape(const ModelSpec& s, const std::string& hf_name) {
-  static const std::regex re(R"(model\.layers\.\d+\.(.+))");
-  std::smatch m;
-  if (hf_name == "model.embed_tokens.weight" || hf_name == "lm_head.weight") return {s.vocab, s.hidden};
-  if (hf_name == "model.norm.weight") return {s.hidden};
-  if (std::regex_match(hf_name, m, re)) {
-    const std::string r = m[1];
-    const int64_t q = s.heads * s.head_dim, kv = s.groups * s.head_dim;
-    if (r == "input_layernorm.weight" || r == "post_attention_layernorm.weight") return {s.hidden};
-    if (r == "self_attn.q_proj.weight") return {q, s.hidden};
-    if (r == "self_attn.k_proj.weight" || r == "self_attn.v_proj.weight") return {kv, s.hidden};
-    if (r == "self_attn.q_proj.bias") return {q};
-    if (r == "self_attn.k_proj.bias" || r == "self_attn.v_proj.bias") return {kv};
-    if (r == "self_attn.o_proj.weight") return {s.hidden, q};
-    if (r == "mlp.gate_proj.weight" || r == "mlp.up_proj.weight") return {s.ffn, s.hidden};
-    if (r == "mlp.down_proj.weight") return {s.hidden, s.ffn};
-  }
-  return {};
+const Shape* HfNameMap::shape(const std::string& hf_name) const {
+  const auto it = shapes_.find(hf_name);
+  return it == shapes_.end() ? nullptr : &it->second;
 }
 
 namespace {
 
 // Reads rows (elements, for 1-D) [row, row + rows) × columns [col, col + cols) of an HF tensor, checking its shape.
-void read_hf(const ModelSpec& spec, const SafetensorsDir& hf, const std::string& name, int64_t row, int64_t rows,
+void read_hf(const HfNameMap& names, const SafetensorsDir& hf, const std::string& name, int64_t row, int64_t rows,
              int64_t col, int64_t cols, double* out) {
   const SafetensorsFile& f = hf.file_of(name);
-  const Shape want = hf_shape(spec, name);
+  const Shape& want = *names.shape(name);
   WEFT_CHECK(f.info(name).shape == want, f.path(), ": tensor '", name, "' has shape ", shape_str(f.info(name).shape),
              ", but config.json implies ", shape_str(want));
   if (want.size() == 1) f.read_block(name, 0, 1, row, rows, out);
@@ -93,8 +89,8 @@ void read_hf(const ModelSpec& spec, const SafetensorsDir& hf, const std::string&
 
 }  // namespace
 
-void load_hf_parameter(Parameter& p, const ModelSpec& spec, const SafetensorsDir& hf) {
-  const std::vector<HfSegment> segs = hf_segments(spec, p.name);
+void load_hf_parameter(Parameter& p, const HfNameMap& names, const SafetensorsDir& hf) {
+  const std::vector<HfSegment>& segs = names.segments(p.name);
   const Shape& ls = p.value.shape();
   const int64_t cols = ls.size() == 2 ? ls[1] : 1;
   std::vector<double> local(static_cast<size_t>(p.value.numel()), 0.0);
@@ -103,7 +99,7 @@ void load_hf_parameter(Parameter& p, const ModelSpec& spec, const SafetensorsDir
     for (const ShardBlock& b : p.blocks)
       for (const HfSegment& s : segs) {
         std::vector<double> block(static_cast<size_t>(s.rows * b.length));
-        read_hf(spec, hf, s.hf_name, s.hf_row_begin, s.rows, b.global_begin, b.length, block.data());
+        read_hf(names, hf, s.hf_name, s.hf_row_begin, s.rows, b.global_begin, b.length, block.data());
         for (int64_t r = 0; r < s.rows; ++r)
           for (int64_t c = 0; c < b.length; ++c)
             local[(s.row_begin + r) * cols + b.local_begin + c] = block[r * b.length + c];
@@ -116,36 +112,33 @@ void load_hf_parameter(Parameter& p, const ModelSpec& spec, const SafetensorsDir
         const int64_t lo = std::max(b.global_begin, s.row_begin);
         const int64_t hi = std::min(b.global_begin + b.length, s.row_begin + s.rows);
         if (lo >= hi) continue;
-        read_hf(spec, hf, s.hf_name, s.hf_row_begin + (lo - s.row_begin), hi - lo, 0, cols,
+        read_hf(names, hf, s.hf_name, s.hf_row_begin + (lo - s.row_begin), hi - lo, 0, cols,
                 local.data() + (b.local_begin + lo - b.global_begin) * cols);
       }
   }
   write_into(p.value, Tensor::from_vector(local, ls));
 }
 
-void check_no_unused_hf_tensors(const ModelSpec& spec, const SafetensorsDir& hf) {
+void check_no_unused_hf_tensors(const HfNameMap& names, const SafetensorsDir& hf) {
   for (const std::string& name : hf.names()) {
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // a buffer older exports include
-    if (name == "lm_head.weight" && spec.tie_embeddings) continue;        // some tied exports repeat it
-    WEFT_CHECK(!hf_shape(spec, name).empty() && (name != "lm_head.weight" || !spec.tie_embeddings) &&
-                   (spec.qkv_bias || name.find("_proj.bias") == std::string::npos),
-               hf.dir(), ": the checkpoint has tensor '", name, "', which the model in config.json does not use "
-               "(a config/checkpoint mismatch)");
+    if (name == "lm_head.weight" && names.spec().tie_embeddings) continue;  // some tied exports repeat it
+    WEFT_CHECK(names.shape(name), hf.dir(), ": the checkpoint has tensor '", name, "', which the model in "
+               "config.json does not use (a config/checkpoint mismatch)");
   }
 }
 
-void add_hf_tensors(const ModelSpec& spec, const std::string& name, const Shape& global_shape,
+void add_hf_tensors(const HfNameMap& names, const std::string& name, const Shape& global_shape,
                     const std::vector<double>& values, SafetensorsWriter& out) {
   const int64_t cols = global_shape.size() == 2 ? global_shape[1] : 1;
   std::map<std::string, std::vector<double>> pieces;
-  for (const HfSegment& s : hf_segments(spec, name)) {
-    const Shape shape = hf_shape(spec, s.hf_name);
+  for (const HfSegment& s : names.segments(name)) {
     auto& dst = pieces[s.hf_name];
-    dst.resize(static_cast<size_t>(numel_of(shape)));
+    dst.resize(static_cast<size_t>(numel_of(*names.shape(s.hf_name))));
     std::copy(values.begin() + s.row_begin * cols, values.begin() + (s.row_begin + s.rows) * cols,
               dst.begin() + s.hf_row_begin * cols);
   }
-  for (auto& [hf_name, v] : pieces) out.add(hf_name, hf_shape(spec, hf_name), v);
+  for (auto& [hf_name, v] : pieces) out.add(hf_name, *names.shape(hf_name), v);
 }
 
 }  // namespace weft

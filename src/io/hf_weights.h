@@ -1,9 +1,11 @@
-// weft/src/io/hf_weights.h v1 — HuggingFace checkpoints ↔ weft's (Megatron-layout) parameters.
+// weft/src/io/hf_weights.h v2 — HuggingFace checkpoints ↔ weft's (Megatron-layout) parameters.
 //
-// Megatron fuses q/k/v into one matrix interleaved per query group and gate/up into fc1; HF keeps them apart.
-// The map says, for every row of a weft parameter's global tensor, which HF tensor and row it comes from, so a
-// rank can read exactly its shard of each HF tensor (rows for column-parallel, columns for row-parallel).
+// Megatron fuses q/k/v into one matrix interleaved per query group and gate/up into fc1; HF keeps them apart, and
+// names a family's MoE tensors its own way (io/hf_families.h). The name map says, for every row of a weft
+// parameter's global tensor, which HF tensor and row it comes from, so a rank can read exactly its shard of each HF
+// tensor (rows for column-parallel, columns for row-parallel; only its own experts under expert parallelism).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,18 +23,30 @@ struct HfSegment {
   int64_t hf_row_begin;
 };
 
-// The segments that make up parameter `name` of a model with `spec`.
-std::vector<HfSegment> hf_segments(const ModelSpec& spec, const std::string& name);
-// The global shape HF gives tensor `hf_name` for `spec` (to check checkpoints against their config).
-Shape hf_shape(const ModelSpec& spec, const std::string& hf_name);
+// Every HF tensor of a model with `spec` and the weft parameters it maps to, built once from the spec.
+class HfNameMap {
+ public:
+  explicit HfNameMap(const ModelSpec& spec);
+  const ModelSpec& spec() const { return spec_; }
+  // The segments that make up weft parameter `name`; throws if it has no HF counterpart.
+  const std::vector<HfSegment>& segments(const std::string& name) const;
+  // The global shape HF gives `hf_name` (to check checkpoints against their config); null if the model has none.
+  const Shape* shape(const std::string& hf_name) const;
+
+ private:
+  void add(const std::string& name, const std::string& hf_name, const Shape& hf_shape, int64_t row_begin);
+  ModelSpec spec_;
+  std::map<std::string, std::vector<HfSegment>> segments_;
+  std::map<std::string, Shape> shapes_;
+};
 
 // Fills the local shard of `p` from the checkpoint; errors name the directory and the missing or misshapen tensor.
-void load_hf_parameter(Parameter& p, const ModelSpec& spec, const SafetensorsDir& hf);
+void load_hf_parameter(Parameter& p, const HfNameMap& names, const SafetensorsDir& hf);
 // Checks that every tensor of the checkpoint is one the model uses (or a known leftover such as rotary inv_freq).
-void check_no_unused_hf_tensors(const ModelSpec& spec, const SafetensorsDir& hf);
+void check_no_unused_hf_tensors(const HfNameMap& names, const SafetensorsDir& hf);
 
 // Splits a full global parameter (row-major values) into its HF tensors and adds them to `out`.
-void add_hf_tensors(const ModelSpec& spec, const std::string& name, const Shape& global_shape,
+void add_hf_tensors(const HfNameMap& names, const std::string& name, const Shape& global_shape,
                     const std::vector<double>& values, SafetensorsWriter& out);
 
 }  // namespace weft

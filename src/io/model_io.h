@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "io/checkpoint.h"
 #include "model/gpt_model.h"
+#include "model/model_fields.h"
 
 namespace weft {
 
@@ -17,10 +18,6 @@ struct WeightSource {
 
 // The model shape a weight source carries (HF config.json, or a native checkpoint's metadata).
 ModelSpec spec_of(const WeightSource& src);
-// The deck's [model] section written from a spec (what a deck would say to build that model).
-ModelConfig model_config_of(const ModelSpec& spec);
-ModelSpec spec_from_json(const nlohmann::json& j);
-nlohmann::json spec_to_json(const ModelSpec& s);
 
 // Every rank reads only the slices it owns (of the parameters it holds, whatever the layout).
 void load_hf_weights(const ModelSpec& spec, const std::vector<Parameter*>& params, const std::string& dir);

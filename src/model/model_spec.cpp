@@ -1,31 +1,22 @@
-// weft/src/model/model_spec.cpp v1 — ModelSpec from a deck, vocab padding, RoPE frequencies.
+// weft/src/model/model_spec.cpp v2 — derived defaults, layer kinds, vocab padding, parameter and FLOP counts, RoPE.
 #include "model/model_spec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
 namespace weft {
 
-ModelSpec ModelSpec::from_config(const ModelConfig& m) {
-  ModelSpec s;
-  s.family = m.family;
-  s.num_layers = m.num_layers;
-  s.hidden = m.hidden_size;
-  s.ffn = m.ffn_hidden_size;
-  s.heads = m.num_attention_heads;
-  s.groups = m.num_query_groups ? m.num_query_groups : m.num_attention_heads;
-  s.head_dim = m.kv_channels ? m.kv_channels : m.hidden_size / m.num_attention_heads;
-  s.vocab = m.vocab_size;
-  s.vocab_multiple = m.make_vocab_size_divisible_by;
-  s.max_positions = m.max_position_embeddings;
-  s.rope_theta = m.rope_theta;
-  s.rope_scaling = m.rope_scaling;
-  s.norm_eps = m.norm_epsilon;
-  s.qkv_bias = m.qkv_bias;
-  s.tie_embeddings = m.tie_embeddings;
-  s.sliding_window = m.sliding_window;
-  s.init_std = m.init_method_std;
+ModelSpec ModelSpec::resolved() const {
+  ModelSpec s = *this;
+  if (s.groups == 0) s.groups = s.heads;
+  if (s.head_dim == 0 && s.heads > 0) s.head_dim = s.hidden / s.heads;
   return s;
+}
+
+MlpKind ModelSpec::mlp_kind(int64_t layer) const {
+  const bool dense_only = std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end();
+  return num_experts > 0 && !dense_only && (layer + 1) % decoder_sparse_step == 0 ? MlpKind::moe : MlpKind::dense;
 }
 
 int64_t ModelSpec::padded_vocab(int64_t tp) const {
@@ -35,14 +26,24 @@ int64_t ModelSpec::padded_vocab(int64_t tp) const {
 
 int64_t ModelSpec::num_parameters() const {
   const int64_t qkv = (heads + 2 * groups) * head_dim * hidden + (qkv_bias ? (heads + 2 * groups) * head_dim : 0);
-  const int64_t layer = 2 * hidden + qkv + heads * head_dim * hidden + 3 * hidden * ffn;
-  return num_layers * layer + hidden + vocab * hidden * (tie_embeddings ? 1 : 2);
+  int64_t total = hidden + vocab * hidden * (tie_embeddings ? 1 : 2);
+  for (int64_t l = 0; l < num_layers; ++l) {
+    total += 2 * hidden + qkv + heads * head_dim * hidden;
+    if (mlp_kind(l) == MlpKind::dense)
+      total += 3 * hidden * ffn;
+    else
+      total += num_experts * (hidden + 3 * hidden * moe_ffn) + 3 * hidden * moe_shared_ffn + (moe_shared_gate ? hidden : 0);
+  }
+  return total;
 }
 
 double ModelSpec::flops(int64_t samples, int64_t seq, int64_t padded_vocab) const {
   const double tokens = double(samples) * double(seq), h = double(hidden), q = double(heads * head_dim),
                kv = double(groups * head_dim), L = double(num_layers);
-  const double per_token = 6.0 * (h * double(ffn) * 3.0 * L + L * (h * (q + 2 * kv) + q * h) + h * double(padded_vocab));
+  double mlp_width = 0;  // Σ over layers of the SwiGLU width a token goes through
+  for (int64_t l = 0; l < num_layers; ++l)
+    mlp_width += mlp_kind(l) == MlpKind::dense ? double(ffn) : double(moe_ffn * moe_topk + moe_shared_ffn);
+  const double per_token = 6.0 * (h * mlp_width * 3.0 + L * (h * (q + 2 * kv) + q * h) + h * double(padded_vocab));
   const double attention = double(samples) * double(seq) * double(seq) * L * 6.0 * q / 2.0 * 2.0;
   return tokens * per_token + attention;
 }
@@ -52,7 +53,7 @@ std::vector<double> rope_inv_freq(const ModelSpec& spec) {
   std::vector<double> inv(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i)
     inv[i] = 1.0 / std::pow(spec.rope_theta, double(2 * i) / double(spec.head_dim));
-  const RopeScalingConfig& r = spec.rope_scaling;
+  const RopeScaling& r = spec.rope_scaling;
   if (r.type == "linear") {
     for (double& f : inv) f /= r.factor;
   } else if (r.type == "llama3") {

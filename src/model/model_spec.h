@@ -1,32 +1,60 @@
-// weft/src/model/model_spec.h v1 — the shapes and options of a Llama-family decoder, independent of layout.
+// weft/src/model/model_spec.h v2 — the shapes and options of a decoder-only model, independent of layout.
+//
+// Every field is declared once, in model/model_fields.cpp (deck key, type, default, doc, config.json key, checks);
+// the deck schema, checkpoint metadata and the HF config map read that table. A deck fills a ModelSpec as written
+// (0 may mean "derive it"); resolved() derives those defaults.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "config/config.h"
-
 namespace weft {
+
+struct RopeScaling {
+  std::string type = "none";  // none | linear | llama3
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+// What the MLP slot of a decoder layer holds.
+enum class MlpKind { dense, moe };
 
 struct ModelSpec {
   std::string family = "llama";
   int64_t num_layers = 0, hidden = 0, ffn = 0, heads = 0, groups = 0, head_dim = 0;
   int64_t vocab = 0, vocab_multiple = 128, max_positions = 0;
   double rope_theta = 10000;
-  RopeScalingConfig rope_scaling;
+  RopeScaling rope_scaling;
   double norm_eps = 1e-5;
   bool qkv_bias = false, tie_embeddings = false;
   int64_t sliding_window = 0;
   double init_std = 0.02;
 
-  static ModelSpec from_config(const ModelConfig& m);
+  // Mixture of experts (num_experts = 0: every MLP is dense).
+  int64_t num_experts = 0;
+  int64_t moe_ffn = 0;           // each routed expert's SwiGLU width
+  int64_t moe_topk = 2;          // experts per token
+  bool moe_pre_softmax = false;  // softmax over all experts, then top-k (no renormalisation); false: the softmax of
+                                 // the top-k logits (= top-k of the softmax renormalised)
+  int64_t moe_shared_ffn = 0;    // width of the shared expert every token also goes through (0: none)
+  bool moe_shared_gate = false;  // the shared expert's output scaled by sigmoid(x·g) (Qwen-MoE)
+  int64_t decoder_sparse_step = 1;        // layer l is MoE when (l + 1) % step == 0 (HF's Qwen-MoE rule)
+  std::vector<int64_t> mlp_only_layers;  // layers that stay dense whatever the step
+
+  // groups = heads and head_dim = hidden / heads where the deck left them 0.
+  ModelSpec resolved() const;
   int64_t q_per_group() const { return heads / groups; }
+  MlpKind mlp_kind(int64_t layer) const;
+  bool has_experts() const { return num_experts > 0; }
   // Rows of the embedding / output matrices: vocab padded to a multiple of vocab_multiple·tp.
   int64_t padded_vocab(int64_t tp) const;
-  // Parameter count (unpadded vocabulary), for FLOP and memory estimates.
+  // Parameter count (unpadded vocabulary, every expert), for FLOP and memory estimates.
   int64_t num_parameters() const;
   // Megatron's model FLOPs (num_floating_point_operations) for `samples` causal rows of `seq` tokens, forward and
-  // backward, with the output layer over `padded_vocab` rows.
+  // backward, with the output layer over `padded_vocab` rows; MoE layers count the experts a token is routed to and
+  // the shared expert, not the router.
   double flops(int64_t samples, int64_t seq, int64_t padded_vocab) const;
 };
 

@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v12 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v13 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -23,6 +23,11 @@ struct AttentionParams {
   bool causal = true;        // false: every query sees every key of its segment (no window); context parallelism
                              // needs it for key blocks that lie wholly before the queries
   bool deterministic = false;  // the backward gives the same bits every run (GPU: two passes, no reordered sums)
+};
+
+struct RouterParams {
+  int64_t topk = 1;
+  bool pre_softmax = false;  // weights = softmax over all experts at the chosen ones; false: softmax of the top-k logits
 };
 
 struct AdamWParams {
@@ -110,6 +115,49 @@ class Ops {
   virtual void swiglu_forward(Tensor& out, const Tensor& in) = 0;
   // din [t, 2f] (overwritten) from dout [t, f].
   virtual void swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) = 0;
+
+  // ---- mixture of experts: routing, dispatch order, expert GEMMs (Megatron-Core's router, permute, grouped GEMM)
+  // probs [t, k] and experts [t, k] (i32): each token's k experts of highest logit (ties: the lower index first),
+  // from logits [t, E] (stat dtype), and their weights: the softmax of those k logits, or with p.pre_softmax the
+  // softmax over all E, taken at them. probs in the logits' dtype.
+  virtual void moe_route(Tensor& probs, Tensor& experts, const Tensor& logits, const RouterParams& p) = 0;
+  // The auxiliary losses' statistics (overwritten, the logits' dtype): score_sum [E] = Σ_t softmax(logits_t),
+  // counts [E] = tokens whose experts include e, z_sum [1] = Σ_t logsumexp(logits_t)².
+  virtual void moe_router_stats(Tensor& score_sum, Tensor& counts, Tensor& z_sum, const Tensor& logits,
+                                const Tensor& experts) = 0;
+  // dlogits [t, E] (overwritten) of Σ_{t,j} dprobs[t,j]·probs[t,j] (through moe_route's probs) plus
+  // Σ_t Σ_e aux_weight[e]·softmax(logits_t)_e (aux_weight [E], the logits' dtype) plus z_scale·Σ_t logsumexp(logits_t)².
+  virtual void moe_route_backward(Tensor& dlogits, const Tensor& dprobs, const Tensor& probs, const Tensor& experts,
+                                  const Tensor& logits, const Tensor& aux_weight, double z_scale,
+                                  const RouterParams& p) = 0;
+  // The dispatch order of the (token, choice) pairs with experts[t, j] >= 0 (-1: dropped): grouped by expert, tokens
+  // ascending within an expert. rows [t, k] (i32) = each pair's row in that order, -1 for dropped pairs; counts
+  // (host, num_experts) = rows per expert. With pad > 0 every expert owns exactly pad rows, its pairs first (at most
+  // pad of them), padding rows after them that no pair maps to.
+  virtual void moe_dispatch_plan(Tensor& rows, std::vector<int64_t>& counts, const Tensor& experts,
+                                 int64_t num_experts, int64_t pad) = 0;
+  // out[rows[t, j]] = in[t] for every pair with rows[t, j] >= 0; out's other rows are left as they are.
+  virtual void moe_permute(Tensor& out, const Tensor& in, const Tensor& rows) = 0;
+  // out[t] = Σ_j in[rows[t, j]] over the pairs with rows[t, j] >= 0 (0 where none), summed in fp32 and rounded once:
+  // the experts' outputs combined per token, and the backward of moe_permute.
+  virtual void moe_unpermute(Tensor& out, const Tensor& in, const Tensor& rows) = 0;
+  // Per-pair values between token order and dispatch order: to_rows: out[rows[t, j]] = in[t, j] (out [R]; rows no
+  // pair maps to are left as they are); otherwise out[t, j] = in[rows[t, j]], 0 for dropped pairs (out [t, k]).
+  virtual void moe_pair_values(Tensor& out, const Tensor& in, const Tensor& rows, bool to_rows) = 0;
+  // The experts' SwiGLU with each row's routing weight applied before fc2 (as Megatron's experts apply it):
+  // out [r, f] = silu(in[r, :f])·in[r, f:]·scale[r] (scale fp32 [r]).
+  virtual void moe_swiglu_forward(Tensor& out, const Tensor& in, const Tensor& scale) = 0;
+  // din [r, 2f] and dscale [r] (fp32; both overwritten) from dout [r, f].
+  virtual void moe_swiglu_backward(Tensor& din, Tensor& dscale, const Tensor& dout, const Tensor& in,
+                                   const Tensor& scale) = 0;
+  // One GEMM per group of consecutive rows: c[g] = a[g]·op(b[g]) for the rows[g] rows of group g (op: bᵀ when
+  // trans_b; b[g] 2-D row-major); c overwritten. The default runs gemm group by group.
+  virtual void grouped_gemm(Tensor& c, const Tensor& a, const std::vector<Tensor>& b, bool trans_b,
+                            const std::vector<int64_t>& rows);
+  // The weight gradients of grouped_gemm with trans_b: db[g] = dc[g]ᵀ·a[g] + beta[g]·db[g] over group g's rows
+  // (a group of no rows: db[g] = beta[g]·db[g]). The default runs gemm group by group.
+  virtual void grouped_gemm_wgrad(std::vector<Tensor>& db, const Tensor& dc, const Tensor& a,
+                                  const std::vector<int64_t>& rows, const std::vector<double>& beta);
 
   // ---- embedding (vocab-parallel: this shard holds rows [vocab_start, vocab_start + table rows))
   // out[t] = table[ids[t] - vocab_start], or 0 where ids[t] is outside the shard.

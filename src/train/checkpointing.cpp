@@ -45,12 +45,11 @@ void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, c
 namespace {
 
 void check_same_model(const ModelSpec& mine, const CheckpointReader& r) {
-  const nlohmann::json want = spec_to_json(mine), have = r.metadata().value("model", nlohmann::json::object());
-  for (auto& [key, value] : want.items()) {
-    if (key == "init_method_std" || key == "make_vocab_size_divisible_by") continue;  // no effect on saved tensors
-    WEFT_CHECK(have.contains(key) && have[key] == value, r.path(), ": saved model has ", key, " = ",
-               have.contains(key) ? have[key].dump() : "nothing", ", the deck's model has ", value.dump(),
-               " (config/checkpoint mismatch)");
+  const ModelSpec saved = spec_from_json(r.metadata().value("model", nlohmann::json::object()));
+  for (const ModelField& f : model_fields()) {
+    if (!f.shapes_weights) continue;
+    WEFT_CHECK(f.get(saved) == f.get(mine), r.path(), ": saved model has ", f.key, " = ", f.text(saved),
+               ", the deck's model has ", f.text(mine), " (config/checkpoint mismatch)");
   }
 }
 
@@ -81,7 +80,7 @@ int64_t resume_checkpoint(const Config& cfg, const ModelSpec& spec, Optimizer& o
 }
 
 void load_initial_weights(const Config& cfg, const ModelSpec& spec, const std::vector<Parameter*>& params) {
-  const WeightSource src = WeightSource::parse(cfg.model.init);
+  const WeightSource src = WeightSource::parse(cfg.model_init);
   if (src.kind == WeightSource::hf) {
     load_hf_weights(spec, params, src.dir);
   } else if (src.kind == WeightSource::native) {

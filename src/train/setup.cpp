@@ -26,7 +26,7 @@ int32_t eod_token(const Config& c) {
 
 std::unique_ptr<SampleSource> build_samples(const Config& c, int split, int64_t num_samples) {
   if (c.data.mock)
-    return std::make_unique<MockSamples>(num_samples, c.data.seq_length, c.model.vocab_size,
+    return std::make_unique<MockSamples>(num_samples, c.data.seq_length, c.model.vocab,
                                          static_cast<uint64_t>(c.train.seed) * 3 + static_cast<uint64_t>(split));
   if (c.data.sft) {
     const Blend blend = Blend::parse(c.data.prefix);
@@ -52,7 +52,7 @@ BatchOptions batch_options(const Config& c, int64_t dp_size, int64_t dp_rank) {
   b.eod_mask_loss = c.data.eod_mask_loss;
   b.reset_position_ids = c.data.reset_position_ids;
   b.reset_attention_mask = c.data.reset_attention_mask;
-  b.vocab_size = c.model.vocab_size;
+  b.vocab_size = c.model.vocab;
   for (const char* key : {"data.eod_mask_loss", "data.reset_position_ids", "data.reset_attention_mask"})
     WEFT_CHECK(b.eod >= 0 || c.values.find(key) == c.values.end() || c.values.at(key) == "false", c.where(key),
                ": needs an EOD id (set data.eod_token or data.tokenizer)");
@@ -69,45 +69,22 @@ ParallelSizes parallel_sizes(const Config& c) {
 namespace weft {
 
 void resolve_model(Config& c) {
-  if (c.model.init == "random") return;
-  WeightSource src;
-  ModelSpec spec;
+  if (c.model_init == "random") return;
+  ModelSpec from;
   try {
-    src = WeightSource::parse(c.model.init);
-    spec = spec_of(src);
+    from = spec_of(WeightSource::parse(c.model_init));
   } catch (const ConfigError&) {
     throw;
   } catch (const Error& e) {
     throw ConfigError(str(c.where("model.init"), ": ", e.what()));
   }
-  ModelConfig from = model_config_of(spec);
-  from.init = c.model.init;
-  from.make_vocab_size_divisible_by = c.model.make_vocab_size_divisible_by;
-  from.init_method_std = c.model.init_method_std;
-  const ModelConfig& deck = c.model;
-  auto agree = [&](const char* key, double deck_value, double source_value) {
-    if (c.origin.count(key) && std::abs(deck_value - source_value) > 1e-12 * std::max(1.0, std::abs(source_value)))
-      throw ConfigError(str(c.where(key), ": ", deck_value, ", but ", c.model.init, " says ", source_value));
-  };
-  agree("model.num_layers", deck.num_layers, from.num_layers);
-  agree("model.hidden_size", deck.hidden_size, from.hidden_size);
-  agree("model.ffn_hidden_size", deck.ffn_hidden_size, from.ffn_hidden_size);
-  agree("model.num_attention_heads", deck.num_attention_heads, from.num_attention_heads);
-  agree("model.num_query_groups", deck.num_query_groups, from.num_query_groups);
-  agree("model.kv_channels", deck.kv_channels, from.kv_channels);
-  agree("model.vocab_size", deck.vocab_size, from.vocab_size);
-  agree("model.max_position_embeddings", deck.max_position_embeddings, from.max_position_embeddings);
-  agree("model.rope_theta", deck.rope_theta, from.rope_theta);
-  agree("model.norm_epsilon", deck.norm_epsilon, from.norm_epsilon);
-  agree("model.qkv_bias", deck.qkv_bias, from.qkv_bias);
-  agree("model.tie_embeddings", deck.tie_embeddings, from.tie_embeddings);
-  agree("model.sliding_window", deck.sliding_window, from.sliding_window);
-  agree("model.rope_scaling.factor", deck.rope_scaling.factor, from.rope_scaling.factor);
-  if (c.origin.count("model.rope_scaling.type") && deck.rope_scaling.type != from.rope_scaling.type)
-    throw ConfigError(str(c.where("model.rope_scaling.type"), ": ", deck.rope_scaling.type, ", but ", c.model.init,
-                          " says ", from.rope_scaling.type));
-  if (c.origin.count("model.family") && deck.family != from.family)
-    throw ConfigError(str(c.where("model.family"), ": ", deck.family, ", but ", c.model.init, " says ", from.family));
+  // The weights fix the shape: a key the deck sets must say what they say. The others are the deck's to choose.
+  for (const ModelField& f : model_fields()) {
+    const std::string key = f.deck_key();
+    if (!f.shapes_weights) f.set(from, f.get(c.model));
+    else if (c.origin.count(key) && f.get(c.model) != f.get(from))
+      throw ConfigError(str(c.where(key), ": ", f.text(c.model), ", but ", c.model_init, " says ", f.text(from)));
+  }
   c.model = from;
 }
 

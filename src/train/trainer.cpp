@@ -53,7 +53,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
     : cfg_(cfg),
       grid_(grid),
       comms_(comms),
-      spec_(ModelSpec::from_config(cfg.model)),
+      spec_(cfg.model.resolved()),
       metrics_(cfg.log.dir, grid.rank() == 0, cfg.checkpoint.load.empty()) {
   ctx_.tp = comms_.tp.get();
   ctx_.cp = comms_.cp.get();
@@ -125,8 +125,8 @@ void Trainer::log_start() const {
               valid_data_ ? str(", ", valid_data_->size(), " validation samples").c_str() : "");
   if (start_iteration_ > 0)
     std::printf("weft: resumed from %s at iteration %lld\n", cfg_.checkpoint.load.c_str(), (long long)start_iteration_);
-  else if (cfg_.model.init != "random")
-    std::printf("weft: weights from %s\n", cfg_.model.init.c_str());
+  else if (cfg_.model_init != "random")
+    std::printf("weft: weights from %s\n", cfg_.model_init.c_str());
   std::fflush(stdout);
 }
 

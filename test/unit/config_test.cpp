@@ -56,7 +56,7 @@ TEST(Deck, IncludeOverrideAndCommandLine) {
   const std::string deck = dir.write("run.ini", std::string(kDeck) + "[model]\nhidden_size = 128\n");
   const Config c = load_config(deck, {"--train.lr=1e-3", "--parallel.tp", "2"});
   EXPECT_EQ(c.model.num_layers, 2);        // from the include
-  EXPECT_EQ(c.model.hidden_size, 128);     // the deck overrides its include
+  EXPECT_EQ(c.model.hidden, 128);     // the deck overrides its include
   EXPECT_DOUBLE_EQ(c.train.lr, 1e-3);      // the command line overrides the deck
   EXPECT_EQ(c.parallel.tp, 2);
   EXPECT_EQ(c.train.micro_batch_size, 2);
@@ -70,8 +70,8 @@ TEST(Deck, PresetsResolveFromInputsModels) {
   TempDir dir;
   const std::string deck = dir.write("run.ini", std::string("include = llama3-8b.ini\n") + (kDeck + 19));
   const Config c = load_config(deck, {});
-  EXPECT_EQ(c.model.hidden_size, 4096);
-  EXPECT_EQ(c.model.num_query_groups, 8);
+  EXPECT_EQ(c.model.hidden, 4096);
+  EXPECT_EQ(c.model.groups, 8);
 }
 
 TEST(DeckErrors, UnknownKeyNamesKeyFileLineAndSuggests) {

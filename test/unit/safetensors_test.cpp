@@ -90,6 +90,7 @@ TEST(SafetensorsErrors, MissingAndMisshapenTensorsOfAModel) {
   auto load_error = [&](const std::string& d) -> std::string {
     try {
       const SafetensorsDir hf(dir.file(d));
+      const HfNameMap names(spec);
       const std::pair<const char*, Shape> params[] = {{"decoder.layers.1.mlp.linear_fc1.weight", {2 * spec.ffn, spec.hidden}},
                                                        {"decoder.layers.0.mlp.linear_fc2.weight", {spec.hidden, spec.ffn}}};
       for (const auto& [name, shape] : params) {
@@ -97,7 +98,7 @@ TEST(SafetensorsErrors, MissingAndMisshapenTensorsOfAModel) {
         p.name = name;
         p.shard_dim = -1;
         p.value = Tensor::zeros(shape, DType::f32);
-        load_hf_parameter(p, spec, hf);
+        load_hf_parameter(p, names, hf);
       }
     } catch (const Error& e) {
       return e.what();

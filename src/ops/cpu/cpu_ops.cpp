@@ -1,5 +1,5 @@
-// weft/src/ops/cpu/cpu_ops.cpp v6 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU, embedding,
-// cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp.
+// weft/src/ops/cpu/cpu_ops.cpp v7 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU (also the experts'),
+// embedding, cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp, routing in moe.cpp.
 #include "ops/cpu/cpu_ops.h"
 
 #include <algorithm>
@@ -206,35 +206,69 @@ void CpuOps::rope(Tensor& x, const Tensor& positions, const Tensor& cos, const T
 
 // ---------------------------------------------------------------- SwiGLU
 
+namespace {
+
+// out[r] = silu(gate)·up·scale[r] per row of in = [gate | up]; scale null: 1.
+template <typename T>
+void swiglu_rows(T* out, const T* in, const T* scale, int64_t rows, int64_t f) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T w = scale ? scale[r] : T(1);
+    for (int64_t i = 0; i < f; ++i) {
+      const T g = in[r * 2 * f + i], u = in[r * 2 * f + f + i];
+      out[r * f + i] = g / (T(1) + std::exp(-g)) * u * w;
+    }
+  }
+}
+
+// The backward of swiglu_rows: din from dout; with a scale, also dscale[r] = Σ_i silu(gate)·up·dout.
+template <typename T>
+void swiglu_rows_backward(T* din, T* dscale, const T* dout, const T* in, const T* scale, int64_t rows, int64_t f) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T w = scale ? scale[r] : T(1);
+    double dw = 0;
+    for (int64_t i = 0; i < f; ++i) {
+      const T g = in[r * 2 * f + i], u = in[r * 2 * f + f + i], d = dout[r * f + i];
+      const T sig = T(1) / (T(1) + std::exp(-g));
+      dw += double(g * sig * u * d);
+      din[r * 2 * f + i] = d * w * u * sig * (T(1) + g * (T(1) - sig));
+      din[r * 2 * f + f + i] = d * w * g * sig;
+    }
+    if (dscale) dscale[r] = static_cast<T>(dw);
+  }
+}
+
+}  // namespace
+
 void CpuOps::swiglu_forward(Tensor& out, const Tensor& in) {
   const int64_t f = out.size(-1), rows = out.numel() / f;
   WEFT_CHECK(in.numel() == 2 * out.numel(), "swiglu_forward: in ", in.describe(), " must be twice out ",
              out.describe());
-  dispatch_float(in, [&]<typename T>() {
-    const T* ip = in.data<T>();
-    T* op = out.data<T>();
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = 0; i < f; ++i) {
-        const T g = ip[r * 2 * f + i], u = ip[r * 2 * f + f + i];
-        op[r * f + i] = g / (T(1) + std::exp(-g)) * u;
-      }
-  });
+  dispatch_float(in, [&]<typename T>() { swiglu_rows<T>(out.data<T>(), in.data<T>(), nullptr, rows, f); });
 }
 
 void CpuOps::swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) {
   const int64_t f = dout.size(-1), rows = dout.numel() / f;
   check_same_shape(din, in, "swiglu_backward");
   dispatch_float(in, [&]<typename T>() {
-    const T* ip = in.data<T>();
-    const T* go = dout.data<T>();
-    T* gi = din.data<T>();
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = 0; i < f; ++i) {
-        const T g = ip[r * 2 * f + i], u = ip[r * 2 * f + f + i], d = go[r * f + i];
-        const T sig = T(1) / (T(1) + std::exp(-g));
-        gi[r * 2 * f + i] = d * u * sig * (T(1) + g * (T(1) - sig));
-        gi[r * 2 * f + f + i] = d * g * sig;
-      }
+    swiglu_rows_backward<T>(din.data<T>(), nullptr, dout.data<T>(), in.data<T>(), nullptr, rows, f);
+  });
+}
+
+void CpuOps::moe_swiglu_forward(Tensor& out, const Tensor& in, const Tensor& scale) {
+  const int64_t f = out.size(-1), rows = out.numel() / f;
+  WEFT_CHECK(in.numel() == 2 * out.numel() && scale.numel() == rows, "moe_swiglu_forward: in ", in.describe(),
+             ", out ", out.describe(), ", scale ", scale.describe());
+  dispatch_float(in, [&]<typename T>() { swiglu_rows<T>(out.data<T>(), in.data<T>(), scale.data<T>(), rows, f); });
+}
+
+void CpuOps::moe_swiglu_backward(Tensor& din, Tensor& dscale, const Tensor& dout, const Tensor& in,
+                                 const Tensor& scale) {
+  const int64_t f = dout.size(-1), rows = dout.numel() / f;
+  check_same_shape(din, in, "moe_swiglu_backward");
+  WEFT_CHECK(scale.numel() == rows && dscale.numel() == rows, "moe_swiglu_backward: scale ", scale.describe(),
+             ", dscale ", dscale.describe(), " for ", rows, " rows");
+  dispatch_float(in, [&]<typename T>() {
+    swiglu_rows_backward<T>(din.data<T>(), dscale.data<T>(), dout.data<T>(), in.data<T>(), scale.data<T>(), rows, f);
   });
 }
 

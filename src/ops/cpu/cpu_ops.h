@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.h v6 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v7 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
@@ -47,6 +47,21 @@ class CpuOps final : public Ops {
 
   void swiglu_forward(Tensor& out, const Tensor& in) override;
   void swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) override;
+
+  void moe_route(Tensor& probs, Tensor& experts, const Tensor& logits, const RouterParams& p) override;
+  void moe_router_stats(Tensor& score_sum, Tensor& counts, Tensor& z_sum, const Tensor& logits,
+                        const Tensor& experts) override;
+  void moe_route_backward(Tensor& dlogits, const Tensor& dprobs, const Tensor& probs, const Tensor& experts,
+                          const Tensor& logits, const Tensor& aux_weight, double z_scale,
+                          const RouterParams& p) override;
+  void moe_dispatch_plan(Tensor& rows, std::vector<int64_t>& counts, const Tensor& experts, int64_t num_experts,
+                         int64_t pad) override;
+  void moe_permute(Tensor& out, const Tensor& in, const Tensor& rows) override;
+  void moe_unpermute(Tensor& out, const Tensor& in, const Tensor& rows) override;
+  void moe_pair_values(Tensor& out, const Tensor& in, const Tensor& rows, bool to_rows) override;
+  void moe_swiglu_forward(Tensor& out, const Tensor& in, const Tensor& scale) override;
+  void moe_swiglu_backward(Tensor& din, Tensor& dscale, const Tensor& dout, const Tensor& in,
+                           const Tensor& scale) override;
 
   void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, int64_t vocab_start) override;
   void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) override;
