@@ -101,8 +101,9 @@ int main(int argc, char** argv) {
     double weft_s = 0, raw_s = 0, split_s = 0;
     int buckets = 0;
     {
-      Optimizer opt(ptrs, {0.9, 0.95, 1e-8, 0.1, distributed, 1, bucket_elements, false, grad_dtype == DType::bf16},
-                    *dp);
+      Optimizer opt(ptrs, {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .distributed = distributed,
+                           .data_parallel = mpi.size(), .bucket_elements = bucket_elements,
+                           .bf16_grads = grad_dtype == DType::bf16}, *dp);
       buckets = opt.buckets();
       weft_s = median_seconds(
           [&] {

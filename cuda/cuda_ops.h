@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.h v6 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
+// weft/cuda/cuda_ops.h v7 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
 //
 // Parameters and activations are bf16; gradients, optimizer state and per-row statistics are fp32. Every kernel
 // has a reference twin in src/ops/cpu, and test/gpu compares the two on random inputs.
@@ -24,6 +24,8 @@ class CudaOps final : public Ops {
   void convert(Tensor& dst, const Tensor& src) override;
   void add(Tensor& y, const Tensor& x, double alpha) override;
   void scale(Tensor& y, double alpha) override;
+  void sigmoid(Tensor& y, const Tensor& x) override;
+  void sigmoid_backward(Tensor& dx, const Tensor& dy, const Tensor& y) override;
   double sum_squares(const std::vector<Tensor>& xs) override;
   using Ops::sum_squares;
 
@@ -52,6 +54,21 @@ class CudaOps final : public Ops {
 
   void swiglu_forward(Tensor& out, const Tensor& in) override;
   void swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) override;
+
+  void moe_route(Tensor& probs, Tensor& experts, const Tensor& logits, const RouterParams& p) override;
+  void moe_router_stats(Tensor& score_sum, Tensor& counts, Tensor& z_sum, const Tensor& logits,
+                        const Tensor& experts) override;
+  void moe_route_backward(Tensor& dlogits, const Tensor& dprobs, const Tensor& probs, const Tensor& experts,
+                          const Tensor& logits, const Tensor& aux_weight, double z_scale,
+                          const RouterParams& p) override;
+  void moe_dispatch_plan(Tensor& rows, std::vector<int64_t>& counts, const Tensor& experts, int64_t num_experts,
+                         int64_t pad) override;
+  void moe_permute(Tensor& out, const Tensor& in, const Tensor& rows) override;
+  void moe_unpermute(Tensor& out, const Tensor& in, const Tensor& rows) override;
+  void moe_pair_values(Tensor& out, const Tensor& in, const Tensor& rows, bool to_rows) override;
+  void moe_swiglu_forward(Tensor& out, const Tensor& in, const Tensor& scale) override;
+  void moe_swiglu_backward(Tensor& din, Tensor& dscale, const Tensor& dout, const Tensor& in,
+                           const Tensor& scale) override;
 
   void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, int64_t vocab_start) override;
   void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids, int64_t vocab_start) override;

@@ -233,18 +233,20 @@ __global__ void qkv_rope_kernel(T* fused, T* q, T* k, T* v, const int32_t* pos, 
 
 // ---------------------------------------------------------------- SwiGLU
 
-// Thread i: outputs [i·V, i·V + V) of out [rows, f].
+// Thread i: outputs [i·V, i·V + V) of out [rows, f], each row times scale[r] when given (MoE experts' routing
+// weights).
 template <typename T, int V>
-__global__ void swiglu_fwd_kernel(T* out, const T* in, int64_t rows, int64_t f) {
+__global__ void swiglu_fwd_kernel(T* out, const T* in, const float* scale, int64_t rows, int64_t f) {
   const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
   if (i >= rows * f) return;
   const int64_t r = i / f, c = i % f;
+  const float w = scale ? scale[r] : 1.f;
   const Pack<T, V> gp = load_pack<T, V>(in + r * 2 * f + c), up = load_pack<T, V>(in + r * 2 * f + f + c);
   Pack<T, V> op;
   #pragma unroll
   for (int e = 0; e < V; ++e) {
     const float g = to_f(gp.v[e]);
-    op.v[e] = from_f<T>(g / (1.f + __expf(-g)) * to_f(up.v[e]));
+    op.v[e] = from_f<T>(g / (1.f + __expf(-g)) * to_f(up.v[e]) * w);
   }
   store_pack(out + i, op);
 }
@@ -423,16 +425,31 @@ void CudaOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const 
   move_qkv<false>(dqkv, dq, dk, dv, positions, cos, sin);
 }
 
-void CudaOps::swiglu_forward(Tensor& out, const Tensor& in) {
+namespace {
+
+void launch_swiglu_forward(Tensor& out, const Tensor& in, const float* scale) {
   const int64_t f = out.size(-1), rows = out.numel() / f;
+  WEFT_CHECK(in.numel() == 2 * out.numel(), "swiglu_forward: in ", in.describe(), " must be twice out ",
+             out.describe());
+  if (rows == 0) return;
   dispatch_storage(in, [&](auto tag_T) {
     using T = typename decltype(tag_T)::type;
     with_pack<kPack<T>>(packs_fit<T>(f, {out.data_ptr(), in.data_ptr()}), [&](auto v) {
-      swiglu_fwd_kernel<T, v><<<blocks_for(out.numel() / v, kThreads), kThreads, 0, stream()>>>(ptr<T>(out),
-                                                                                                ptr<T>(in), rows, f);
+      swiglu_fwd_kernel<T, v><<<blocks_for(out.numel() / v, kThreads), kThreads, 0, stream()>>>(
+          ptr<T>(out), ptr<T>(in), scale, rows, f);
     });
   });
   CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void CudaOps::swiglu_forward(Tensor& out, const Tensor& in) { launch_swiglu_forward(out, in, nullptr); }
+
+void CudaOps::moe_swiglu_forward(Tensor& out, const Tensor& in, const Tensor& scale) {
+  WEFT_CHECK(scale.dtype() == DType::f32 && scale.numel() * out.size(-1) == out.numel(), "moe_swiglu_forward: scale ",
+             scale.describe(), " for ", out.describe());
+  launch_swiglu_forward(out, in, ptr<float>(scale));
 }
 
 void CudaOps::swiglu_backward(Tensor& din, const Tensor& dout, const Tensor& in) {

@@ -83,9 +83,12 @@ int cmd_forward(const Args& args, const MpiEnv& mpi) {
       write_npy(output, logits);
     }
   }
+  // An MoE model's routers: their losses' mean over the MoE layers (Megatron's form, without coefficients).
+  std::string router;
+  for (const auto& [name, total] : saved.losses.sums) router += str(" | ", name, " ", total / double(spec.moe_layers()));
   if (mpi.rank() == 0)
-    std::printf("weft forward: %lld × %lld tokens, mean next-token loss %.6f\n", (long long)rows, (long long)seq,
-                count > 0 ? sum / count : 0.0);
+    std::printf("weft forward: %lld × %lld tokens, mean next-token loss %.6f%s\n", (long long)rows, (long long)seq,
+                count > 0 ? sum / count : 0.0, router.c_str());
   return 0;
 }
 

@@ -12,7 +12,7 @@ LoadedModel load_model(const WeightSource& src, int world_size, int rank) {
   LoadedModel m;
   m.grid = std::make_unique<ProcessGrid>(world_size, rank, ParallelSizes{world_size, 1, 1, 1});
   m.comms = Comms::create(*m.grid);
-  m.ctx = std::make_unique<LayerContext>(LayerContext{m.comms.tp.get(), false, DType::f32, Device::cpu, 0});
+  m.ctx = std::make_unique<LayerContext>(LayerContext{.tp = m.comms.tp.get(), .dtype = DType::f32, .device = Device::cpu});
   m.model = std::make_unique<GptModel>(spec, *m.ctx, StageLayout::whole(spec));
   if (src.kind == WeightSource::hf) {
     load_hf_weights(spec, m.model->parameters(), src.dir);

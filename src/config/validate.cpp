@@ -52,6 +52,9 @@ void validate_experts(const Config& c, const Checker& k) {
     k.require(p.ep == 1, "parallel.ep", "expert parallelism needs an MoE model (model.num_experts > 0); use 1");
     return;
   }
+  k.require(!c.train.overlap_optimizer, "train.overlap_optimizer",
+            "the overlapped optimizer step serves one parameter group; an MoE model's experts are a second: not yet "
+            "with model.num_experts > 0");
   k.require(m.moe_ffn > 0, "model.moe_ffn_hidden_size", "an MoE model (model.num_experts > 0) needs its experts' width");
   k.require(m.moe_topk <= m.num_experts, "model.moe_router_topk",
             str("must not exceed model.num_experts = ", m.num_experts, ", got ", m.moe_topk));

@@ -74,6 +74,7 @@ GroupList ProcessGrid::groups(const std::string& kind) const {
   if (kind == "mp") return orthogonal_groups(dense, {true, false, false, true});
   if (kind == "ep") return orthogonal_groups(expert, {false, true, false, false});
   if (kind == "edp") return orthogonal_groups(expert, {false, false, true, false});
+  if (kind == "emp") return orthogonal_groups(expert, {true, true, false, true});
   if (kind == "embedding") {
     GroupList out;
     for (const auto& pipe : groups("pp")) {
@@ -106,6 +107,11 @@ Comms Comms::create(const ProcessGrid& grid, CommFactory factory) {
   c.dp_cp = factory("dp_cp", grid.groups("dp_cp"));
   c.mp = factory("mp", grid.groups("mp"));
   c.embedding = factory("embedding", grid.groups("embedding"));
+  if (grid.ep_size() > 1) {
+    c.ep = factory("ep", grid.groups("ep"));
+    c.edp = factory("edp", grid.groups("edp"));
+    c.emp = factory("emp", grid.groups("emp"));
+  }
   return c;
 }
 

@@ -38,11 +38,13 @@ class ProcessGrid {
   int dp_rank() const { return dp_rank_; }
   int pp_rank() const { return pp_rank_; }
   int ep_rank() const { return ep_rank_; }
+  int edp_rank() const { return (rank_ / (s_.tp * s_.ep)) % edp_; }
   bool first_stage() const { return pp_rank_ == 0; }
   bool last_stage() const { return pp_rank_ == s_.pp - 1; }
 
   // Group kinds: "tp", "cp", "dp", "pp", "dp_cp" (gradient reduction), "tp_cp", "mp" (tp × pp: model parallel,
-  // grad-norm reduction), "embedding" (first and last stage of each pipeline), "ep", "edp" (expert data).
+  // grad-norm reduction), "embedding" (first and last stage of each pipeline), "ep", "edp" (expert data), "emp"
+  // (expert model parallel: tp × ep × pp, the experts' grad-norm reduction).
   GroupList groups(const std::string& kind) const;
   // The group of `kind` this rank belongs to.
   std::vector<int> my_group(const std::string& kind) const;
@@ -65,6 +67,11 @@ using CommFactory = std::unique_ptr<Comm> (*)(const std::string& name, const Gro
 // (the CUDA backend's) device tensors travel through it; host tensors always go through MPI.
 struct Comms {
   std::unique_ptr<Comm> world, tp, cp, dp, pp, dp_cp, mp, embedding;
+  // The expert groups: made only under expert parallelism; without it they are the dense groups.
+  std::unique_ptr<Comm> ep, edp, emp;
+  Comm* expert_parallel() const { return ep.get(); }                   // null: every expert on each rank
+  Comm& expert_data_parallel() const { return edp ? *edp : *dp_cp; }   // the experts' gradient group
+  Comm& expert_model_parallel() const { return emp ? *emp : *mp; }     // the experts' grad-norm group
   static Comms create(const ProcessGrid& grid, CommFactory factory = make_mpi_comm);
 };
 

@@ -63,7 +63,7 @@ Tensor GptModel::forward_layers(Tensor x, const Batch& batch, ModelSaved& s) {
   s.layers.resize(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {
     need(layers_[i]->parameters());
-    x = layers_[i]->forward(x, batch, s.layers[i]);
+    x = layers_[i]->forward(x, batch, s.layers[i], s.losses);
   }
   return x;
 }

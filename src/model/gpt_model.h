@@ -12,6 +12,7 @@ namespace weft {
 // Everything one micro-batch keeps between its forward and backward on this stage.
 struct ModelSaved {
   std::vector<DecoderLayerSaved> layers;
+  LayerLosses losses;  // what this stage's layers add to the objective (MoE routers' losses)
   Tensor final_input, final_rstd, head_input, logits;
   CrossEntropySaved ce;
   Tensor head_grad;  // ∂loss/∂(final norm output), when the loss ran fused with its backward

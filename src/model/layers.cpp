@@ -1,16 +1,15 @@
-// weft/src/model/layers.cpp v6 — RMSNorm, self-attention, SwiGLU MLP and the decoder layer.
+// weft/src/model/layers.cpp v7 — RMSNorm, self-attention, SwiGLU MLP, the MLP slot table and the decoder layer.
 #include "model/layers.h"
 
 #include <cmath>
 
+#include "model/moe.h"
 #include "parallel/context_parallel.h"
 
 namespace weft {
-namespace {
 
-std::string layer_name(int64_t layer, const char* rest) { return str("decoder.layers.", layer, ".", rest); }
+std::string layer_name(int64_t layer, const std::string& rest) { return str("decoder.layers.", layer, ".", rest); }
 
-}  // namespace
 
 RopeTables RopeTables::build(const ModelSpec& spec, DType dtype, Device device) {
   const std::vector<double> inv = rope_inv_freq(spec);
@@ -82,7 +81,11 @@ AttentionParams SelfAttention::with_seqlen(const Batch& batch) const {
   return p;
 }
 
-Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Batch& batch, AttentionSaved& s) {
+Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Batch& batch, LayerLosses&,
+                              std::unique_ptr<SlotSaved>& saved) {
+  auto owned = std::make_unique<Saved>();
+  Saved& s = *owned;
+  saved = std::move(owned);
   Ops& ops = ops_for(x);
   const Tensor mixed = qkv.forward(x, s.qkv_input);
   const int64_t t = mixed.size(0), d = params_.head_dim;
@@ -97,7 +100,8 @@ Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Bat
   return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused, residual);
 }
 
-Tensor SelfAttention::backward(const Tensor& dy, const Batch& batch, AttentionSaved& s) {
+Tensor SelfAttention::backward(const Tensor& dy, const Batch& batch, SlotSaved& saved) {
+  Saved& s = static_cast<Saved&>(saved);
   Ops& ops = ops_for(dy);
   const int64_t t = s.q.size(0);
   const Tensor dout = proj.backward(dy, s.out.reshape({t, params_.num_heads * params_.head_dim}))
@@ -121,27 +125,30 @@ std::vector<Parameter*> SelfAttention::parameters() {
 
 namespace {
 
-std::vector<ShardBlock> fc1_blocks(const ModelSpec& s, const LayerContext& ctx) {
-  const int64_t local = s.ffn / ctx.tp_size(), r = ctx.tp_rank();
-  return {{0, r * local, local}, {local, s.ffn + r * local, local}};
+std::vector<ShardBlock> fc1_blocks(int64_t ffn, const LayerContext& ctx) {
+  const int64_t local = ffn / ctx.tp_size(), r = ctx.tp_rank();
+  return {{0, r * local, local}, {local, ffn + r * local, local}};
 }
 
-}  // namespace
-
-SwiGluMlp::SwiGluMlp(const LayerContext& ctx, const ModelSpec& spec, int64_t layer)
-    : fc1(ctx, layer_name(layer, "mlp.linear_fc1"), spec.hidden, 2 * spec.ffn, fc1_blocks(spec, ctx), false,
-          spec.init_std),
-      fc2(ctx, layer_name(layer, "mlp.linear_fc2"), spec.ffn, spec.hidden,
-          spec.init_std / std::sqrt(2.0 * double(spec.num_layers))),
-      keep_activation_(ctx.recompute != Recompute::selective) {}  // full recomputation drops the whole layer
-
-static Tensor swiglu(const Tensor& fc1_out) {
+Tensor swiglu(const Tensor& fc1_out) {
   Tensor act = Tensor::empty({fc1_out.size(0), fc1_out.size(1) / 2}, fc1_out.dtype(), fc1_out.device());
   ops_for(fc1_out).swiglu_forward(act, fc1_out);
   return act;
 }
 
-Tensor SwiGluMlp::forward(const Tensor& x, const Tensor& residual, MlpSaved& s) {
+}  // namespace
+
+SwiGluMlp::SwiGluMlp(const LayerContext& ctx, const std::string& name, int64_t hidden, int64_t ffn, double init_std,
+                     double output_std)
+    : fc1(ctx, name + ".linear_fc1", hidden, 2 * ffn, fc1_blocks(ffn, ctx), false, init_std),
+      fc2(ctx, name + ".linear_fc2", ffn, hidden, output_std),
+      keep_activation_(ctx.recompute != Recompute::selective) {}  // full recomputation drops the whole layer
+
+Tensor SwiGluMlp::forward(const Tensor& x, const Tensor& residual, const Batch&, LayerLosses&,
+                          std::unique_ptr<SlotSaved>& saved) {
+  auto owned = std::make_unique<Saved>();
+  Saved& s = *owned;
+  saved = std::move(owned);
   s.fc1_out = fc1.forward(x, s.fc1_input);
   s.fc2_input = swiglu(s.fc1_out);
   Tensor unused;
@@ -150,7 +157,8 @@ Tensor SwiGluMlp::forward(const Tensor& x, const Tensor& residual, MlpSaved& s) 
   return out;
 }
 
-Tensor SwiGluMlp::backward(const Tensor& dy, MlpSaved& s) {
+Tensor SwiGluMlp::backward(const Tensor& dy, const Batch&, SlotSaved& saved) {
+  Saved& s = static_cast<Saved&>(saved);
   if (!s.fc2_input.defined()) s.fc2_input = swiglu(s.fc1_out);
   const Tensor dact = fc2.backward(dy, s.fc2_input);
   Tensor dfc1 = Tensor::empty(s.fc1_out.shape(), dy.dtype(), dy.device());
@@ -160,39 +168,61 @@ Tensor SwiGluMlp::backward(const Tensor& dy, MlpSaved& s) {
 
 std::vector<Parameter*> SwiGluMlp::parameters() { return {&fc1.weight, &fc2.weight}; }
 
+std::unique_ptr<LayerSlot> make_mlp(const LayerContext& ctx, const ModelSpec& spec, int64_t layer) {
+  using Make = std::unique_ptr<LayerSlot> (*)(const LayerContext&, const ModelSpec&, int64_t);
+  static const std::map<MlpKind, Make> slots = {
+      {MlpKind::dense,
+       [](const LayerContext& c, const ModelSpec& s, int64_t l) -> std::unique_ptr<LayerSlot> {
+         return std::make_unique<SwiGluMlp>(c, layer_name(l, "mlp"), s.hidden, s.ffn, s.init_std,
+                                            s.init_std / std::sqrt(2.0 * double(s.num_layers)));
+       }},
+      {MlpKind::moe,
+       [](const LayerContext& c, const ModelSpec& s, int64_t l) -> std::unique_ptr<LayerSlot> {
+         return std::make_unique<MoeLayer>(c, s, l);
+       }},
+  };
+  return slots.at(spec.mlp_kind(layer))(ctx, spec, layer);
+}
+
 // ---------------------------------------------------------------- decoder layer
 
 DecoderLayer::DecoderLayer(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope)
     : input_norm(ctx, layer_name(layer, "input_layernorm.weight"), spec.hidden, spec.norm_eps),
-      attention(ctx, spec, layer, rope),
+      attention(std::make_unique<SelfAttention>(ctx, spec, layer, rope)),
       mlp_norm(ctx, layer_name(layer, "pre_mlp_layernorm.weight"), spec.hidden, spec.norm_eps),
-      mlp(ctx, spec, layer),
+      mlp(make_mlp(ctx, spec, layer)),
       recompute_layer_(ctx.recompute == Recompute::full) {}
 
-Tensor DecoderLayer::forward(const Tensor& x, const Batch& batch, DecoderLayerSaved& s) {
-  Tensor out = forward_saving_all(x, batch, s);
+Tensor DecoderLayer::forward(const Tensor& x, const Batch& batch, DecoderLayerSaved& s, LayerLosses& losses) {
+  Tensor out = forward_saving_all(x, batch, s, losses);
   if (recompute_layer_) {
     s = DecoderLayerSaved{};
     s.input = x;
+    s.losses_scale = losses.backward_scale;
   }
   return out;
 }
 
-Tensor DecoderLayer::forward_saving_all(const Tensor& x, const Batch& batch, DecoderLayerSaved& s) {
+Tensor DecoderLayer::forward_saving_all(const Tensor& x, const Batch& batch, DecoderLayerSaved& s,
+                                        LayerLosses& losses) {
   s.input = x;
   const Tensor n1 = input_norm.forward(x, s.rstd1);
-  s.mid = attention.forward(n1, x, batch, s.attention);  // x + attention
+  s.mid = attention->forward(n1, x, batch, losses, s.attention);  // x + attention
   const Tensor n2 = mlp_norm.forward(s.mid, s.rstd2);
-  return mlp.forward(n2, s.mid, s.mlp);  // s.mid + mlp
+  return mlp->forward(n2, s.mid, batch, losses, s.mlp);  // s.mid + mlp
 }
 
 Tensor DecoderLayer::backward(Tensor dy, const Batch& batch, DecoderLayerSaved& s) {
-  // The rerun issues the same collectives (sequence-parallel gathers, ring attention) on every rank of the group.
-  if (recompute_layer_) forward_saving_all(s.input, batch, s);
+  // The rerun issues the same collectives (sequence-parallel gathers, ring attention, expert dispatch) on every
+  // rank of the group; its losses were counted by the first forward already.
+  if (recompute_layer_) {
+    LayerLosses rerun{.backward_scale = s.losses_scale, .sums = {}};
+    forward_saving_all(s.input, batch, s, rerun);
+  }
   // dy flows straight through both residual connections; each branch adds its input gradient to it.
-  const Tensor dn2 = mlp.backward(dy, s.mlp);
+  const Tensor dn2 = mlp->backward(dy, batch, *s.mlp);
   mlp_norm.backward(dy, dn2, s.mid, s.rstd2);
-  const Tensor dn1 = attention.backward(dy, batch, s.attention);
+  const Tensor dn1 = attention->backward(dy, batch, *s.attention);
   input_norm.backward(dy, dn1, s.input, s.rstd1);
   s = DecoderLayerSaved{};  // activations are freed as soon as the backward has consumed them
   return dy;
@@ -200,9 +230,9 @@ Tensor DecoderLayer::backward(Tensor dy, const Batch& batch, DecoderLayerSaved& 
 
 std::vector<Parameter*> DecoderLayer::parameters() {
   std::vector<Parameter*> out{&input_norm.weight};
-  for (Parameter* p : attention.parameters()) out.push_back(p);
+  for (Parameter* p : attention->parameters()) out.push_back(p);
   out.push_back(&mlp_norm.weight);
-  for (Parameter* p : mlp.parameters()) out.push_back(p);
+  for (Parameter* p : mlp->parameters()) out.push_back(p);
   return out;
 }
 

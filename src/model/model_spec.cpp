@@ -19,6 +19,12 @@ MlpKind ModelSpec::mlp_kind(int64_t layer) const {
   return num_experts > 0 && !dense_only && (layer + 1) % decoder_sparse_step == 0 ? MlpKind::moe : MlpKind::dense;
 }
 
+int64_t ModelSpec::moe_layers() const {
+  int64_t n = 0;
+  for (int64_t l = 0; l < num_layers; ++l) n += mlp_kind(l) == MlpKind::moe;
+  return n;
+}
+
 int64_t ModelSpec::padded_vocab(int64_t tp) const {
   const int64_t multiple = vocab_multiple * tp;
   return (vocab + multiple - 1) / multiple * multiple;

@@ -48,6 +48,7 @@ struct ModelSpec {
   int64_t q_per_group() const { return heads / groups; }
   MlpKind mlp_kind(int64_t layer) const;
   bool has_experts() const { return num_experts > 0; }
+  int64_t moe_layers() const;  // layers whose MLP is a mixture of experts
   // Rows of the embedding / output matrices: vocab padded to a multiple of vocab_multiple·tp.
   int64_t padded_vocab(int64_t tp) const;
   // Parameter count (unpadded vocabulary, every expert), for FLOP and memory estimates.

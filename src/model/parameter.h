@@ -20,6 +20,10 @@ struct ShardBlock {
 
 enum class InitKind { normal, ones, zeros };
 
+// Which ranks a parameter's gradient is reduced over and its norm summed across: dense parameters over the data-
+// (and context-) parallel ranks, experts over the expert-data-parallel ranks that hold the same experts.
+enum class ParamGroup { dense, expert };
+
 struct Parameter {
   std::string name;      // Megatron-core style, e.g. decoder.layers.3.mlp.linear_fc1.weight
   Shape global_shape;    // logical shape (vocabulary unpadded)
@@ -29,6 +33,7 @@ struct Parameter {
   Tensor grad;           // same shape, fp32 for bf16 values; accumulates over micro-batches
   InitKind init = InitKind::normal;
   double init_std = 0;
+  ParamGroup group = ParamGroup::dense;
   bool weight_decay = true;     // Megatron: no decay on 1-D parameters (norms, biases)
   bool tp_duplicate = false;    // a full copy on every tp rank: counted once in the gradient norm
   bool pipeline_copy = false;   // the last stage's copy of a tied embedding: its first-stage twin counts instead

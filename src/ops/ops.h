@@ -62,6 +62,8 @@ class Ops {
   virtual void convert(Tensor& dst, const Tensor& src) = 0;       // dst = src in dst's dtype (same shape)
   virtual void add(Tensor& y, const Tensor& x, double alpha) = 0; // y += alpha·x
   virtual void scale(Tensor& y, double alpha) = 0;                // y *= alpha
+  virtual void sigmoid(Tensor& y, const Tensor& x) = 0;           // y = 1 / (1 + e^-x)
+  virtual void sigmoid_backward(Tensor& dx, const Tensor& dy, const Tensor& y) = 0;  // dx = dy·y·(1 - y)
   // Σ x² over all the tensors in double, each tensor's sum added in order (on GPUs one wait for all of them).
   virtual double sum_squares(const std::vector<Tensor>& xs) = 0;
   double sum_squares(const Tensor& x) { return sum_squares(std::vector<Tensor>{x}); }

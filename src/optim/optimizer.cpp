@@ -11,8 +11,7 @@ namespace weft {
 
 Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerConfig& cfg, Comm& grad_group)
     : params_(std::move(params)), cfg_(cfg), group_(grad_group) {
-  WEFT_CHECK(cfg.context_parallel >= 1 && grad_group.size() % cfg.context_parallel == 0,
-             "optimizer: the gradient group of ", grad_group.size(), " ranks does not hold cp = ", cfg.context_parallel);
+  WEFT_ASSERT(cfg.data_parallel >= 1);
   WEFT_ASSERT(!params_.empty());
   const Tensor& first = params_.front()->value;
   const int shards = cfg.distributed ? group_.size() : 1, rank = cfg.distributed ? group_.rank() : 0;
@@ -168,8 +167,15 @@ int Optimizer::buckets_started() const {
 void Optimizer::start_reduction(Bucket& b) {
   for (size_t i = b.first_param; i < b.end_param; ++i) prepare_grad(*params_[i]);
   b.started = true;
-  if (group_.size() == 1) return;
-  const double mean = double(cfg_.context_parallel) / group_.size();  // cp parts add, dp samples average
+  const double mean = 1.0 / cfg_.data_parallel;  // cp parts add, dp samples average
+  if (group_.size() == 1) {
+    // Experts under expert parallelism: their group may be one rank while their tokens came from dp ranks.
+    if (mean != 1.0) {
+      Tensor whole = grads_.rows(b.begin, b.end);
+      ops_for(whole).scale(whole, mean);
+    }
+    return;
+  }
   if (sparse_rows_.defined() && b.first_param == static_cast<size_t>(sparse_param_)) {
     const Tensor table = sparse_table();
     packed_ = Tensor::empty({sparse_rows_.numel(), table.size(1)}, table.dtype(), table.device());
@@ -199,7 +205,7 @@ void Optimizer::reduce_gradients() {
   }
 }
 
-double Optimizer::grad_norm(Comm& mp, int tp_rank) {
+double Optimizer::grad_norm_squared(int tp_rank) {
   settle_grads();
   // Σ g² over runs of adjacent counted segments, one reduction per run of the flat buffer rather than per
   // parameter, and on a GPU one wait for all of them (a shard has a run per bucket).
@@ -220,8 +226,7 @@ double Optimizer::grad_norm(Comm& mp, int tp_rank) {
   add_run();
   Tensor sum = Tensor::from_vector<double>({ops_for(grads_).sum_squares(runs)}, {1});
   if (cfg_.distributed) group_.all_reduce(sum);
-  mp.all_reduce(sum);
-  return std::sqrt(sum.data<double>()[0]);
+  return sum.data<double>()[0];
 }
 
 void Optimizer::clip(double norm, double max_norm) {

@@ -1,4 +1,4 @@
-// weft/src/optim/optimizer.h v10 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
+// weft/src/optim/optimizer.h v11 — AdamW over contiguous parameter and gradient buffers in buckets, optionally
 // sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO stage 1).
 //
 // The gradient group is every rank holding the same model shard: data-parallel ranks, times context-parallel
@@ -35,7 +35,9 @@ namespace weft {
 struct OptimizerConfig {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
   bool distributed = false;  // shard masters and moments over the gradient group
-  int context_parallel = 1;  // cp ranks in the gradient group
+  // The reduced gradient is the group's sum divided by this: the data-parallel size (context-parallel ranks hold
+  // parts of one gradient, which add; data-parallel ranks hold gradients of different samples, which average).
+  int data_parallel = 1;
   int64_t bucket_elements = 0;  // parameters are grouped into buckets of at least this many elements (0: one bucket)
   // Adam moments in bf16 beside fp32 masters (Megatron's --exp-avg-dtype/--exp-avg-sq-dtype bf16, as DeepSeek-V3
   // trains): 4 bytes less per parameter each.
@@ -76,9 +78,10 @@ class Optimizer {
   std::vector<Parameter*> unreported() const;  // parameters grads_ready has not seen this step
   int buckets() const { return static_cast<int>(buckets_.size()); }
   int buckets_started() const;  // buckets whose reduction has started this step
-  // sqrt(Σ grad²) over the model: this rank's shard, tensor-parallel duplicates counted once (tp rank 0) and a
-  // tied embedding's last-stage copy not at all, summed over the shards (dp) and the model-parallel group `mp`.
-  double grad_norm(Comm& mp, int tp_rank);
+  // Σ grad² over this rank's shard, tensor-parallel duplicates counted once (tp rank 0) and a tied embedding's
+  // last-stage copy not at all, summed over the shards (the gradient group) when sharded; the caller sums it over
+  // the model-parallel ranks.
+  double grad_norm_squared(int tp_rank);
   // Megatron's clip_grad_norm: the next step uses the gradients times max_norm / (norm + 1e-6) when that is below
   // 1 (the scaling happens inside the step's update, not as a pass of its own; the gradients stay as they are).
   void clip(double norm, double max_norm);

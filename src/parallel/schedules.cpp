@@ -69,7 +69,8 @@ std::vector<std::vector<PipelineSchedule::Step>> PipelineSchedule::units(int ran
   return units;
 }
 
-double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, int64_t count, bool forward_only) const {
+ScheduleResult PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, int64_t count,
+                                     bool forward_only) const {
   const int pp_size = pp->size(), rank = pp->rank(), vpp = static_cast<int>(chunks.size());
   const int64_t group = int64_t(pp_size) * vpp;
   // Virtual micro-batch k → model chunk and micro-batch (Megatron's interleaving: groups of pp micro-batches
@@ -84,6 +85,7 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
 
   std::map<std::pair<int, int64_t>, InFlight> flight;
   double loss_total = 0;
+  std::vector<double> layer_totals(layer_loss_names.size(), 0.0);
   std::vector<int64_t> backwards_done(chunks.size(), 0);
   // The micro-batch of a step, split for this cp rank and moved to the device (once, at its forward).
   auto in_flight = [&](const Step& s) -> InFlight& {
@@ -91,6 +93,7 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
     if (!f.batch.tokens.defined()) {
       f.host = context_parallel_split(micro_batch(micro_of(s)), cp ? cp->size() : 1, cp ? cp->rank() : 0);
       f.batch = f.host.to(chunks[chunk_of(s)]->context().device);
+      f.saved.losses.backward_scale = forward_only ? 0.0 : 1.0 / double(count);  // as the micro-batch's loss
     }
     return f;
   };
@@ -148,6 +151,11 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
       if (s.forward) {
         Tensor x = stage == 0 ? model.embed(f.batch) : take_input(s);
         x = model.forward_layers(x, f.batch, f.saved);
+        for (size_t i = 0; i < layer_loss_names.size(); ++i) {
+          const auto it = f.saved.losses.sums.find(layer_loss_names[i]);
+          if (it != f.saved.losses.sums.end()) layer_totals[i] += it->second;
+        }
+        f.saved.losses.sums.clear();
         if (stage == last_stage) {
           // The backward's token weights are known before the loss runs, so it can run its backward fused.
           const std::vector<double> mask = f.host.loss_mask.to_doubles();
@@ -172,10 +180,19 @@ double PipelineSchedule::run(const std::function<Batch(int64_t)>& micro_batch, i
     }
     exchange(u + 1 < plan.size() ? plan[u + 1] : std::vector<Step>{});
   }
-  // Only the last stage saw the losses; the pipeline shares their mean.
-  Tensor total = Tensor::from_vector<double>({loss_total}, {1});
+  // Only the last stage saw the losses, each stage its layers' own; the pipeline shares their means. The layers'
+  // losses of context-parallel ranks are parts of one sum.
+  Tensor layers = Tensor::from_vector(layer_totals, {static_cast<int64_t>(layer_totals.size())});
+  if (cp && cp->size() > 1 && !layer_totals.empty()) cp->all_reduce(layers);
+  layer_totals.assign(layers.data<double>(), layers.data<double>() + layers.numel());
+  layer_totals.push_back(loss_total);
+  Tensor total = Tensor::from_vector(layer_totals, {static_cast<int64_t>(layer_totals.size())});
   pp->all_reduce(total);
-  return total.data<double>()[0] / double(count);
+  ScheduleResult result;
+  result.loss = total.data<double>()[layer_loss_names.size()] / double(count);
+  for (size_t i = 0; i < layer_loss_names.size(); ++i)
+    result.layer_losses[layer_loss_names[i]] = total.data<double>()[i] / double(count);
+  return result;
 }
 
 }  // namespace weft

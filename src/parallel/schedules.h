@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "data/batch.h"
@@ -15,6 +17,14 @@
 #include "model/gpt_model.h"
 
 namespace weft {
+
+// What a run of micro-batches gives, the same on every rank of the pipeline: the mean of the micro-batch losses, and
+// for each of the losses the layers add (LayerLosses; layer_loss_names), the mean over the micro-batches of its sum
+// over the model's layers and the context-parallel ranks.
+struct ScheduleResult {
+  double loss = 0;
+  std::map<std::string, double> layer_losses;
+};
 
 // The loss of one micro-batch, Megatron style: Σ mask·loss / Σ mask over its tokens (on every cp rank).
 struct MicroBatchLoss {
@@ -32,11 +42,12 @@ struct PipelineSchedule {
   mutable bool ring_connected = false;  // the pipeline ranks have exchanged with both neighbours once
   GradsReady grads_ready;            // told the parameters each chunk's last backward finishes (unset: nobody)
   int64_t loss_chunk_rows = 0;       // tokens per chunk of the fused output layer and loss (0: by bytes of logits)
+  std::vector<std::string> layer_loss_names;  // the losses the model's layers add (every rank the same list)
 
   // Forward and (unless forward_only) backward of micro-batches 0..count-1 (whole ones: the schedule takes this
-  // rank's context-parallel part). Gradients accumulate as those of the
-  // mean of the micro-batch losses. Returns that mean on every rank of the pipeline.
-  double run(const std::function<Batch(int64_t)>& micro_batch, int64_t count, bool forward_only) const;
+  // rank's context-parallel part). Gradients accumulate as those of the mean of the micro-batch losses plus the
+  // losses the layers add (each micro-batch's weighted as its loss is).
+  ScheduleResult run(const std::function<Batch(int64_t)>& micro_batch, int64_t count, bool forward_only) const;
 
   // One forward or backward of virtual micro-batch k.
   struct Step {

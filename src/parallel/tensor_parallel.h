@@ -19,6 +19,14 @@ namespace weft {
 // flash backward recomputes its probabilities; full: only the layer's input, the whole layer rerun in backward.
 enum class Recompute { none, selective, full };
 
+// How MoE layers train (the deck's [moe] keys).
+struct MoeOptions {
+  double aux_loss_coeff = 0, z_loss_coeff = 0;
+  double capacity_factor = 0;     // 0: dropless
+  bool drop_by_position = false;  // past capacity keep the first tokens; false: the most probable
+  bool pad_to_capacity = false;   // every expert's rows padded to its capacity
+};
+
 struct LayerContext {
   Comm* tp = nullptr;              // tensor-parallel group
   bool sequence_parallel = false;  // activations between blocks hold tokens / tp
@@ -28,6 +36,8 @@ struct LayerContext {
   Comm* cp = nullptr;              // context-parallel group (null: none)
   Recompute recompute = Recompute::none;
   bool deterministic = false;      // kernels that can reorder sums must not (the attention backward)
+  Comm* ep = nullptr;              // expert-parallel group (null: every expert on this rank)
+  MoeOptions moe;
   int tp_rank() const { return tp->rank(); }
   int tp_size() const { return tp->size(); }
 };

@@ -10,20 +10,27 @@
 namespace weft {
 
 void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, const ModelSpec& spec,
-                     Optimizer& optimizer, int64_t iteration) {
+                     GroupedOptimizer& optimizer, int64_t iteration) {
   CheckpointWriter writer(cfg.checkpoint.save, iteration, *comms.world);
   // Optimizer state per parameter (gathered over the gradient group when sharded), so any layout reads it back.
   std::map<std::string, std::vector<Tensor>> state;
   for (const char* kind : {"master", "exp_avg", "exp_avg_sq"}) state[kind] = optimizer.gather_state(kind);
-  // Data- and context-parallel replicas hold identical state: the first one of each (tp, pp) position writes it.
-  if (grid.dp_rank() == 0 && grid.cp_rank() == 0) {
-    const auto& params = optimizer.parameters();
-    std::vector<ShardedTensor> tensors = model_tensors(params);
-    for (const auto& [kind, tensors_of_kind] : state)
-      for (size_t i = 0; i < params.size(); ++i)
-        tensors.push_back(sharded("optim/" + kind, *params[i], tensors_of_kind[i]));
-    writer.write_shard(str("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(), ".h5"), tensors);
+  // Replicas hold identical state: the first data- and context-parallel rank of each (tp, pp) position writes the
+  // dense parameters, the first expert-data-parallel rank of each (tp, ep, pp) position its experts (which hold
+  // their global expert index in their names, so any expert-parallel layout reads them back).
+  const bool dense_writer = grid.dp_rank() == 0 && grid.cp_rank() == 0, expert_writer = grid.edp_rank() == 0;
+  const auto params = optimizer.parameters();
+  std::vector<ShardedTensor> tensors;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Parameter& p = *params[i];
+    if (!(p.group == ParamGroup::expert ? expert_writer : dense_writer)) continue;
+    tensors.push_back(sharded("model", p, p.value));
+    for (const auto& [kind, tensors_of_kind] : state) tensors.push_back(sharded("optim/" + kind, p, tensors_of_kind[i]));
   }
+  if (!tensors.empty())
+    writer.write_shard(str("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(),
+                           grid.ep_size() > 1 ? str("_ep", grid.ep_rank()) : "", ".h5"),
+                       tensors);
   nlohmann::json meta = {
       {"format", "weft-checkpoint"},
       {"version", kCheckpointFormatVersion},
@@ -36,7 +43,8 @@ void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, c
                        {"steps", optimizer.steps()}}},
       // Weights and the data order derive from the seed alone; weft keeps no other random state (no dropout).
       {"rng", {{"seed", cfg.train.seed}}},
-      {"layout", {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()}, {"cp", grid.cp_size()}}},
+      {"layout", {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()}, {"cp", grid.cp_size()},
+                  {"ep", grid.ep_size()}}},
       {"model", spec_to_json(spec)},
       {"deck", {{"path", cfg.deck_path}, {"values", cfg.values}}}};
   writer.commit(meta);
@@ -55,7 +63,7 @@ void check_same_model(const ModelSpec& mine, const CheckpointReader& r) {
 
 }  // namespace
 
-int64_t resume_checkpoint(const Config& cfg, const ModelSpec& spec, Optimizer& optimizer) {
+int64_t resume_checkpoint(const Config& cfg, const ModelSpec& spec, GroupedOptimizer& optimizer) {
   const CheckpointReader r(cfg.checkpoint.load);
   check_same_model(spec, r);
   const auto& params = optimizer.parameters();

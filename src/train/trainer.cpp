@@ -4,8 +4,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 #include "config/validate.h"
+#include "model/moe.h"
 #include "parallel/schedules.h"
 #include "parallel/shared_gradients.h"
 #include "train/checkpointing.h"
@@ -66,6 +68,12 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
                    : cfg.train.recompute == "selective" ? Recompute::selective
                                                         : Recompute::none;
   ctx_.deterministic = cfg.train.deterministic;
+  ctx_.ep = comms_.expert_parallel();
+  ctx_.moe = {.aux_loss_coeff = cfg.moe.aux_loss_coeff,
+              .z_loss_coeff = cfg.moe.z_loss_coeff,
+              .capacity_factor = cfg.moe.expert_capacity_factor,
+              .drop_by_position = cfg.moe.token_drop_policy == "position",
+              .pad_to_capacity = cfg.moe.pad_expert_input_to_capacity};
   const int vpp = static_cast<int>(cfg.parallel.vpp);
   for (int c = 0; c < vpp; ++c) {
     chunks_.push_back(std::make_unique<GptModel>(
@@ -78,15 +86,26 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   schedule_.sequence_parallel = ctx_.sequence_parallel;
   schedule_.tp_size = grid.tp_size();
   schedule_.cp = comms_.cp.get();
+  if (spec_.has_experts()) schedule_.layer_loss_names = moe_loss_names();
   if (cfg.checkpoint.load.empty()) load_initial_weights(cfg, spec_, params_);  // before the optimizer copies masters
-  optimizer_ = std::make_unique<Optimizer>(
+  std::vector<GroupSpec> groups = {{ParamGroup::dense, comms_.dp_cp.get(), comms_.mp.get()}};
+  if (spec_.has_experts())
+    groups.push_back({ParamGroup::expert, &comms_.expert_data_parallel(), &comms_.expert_model_parallel()});
+  optimizer_ = std::make_unique<GroupedOptimizer>(
       params_,
-      OptimizerConfig{cfg.train.adam_beta1, cfg.train.adam_beta2, cfg.train.adam_eps, cfg.train.weight_decay,
-                      cfg.parallel.distributed_optimizer, grid.cp_size(), cfg.parallel.ddp_bucket_size,
-                      cfg.train.adam_moments_dtype == "bf16", cfg.train.grad_dtype == "bf16",
-                      cfg.train.master_weights == "split", cfg.parallel.overlap_param_gather,
-                      cfg.train.overlap_optimizer},
-      *comms_.dp_cp);
+      OptimizerConfig{.beta1 = cfg.train.adam_beta1,
+                      .beta2 = cfg.train.adam_beta2,
+                      .eps = cfg.train.adam_eps,
+                      .weight_decay = cfg.train.weight_decay,
+                      .distributed = cfg.parallel.distributed_optimizer,
+                      .data_parallel = grid.dp_size(),
+                      .bucket_elements = cfg.parallel.ddp_bucket_size,
+                      .bf16_moments = cfg.train.adam_moments_dtype == "bf16",
+                      .bf16_grads = cfg.train.grad_dtype == "bf16",
+                      .split_master = cfg.train.master_weights == "split",
+                      .overlap_param_gather = cfg.parallel.overlap_param_gather,
+                      .overlap_step = cfg.train.overlap_optimizer},
+      groups);
   comms_.dp_cp->count_waits(cfg.log.comm_wait);
   // The step's updates and all-gathers of updated values run on until the forward reaches their parameters.
   if (cfg.parallel.overlap_param_gather || cfg.train.overlap_optimizer)
@@ -115,11 +134,18 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
 
 void Trainer::log_start() const {
   if (!is_logger()) return;
-  std::printf("weft: %s model, %lld layers, hidden %lld, %lld heads (%lld query groups), vocab %lld: %.2fM parameters\n",
+  const std::string experts =
+      spec_.has_experts() ? str(", ", spec_.moe_layers(), " MoE layers of ", spec_.num_experts, " experts (top-",
+                                spec_.moe_topk, spec_.moe_shared_ffn > 0 ? ", a shared expert" : "", ")")
+                          : "";
+  std::printf("weft: %s model, %lld layers, hidden %lld, %lld heads (%lld query groups), vocab %lld%s: %.2fM "
+              "parameters\n",
               spec_.family.c_str(), (long long)spec_.num_layers, (long long)spec_.hidden, (long long)spec_.heads,
-              (long long)spec_.groups, (long long)spec_.vocab, double(spec_.num_parameters()) / 1e6);
-  std::printf("weft: %d ranks = tp %d · cp %d · pp %d · dp %d; %lld micro-batches of %lld × %lld tokens per step\n",
+              (long long)spec_.groups, (long long)spec_.vocab, experts.c_str(), double(spec_.num_parameters()) / 1e6);
+  std::printf("weft: %d ranks = tp %d · cp %d · pp %d · dp %d%s; %lld micro-batches of %lld × %lld tokens per step\n",
               grid_.world_size(), grid_.tp_size(), grid_.cp_size(), grid_.pp_size(), grid_.dp_size(),
+              grid_.ep_size() > 1 ? str(" (experts: ep ", grid_.ep_size(), " · edp ", grid_.edp_size(), ")").c_str()
+                                  : "",
               (long long)num_micro_batches_, (long long)cfg_.train.micro_batch_size, (long long)cfg_.data.seq_length);
   std::printf("weft: data %s: %lld train samples%s\n", cfg_.data.prefix.c_str(), (long long)train_data_->size(),
               valid_data_ ? str(", ", valid_data_->size(), " validation samples").c_str() : "");
@@ -130,7 +156,7 @@ void Trainer::log_start() const {
   std::fflush(stdout);
 }
 
-double Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
+ScheduleResult Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
   optimizer_->zero_grad();
   const int64_t consumed = iteration * cfg_.train.global_batch_size;
   std::vector<Batch> batches;
@@ -138,21 +164,24 @@ double Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
   // An untied word embedding's gradient has rows only where the step's tokens are: only those are reduced.
   if (const Parameter* embedding = optimizer_->row_sparse_param(); embedding && comms_.dp_cp->size() > 1)
     optimizer_->set_sparse_rows(touched_rows(*embedding, batches, *comms_.dp_cp));
-  const double loss = schedule_.run([&](int64_t m) { return batches[m]; }, num_micro_batches_, false);
+  ScheduleResult result = schedule_.run([&](int64_t m) { return batches[m]; }, num_micro_batches_, false);
   reduce_shared_gradients(optimizer_->unreported(), *comms_.tp, *comms_.embedding, spec_.tie_embeddings,
                           grid_.pp_size());
   optimizer_->reduce_gradients();
-  *grad_norm = optimizer_->grad_norm(*comms_.mp, grid_.tp_rank());
+  *grad_norm = optimizer_->grad_norm(grid_.tp_rank());
   optimizer_->clip(*grad_norm, cfg_.train.clip_grad);
   optimizer_->step(lr);
-  return mean_over(*comms_.dp, loss);
+  result.loss = mean_over(*comms_.dp, result.loss);
+  // The layers' losses as Megatron logs them: per MoE layer, averaged over the data-parallel replicas.
+  for (auto& [name, value] : result.layer_losses) value = mean_over(*comms_.dp, value) / double(spec_.moe_layers());
+  return result;
 }
 
 double Trainer::evaluate(int64_t run) {
   double total = 0;
   for (int64_t i = 0; i < cfg_.train.eval_iters; ++i) {
     const int64_t consumed = (run * cfg_.train.eval_iters + i) * cfg_.train.global_batch_size;
-    total += schedule_.run([&](int64_t m) { return valid_batches_->get(consumed, m); }, num_micro_batches_, true);
+    total += schedule_.run([&](int64_t m) { return valid_batches_->get(consumed, m); }, num_micro_batches_, true).loss;
   }
   return mean_over(*comms_.dp, total / double(cfg_.train.eval_iters));
 }
@@ -164,6 +193,7 @@ void Trainer::train() {
   const auto start = Clock::now();
   auto window_start = start;
   double window_loss = 0;
+  std::map<std::string, double> window_layer_losses;  // the MoE routers' losses, summed over the window
   int64_t window_iters = 0;
   // Validation runs consume the validation set in order; a resumed run continues where the saved one stood.
   int64_t eval_runs = cfg_.train.eval_interval > 0 ? start_iteration_ / cfg_.train.eval_interval : 0;
@@ -180,8 +210,9 @@ void Trainer::train() {
   for (int64_t it = start_iteration_; it < iters; ++it) {
     const double lr = lr_.at(it);
     double grad_norm = 0;
-    const double loss = train_step(it, lr, &grad_norm);
-    window_loss += loss;
+    const ScheduleResult step = train_step(it, lr, &grad_norm);
+    window_loss += step.loss;
+    for (const auto& [name, value] : step.layer_losses) window_layer_losses[name] += value;
     ++window_iters;
     const int64_t done = it + 1;
     if (done % cfg_.log.interval == 0 || done == iters) {
@@ -195,10 +226,16 @@ void Trainer::train() {
                             grid_.world_size() / 1e12;
       const double peak_gib = double(ops_for(ctx_.device).peak_memory()) / double(1 << 30);
       const double wait_ms = cfg_.log.comm_wait ? comms_.dp_cp->take_wait_ms() / double(window_iters) : 0;
+      std::string layer_text;
+      for (auto& [name, sum] : window_layer_losses) {
+        sum /= double(window_iters);
+        layer_text += str(" | ", name, " ", sum);
+      }
       if (is_logger()) {
-        std::printf("iteration %6lld/%lld | loss %.6f | lr %.4e | grad norm %.4f | tokens/s %.0f | TFLOP/s/rank %.1f"
+        std::printf("iteration %6lld/%lld | loss %.6f%s | lr %.4e | grad norm %.4f | tokens/s %.0f | TFLOP/s/rank %.1f"
                     "%s%s | elapsed %s | ETA %s\n",
-                    (long long)done, (long long)iters, mean_loss, lr, grad_norm, tokens_per_s, tflops,
+                    (long long)done, (long long)iters, mean_loss, layer_text.c_str(), lr, grad_norm, tokens_per_s,
+                    tflops,
                     ctx_.device == Device::cuda ? str(" | peak mem ", std::round(peak_gib * 10) / 10, " GiB").c_str() : "",
                     cfg_.log.comm_wait ? str(" | comm wait ", std::round(wait_ms * 100) / 100, " ms").c_str() : "",
                     format_duration(elapsed).c_str(), format_duration(eta).c_str());
@@ -213,9 +250,11 @@ void Trainer::train() {
                                {"consumed_samples", done * cfg_.train.global_batch_size}};
         if (ctx_.device == Device::cuda) line["peak_memory_gib"] = peak_gib;
         if (cfg_.log.comm_wait) line["comm_wait_ms"] = wait_ms;
+        for (const auto& [name, mean] : window_layer_losses) line[name] = mean;
         metrics_.write(line);
       }
       window_loss = 0;
+      window_layer_losses.clear();
       window_iters = 0;
       window_start = Clock::now();
     }

@@ -7,7 +7,7 @@
 #include "data/batches.h"
 #include "dist/process_grid.h"
 #include "model/gpt_model.h"
-#include "optim/optimizer.h"
+#include "optim/grouped_optimizer.h"
 #include "optim/lr_schedule.h"
 #include "parallel/schedules.h"
 #include "train/metrics.h"
@@ -22,7 +22,7 @@ class Trainer {
   void train();
 
  private:
-  double train_step(int64_t iteration, double lr, double* grad_norm);
+  ScheduleResult train_step(int64_t iteration, double lr, double* grad_norm);
   double evaluate(int64_t run);
   void save(int64_t iteration);
   void log_start() const;
@@ -36,7 +36,7 @@ class Trainer {
   std::vector<std::unique_ptr<GptModel>> chunks_;  // this rank's model chunks (vpp of them)
   PipelineSchedule schedule_;
   std::vector<Parameter*> params_;
-  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GroupedOptimizer> optimizer_;
   LrSchedule lr_;
   std::unique_ptr<SampleSource> train_data_, valid_data_;
   std::unique_ptr<MicroBatches> train_batches_, valid_batches_;

@@ -90,6 +90,24 @@ void CpuOps::scale(Tensor& y, double alpha) {
   });
 }
 
+void CpuOps::sigmoid(Tensor& y, const Tensor& x) {
+  check_same_shape(y, x, "sigmoid");
+  dispatch_float(x, [&]<typename T>() {
+    for (int64_t i = 0; i < x.numel(); ++i) y.data<T>()[i] = T(1) / (T(1) + std::exp(-x.data<T>()[i]));
+  });
+}
+
+void CpuOps::sigmoid_backward(Tensor& dx, const Tensor& dy, const Tensor& y) {
+  check_same_shape(dx, y, "sigmoid_backward");
+  check_same_shape(dy, y, "sigmoid_backward");
+  dispatch_float(y, [&]<typename T>() {
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const T v = y.data<T>()[i];
+      dx.data<T>()[i] = dy.data<T>()[i] * v * (T(1) - v);
+    }
+  });
+}
+
 double CpuOps::sum_squares(const std::vector<Tensor>& xs) {
   double total = 0;
   for (const Tensor& x : xs)

@@ -19,6 +19,8 @@ class CpuOps final : public Ops {
   void convert(Tensor& dst, const Tensor& src) override;
   void add(Tensor& y, const Tensor& x, double alpha) override;
   void scale(Tensor& y, double alpha) override;
+  void sigmoid(Tensor& y, const Tensor& x) override;
+  void sigmoid_backward(Tensor& dx, const Tensor& dy, const Tensor& y) override;
   double sum_squares(const std::vector<Tensor>& xs) override;
   using Ops::sum_squares;
 
