@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v32 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v33 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
+#                                            moe moe-fixtures
 #                                            parallel scaling dp-sweep reduce reduce-sweep bucket-sweep
 #                                            recompute profile attention-profile attention-clocks ab ab-trees
 #                                            flag-ab (default: build tests bench e2e);
@@ -372,9 +373,12 @@ PY
         test/fixtures/tokenizer/corpus.jsonl 8 2>&1 | tee "$OUT/tokenizer.txt"
       row "tokenizer: $(grep parity "$OUT/tokenizer.txt")" ;;
     export)
-      "$BUILD/weft" convert --from test/fixtures/hf/llama31 --to "$OUT/native" --format native >/dev/null &&
-      "$BUILD/weft" convert --from "$OUT/native" --to "$OUT/hf" --format hf >/dev/null &&
-      python3 - "$OUT/hf" test/fixtures/hf/llama31 <<'PY' 2>&1 | tee "$OUT/export.txt"
+      # HF → native → HF for a dense and the MoE families, and transformers' own load of each export.
+      for case in ${EXPORT_CASES:-llama31 mixtral qwen2_moe}; do
+        rm -rf "$OUT/native" "$OUT/hf"
+        "$BUILD/weft" convert --from "test/fixtures/hf/$case" --to "$OUT/native" --format native >/dev/null &&
+        "$BUILD/weft" convert --from "$OUT/native" --to "$OUT/hf" --format hf >/dev/null &&
+        python3 - "$OUT/hf" "test/fixtures/hf/$case" <<'PY' 2>&1 | tee "$OUT/export-$case.txt"
 import sys, numpy as np, torch
 from transformers import AutoModelForCausalLM
 m = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32, attn_implementation="eager")
@@ -384,7 +388,41 @@ with torch.no_grad():
     out = m(input_ids=ids).logits.numpy()
 print(f"transformers loaded the weft export: max|Δlogits| {np.abs(out - ref).max():.3e} (max|ref| {np.abs(ref).max():.2f})")
 PY
-      row "export: $(tail -1 "$OUT/export.txt")" ;;
+        row "export $case: $(tail -1 "$OUT/export-$case.txt")"
+      done ;;
+    moe-fixtures)
+      # The MoE parity fixtures, made by transformers itself (test/reference/make_moe_fixtures.py), as a tarball.
+      rm -rf "$OUT/fx" && mkdir -p "$OUT/fx" && python3 test/reference/make_moe_fixtures.py "$OUT/fx" 2>&1 |
+        tee "$OUT/moe_fixtures.log" && (cd "$OUT/fx" && tar czf "$OUT/moe_fixtures.tgz" . ) && rm -rf "$OUT/fx"
+      row "moe fixtures: $(grep -c "loss" "$OUT/moe_fixtures.log") cases" ;;
+    moe)
+      # The MoE issue's two shapes on one GPU, weft and its HF twin (eager, the routers' aux loss on) alternately for
+      # MOE_ROUNDS rounds (default 1); MOE_FLAGS go to weft. Then the experts' grouped GEMMs beside one dense GEMM of
+      # the same size, and one layer's dispatch.
+      for r in $(seq 1 "${MOE_ROUNDS:-1}"); do
+        for m in ${MOE_MODELS:-mixtral-small qwen2-moe-small}; do
+          dir=runs/bench-$m-$r; rm -rf "$dir"
+          start_sampling "weft $m"
+          timeout 300 "$BUILD/weft" train "bench/decks/$m.ini" --log.dir="$dir" ${MOE_FLAGS:-} >"$OUT/weft_$m.log" 2>&1
+          stop_sampling "weft $m"
+          tail -2 "$OUT/weft_$m.log"
+          row "weft $m, round $r: $(step_median "$dir")"
+          timeout 300 python3 bench/peers/train_moe_hf.py --model "$m" 2>&1 | tail -1 | tee "$OUT/torch_$m.json"
+          row "torch eager $m, round $r: $(cat "$OUT/torch_$m.json")"
+          python3 - "$dir" "$OUT/torch_$m.json" <<'PY' | while read -r line; do row "$line"; done
+import json, statistics, sys
+try:
+    steps = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"loss"' in l and json.loads(l)["iteration"] > 4]
+    twin = json.load(open(sys.argv[2]))
+    print(f"ratio to eager: {statistics.median(s['tokens_per_s'] for s in steps) / twin['tokens_per_s']:.3f}")
+except Exception as e:
+    print(f"ratio: FAILED ({e})")
+PY
+        done
+      done
+      timeout 300 "$BUILD/bench/weft_bench_gpu" --benchmark_filter='GroupedGemm|DenseGemmOfTheSameSize|MoeDispatch' \
+        --benchmark_repetitions=3 --benchmark_report_aggregates_only=true 2>&1 | grep median | tee "$OUT/moe_kernels.txt"
+      while read -r line; do row "kernel: $(echo "$line" | tr -s ' ')"; done <"$OUT/moe_kernels.txt" ;;
     ab)
       # The working tree (A) against other versions of some of its files (B) in one call. .ab-base/ holds B's files
       # at their repository paths, e.g. `git archive REF cuda/x.cu | tar x -C .ab-base`; it is git-ignored, so name

@@ -205,3 +205,35 @@ TEST(Split, NormalisesLikeMegatron) {
   c.data.split = "0,0,0";
   EXPECT_THROW(parse_split(c), ConfigError);
 }
+
+// An MoE model's keys: the experts in [model] (a layer list written "1,3"), how they train in [moe]; and the checks
+// that name the key.
+TEST(Deck, MoeKeysAndTheirChecks) {
+  TempDir dir;
+  dir.write("tiny.ini", kModel);
+  const std::string deck = dir.write("run.ini", std::string(kDeck) + "[model]\nfamily = qwen2_moe\nnum_experts = 4\n"
+                                                "moe_ffn_hidden_size = 32\nmlp_only_layers = 0, 1\n"
+                                                "[moe]\naux_loss_coeff = 0.01\nexpert_capacity_factor = 1.5\n");
+  const Config c = load_config(deck, {});
+  EXPECT_EQ(c.model.mlp_only_layers, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(c.model.moe_layers(), 0);  // both layers listed dense
+  EXPECT_DOUBLE_EQ(c.moe.aux_loss_coeff, 0.01);
+  EXPECT_DOUBLE_EQ(c.moe.expert_capacity_factor, 1.5);
+  EXPECT_NO_THROW(validate_config(c, 2));
+  expect_mentions(error_of([&] { load_config(deck, {"--model.mlp_only_layers=1,x"}); }),
+                  {"model.mlp_only_layers", "comma-separated integers", "1,x"});
+  expect_mentions(error_of([&] { validate_config(load_config(deck, {"--model.mlp_only_layers=5"}), 1); }),
+                  {"model.mlp_only_layers", "layer 5"});
+  expect_mentions(error_of([&] { validate_config(load_config(deck, {"--model.moe_router_topk=5"}), 1); }),
+                  {"model.moe_router_topk", "num_experts = 4"});
+  expect_mentions(error_of([&] { validate_config(load_config(deck, {"--parallel.ep=2"}), 1); }),
+                  {"parallel.ep", "dp·cp = 1"});
+  expect_mentions(error_of([&] { validate_config(load_config(deck, {"--moe.z_loss_coeff=-1"}), 1); }),
+                  {"moe.z_loss_coeff", ">= 0"});
+  expect_mentions(error_of([&] { validate_config(load_config(deck, {"--model.rope_theta=inf"}), 1); }),
+                  {"model.rope_theta", "finite"});
+  expect_mentions(error_of([&] {
+                    validate_config(load_config(deck, {"--model.num_experts=0", "--parallel.ep=2"}), 2);
+                  }),
+                  {"parallel.ep", "needs an MoE model"});
+}

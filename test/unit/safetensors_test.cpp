@@ -147,3 +147,61 @@ TEST(HfConfig, ReadsBothRopeFormsAndRefusesWhatItCannotCompute) {
   EXPECT_EQ(back.groups, v5.groups);
   EXPECT_EQ(parse_hf_config(hf_config_of(qwen), "export").tie_embeddings, true);
 }
+
+// The MoE families' config.json keys: Mixtral's experts in every layer, routed by the top-k renormalised; Qwen-MoE's
+// dense layers, shared expert and routing with or without norm_topk_prob; and their tensor names.
+TEST(HfConfig, ReadsAndWritesTheMoeFamilies) {
+  const nlohmann::json mixtral = {{"model_type", "mixtral"}, {"num_hidden_layers", 2}, {"hidden_size", 64},
+                                  {"intermediate_size", 96}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                                  {"vocab_size", 512}, {"max_position_embeddings", 128}, {"rms_norm_eps", 1e-5},
+                                  {"num_local_experts", 4}, {"num_experts_per_tok", 2}, {"router_jitter_noise", 0.0},
+                                  {"sliding_window", nullptr}};
+  const ModelSpec m = parse_hf_config(mixtral, "mixtral");
+  EXPECT_EQ(m.family, "mixtral");
+  EXPECT_EQ(m.num_experts, 4);
+  EXPECT_EQ(m.moe_topk, 2);
+  EXPECT_EQ(m.moe_ffn, 96);
+  EXPECT_FALSE(m.moe_pre_softmax);
+  EXPECT_EQ(m.moe_layers(), 2);
+  EXPECT_EQ(parse_hf_config(hf_config_of(m), "export").num_experts, 4);
+  nlohmann::json jitter = mixtral;
+  jitter["router_jitter_noise"] = 0.01;
+  EXPECT_THROW(parse_hf_config(jitter, "cfg"), Error);
+
+  nlohmann::json qwen = {{"model_type", "qwen2_moe"}, {"num_hidden_layers", 4}, {"hidden_size", 64},
+                         {"intermediate_size", 128}, {"num_attention_heads", 4}, {"num_key_value_heads", 4},
+                         {"vocab_size", 512}, {"max_position_embeddings", 128}, {"rms_norm_eps", 1e-6},
+                         {"num_experts", 8}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 32},
+                         {"shared_expert_intermediate_size", 96}, {"decoder_sparse_step", 2},
+                         {"mlp_only_layers", {3}}, {"norm_topk_prob", false}};
+  const ModelSpec q = parse_hf_config(qwen, "qwen");
+  EXPECT_TRUE(q.qkv_bias && q.moe_pre_softmax && q.moe_shared_gate);
+  EXPECT_EQ(q.moe_shared_ffn, 96);
+  // decoder_sparse_step 2: layers 1 and 3 sparse, but 3 is listed dense.
+  EXPECT_EQ(q.mlp_kind(0), MlpKind::dense);
+  EXPECT_EQ(q.mlp_kind(1), MlpKind::moe);
+  EXPECT_EQ(q.mlp_kind(3), MlpKind::dense);
+  const ModelSpec back = parse_hf_config(hf_config_of(q), "export");
+  EXPECT_EQ(back.mlp_only_layers, q.mlp_only_layers);
+  EXPECT_EQ(back.decoder_sparse_step, 2);
+  EXPECT_TRUE(back.moe_pre_softmax);
+  qwen["norm_topk_prob"] = true;
+  EXPECT_FALSE(parse_hf_config(qwen, "qwen").moe_pre_softmax);
+  qwen["shared_expert_intermediate_size"] = 0;
+  EXPECT_THROW(parse_hf_config(qwen, "qwen"), Error);
+
+  ModelSpec llama_with_experts = m;
+  llama_with_experts.family = "llama";
+  EXPECT_THROW(hf_config_of(llama_with_experts), Error);
+
+  const HfNameMap names(q);
+  EXPECT_EQ(*names.shape("model.layers.1.mlp.gate.weight"), (Shape{8, 64}));
+  EXPECT_EQ(*names.shape("model.layers.1.mlp.experts.7.down_proj.weight"), (Shape{64, 32}));
+  EXPECT_EQ(*names.shape("model.layers.1.mlp.shared_expert_gate.weight"), (Shape{1, 64}));
+  EXPECT_EQ(*names.shape("model.layers.0.mlp.up_proj.weight"), (Shape{128, 64}));
+  EXPECT_EQ(names.shape("model.layers.0.mlp.gate.weight"), nullptr);  // layer 0 is dense
+  EXPECT_EQ(names.segments("decoder.layers.1.mlp.experts.local_experts.3.linear_fc1.weight").size(), 2u);
+  const HfNameMap mixtral_names(m);
+  EXPECT_EQ(*mixtral_names.shape("model.layers.0.block_sparse_moe.experts.3.w3.weight"), (Shape{96, 64}));
+  EXPECT_EQ(*mixtral_names.shape("model.layers.1.block_sparse_moe.gate.weight"), (Shape{4, 64}));
+}
