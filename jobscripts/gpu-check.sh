@@ -391,9 +391,11 @@ PY
         row "export $case: $(tail -1 "$OUT/export-$case.txt")"
       done ;;
     moe-fixtures)
-      # The MoE parity fixtures, made by transformers itself (test/reference/make_moe_fixtures.py), as a tarball.
+      # The MoE parity fixtures, made by transformers itself (test/reference/make_moe_fixtures.py): a tarball to
+      # bring back, and in test/fixtures/hf here for the stages after this one.
       rm -rf "$OUT/fx" && mkdir -p "$OUT/fx" && python3 test/reference/make_moe_fixtures.py "$OUT/fx" 2>&1 |
-        tee "$OUT/moe_fixtures.log" && (cd "$OUT/fx" && tar czf "$OUT/moe_fixtures.tgz" . ) && rm -rf "$OUT/fx"
+        tee "$OUT/moe_fixtures.log" && (cd "$OUT/fx" && tar czf "$OUT/moe_fixtures.tgz" . ) &&
+        cp -r "$OUT"/fx/* test/fixtures/hf/ && rm -rf "$OUT/fx"
       row "moe fixtures: $(grep -c "loss" "$OUT/moe_fixtures.log") cases" ;;
     moe)
       # The MoE issue's two shapes on one GPU, weft and its HF twin (eager, the routers' aux loss on) alternately for

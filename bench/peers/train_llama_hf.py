@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""weft/bench/peers/train_llama_hf.py v3 — the PyTorch baseline: HF LlamaForCausalLM training on one GPU.
+"""weft/bench/peers/train_llama_hf.py v4 — the PyTorch baseline: HF LlamaForCausalLM training on one GPU.
 
     python3 bench/peers/train_llama_hf.py --mode eager|compile [--steps 12] [--warmup 4]
 
@@ -58,18 +58,13 @@ def attention_bench(dim, reps, forward_only):
     print(json.dumps(result | {"torch": torch.__version__, "device": torch.cuda.get_device_name()}))
 
 
-def train_bench(mode, steps, warmup):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
-                      num_attention_heads=HEADS, num_key_value_heads=GROUPS, max_position_embeddings=SEQ,
-                      tie_word_embeddings=False)
-    cfg._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).to(device="cuda", dtype=torch.bfloat16)
+def time_training(model, vocab, mbs, seq, mode, steps, warmup):
+    """The median seconds of `steps` training steps (after `warmup`) of an HF causal LM on random tokens, and the
+    peak memory in GiB: bf16 weights, fused AdamW, eager or torch.compile."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
     fwd = torch.compile(model) if mode == "compile" else model
-    ids = torch.randint(0, VOCAB, (MBS, SEQ), device="cuda")
+    ids = torch.randint(0, vocab, (mbs, seq), device="cuda")
     torch.cuda.reset_peak_memory_stats()
     times = []
     for step in range(warmup + steps):
@@ -82,10 +77,20 @@ def train_bench(mode, steps, warmup):
         torch.cuda.synchronize()
         if step >= warmup:
             times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
+    return statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
+
+
+def train_bench(mode, steps, warmup):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
+                      num_attention_heads=HEADS, num_key_value_heads=GROUPS, max_position_embeddings=SEQ,
+                      tie_word_embeddings=False)
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).to(device="cuda", dtype=torch.bfloat16)
+    t, peak = time_training(model, VOCAB, MBS, SEQ, mode, steps, warmup)
     print(json.dumps({"peer": f"HF transformers {mode}", "tokens_per_s": MBS * SEQ / t,
-                      "tflops": megatron_flops(MBS, SEQ) / t / 1e12,
-                      "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "step_s": t,
+                      "tflops": megatron_flops(MBS, SEQ) / t / 1e12, "peak_memory_gib": peak, "step_s": t,
                       "torch": torch.__version__, "device": torch.cuda.get_device_name()}))
 
 

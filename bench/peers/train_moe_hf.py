@@ -13,10 +13,13 @@ experts implementation transformers ran.
 """
 import argparse
 import json
-import statistics
-import time
+import os
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_llama_hf import time_training  # noqa: E402
 
 SHAPES = {
     "mixtral-small": dict(model_type="mixtral", hidden=2048, layers=8, heads=32, groups=8, expert_ffn=5632, experts=8,
@@ -59,27 +62,9 @@ def make_model(s):
 def train_bench(name, mode, steps, warmup):
     s = SHAPES[name]
     model, experts_impl = make_model(s)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
-    fwd = torch.compile(model) if mode == "compile" else model
-    ids = torch.randint(0, s["vocab"], (s["mbs"], s["seq"]), device="cuda")
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for step in range(warmup + steps):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss = fwd(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        if step >= warmup:
-            times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
-    tokens = s["mbs"] * s["seq"]
-    print(json.dumps({"peer": f"HF transformers {mode}", "model": name, "tokens_per_s": tokens / t,
-                      "tflops": megatron_flops(s) / t / 1e12,
-                      "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "step_s": t,
+    t, peak = time_training(model, s["vocab"], s["mbs"], s["seq"], mode, steps, warmup)
+    print(json.dumps({"peer": f"HF transformers {mode}", "model": name, "tokens_per_s": s["mbs"] * s["seq"] / t,
+                      "tflops": megatron_flops(s) / t / 1e12, "peak_memory_gib": peak, "step_s": t,
                       "experts_implementation": str(experts_impl), "torch": torch.__version__,
                       "device": torch.cuda.get_device_name()}))
 

@@ -21,6 +21,9 @@ int cmd_tokenize(const Args& args, const MpiEnv& mpi);    // weft tokenize --tok
 // ConfigError there (and an empty one elsewhere), so the job exits together with one line.
 Config load_config_collectively(const std::string& deck, const Args& overrides, int world_size_for_checks);
 
+// `text` as a positive integer; a ConfigError naming `what` ("weft samples: --num") otherwise.
+int64_t parse_count(const std::string& what, const std::string& text);
+
 // Splits "DECK --a=b ..." into the deck path and the overrides; handles --help by printing the schema.
 // Returns false when help was printed.
 bool parse_deck_args(const Args& args, const char* usage, std::string& deck, Args& overrides, const MpiEnv& mpi);

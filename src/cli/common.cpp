@@ -47,4 +47,17 @@ Config load_config_collectively(const std::string& deck, const Args& overrides, 
   return cfg;
 }
 
+int64_t parse_count(const std::string& what, const std::string& text) {
+  size_t used = 0;
+  int64_t n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || n <= 0)
+    throw ConfigError(str(what, " expects a positive integer, got '", text, "'"));
+  return n;
+}
+
 }  // namespace weft

@@ -9,8 +9,9 @@
 namespace weft {
 
 int cmd_forward(const Args& args, const MpiEnv& mpi) {
-  const char* usage = "weft forward --model DIR --input ids.npy --output logits.npy";
+  const char* usage = "weft forward --model DIR --input ids.npy --output logits.npy [--ep N]";
   std::string model_dir, input, output;
+  int ep = 1;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() {
       if (i + 1 >= args.size()) throw ConfigError(str("weft forward: ", args[i], " needs a value"));
@@ -19,6 +20,7 @@ int cmd_forward(const Args& args, const MpiEnv& mpi) {
     if (args[i] == "--model") model_dir = value();
     else if (args[i] == "--input") input = value();
     else if (args[i] == "--output") output = value();
+    else if (args[i] == "--ep") ep = static_cast<int>(parse_count("weft forward: --ep", value()));
     else if (args[i] == "--help" || args[i] == "-h") {
       if (mpi.rank() == 0) std::printf("usage: %s\n", usage);
       return 0;
@@ -26,7 +28,7 @@ int cmd_forward(const Args& args, const MpiEnv& mpi) {
   }
   if (model_dir.empty() || input.empty()) throw ConfigError(str("usage: ", usage));
 
-  LoadedModel m = load_model(WeightSource::parse(model_dir), mpi.size(), mpi.rank());
+  LoadedModel m = load_model(WeightSource::parse(model_dir), mpi.size(), mpi.rank(), ep);
   const ModelSpec& spec = m.model->spec();
   const Tensor raw = read_npy(input);
   WEFT_CHECK(raw.ndim() == 2 && (raw.dtype() == DType::i32 || raw.dtype() == DType::i64), input,

@@ -1,18 +1,23 @@
-// weft/src/cli/model_loading.cpp v1 — model + weights for the inference-side subcommands.
+// weft/src/cli/model_loading.cpp v2 — model + weights for the inference-side subcommands.
 #include "cli/model_loading.h"
 
 namespace weft {
 
-LoadedModel load_model(const WeightSource& src, int world_size, int rank) {
+LoadedModel load_model(const WeightSource& src, int world_size, int rank, int ep) {
   const ModelSpec spec = spec_of(src);
-  if (spec.heads % world_size || spec.groups % world_size || spec.ffn % world_size)
-    throw ConfigError(str("running on ", world_size, " ranks splits the model ", world_size, " ways (tensor "
-                          "parallel), but it has ", spec.heads, " heads, ", spec.groups, " query groups and ffn ",
-                          spec.ffn, ": use a rank count that divides them"));
+  if (ep < 1 || world_size % ep || (ep > 1 && spec.num_experts % ep))
+    throw ConfigError(str("--ep ", ep, " must divide the ", world_size, " ranks and the model's ", spec.num_experts,
+                          " experts"));
+  const int tp = world_size / ep;
+  if (spec.heads % tp || spec.groups % tp || spec.ffn % tp || spec.moe_ffn % tp || spec.moe_shared_ffn % tp)
+    throw ConfigError(str("running on ", world_size, " ranks splits the model ", tp, " ways (tensor parallel), but "
+                          "it has ", spec.heads, " heads, ", spec.groups, " query groups and MLP widths ", spec.ffn,
+                          "/", spec.moe_ffn, "/", spec.moe_shared_ffn, ": use a rank count that divides them"));
   LoadedModel m;
-  m.grid = std::make_unique<ProcessGrid>(world_size, rank, ParallelSizes{world_size, 1, 1, 1});
+  m.grid = std::make_unique<ProcessGrid>(world_size, rank, ParallelSizes{tp, 1, ep, 1});
   m.comms = Comms::create(*m.grid);
-  m.ctx = std::make_unique<LayerContext>(LayerContext{.tp = m.comms.tp.get(), .dtype = DType::f32, .device = Device::cpu});
+  m.ctx = std::make_unique<LayerContext>(LayerContext{
+      .tp = m.comms.tp.get(), .dtype = DType::f32, .device = Device::cpu, .ep = m.comms.expert_parallel()});
   m.model = std::make_unique<GptModel>(spec, *m.ctx, StageLayout::whole(spec));
   if (src.kind == WeightSource::hf) {
     load_hf_weights(spec, m.model->parameters(), src.dir);

@@ -15,8 +15,9 @@ struct LoadedModel {
   std::unique_ptr<GptModel> model;
 };
 
-// Builds the model `src` describes split over every rank (tp = world size) and loads its weights.
-// Errors (heads not divisible by the world size, bad files) are ConfigErrors or Errors naming the cause.
-LoadedModel load_model(const WeightSource& src, int world_size, int rank);
+// Builds the model `src` describes split over every rank (tp = world size / ep; an MoE model's experts split over
+// ep of them, which then each run the same tokens) and loads its weights. Errors (heads not divisible by tp, experts
+// not by ep, bad files) are ConfigErrors or Errors naming the cause.
+LoadedModel load_model(const WeightSource& src, int world_size, int rank, int ep = 1);
 
 }  // namespace weft

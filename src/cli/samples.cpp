@@ -18,12 +18,7 @@ int cmd_samples(const Args& args, const MpiEnv& mpi) {
       return args[++i];
     };
     if (args[i] == "--num") {
-      const std::string v = value("--num");
-      try {
-        num = std::stoll(v);
-      } catch (const std::exception&) {
-        throw ConfigError(str("weft samples: --num expects an integer, got '", v, "'"));
-      }
+      num = parse_count("weft samples: --num", value("--num"));
     } else if (args[i] == "--output") {
       output = value("--output");
     } else if (args[i] == "--split") {

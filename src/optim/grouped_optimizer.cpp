@@ -37,14 +37,17 @@ Parameter* GroupedOptimizer::row_sparse_param() const {
 
 void GroupedOptimizer::set_sparse_rows(const std::vector<int32_t>& rows) { of(*row_sparse_param())->set_sparse_rows(rows); }
 
-void GroupedOptimizer::grads_ready(const std::vector<Parameter*>& done) {
+void GroupedOptimizer::by_group(const std::vector<Parameter*>& params,
+                                void (Optimizer::*call)(const std::vector<Parameter*>&)) {
   for (Entry& e : entries_) {
     std::vector<Parameter*> part;
-    for (Parameter* p : done)
+    for (Parameter* p : params)
       if (p->group == e.spec.group) part.push_back(p);
-    if (!part.empty()) e.optimizer->grads_ready(part);
+    if (!part.empty()) (e.optimizer.get()->*call)(part);
   }
 }
+
+void GroupedOptimizer::grads_ready(const std::vector<Parameter*>& done) { by_group(done, &Optimizer::grads_ready); }
 
 void GroupedOptimizer::reduce_gradients() {
   for (Entry& e : entries_)
@@ -81,12 +84,7 @@ void GroupedOptimizer::step(double lr) {
 }
 
 void GroupedOptimizer::await_values(const std::vector<Parameter*>& params) {
-  for (Entry& e : entries_) {
-    std::vector<Parameter*> part;
-    for (Parameter* p : params)
-      if (p->group == e.spec.group) part.push_back(p);
-    if (!part.empty()) e.optimizer->await_values(part);
-  }
+  by_group(params, &Optimizer::await_values);
 }
 
 void GroupedOptimizer::await_all_values() {

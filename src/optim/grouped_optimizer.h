@@ -52,6 +52,8 @@ class GroupedOptimizer {
     std::unique_ptr<Optimizer> optimizer;  // null when this rank holds none of the group
   };
   Optimizer* of(const Parameter& p) const;
+  // Calls `call` on each group's optimizer with the parameters of `params` in that group (none: not called).
+  void by_group(const std::vector<Parameter*>& params, void (Optimizer::*call)(const std::vector<Parameter*>&));
   std::vector<Entry> entries_;
   int64_t steps_ = 0;
 };

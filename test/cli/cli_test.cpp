@@ -13,15 +13,6 @@ using namespace weft::test;
 
 namespace {
 
-// The demo corpus as a byte-level dataset in `dir`; returns its prefix.
-std::string byte_dataset(const TempDir& dir) {
-  const std::string prefix = dir.file("moby");
-  const Result r = run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer "
-                                 "bytes --output-prefix " + prefix + " --append-eod");
-  EXPECT_EQ(r.status, 0) << r.err;
-  return prefix;
-}
-
 std::string tiny_deck(const TempDir& dir, const std::string& prefix, const std::string& extra) {
   return dir.write("deck.ini", "include = " + source_dir() + "/inputs/models/tiny-llama.ini\n"
                    "[model]\nvocab_size = 257\n"

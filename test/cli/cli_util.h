@@ -1,4 +1,4 @@
-// weft/test/cli/cli_util.h v2 — running the weft executable from tests and reading what it wrote.
+// weft/test/cli/cli_util.h v3 — running the weft executable from tests and reading what it wrote.
 #pragma once
 #include <sys/wait.h>
 
@@ -41,6 +41,15 @@ inline Result run_weft(const TempDir& dir, const std::string& args, int np = 0) 
   r.out = slurp(dir.file("stdout"));
   r.err = slurp(dir.file("stderr"));
   return r;
+}
+
+// The demo corpus (Moby-Dick) as a byte-level Megatron dataset in `dir`; returns its prefix.
+inline std::string byte_dataset(const TempDir& dir) {
+  const std::string prefix = dir.file("moby");
+  const Result r = run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer "
+                                 "bytes --output-prefix " + prefix + " --append-eod");
+  EXPECT_EQ(r.status, 0) << r.err;
+  return prefix;
 }
 
 inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {

@@ -26,9 +26,7 @@ int gpu_count() {
 // Moby-Dick as bytes, and a deck for a 2-layer model with head dim 64 (so the tensor-core attention runs) and GQA;
 // `train` holds the run's own [train] keys.
 std::string small_deck(const TempDir& dir, const std::string& seq_length, const std::string& train) {
-  const std::string prefix = dir.file("moby");
-  EXPECT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
-                          "--output-prefix " + prefix + " --append-eod").status, 0);
+  const std::string prefix = byte_dataset(dir);
   return dir.write("deck.ini", "[model]\nnum_layers = 2\nhidden_size = 256\nffn_hidden_size = 704\n"
                                "num_attention_heads = 4\nnum_query_groups = 2\nvocab_size = 257\n"
                                "max_position_embeddings = 256\n[data]\nprefix = " + prefix + "\ntokenizer = bytes\n"

@@ -11,13 +11,6 @@ using namespace weft::test;
 
 namespace {
 
-std::string dataset(const TempDir& dir) {
-  const std::string prefix = dir.file("moby");
-  EXPECT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
-                          "--output-prefix " + prefix + " --append-eod").status, 0);
-  return prefix;
-}
-
 // Four layers, so that pp = 2 with vpp = 2 has one per virtual stage; the Qwen-style model's layer 1 is dense.
 std::string deck(const TempDir& dir, const std::string& prefix, bool qwen, const std::string& extra = "") {
   const std::string model = qwen ? "include = tiny-qwen2-moe.ini\n[model]\nnum_layers = 4\nnum_experts = 4\n"
@@ -54,7 +47,7 @@ std::vector<nlohmann::json> single_rank(const TempDir& dir, const std::string& d
 
 TEST(MoeLayouts, ExpertParallelLayoutsGiveTheSingleRankRun) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   for (const bool qwen : {false, true}) {
     const std::string d = deck(dir, prefix, qwen);
     const auto ref = single_rank(dir, d, qwen ? "single_qwen" : "single_mixtral");
@@ -79,7 +72,7 @@ TEST(MoeLayouts, ExpertParallelLayoutsGiveTheSingleRankRun) {
 // Dropping past capacity depends only on each micro-batch's own tokens: at ep = 2 the same as on one rank.
 TEST(MoeLayouts, CapacityDroppingMatchesAcrossExpertParallelism) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   for (const char* policy : {"probs", "position"}) {
     const std::string d = deck(dir, prefix, false,
                                str("expert_capacity_factor = 0.8\ntoken_drop_policy = ", policy,
@@ -94,7 +87,7 @@ TEST(MoeLayouts, CapacityDroppingMatchesAcrossExpertParallelism) {
 
 TEST(MoeLayouts, CheckpointsSavedAtEp2ResumeAtEp1AndTp2) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix, true);
   ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("full")).status, 0);
   ASSERT_EQ(run_weft(dir, "train " + d + " --parallel.ep=2 --parallel.distributed_optimizer=true "
@@ -114,7 +107,7 @@ TEST(MoeLayouts, CheckpointsSavedAtEp2ResumeAtEp1AndTp2) {
 
 TEST(MoeLayouts, BadExpertLayoutsAreClearErrors) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string moe = deck(dir, prefix, false);
   const std::string dense = dir.write("dense.ini", "include = tiny-llama.ini\n[model]\nvocab_size = 257\n"
                                                    "[data]\nprefix = " + prefix + "\ntokenizer = bytes\n"

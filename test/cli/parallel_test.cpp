@@ -9,13 +9,6 @@ using namespace weft::test;
 
 namespace {
 
-std::string dataset(const TempDir& dir) {
-  const std::string prefix = dir.file("moby");
-  EXPECT_EQ(run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
-                          "--output-prefix " + prefix + " --append-eod").status, 0);
-  return prefix;
-}
-
 // Four layers so that pp = 2 with vpp = 2 has a layer per virtual stage; untied output layer; GQA.
 std::string deck(const TempDir& dir, const std::string& prefix, const std::string& model_extra = "") {
   return dir.write("deck.ini", "[model]\nnum_layers = 4\nhidden_size = 64\nffn_hidden_size = 160\n"
@@ -46,7 +39,7 @@ void expect_same_run(const TempDir& dir, const std::string& d, const std::string
 
 TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix);
   const Result one = run_weft(dir, "train " + d + " --log.dir=" + dir.file("single"));
   ASSERT_EQ(one.status, 0) << one.err;
@@ -79,7 +72,7 @@ TEST(ParallelLayouts, EveryLayoutGivesTheSingleRankLosses) {
 // at once, so all of their time), and the losses stay those of the run without it.
 TEST(ParallelLayouts, CommWaitIsLoggedBesideTheSameLosses) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix) +
                         " --parallel.distributed_optimizer=true --parallel.ddp_bucket_size=3000 --log.interval=5";
   ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("plain"), 2).status, 0);
@@ -101,7 +94,7 @@ TEST(ParallelLayouts, CommWaitIsLoggedBesideTheSameLosses) {
 
 TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix);
   ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("full")).status, 0);
   // Masters and moments sharded over dp = 4, saved, and resumed without sharding at tp = 2, dp = 1.
@@ -124,7 +117,7 @@ TEST(ParallelLayouts, DistributedOptimizerCheckpointsReshard) {
 // bf16 Adam moments sharded over dp = 4 and checkpointed (as fp32) resume unsharded at dp = 2 on the same curve.
 TEST(ParallelLayouts, Bf16MomentsShardAndResume) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix) + " --train.adam_moments_dtype=bf16";
   ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("full"), 2).status, 0);
   ASSERT_EQ(run_weft(dir, "train " + d + " --parallel.distributed_optimizer=true --train.exit_interval=5 --log.dir=" +
@@ -141,7 +134,7 @@ TEST(ParallelLayouts, Bf16MomentsShardAndResume) {
 
 TEST(ParallelLayouts, TiedEmbeddingsAcrossPipelineStages) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix, "tie_embeddings = true\n");
   ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("single")).status, 0);
   const auto ref = train_lines(dir.file("single/metrics.jsonl"));
@@ -151,7 +144,7 @@ TEST(ParallelLayouts, TiedEmbeddingsAcrossPipelineStages) {
 
 TEST(ParallelLayouts, CheckpointsReshardAcrossTensorAndPipelineLayouts) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix, "tie_embeddings = true\n");
   ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("full")).status, 0);
   // Save at tp = 2, pp = 1; resume at tp = 1, pp = 2 (and the data-parallel size changes from 1 to 2).
@@ -165,7 +158,7 @@ TEST(ParallelLayouts, CheckpointsReshardAcrossTensorAndPipelineLayouts) {
 
 TEST(ParallelLayouts, BadLayoutsAreClearErrors) {
   TempDir dir;
-  const std::string prefix = dataset(dir);
+  const std::string prefix = byte_dataset(dir);
   const std::string d = deck(dir, prefix);
   struct Case {
     std::string args, key;
