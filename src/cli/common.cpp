@@ -1,7 +1,11 @@
-// weft/src/cli/common.cpp v1 — deck arguments and collective config loading shared by the subcommands.
+// weft/src/cli/common.cpp v2 — deck arguments and collective config loading shared by the subcommands.
 #include <climits>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <sstream>
+#include <vector>
 
 #include "cli/cli.h"
 #include "config/deck.h"
@@ -10,6 +14,77 @@
 #include "train/setup.h"
 
 namespace weft {
+
+namespace {
+
+uint64_t fnv1a(const char* p, size_t n, uint64_t h = 0xcbf29ce484222325ULL) {
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 0x100000001b3ULL;
+  return h;
+}
+
+// Every key the deck and command line set, one "key = value" line each, in key order.
+std::string deck_text(const Config& c) {
+  std::string text;
+  for (const auto& [key, value] : c.values) text += key + " = " + value + "\n";
+  return text;
+}
+
+// The running executable's bytes, hashed: ranks started from different builds differ here.
+uint64_t build_hash() {
+  std::ifstream exe("/proc/self/exe", std::ios::binary);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  std::vector<char> buf(size_t(1) << 20);
+  while (exe.read(buf.data(), static_cast<std::streamsize>(buf.size())) || exe.gcount() > 0)
+    h = fnv1a(buf.data(), static_cast<size_t>(exe.gcount()), h);
+  return h;
+}
+
+// Ranks launched with different decks (or overrides) or different weft builds would hang in mismatched
+// collectives or train apart silently: every rank compares its deck's keys and its executable with rank 0's, and
+// the first rank that differs is named, with the keys that differ.
+void check_same_job(const Config& cfg, int rank) {
+  int world = 1;
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
+  if (world == 1) return;
+  const std::string text = deck_text(cfg);
+  const uint64_t mine[2] = {fnv1a(text.data(), text.size()), build_hash()};
+  std::vector<uint64_t> all(2 * static_cast<size_t>(world));
+  MPI_CHECK(MPI_Allgather(mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, MPI_COMM_WORLD));
+  int odd = 0;
+  for (int r = 1; r < world && odd == 0; ++r)
+    if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) odd = r;
+  if (odd == 0) return;
+  if (all[2 * odd + 1] != all[1]) throw ConfigError(rank != 0 ? "" : str("rank ", odd, " runs another weft build "
+                                                                          "than rank 0 (its executable differs)"));
+  // Rank `odd` sends its keys to rank 0, which names those that differ.
+  if (rank == odd) {
+    int n = static_cast<int>(text.size());
+    MPI_CHECK(MPI_Send(&n, 1, MPI_INT, 0, 0, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Send(text.data(), n, MPI_CHAR, 0, 1, MPI_COMM_WORLD));
+  }
+  if (rank != 0) throw ConfigError("");
+  int n = 0;
+  MPI_CHECK(MPI_Recv(&n, 1, MPI_INT, odd, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+  std::string theirs(static_cast<size_t>(n), '\0');
+  MPI_CHECK(MPI_Recv(theirs.data(), n, MPI_CHAR, odd, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+  std::map<std::string, std::string> other;
+  std::istringstream lines(theirs);
+  for (std::string line; std::getline(lines, line);) {
+    const auto eq = line.find(" = ");
+    other[line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  std::string diff;
+  auto note = [&](const std::string& key, const std::string& here, const std::string& there) {
+    if (diff.size() < 400) diff += str(diff.empty() ? "" : "; ", key, " = ", there, " there, ", here, " here");
+  };
+  for (const auto& [key, value] : cfg.values)
+    if (!other.count(key) || other[key] != value) note(key, value, other.count(key) ? other[key] : "(unset)");
+  for (const auto& [key, value] : other)
+    if (!cfg.values.count(key)) note(key, "(unset)", value);
+  throw ConfigError(str("rank ", odd, " runs another deck than rank 0 (", cfg.deck_path, "): ", diff));
+}
+
+}  // namespace
 
 bool parse_deck_args(const Args& args, const char* usage, std::string& deck, Args& overrides, const MpiEnv& mpi) {
   for (const std::string& a : args)
@@ -44,6 +119,7 @@ Config load_config_collectively(const std::string& deck, const Args& overrides, 
   int mine = error.empty() ? INT_MAX : rank, first = INT_MAX;
   MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
   if (first != INT_MAX) throw ConfigError(rank == first ? error : "");
+  check_same_job(cfg, rank);
   return cfg;
 }
 

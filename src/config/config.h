@@ -54,6 +54,8 @@ struct TrainConfig {
   int64_t eval_interval = 1000;
   int64_t eval_iters = 100;
   int64_t exit_interval = 0;  // stop (after saving) once the iteration is a multiple of this; 0 = never
+  std::string nan_policy = "stop";  // a non-finite loss or gradient norm: stop, or skip the step
+  int64_t nan_skip_limit = 5;       // skip: at most this many steps in a row
 };
 
 // How MoE layers train (Megatron's --moe-* training flags); the model's experts are [model] fields.

@@ -132,6 +132,12 @@ po::options_description deck_schema(Config& c) {
        "waits for a bucket's update only when it reaches the bucket's parameters; the same bits as without")
       ("train.eval_interval", opt(&t.eval_interval, "int"), "steps between validation runs; 0 = never")
       ("train.eval_iters", opt(&t.eval_iters, "int"), "global batches per validation run")
+      ("train.nan_policy", opt(&t.nan_policy, "stop|skip"),
+       "a non-finite loss or gradient norm (checked every step, from values the step computes anyway): stop the job "
+       "at once naming the ranks and parameters whose gradients are not finite, without updating or saving; or skip "
+       "the step's update and go on")
+      ("train.nan_skip_limit", opt(&t.nan_skip_limit, "int"),
+       "with nan_policy = skip: stop once this many steps in a row were skipped")
       ("train.exit_interval", opt(&t.exit_interval, "int"), "stop after a step that is a multiple of this "
        "(saving first when checkpoint.save is set); 0 = run to train_iters");
 

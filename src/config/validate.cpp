@@ -236,6 +236,12 @@ void validate_config(const Config& c, int world_size) {
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");
   k.require(c.log.interval > 0, "log.interval", "expected a positive integer");
   k.require(t.exit_interval >= 0, "train.exit_interval", "expected a non-negative integer");
+  k.one_of(t.nan_policy, {"stop", "skip"}, "train.nan_policy");
+  k.require(t.nan_skip_limit >= 1, "train.nan_skip_limit", "expected a positive integer");
+  for (auto [key, value] : {std::pair{"train.lr", t.lr}, {"train.min_lr", t.min_lr}, {"train.weight_decay", t.weight_decay},
+                            {"train.adam_beta1", t.adam_beta1}, {"train.adam_beta2", t.adam_beta2},
+                            {"train.adam_eps", t.adam_eps}, {"train.clip_grad", t.clip_grad}})
+    k.require(std::isfinite(value), key, str("expected a finite number, got ", value));
   k.require(c.checkpoint.save_interval >= 0, "checkpoint.save_interval", "expected a non-negative integer");
 }
 

@@ -1,4 +1,4 @@
-// weft/src/data/indexed_dataset.cpp v1 — reading and writing Megatron .bin/.idx files.
+// weft/src/data/indexed_dataset.cpp v2 — reading and writing Megatron .bin/.idx files.
 #include "data/indexed_dataset.h"
 
 #include <fcntl.h>
@@ -95,12 +95,21 @@ IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
 
   const int64_t itemsize = static_cast<int64_t>(token_dtype_size(dtype_));
   const int64_t bin_size = static_cast<int64_t>(bin_->size());
+  // Megatron's builder writes the sequences back to back from byte 0 to the end of the .bin: any gap, overlap or
+  // leftover means the index does not describe this file (another dtype code than the data's, bytes appended).
+  int64_t end = 0;
   for (int64_t i = 0; i < count_; ++i) {
     const int64_t len = lengths_[i], ptr = pointers_[i];
     WEFT_CHECK(len >= 0 && ptr >= 0 && ptr % itemsize == 0 && ptr + len * itemsize <= bin_size, idx_path,
                ": sequence ", i, " (pointer ", ptr, ", length ", len, ") lies outside ", bin_path, " (", bin_size,
                " bytes)");
+    WEFT_CHECK(ptr == end, idx_path, ": sequence ", i, " starts at byte ", ptr, " of ", bin_path, ", but the sequences "
+               "before it end at byte ", end, " (a dtype code of ", itemsize, "-byte tokens that is not the data's?)");
+    end = ptr + len * itemsize;
   }
+  WEFT_CHECK(end == bin_size, bin_path, ": ", bin_size, " bytes, but ", idx_path, " describes ", end, " (", count_,
+             " sequences of ", itemsize, "-byte tokens, dtype code ", int(code), "): bytes appended, or a dtype code "
+             "that is not the data's");
   WEFT_CHECK(doc_count_ >= 1 && docs_[0] == 0 && docs_[doc_count_ - 1] == count_, idx_path,
              ": document indices must run from 0 to the sequence count ", count_);
   for (int64_t d = 1; d < doc_count_; ++d)

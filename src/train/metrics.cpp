@@ -1,4 +1,4 @@
-// weft/src/train/metrics.cpp v1 — metrics.jsonl and duration formatting.
+// weft/src/train/metrics.cpp v2 — metrics.jsonl and duration formatting.
 #include "train/metrics.h"
 
 #include <cmath>
@@ -9,14 +9,32 @@
 
 namespace weft {
 
-MetricsLog::MetricsLog(const std::string& dir, bool enabled, bool fresh) {
-  if (!enabled || dir.empty()) return;
+void MetricsLog::open(const std::string& dir, const nlohmann::json& header, int64_t resume_iteration) {
+  if (dir.empty()) return;
+  namespace fs = std::filesystem;
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  fs::create_directories(dir, ec);
   WEFT_CHECK(!ec, "log.dir '", dir, "': cannot create: ", ec.message());
   const std::string path = dir + "/metrics.jsonl";
-  out_.open(path, fresh ? std::ios::trunc : std::ios::app);
+  if (resume_iteration >= 0 && fs::exists(path)) {
+    // Rewritten through a rename, so a crash here leaves the old file whole.
+    std::ifstream in(path);
+    std::ofstream kept(path + ".tmp", std::ios::trunc);
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("iteration") && j["iteration"].is_number() &&
+          j["iteration"].get<int64_t>() > resume_iteration)
+        continue;
+      kept << line << "\n";
+    }
+    kept.close();
+    WEFT_CHECK(kept.good(), "log.dir: cannot write '", path, ".tmp'");
+    fs::rename(path + ".tmp", path, ec);
+    WEFT_CHECK(!ec, "log.dir: cannot replace '", path, "': ", ec.message());
+  }
+  out_.open(path, std::ios::app);
   WEFT_CHECK(out_.good(), "log.dir: cannot write '", path, "'");
+  write({{"run", header}});
 }
 
 void MetricsLog::write(const nlohmann::json& record) {

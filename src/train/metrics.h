@@ -1,4 +1,4 @@
-// weft/src/train/metrics.h v1 — what a run reports: one console line per log interval and metrics.jsonl.
+// weft/src/train/metrics.h v2 — what a run reports: one console line per log interval and metrics.jsonl.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <fstream>
@@ -6,10 +6,14 @@
 
 namespace weft {
 
+// <dir>/metrics.jsonl: every run appends to it, starting with a line {"run": header}; a run that resumes at
+// iteration N first drops the lines of iterations after N (which the run it resumes logged after its last
+// checkpoint and will log again), so no iteration appears twice.
 class MetricsLog {
  public:
-  // Opens <dir>/metrics.jsonl (truncated when `fresh`, else appended); dir empty or !enabled: writes nothing.
-  MetricsLog(const std::string& dir, bool enabled, bool fresh);
+  MetricsLog() = default;
+  // Opens the file (dir empty: writes nothing); resume_iteration < 0 for a fresh run. Errors name the file.
+  void open(const std::string& dir, const nlohmann::json& header, int64_t resume_iteration);
   // Appends one JSON object as a line and flushes, so a killed run keeps every line it logged.
   void write(const nlohmann::json& record);
 

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <map>
 
 #include "config/validate.h"
@@ -55,8 +57,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
     : cfg_(cfg),
       grid_(grid),
       comms_(comms),
-      spec_(cfg.model.resolved()),
-      metrics_(cfg.log.dir, grid.rank() == 0, cfg.checkpoint.load.empty()) {
+      spec_(cfg.model.resolved()) {
   ctx_.tp = comms_.tp.get();
   ctx_.cp = comms_.cp.get();
   const bool gpu = cfg.train.precision == "bf16";
@@ -122,7 +123,27 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
                    cfg.train.lr_decay_style};
   num_micro_batches_ = cfg.train.global_batch_size / (cfg.train.micro_batch_size * grid.dp_size());
   if (!cfg.checkpoint.load.empty()) start_iteration_ = resume_checkpoint(cfg, spec_, *optimizer_);
+  // A run never goes back: it would save the loaded state under an earlier iteration (and move `latest` to it).
+  if (start_iteration_ >= cfg.train.train_iters)
+    throw ConfigError(grid.rank() != 0 ? ""
+                                       : str(cfg.where("train.train_iters"), ": ", cfg.train.train_iters,
+                                             ", but the checkpoint in ", cfg.checkpoint.load, " is at iteration ",
+                                             start_iteration_, ": nothing is left to train, and weft does not save a "
+                                             "checkpoint below the one it loaded; set it above ", start_iteration_));
 
+  if (is_logger()) {
+    const std::time_t now = std::time(nullptr);
+    char started[32];
+    std::strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    metrics_.open(cfg.log.dir,
+                  {{"started", started},
+                   {"deck", cfg.deck_path},
+                   {"ranks", grid.world_size()},
+                   {"resumed_from", cfg.checkpoint.load.empty() ? nlohmann::json(nullptr)
+                                                                : nlohmann::json(cfg.checkpoint.load)},
+                   {"start_iteration", start_iteration_}},
+                  cfg.checkpoint.load.empty() ? -1 : start_iteration_);
+  }
   const BatchOptions bopt = batch_options(cfg, grid.dp_size(), grid.dp_rank());
   train_data_ = build_samples(cfg, 0, train_samples(cfg));
   train_batches_ = std::make_unique<MicroBatches>(*train_data_, bopt);
@@ -156,7 +177,7 @@ void Trainer::log_start() const {
   std::fflush(stdout);
 }
 
-ScheduleResult Trainer::train_step(int64_t iteration, double lr, double* grad_norm) {
+Trainer::StepOutcome Trainer::train_step(int64_t iteration, double lr) {
   optimizer_->zero_grad();
   const int64_t consumed = iteration * cfg_.train.global_batch_size;
   std::vector<Batch> batches;
@@ -164,17 +185,52 @@ ScheduleResult Trainer::train_step(int64_t iteration, double lr, double* grad_no
   // An untied word embedding's gradient has rows only where the step's tokens are: only those are reduced.
   if (const Parameter* embedding = optimizer_->row_sparse_param(); embedding && comms_.dp_cp->size() > 1)
     optimizer_->set_sparse_rows(touched_rows(*embedding, batches, *comms_.dp_cp));
-  ScheduleResult result = schedule_.run([&](int64_t m) { return batches[m]; }, num_micro_batches_, false);
+  StepOutcome out{.losses = schedule_.run([&](int64_t m) { return batches[m]; }, num_micro_batches_, false)};
   reduce_shared_gradients(optimizer_->unreported(), *comms_.tp, *comms_.embedding, spec_.tie_embeddings,
                           grid_.pp_size());
   optimizer_->reduce_gradients();
-  *grad_norm = optimizer_->grad_norm(grid_.tp_rank());
-  optimizer_->clip(*grad_norm, cfg_.train.clip_grad);
-  optimizer_->step(lr);
-  result.loss = mean_over(*comms_.dp, result.loss);
+  out.grad_norm = optimizer_->grad_norm(grid_.tp_rank());
+  out.losses.loss = mean_over(*comms_.dp, out.losses.loss);
   // The layers' losses as Megatron logs them: per MoE layer, averaged over the data-parallel replicas.
-  for (auto& [name, value] : result.layer_losses) value = mean_over(*comms_.dp, value) / double(spec_.moe_layers());
-  return result;
+  for (auto& [name, value] : out.losses.layer_losses)
+    value = mean_over(*comms_.dp, value) / double(spec_.moe_layers());
+  // Both are the same on every rank (the norm is summed over all of them), so every rank decides alike.
+  if (!std::isfinite(out.losses.loss) || !std::isfinite(out.grad_norm)) {
+    if (cfg_.train.nan_policy != "skip") stop_on_non_finite(iteration + 1, out);
+    out.skipped = true;
+    return out;
+  }
+  optimizer_->clip(out.grad_norm, cfg_.train.clip_grad);
+  optimizer_->step(lr);
+  return out;
+}
+
+void Trainer::stop_on_non_finite(int64_t iteration, const StepOutcome& step) {
+  // Each rank lists its parameters whose gradient is not finite, with their group; rank 0 gathers the lists.
+  std::string mine;
+  for (Parameter* p : optimizer_->parameters()) {
+    prepare_grad(*p);
+    if (std::isfinite(ops_for(p->grad).sum_squares(p->grad))) continue;
+    mine += str(mine.empty() ? "" : ", ", p->name, p->group == ParamGroup::expert ? " (expert)" : "");
+  }
+  constexpr int64_t kWidth = 400;
+  if (mine.size() > kWidth) mine = mine.substr(0, kWidth - 3) + "...";
+  Tensor local = Tensor::zeros({kWidth}, DType::u8), all = Tensor::empty({kWidth * grid_.world_size()}, DType::u8);
+  std::copy(mine.begin(), mine.end(), local.data<uint8_t>());
+  comms_.world->all_gather(all, local);
+  if (grid_.rank() != 0) {
+    comms_.world->barrier();  // rank 0 takes the job down
+    fail("unreachable: rank 0 did not stop the job");
+  }
+  std::string ranks;
+  for (int r = 0; r < grid_.world_size(); ++r) {
+    const char* text = reinterpret_cast<const char*>(all.data<uint8_t>() + r * kWidth);
+    const std::string list(text, strnlen(text, kWidth));
+    if (!list.empty()) ranks += str(ranks.empty() ? " on rank " : "; on rank ", r, ": ", list);
+  }
+  fail(str("iteration ", iteration, ": loss ", step.losses.loss, ", gradient norm ", step.grad_norm,
+           " — not finite; stopped without updating the weights or saving (train.nan_policy = stop). Non-finite "
+           "gradients", ranks.empty() ? " on no rank (the loss alone)" : ranks));
 }
 
 double Trainer::evaluate(int64_t run) {
@@ -207,15 +263,29 @@ void Trainer::train() {
     metrics_.write({{"iteration", iteration}, {"val_loss", loss}});
   };
 
+  int64_t skipped_in_a_row = 0;
   for (int64_t it = start_iteration_; it < iters; ++it) {
     const double lr = lr_.at(it);
-    double grad_norm = 0;
-    const ScheduleResult step = train_step(it, lr, &grad_norm);
-    window_loss += step.loss;
-    for (const auto& [name, value] : step.layer_losses) window_layer_losses[name] += value;
-    ++window_iters;
+    const StepOutcome step = train_step(it, lr);
     const int64_t done = it + 1;
-    if (done % cfg_.log.interval == 0 || done == iters) {
+    if (step.skipped) {
+      WEFT_CHECK(++skipped_in_a_row <= cfg_.train.nan_skip_limit, "iteration ", done, ": ", skipped_in_a_row,
+                 " steps in a row had a non-finite loss or gradient norm (train.nan_skip_limit = ",
+                 cfg_.train.nan_skip_limit, "); stopped without saving");
+      if (is_logger()) {
+        std::printf("iteration %6lld/%lld | skipped: loss %g, grad norm %g (train.nan_policy = skip, %lld in a row)\n",
+                    (long long)done, (long long)iters, step.losses.loss, step.grad_norm, (long long)skipped_in_a_row);
+        std::fflush(stdout);
+        metrics_.write({{"iteration", done}, {"skipped", true}, {"grad_norm", str(step.grad_norm)}});
+      }
+    } else {
+      skipped_in_a_row = 0;
+      window_loss += step.losses.loss;
+      for (const auto& [name, value] : step.losses.layer_losses) window_layer_losses[name] += value;
+      ++window_iters;
+    }
+    const double grad_norm = step.grad_norm;
+    if (window_iters > 0 && (done % cfg_.log.interval == 0 || done == iters)) {
       const double window_s = seconds_since(window_start), elapsed = seconds_since(start);
       const double tokens_per_s = double(tokens_per_step * window_iters) / window_s;
       const double eta = elapsed / double(done - start_iteration_) * double(iters - done);
@@ -274,6 +344,8 @@ void Trainer::train() {
 void Trainer::save(int64_t iteration) {
   optimizer_->await_all_values();  // every value updated before a checkpoint reads them or the run ends
   if (cfg_.checkpoint.save.empty()) return;
+  WEFT_CHECK(iteration > start_iteration_, "internal: a checkpoint of iteration ", iteration, " after resuming at ",
+             start_iteration_);
   const auto t0 = Clock::now();
   save_checkpoint(cfg_, grid_, comms_, spec_, *optimizer_, iteration);
   if (is_logger()) {

@@ -22,7 +22,16 @@ class Trainer {
   void train();
 
  private:
-  ScheduleResult train_step(int64_t iteration, double lr, double* grad_norm);
+  // One optimizer step's outcome, the same on every rank.
+  struct StepOutcome {
+    ScheduleResult losses;
+    double grad_norm = 0;
+    bool skipped = false;  // non-finite loss or gradient norm under train.nan_policy = skip: no update
+  };
+  StepOutcome train_step(int64_t iteration, double lr);
+  // Stops the job over a non-finite loss or gradient norm: names the ranks and parameters whose gradients are not
+  // finite (collective over the world; rank 0 raises the error, which takes the job down).
+  [[noreturn]] void stop_on_non_finite(int64_t iteration, const StepOutcome& step);
   double evaluate(int64_t run);
   void save(int64_t iteration);
   void log_start() const;

@@ -33,7 +33,7 @@ TEST(Cli, DataParallelMatchesGradientAccumulation) {
   const Result dp1 = run_weft(dir, "train " + deck + " --log.dir=" + dir.file("dp1"), 1);  // two accumulation steps
   ASSERT_EQ(dp1.status, 0) << dp1.out << dp1.err;
   EXPECT_NE(dp1.out.find("2 micro-batches"), std::string::npos) << dp1.out;
-  const auto a = read_jsonl(dir.file("dp2/metrics.jsonl")), b = read_jsonl(dir.file("dp1/metrics.jsonl"));
+  const auto a = records(dir.file("dp2/metrics.jsonl")), b = records(dir.file("dp1/metrics.jsonl"));
   ASSERT_EQ(a.size(), b.size());
   int steps = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -128,7 +128,10 @@ TEST(Cli, ShortRunLowersTheLossAndWritesMetrics) {
   const Result r = run_weft(dir, "train " + deck + " --train.train_iters=30 --log.dir=" + dir.file("run") +
                           " --log.interval=5 --train.lr_decay_style=constant --train.eval_interval=0", 2);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
-  const auto m = read_jsonl(dir.file("run/metrics.jsonl"));
+  const auto lines = read_jsonl(dir.file("run/metrics.jsonl"));
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0]["run"]["ranks"], 2) << "a run's first line says what ran";
+  const auto m = records(dir.file("run/metrics.jsonl"));
   ASSERT_GE(m.size(), 6u);
   for (const char* key : {"iteration", "loss", "lr", "grad_norm", "tokens_per_s"}) EXPECT_TRUE(m[0].contains(key));
   EXPECT_EQ(m[0]["iteration"], 5);

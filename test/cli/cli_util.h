@@ -60,6 +60,14 @@ inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   return out;
 }
 
+// The lines of a metrics.jsonl after each run's header line ({"run": ...}): training and validation records.
+inline std::vector<nlohmann::json> records(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  for (auto& j : read_jsonl(path))
+    if (!j.contains("run")) out.push_back(j);
+  return out;
+}
+
 // The training lines (those with a loss) of a metrics.jsonl.
 inline std::vector<nlohmann::json> train_lines(const std::string& path) {
   std::vector<nlohmann::json> out;

@@ -1,6 +1,6 @@
-// weft/test/cli/weights_test.cpp v2 — HuggingFace parity (logits, loss, 20 training steps), HF → native → HF
-// round trip, exact resume, and clear errors for broken checkpoints. References come from
-// test/reference/make_hf_fixtures.py (transformers 5.17 / torch 2.11, on the CPU in float32).
+// weft/test/cli/weights_test.cpp v3 — HuggingFace parity (logits, loss, MoE routers' losses, 20 training steps),
+// HF → native → HF round trip, exact resume, and clear errors for broken checkpoints. References come from
+// test/reference/make_hf_fixtures.py and make_moe_fixtures.py (transformers 5.17 / torch 2.11, on the CPU in float32).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kCases[] = {"llama2", "llama31", "mistral", "qwen2"};
+const char* kCases[] = {"llama2", "llama31", "mistral", "qwen2", "mixtral", "qwen2_moe", "qwen2_moe_norm"};
+const char* kMoeCases[] = {"mixtral", "qwen2_moe", "qwen2_moe_norm"};
 
 std::string hf(const std::string& c) { return fixture("hf/" + c); }
 
@@ -24,11 +25,19 @@ double reference_loss(const std::string& c) {
   return nlohmann::json::parse(slurp(hf(c) + "/reference.json"))["loss"].get<double>();
 }
 
-// "weft forward: ... mean next-token loss X" → X
-double printed_loss(const std::string& out) {
-  const auto at = out.find("loss ");
-  EXPECT_NE(at, std::string::npos) << out;
-  return at == std::string::npos ? NAN : std::stod(out.substr(at + 5));
+// "weft forward: ... mean next-token loss X" → X (or the value printed after another name)
+double printed_loss(const std::string& out, const std::string& name = "next-token loss") {
+  const auto at = out.find(name + " ");
+  EXPECT_NE(at, std::string::npos) << name << " in " << out;
+  return at == std::string::npos ? NAN : std::stod(out.substr(at + name.size() + 1));
+}
+
+// The mean over the MoE layers of a per-layer list in reference.json.
+double reference_mean(const std::string& c, const char* key) {
+  const auto list = nlohmann::json::parse(slurp(hf(c) + "/reference.json"))[key];
+  double sum = 0;
+  for (const auto& v : list) sum += v.get<double>();
+  return sum / double(list.size());
 }
 
 // max |a − b| / max |b|
@@ -56,6 +65,21 @@ TEST(HfParity, LogitsAndLossMatchTransformers) {
       EXPECT_LE(relative_max_error(ours, ref), 1e-4) << c << " np " << np;
       EXPECT_NEAR(printed_loss(r.out), reference_loss(c), 1e-5) << c << " np " << np;
     }
+}
+
+// The MoE fixtures' routers: weft's load-balancing loss (Megatron's form) and z-loss equal those computed from
+// transformers' own router logits; and the logits hold with the experts split over two ranks (ep = 2).
+TEST(HfParity, MoeRouterLossesAndExpertParallelLogits) {
+  for (const char* c : kMoeCases) {
+    TempDir dir;
+    const Result r = run_weft(dir, "forward --model " + hf(c) + " --input " + hf(c) + "/input_ids.npy --output " +
+                                       dir.file("logits.npy") + " --ep 2", 2);
+    ASSERT_EQ(r.status, 0) << c << r.err;
+    EXPECT_LE(relative_max_error(read_npy(dir.file("logits.npy")), read_npy(hf(c) + "/logits.npy")), 1e-4) << c;
+    EXPECT_NEAR(printed_loss(r.out), reference_loss(c), 1e-5) << c;
+    for (const char* key : {"load_balancing_loss", "z_loss"})
+      EXPECT_NEAR(printed_loss(r.out, key), reference_mean(c, key), 1e-5 * reference_mean(c, key)) << c << " " << key;
+  }
 }
 
 TEST(HfParity, TwentyTrainingStepsMatchAPyTorchLoop) {

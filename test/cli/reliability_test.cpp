@@ -1,0 +1,135 @@
+// weft/test/cli/reliability_test.cpp v1 — failures that used to pass silently now stop with one clear line: a resume
+// that would run backwards, non-finite losses and deck values, ranks with different decks, datasets whose index
+// does not describe their .bin; and metrics.jsonl keeps every run, each iteration once.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli_util.h"
+
+using namespace weft;
+using namespace weft::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string deck(const TempDir& dir, const std::string& prefix) {
+  return dir.write("deck.ini", "include = tiny-llama.ini\n[model]\nvocab_size = 257\n[data]\nprefix = " + prefix +
+                                   "\ntokenizer = bytes\nseq_length = 32\nsplit = 100,0,0\n[train]\n"
+                                   "micro_batch_size = 2\nglobal_batch_size = 4\ntrain_iters = 10\nlr = 3e-3\n"
+                                   "eval_iters = 0\n");
+}
+
+}  // namespace
+
+// A resume with train.train_iters at or below the checkpoint's iteration would save the loaded state as an earlier
+// iteration and move `latest` back to it: refused, and nothing is written.
+TEST(Reliability, AResumeNeverRunsBackwards) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  ASSERT_EQ(run_weft(dir, "train " + d + " --checkpoint.save=" + dir.file("ckpt")).status, 0);
+  ASSERT_EQ(slurp(dir.file("ckpt/latest")), "iter_0000010\n");
+  for (const char* iters : {"5", "10"}) {
+    const Result r = run_weft(dir, "train " + d + " --train.train_iters=" + iters + " --checkpoint.load=" +
+                                       dir.file("ckpt") + " --checkpoint.save=" + dir.file("ckpt"));
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("train.train_iters"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("at iteration 10"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir.file("ckpt/iter_0000005")));
+  EXPECT_EQ(slurp(dir.file("ckpt/latest")), "iter_0000010\n");
+}
+
+// A learning rate that blows the weights up: the first non-finite loss or gradient norm stops the job before any
+// update or save, naming the parameters; with nan_policy = skip the steps are skipped up to the limit.
+TEST(Reliability, NonFiniteLossesStopOrSkipAndNeverReachACheckpoint) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string blowup = " --train.lr=1e30 --train.clip_grad=0 --checkpoint.save_interval=1";
+  const Result stop = run_weft(dir, "train " + d + blowup + " --checkpoint.save=" + dir.file("stop"), 2);
+  EXPECT_EQ(stop.status, 1) << stop.out << stop.err;
+  EXPECT_NE(stop.err.find("not finite"), std::string::npos) << stop.err;
+  EXPECT_NE(stop.err.find("decoder.layers."), std::string::npos) << "names the parameters: " << stop.err;
+  // Every checkpoint written is of an iteration before the one that stopped (whose update never happened).
+  const std::string latest = slurp(dir.file("stop/latest"));
+  const auto at = stop.err.find("iteration ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_LT(std::stoi(latest.substr(5)), std::stoi(stop.err.substr(at + 10))) << latest << stop.err;
+
+  const Result skip = run_weft(dir, "train " + d + blowup + " --train.nan_policy=skip --train.nan_skip_limit=2 "
+                                    "--log.dir=" + dir.file("skip"));
+  EXPECT_EQ(skip.status, 1) << skip.out << skip.err;
+  EXPECT_NE(skip.out.find("skipped"), std::string::npos) << skip.out;
+  EXPECT_NE(skip.err.find("3 steps in a row"), std::string::npos) << skip.err;
+
+  for (const char* bad : {"--train.lr=inf", "--model.init_method_std=inf", "--train.adam_eps=nan"}) {
+    const Result r = run_weft(dir, "train " + d + " " + bad);
+    EXPECT_EQ(r.status, 2) << bad << r.err;
+    EXPECT_NE(r.err.find(std::string(bad).substr(2, std::string(bad).find('=') - 2)), std::string::npos) << r.err;
+  }
+}
+
+// metrics.jsonl: a fresh run appends (a header line, then its records); a resumed run first drops the lines its
+// predecessor logged after the checkpoint it resumes from, so each iteration appears once.
+TEST(Reliability, MetricsAppendAndAResumeLogsEachIterationOnce) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string log = " --log.dir=" + dir.file("log");
+  ASSERT_EQ(run_weft(dir, "train " + d + log + " --train.train_iters=3").status, 0);
+  ASSERT_EQ(run_weft(dir, "train " + d + log + " --train.train_iters=3").status, 0);
+  EXPECT_EQ(read_jsonl(dir.file("log/metrics.jsonl")).size(), 8u);  // two runs: a header and 3 steps each
+
+  // A run that saved at 5 and 10, its iteration-10 checkpoint lost: the resume at 5 logs 6..10 again.
+  ASSERT_EQ(run_weft(dir, "train " + d + " --log.dir=" + dir.file("crash") + " --checkpoint.save_interval=5 "
+                          "--checkpoint.save=" + dir.file("ckpt")).status, 0);
+  fs::remove_all(dir.file("ckpt/iter_0000010"));
+  std::ofstream(dir.file("ckpt/latest")) << "iter_0000005\n";
+  const Result r = run_weft(dir, "train " + d + " --log.dir=" + dir.file("crash") + " --checkpoint.load=" +
+                                     dir.file("ckpt"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto lines = read_jsonl(dir.file("crash/metrics.jsonl"));
+  std::vector<int> iterations;
+  int headers = 0;
+  for (const auto& j : lines) {
+    if (j.contains("run")) ++headers;
+    else iterations.push_back(j["iteration"]);
+  }
+  EXPECT_EQ(headers, 2);
+  EXPECT_EQ(iterations, (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+}
+
+// An index must describe its .bin exactly: a dtype code of narrower tokens than the data's, or bytes appended.
+TEST(Reliability, AnIndexThatDoesNotDescribeItsBinIsRefused) {
+  TempDir dir;
+  const std::string prefix = byte_dataset(dir);
+  const std::string d = deck(dir, prefix);
+  const std::string bin = slurp(prefix + ".bin"), idx = slurp(prefix + ".idx");
+  std::ofstream(prefix + ".bin", std::ios::app) << "junk";
+  Result r = run_weft(dir, "train " + d);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find(prefix + ".bin"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bytes appended"), std::string::npos) << r.err;
+  std::ofstream(prefix + ".bin", std::ios::trunc) << bin;
+  std::string narrow = idx;
+  narrow[17] = 1;  // uint8 tokens, on uint16 data
+  std::ofstream(prefix + ".idx", std::ios::trunc) << narrow;
+  r = run_weft(dir, "train " + d);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("dtype code"), std::string::npos) << r.err;
+}
+
+// Ranks launched with different decks would hang in mismatched collectives or train apart: the first rank that
+// differs from rank 0 is named, with the keys.
+TEST(Reliability, RanksWithDifferentDecksAreNamed) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string weft = env("WEFT_BIN") + " train " + d;
+  const std::string cmd = env("WEFT_MPIEXEC") + " -np 1 " + weft + " --train.train_iters=5 : -np 1 " + weft +
+                          " --train.train_iters=7 >" + dir.file("out") + " 2>" + dir.file("err");
+  const int raw = std::system(cmd.c_str());
+  EXPECT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 2);
+  const std::string err = slurp(dir.file("err"));
+  EXPECT_NE(err.find("rank 1 runs another deck than rank 0"), std::string::npos) << err;
+  EXPECT_NE(err.find("train.train_iters = 7 there, 5 here"), std::string::npos) << err;
+}
