@@ -21,7 +21,7 @@ namespace weft {
 namespace {
 
 struct Options {
-  std::string input, tokenizer, prefix, key = "text", chat_template, bad_records = "skip";
+  std::string input, tokenizer, prefix, key = "text", chat_template, bad_records = "fail";
   bool append_eod = false, specials = true, sft = false;
 };
 
@@ -33,7 +33,7 @@ Options parse(const Args& args, bool* help) {
   const char* usage =
       "weft preprocess --input F.jsonl --tokenizer PATH|bytes --output-prefix P [--json-key text] [--append-eod]\n"
       "                [--no-specials] [--sft --chat-template llama2|llama3|mistral|qwen|deepseek]\n"
-      "                [--bad-records skip|fail]";
+      "                [--bad-records fail|skip]";
   Options o;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() {
@@ -96,79 +96,97 @@ int cmd_preprocess(const Args& args, const MpiEnv& mpi) {
   for (const char* p = data; (p = static_cast<const char*>(std::memchr(p, '\n', data + begin - p))); ++p) ++lineno;
 
   const std::string out_prefix = world == 1 ? o.prefix : part_name(o.prefix, rank, world);
-  IndexedDatasetWriter tokens_out(out_prefix, optimal_token_dtype(tokenizer->vocab_size()));
-  std::unique_ptr<IndexedDatasetWriter> mask_out;
-  if (o.sft) mask_out = std::make_unique<IndexedDatasetWriter>(out_prefix + "_loss_mask", TokenDType::u8);
-
   Counts c;
+  std::string error;  // this rank's first bad record under --bad-records fail
   const auto t0 = std::chrono::steady_clock::now();
-  auto last_report = t0;
-  auto bad = [&](int64_t line, const std::string& why) {
-    if (o.bad_records == "fail") fail(str(o.input, ":", line, ": ", why, " (--bad-records skip to skip such lines)"));
-    if (c.skipped < 20) std::fprintf(stderr, "weft preprocess: %s:%lld: %s; skipped\n", o.input.c_str(), (long long)line, why.c_str());
-    ++c.skipped;
-  };
-  for (size_t at = begin; at < end; ++lineno) {
-    const char* nl = static_cast<const char*>(std::memchr(data + at, '\n', end - at));
-    const size_t stop = nl ? static_cast<size_t>(nl - data) : end;
-    const std::string_view line(data + at, stop - at);
-    at = stop + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::json rec;
-    try {
-      rec = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      bad(lineno, "not valid JSON");
-      continue;
-    }
-    std::vector<int32_t> ids;
-    std::vector<int32_t> mask;
-    if (o.sft) {
+  {
+    IndexedDatasetWriter tokens_out(out_prefix, optimal_token_dtype(tokenizer->vocab_size()));
+    std::unique_ptr<IndexedDatasetWriter> mask_out;
+    if (o.sft) mask_out = std::make_unique<IndexedDatasetWriter>(out_prefix + "_loss_mask", TokenDType::u8);
+    auto last_report = t0;
+    auto bad = [&](int64_t line, const std::string& why) {
+      if (o.bad_records == "fail") {
+        if (error.empty()) error = str(o.input, ":", line, ": ", why, " (--bad-records skip to skip such lines)");
+        return;
+      }
+      if (c.skipped < 20)
+        std::fprintf(stderr, "weft preprocess: %s:%lld: %s; skipped\n", o.input.c_str(), (long long)line, why.c_str());
+      ++c.skipped;
+    };
+    for (size_t at = begin; at < end && error.empty(); ++lineno) {
+      const char* nl = static_cast<const char*>(std::memchr(data + at, '\n', end - at));
+      const size_t stop = nl ? static_cast<size_t>(nl - data) : end;
+      const std::string_view line(data + at, stop - at);
+      at = stop + 1;
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      nlohmann::json rec;
       try {
-        const TokenizedChat tc = apply_chat_template(*hf, chat, chat_messages(rec));
-        ids = tc.ids;
-        mask.assign(tc.loss_mask.begin(), tc.loss_mask.end());
-      } catch (const Error& e) {
-        bad(lineno, e.what());
+        rec = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception&) {
+        bad(lineno, "not valid JSON");
         continue;
       }
-    } else {
-      if (!rec.is_object() || !rec.contains(o.key) || !rec[o.key].is_string()) {
-        bad(lineno, str("no string field '", o.key, "'"));
+      std::vector<int32_t> ids;
+      std::vector<int32_t> mask;
+      if (o.sft) {
+        try {
+          const TokenizedChat tc = apply_chat_template(*hf, chat, chat_messages(rec));
+          ids = tc.ids;
+          mask.assign(tc.loss_mask.begin(), tc.loss_mask.end());
+        } catch (const Error& e) {
+          bad(lineno, e.what());
+          continue;
+        }
+      } else {
+        if (!rec.is_object() || !rec.contains(o.key) || !rec[o.key].is_string()) {
+          bad(lineno, str("no string field '", o.key, "'"));
+          continue;
+        }
+        const std::string text = rec[o.key].get<std::string>();
+        if (text.empty()) {
+          bad(lineno, str("empty '", o.key, "'"));
+          continue;
+        }
+        ids = o.specials && hf ? hf->encode_with_specials(text) : tokenizer->encode(text);
+        if (o.append_eod) ids.push_back(tokenizer->eod());
+      }
+      if (ids.empty()) {
+        bad(lineno, "no tokens");
         continue;
       }
-      const std::string text = rec[o.key].get<std::string>();
-      if (text.empty()) {
-        bad(lineno, str("empty '", o.key, "'"));
-        continue;
+      tokens_out.add_sequence(ids);
+      tokens_out.end_document();
+      if (mask_out) {
+        mask_out->add_sequence(mask);
+        mask_out->end_document();
       }
-      ids = o.specials && hf ? hf->encode_with_specials(text) : tokenizer->encode(text);
-      if (o.append_eod) ids.push_back(tokenizer->eod());
+      ++c.documents;
+      c.tokens += static_cast<int64_t>(ids.size());
+      c.bytes = static_cast<int64_t>(at - begin);
+      const auto now = std::chrono::steady_clock::now();
+      if (rank == 0 && std::chrono::duration<double>(now - last_report).count() > 5) {
+        last_report = now;
+        const double s = std::chrono::duration<double>(now - t0).count(), share = double(end - begin);
+        std::fprintf(stderr, "weft preprocess: %.1f of %.1f MB (rank 0's share), %.2f MB/s, ETA %s\n",
+                     c.bytes / 1e6, share / 1e6, c.bytes / 1e6 / s,
+                     format_duration((share - double(c.bytes)) / (c.bytes / s)).c_str());
+      }
     }
-    if (ids.empty()) {
-      bad(lineno, "no tokens");
-      continue;
+    c.bytes = static_cast<int64_t>(end - begin);
+    if (error.empty()) {
+      tokens_out.finish();
+      if (mask_out) mask_out->finish();
     }
-    tokens_out.add_sequence(ids);
-    tokens_out.end_document();
-    if (mask_out) {
-      mask_out->add_sequence(mask);
-      mask_out->end_document();
-    }
-    ++c.documents;
-    c.tokens += static_cast<int64_t>(ids.size());
-    c.bytes = static_cast<int64_t>(at - begin);
-    const auto now = std::chrono::steady_clock::now();
-    if (rank == 0 && std::chrono::duration<double>(now - last_report).count() > 5) {
-      last_report = now;
-      const double s = std::chrono::duration<double>(now - t0).count(), share = double(end - begin);
-      std::fprintf(stderr, "weft preprocess: %.1f of %.1f MB (rank 0's share), %.2f MB/s, ETA %s\n", c.bytes / 1e6,
-                   share / 1e6, c.bytes / 1e6 / s, format_duration((share - double(c.bytes)) / (c.bytes / s)).c_str());
-    }
+  }  // an unfinished writer removes its temporary files
+  // A bad record on any rank stops every rank, and no part of the output stays behind.
+  int mine = error.empty() ? INT_MAX : rank, first = INT_MAX;
+  MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+  if (first != INT_MAX) {
+    if (world > 1)
+      for (const std::string& part : {out_prefix, out_prefix + "_loss_mask"})
+        for (const char* ext : {".bin", ".idx"}) std::filesystem::remove(part + ext);
+    throw ConfigError(rank == first ? error : "");
   }
-  c.bytes = static_cast<int64_t>(end - begin);
-  tokens_out.finish();
-  if (mask_out) mask_out->finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   int64_t local[4] = {c.documents, c.tokens, c.skipped, c.bytes}, total[4];

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "util/error.h"
 
@@ -329,6 +330,17 @@ void SafetensorsWriter::finish() {
     const std::string text = json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2);
     const std::vector<uint8_t> bytes(text.begin(), text.end());
     write_file_atomically(fs::path(dir_) / "model.safetensors.index.json", {&bytes});
+  }
+  // An earlier export into this directory must not outlive this one: loaders read the index (or every shard) and
+  // would mix the two.
+  std::set<std::string> written;
+  for (const auto& [tensor, file] : weight_map.items()) written.insert(file.get<std::string>());
+  if (shards.size() > 1) written.insert("model.safetensors.index.json");
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours = name.rfind("model", 0) == 0 && (entry.path().extension() == ".safetensors" ||
+                                                      name == "model.safetensors.index.json");
+    if (ours && !written.count(name)) fs::remove(entry.path());
   }
 }
 

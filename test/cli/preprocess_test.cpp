@@ -1,4 +1,4 @@
-// weft/test/cli/preprocess_test.cpp v1 — `weft preprocess` over MPI ranks, bad records, SFT end to end.
+// weft/test/cli/preprocess_test.cpp v2 — `weft preprocess` over MPI ranks, bad records, SFT end to end.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -63,17 +63,22 @@ TEST(Preprocess, BadRecordsAreReportedWithLineNumbersOrFatal) {
   const std::string input = dir.write("in.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"\"}\nnot json\n{\"body\": 1}\n"
                                                   "{\"text\": \"also fine\"}\n");
   Result r = run_weft(dir, str("preprocess --input ", input, " --tokenizer ", tokenizer("qwen3"), " --output-prefix ",
-                               dir.file("out")));
+                               dir.file("out"), " --bad-records skip"));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("2 documents"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("3 bad records skipped"), std::string::npos) << r.out;
   for (const char* want : {":2: empty 'text'", ":3: not valid JSON", ":4: no string field 'text'"})
     EXPECT_NE(r.err.find(input + want), std::string::npos) << want << " missing from " << r.err;
-  r = run_weft(dir, str("preprocess --input ", input, " --tokenizer ", tokenizer("qwen3"), " --output-prefix ",
-                        dir.file("strict"), " --bad-records fail"));
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.err.find(input + ":2: empty 'text'"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(dir.file("strict.bin")));  // nothing half-written
+  // By default a bad record stops the run, naming its line; on two ranks neither leaves a part behind.
+  for (int np : {0, 2}) {
+    r = run_weft(dir, str("preprocess --input ", input, " --tokenizer ", tokenizer("qwen3"), " --output-prefix ",
+                          dir.file("strict")), np);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find(input + ":2: empty 'text'"), std::string::npos) << r.err;
+    for (const auto& entry : fs::directory_iterator(dir.file("")))
+      EXPECT_EQ(entry.path().filename().string().rfind("strict", 0), std::string::npos)
+          << "left behind: " << entry.path();  // nothing half-written
+  }
 }
 
 TEST(Preprocess, SftChatsTrainWithLossOnRepliesOnly) {
@@ -82,7 +87,8 @@ TEST(Preprocess, SftChatsTrainWithLossOnRepliesOnly) {
   const std::string corpus = sft_corpus(dir, true);
   for (int np : {1, 3}) {
     const Result r = run_weft(dir, str("preprocess --sft --chat-template qwen --input ", corpus, " --tokenizer ",
-                                       tokenizer("qwen3"), " --output-prefix ", dir.file(str("sft", np))), np);
+                                       tokenizer("qwen3"), " --output-prefix ", dir.file(str("sft", np)),
+                                       " --bad-records skip"), np);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("120 documents"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("2 bad records skipped"), std::string::npos) << r.out;

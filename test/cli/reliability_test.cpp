@@ -133,3 +133,23 @@ TEST(Reliability, RanksWithDifferentDecksAreNamed) {
   EXPECT_NE(err.find("rank 1 runs another deck than rank 0"), std::string::npos) << err;
   EXPECT_NE(err.find("train.train_iters = 7 there, 5 here"), std::string::npos) << err;
 }
+
+// An export into a directory that holds an earlier one replaces it: no stale index or shard is left for a loader
+// to pick up.
+TEST(Reliability, AnExportReplacesAnEarlierOneInTheSameDirectory) {
+  TempDir dir;
+  const std::string hf = fixture("hf/qwen2");
+  ASSERT_EQ(run_weft(dir, "convert --from " + hf + " --to " + dir.file("out") + " --format hf --shard-size 100KB")
+                .status, 0);
+  ASSERT_TRUE(fs::exists(dir.file("out/model.safetensors.index.json")));
+  ASSERT_EQ(run_weft(dir, "convert --from " + hf + " --to " + dir.file("out") + " --format hf").status, 0);
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir.file("out")))
+    if (e.path().extension() == ".safetensors" || e.path().extension() == ".json")
+      files.push_back(e.path().filename().string());
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
+  ASSERT_EQ(run_weft(dir, "convert --from " + hf + " --to " + dir.file("out") + " --format hf --shard-size 100KB")
+                .status, 0);
+  EXPECT_FALSE(fs::exists(dir.file("out/model.safetensors")));
+}
