@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    weft::check_not_a_lone_rank(mpi);
     return cmd->second(weft::Args(argv + 2, argv + argc), mpi);
   } catch (const weft::ConfigError& e) {
     if (*e.what()) std::fprintf(stderr, "weft: error: %s\n", e.what());

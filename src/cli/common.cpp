@@ -1,5 +1,6 @@
 // weft/src/cli/common.cpp v2 — deck arguments and collective config loading shared by the subcommands.
 #include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -121,6 +122,15 @@ Config load_config_collectively(const std::string& deck, const Args& overrides, 
   if (first != INT_MAX) throw ConfigError(rank == first ? error : "");
   check_same_job(cfg, rank);
   return cfg;
+}
+
+void check_not_a_lone_rank(const MpiEnv& mpi) {
+  const char* tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+  if (mpi.size() != 1 || !tasks || std::atoi(tasks) <= 1) return;
+  throw ConfigError(str("Slurm started this step with ", tasks, " tasks (SLURM_STEP_NUM_TASKS), but MPI started this "
+                        "process alone: srun needs an MPI plugin that matches Open MPI (srun --mpi=pmix; "
+                        "`srun --mpi=list` shows them), or launch with mpirun inside the allocation "
+                        "(jobscripts/train.sbatch does either)"));
 }
 
 int64_t parse_count(const std::string& what, const std::string& text) {

@@ -3,6 +3,7 @@
 #include "dist/process_grid.h"
 #include "ops/device.h"
 #include "train/setup.h"
+#include "train/stop_signals.h"
 #include "train/trainer.h"
 
 namespace weft {
@@ -11,6 +12,7 @@ int cmd_train(const Args& args, const MpiEnv& mpi) {
   std::string deck;
   Args overrides;
   if (!parse_deck_args(args, "weft train DECK [--section.key=value ...]", deck, overrides, mpi)) return 0;
+  install_stop_signals();
   const Config cfg = load_config_collectively(deck, overrides, mpi.size());
   const ProcessGrid grid(mpi.size(), mpi.rank(), parallel_sizes(cfg));
   if (cfg.train.precision == "bf16") {

@@ -84,6 +84,7 @@ struct CheckpointConfig {
   std::string save;           // directory to save into; empty = no saves
   std::string load;           // directory to resume from (its `latest`); empty = fresh start
   int64_t save_interval = 0;  // steps between saves; 0 = only at the end
+  int64_t keep = 0;           // > 0: only this many newest checkpoints stay (the latest always)
 };
 
 struct LogConfig {

@@ -162,7 +162,9 @@ po::options_description deck_schema(Config& c) {
       ("checkpoint.save", opt(&k.save, "string"), "directory for checkpoints (iter_N/ + latest); empty = none")
       ("checkpoint.load", opt(&k.load, "string"), "resume from this directory's latest checkpoint: weights, "
        "optimizer, iteration, data position")
-      ("checkpoint.save_interval", opt(&k.save_interval, "int"), "steps between saves; 0 = at the end only");
+      ("checkpoint.save_interval", opt(&k.save_interval, "int"), "steps between saves; 0 = at the end only")
+      ("checkpoint.keep", opt(&k.keep, "int"), "after each save only this many newest checkpoints stay in "
+       "checkpoint.save (the latest always); 0 = keep all");
 
   ParallelConfig& p = c.parallel;
   d.add_options()

@@ -243,6 +243,7 @@ void validate_config(const Config& c, int world_size) {
                             {"train.adam_eps", t.adam_eps}, {"train.clip_grad", t.clip_grad}})
     k.require(std::isfinite(value), key, str("expected a finite number, got ", value));
   k.require(c.checkpoint.save_interval >= 0, "checkpoint.save_interval", "expected a non-negative integer");
+  k.require(c.checkpoint.keep >= 0, "checkpoint.keep", "expected a non-negative integer (0 = keep all)");
 }
 
 }  // namespace weft

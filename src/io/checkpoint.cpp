@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <regex>
 #include <fstream>
 
 #include "ops/ops.h"
@@ -111,7 +112,8 @@ ShardedTensor sharded(const std::string& prefix, const Parameter& p, const Tenso
 
 // ---------------------------------------------------------------- writing
 
-CheckpointWriter::CheckpointWriter(const std::string& dir, int64_t iteration, Comm& world) : dir_(dir), world_(world) {
+CheckpointWriter::CheckpointWriter(const std::string& dir, int64_t iteration, Comm& world, int64_t keep)
+    : dir_(dir), world_(world), keep_(keep) {
   char name[32];
   std::snprintf(name, sizeof name, "iter_%07lld", static_cast<long long>(iteration));
   name_ = name;
@@ -180,8 +182,25 @@ void CheckpointWriter::commit(const json& metadata) {
     fsync_path(dir_, true);
     write_text_atomically((fs::path(dir_) / "latest").string(), name_ + "\n");
     fsync_path(dir_, true);
+    if (keep_ > 0) remove_older_checkpoints();
   }
   barrier_or_fail(world_);
+}
+
+void CheckpointWriter::remove_older_checkpoints() const {
+  static const std::regex complete(R"(iter_(\d+))");
+  std::vector<std::pair<int64_t, fs::path>> others;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    const std::string name = entry.path().filename().string();
+    std::smatch m;
+    if (name != name_ && std::regex_match(name, m, complete)) others.emplace_back(std::stoll(m[1]), entry.path());
+  }
+  std::sort(others.begin(), others.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = static_cast<size_t>(keep_ - 1); i < others.size(); ++i) {
+    std::error_code ec;
+    fs::remove_all(others[i].second, ec);
+    WEFT_CHECK(!ec, "checkpoint.keep: cannot remove '", others[i].second.string(), "': ", ec.message());
+  }
 }
 
 // ---------------------------------------------------------------- reading

@@ -33,15 +33,19 @@ struct ShardedTensor {
 // Saves one checkpoint collectively over `world`. Ranks that hold nothing to write pass no tensors.
 class CheckpointWriter {
  public:
-  CheckpointWriter(const std::string& dir, int64_t iteration, Comm& world);
+  // keep > 0: after the commit, only the `keep` newest checkpoints of the directory remain (by iteration; the one
+  // just written always among them).
+  CheckpointWriter(const std::string& dir, int64_t iteration, Comm& world, int64_t keep = 0);
   // Writes this rank's tensors to `file_name` inside the checkpoint (call at most once per rank).
   void write_shard(const std::string& file_name, const std::vector<ShardedTensor>& tensors);
   // Rank 0 writes metadata.json; then the directory is renamed into place and `latest` updated.
   void commit(const nlohmann::json& metadata);
 
  private:
+  void remove_older_checkpoints() const;  // checkpoint.keep (rank 0, after `latest` names the new one)
   std::string dir_, name_, tmp_;
   Comm& world_;
+  int64_t keep_;
 };
 
 class CheckpointReader {

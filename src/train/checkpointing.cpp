@@ -11,7 +11,7 @@ namespace weft {
 
 void save_checkpoint(const Config& cfg, const ProcessGrid& grid, Comms& comms, const ModelSpec& spec,
                      GroupedOptimizer& optimizer, int64_t iteration) {
-  CheckpointWriter writer(cfg.checkpoint.save, iteration, *comms.world);
+  CheckpointWriter writer(cfg.checkpoint.save, iteration, *comms.world, cfg.checkpoint.keep);
   // Optimizer state per parameter (gathered over the gradient group when sharded), so any layout reads it back.
   std::map<std::string, std::vector<Tensor>> state;
   for (const char* kind : {"master", "exp_avg", "exp_avg_sq"}) state[kind] = optimizer.gather_state(kind);

@@ -14,6 +14,7 @@
 #include "parallel/shared_gradients.h"
 #include "train/checkpointing.h"
 #include "train/setup.h"
+#include "train/stop_signals.h"
 
 namespace weft {
 namespace {
@@ -329,6 +330,18 @@ void Trainer::train() {
       window_start = Clock::now();
     }
     if (cfg_.train.eval_interval > 0 && done % cfg_.train.eval_interval == 0 && done != iters) validate(done);
+    // A stop signal on any rank: every rank finishes this step, the job saves it and exits cleanly.
+    Tensor signal = Tensor::from_vector<double>({double(stop_signal())}, {1});
+    comms_.world->all_reduce(signal, ReduceOp::max);
+    if (const int sig = static_cast<int>(signal.data<double>()[0]); sig != 0 && done != iters) {
+      save(done);
+      if (is_logger())
+        std::printf("weft: %s: stopped after iteration %lld%s\n", signal_name(sig), (long long)done,
+                    cfg_.checkpoint.save.empty() ? " (no checkpoint.save: nothing saved)"
+                                                 : str(", saved; resume with --checkpoint.load=", cfg_.checkpoint.save)
+                                                       .c_str());
+      return;
+    }
     const bool exiting = cfg_.train.exit_interval > 0 && done % cfg_.train.exit_interval == 0 && done != iters;
     const bool periodic = cfg_.checkpoint.save_interval > 0 && done % cfg_.checkpoint.save_interval == 0;
     if ((periodic || exiting) && done != iters) save(done);

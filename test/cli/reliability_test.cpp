@@ -1,10 +1,15 @@
 // weft/test/cli/reliability_test.cpp v1 — failures that used to pass silently now stop with one clear line: a resume
 // that would run backwards, non-finite losses and deck values, ranks with different decks, datasets whose index
-// does not describe their .bin; and metrics.jsonl keeps every run, each iteration once.
+// does not describe their .bin, a lone rank of a Slurm step; metrics.jsonl keeps every run, each iteration once; an
+// export replaces an earlier one; checkpoints rotate; a stop signal saves and exits cleanly.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "cli_util.h"
 
@@ -152,4 +157,69 @@ TEST(Reliability, AnExportReplacesAnEarlierOneInTheSameDirectory) {
   ASSERT_EQ(run_weft(dir, "convert --from " + hf + " --to " + dir.file("out") + " --format hf --shard-size 100KB")
                 .status, 0);
   EXPECT_FALSE(fs::exists(dir.file("out/model.safetensors")));
+}
+
+// checkpoint.keep: after each save only the newest N checkpoints stay, the latest among them.
+TEST(Reliability, CheckpointKeepRotatesOldCheckpoints) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  ASSERT_EQ(run_weft(dir, "train " + d + " --checkpoint.save=" + dir.file("ckpt") + " --checkpoint.save_interval=2 "
+                          "--checkpoint.keep=2").status, 0);
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir.file("ckpt"))) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"iter_0000008", "iter_0000010", "latest"}));
+}
+
+// SIGTERM (or Slurm's SIGUSR1) to one rank: every rank finishes its step, the job saves and exits 0 saying so, and
+// a resume goes on from there.
+TEST(Reliability, AStopSignalSavesAndExitsCleanly) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string args = "train " + d + " --train.train_iters=100000 --log.interval=1 --log.dir=" +
+                           dir.file("log") + " --checkpoint.save=" + dir.file("ckpt");
+  Result r;
+  std::thread run([&] { r = run_weft(dir, args, 2); });
+  // Wait for a few steps, then signal one rank: a weft process whose command line names this test's deck.
+  const std::string exe = fs::canonical(env("WEFT_BIN")).string();
+  pid_t rank = -1;
+  for (int tries = 0; tries < 600 && rank < 0; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::string log = slurp(dir.file("log/metrics.jsonl"));  // may end in a line being written: not parsed
+    size_t steps = 0;
+    for (size_t at = log.find("\"loss\""); at != std::string::npos; at = log.find("\"loss\"", at + 1)) ++steps;
+    if (steps < 3) continue;
+    for (const auto& p : fs::directory_iterator("/proc")) {
+      std::error_code ec;
+      if (fs::read_symlink(p.path() / "exe", ec).string() != exe) continue;
+      if (slurp((p.path() / "cmdline").string()).find(d) == std::string::npos) continue;
+      rank = std::stoi(p.path().filename().string());
+      break;
+    }
+  }
+  ASSERT_GT(rank, 0) << "no rank found to signal";
+  ::kill(rank, SIGTERM);
+  run.join();
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("SIGTERM: stopped after iteration"), std::string::npos) << r.out;
+  const int stopped = std::stoi(slurp(dir.file("ckpt/latest")).substr(5));
+  EXPECT_GE(stopped, 3);
+  EXPECT_EQ(static_cast<int>(train_lines(dir.file("log/metrics.jsonl")).size()), stopped);
+  const Result resumed = run_weft(dir, "train " + d + " --train.train_iters=" + std::to_string(stopped + 2) +
+                                           " --checkpoint.load=" + dir.file("ckpt") + " --log.dir=" + dir.file("log"),
+                                  2);
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(static_cast<int>(train_lines(dir.file("log/metrics.jsonl")).size()), stopped + 2);
+}
+
+// srun without a matching MPI plugin starts every task as a singleton: refused, not trained alone.
+TEST(Reliability, ALoneRankOfASlurmStepIsRefused) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  ::setenv("SLURM_STEP_NUM_TASKS", "2", 1);
+  const Result r = run_weft(dir, "train " + d);
+  ::unsetenv("SLURM_STEP_NUM_TASKS");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("SLURM_STEP_NUM_TASKS"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--mpi=pmix"), std::string::npos) << r.err;
 }
