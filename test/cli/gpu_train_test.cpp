@@ -229,7 +229,9 @@ void expect_layouts_track_one_gpu(const TempDir& dir, const std::string& deck, c
       }
       const double x = got[i]["loss"], y = ref[i]["loss"];
       worst = std::max(worst, std::abs(x - y) / y);
-      EXPECT_LE(std::abs(x - y), 0.01 * y) << common << " " << layout << " step " << i + 1 << ": " << x << " vs " << y;
+      // The README's claim: every two-GPU layout within 0.07 % (the worst measured, tp 2, 0.0619 %).
+      EXPECT_LE(std::abs(x - y), 0.0007 * y) << common << " " << layout << " step " << i + 1 << ": " << x << " vs "
+                                             << y;
     }
     const std::string label = common.empty() ? (layout.empty() ? "dp=2" : layout) : common + " " + layout;
     std::printf("2 GPUs [%s] vs 1 GPU, 30 bf16 steps: worst relative loss difference %.4f%%\n", label.c_str(),
