@@ -76,6 +76,23 @@ inline std::vector<nlohmann::json> train_lines(const std::string& path) {
   return out;
 }
 
+// `weft train DECK LAYOUT` on np ranks logs what the single-rank run `ref` logged: each of `keys` within 1e-5
+// relative at every step.
+inline void expect_same_run(const TempDir& dir, const std::string& deck, const std::string& layout, int np,
+                            const std::vector<nlohmann::json>& ref,
+                            const std::vector<std::string>& keys = {"loss", "grad_norm"}) {
+  const std::string log = dir.file("run" + std::to_string(std::hash<std::string>{}(deck + layout)));
+  const Result r = run_weft(dir, "train " + deck + " " + layout + " --log.dir=" + log, np);
+  ASSERT_EQ(r.status, 0) << layout << "\n" << r.out << r.err;
+  const auto lines = train_lines(log + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), ref.size()) << layout;
+  for (size_t i = 0; i < ref.size(); ++i)
+    for (const std::string& key : keys) {
+      const double a = lines[i][key], b = ref[i][key];
+      EXPECT_NEAR(a, b, 1e-5 * std::abs(b)) << layout << " " << key << ", step " << i + 1;
+    }
+}
+
 // A 10-step run stopped and resumed (its log dir `part` holds the lines of both halves) follows the uninterrupted
 // run in `full`: every loss within 1e-5 relative.
 inline void expect_resumed_losses(const std::string& full, const std::string& part, const std::string& what = "") {

@@ -20,20 +20,6 @@ std::string deck(const TempDir& dir, const std::string& prefix, const std::strin
                                "seed = 5\n");
 }
 
-void expect_same_run(const TempDir& dir, const std::string& d, const std::string& layout, int np,
-                     const std::vector<nlohmann::json>& ref) {
-  const std::string log = dir.file("run" + std::to_string(std::hash<std::string>{}(layout)));
-  const Result r = run_weft(dir, "train " + d + " " + layout + " --log.dir=" + log, np);
-  ASSERT_EQ(r.status, 0) << layout << "\n" << r.out << r.err;
-  const auto lines = train_lines(log + "/metrics.jsonl");
-  ASSERT_EQ(lines.size(), ref.size()) << layout;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double a = lines[i]["loss"], b = ref[i]["loss"];
-    EXPECT_NEAR(a, b, 1e-5 * b) << layout << " step " << i + 1;
-    const double ga = lines[i]["grad_norm"], gb = ref[i]["grad_norm"];
-    EXPECT_NEAR(ga, gb, 1e-5 * gb) << layout << " grad norm, step " << i + 1;
-  }
-}
 
 }  // namespace
 
