@@ -1,4 +1,7 @@
 // weft/cuda/cuda_ops.cu v11 — CUDA backend: device set-up, streams, memory, elementwise ops, bias, reductions, AdamW.
+#include <cublasLt.h>
+#include <nccl.h>
+
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -376,6 +379,23 @@ bool enable_cuda_backend(int local_rank) {
   return true;
 }
 
-void install_cuda_support() { device_support().enable = enable_cuda_backend; }
+namespace {
+
+std::string cuda_versions() {
+  int runtime = 0, driver = 0, nccl = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  ncclGetVersion(&nccl);
+  const std::string driver_text = driver == 0 ? "no GPU driver" : str("driver ", driver / 1000, ".", driver % 1000 / 10);
+  return str("CUDA runtime ", runtime / 1000, ".", runtime % 1000 / 10, " (", driver_text, "), cuBLASLt ",
+             cublasLtGetVersion(), ", NCCL ", nccl / 10000, ".", nccl / 100 % 100, ".", nccl % 100);
+}
+
+}  // namespace
+
+void install_cuda_support() {
+  device_support().enable = enable_cuda_backend;
+  device_support().versions = cuda_versions;
+}
 
 }  // namespace weft

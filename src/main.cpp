@@ -32,7 +32,7 @@ const char* kUsage =
     "  convert --from DIR --to DIR --format hf|native   convert checkpoints (any tp: mpirun -np N)\n"
     "  forward --model DIR --input ids.npy --output logits.npy   logits and loss of token ids\n"
     "\n"
-    "weft <command> --help lists a command's options (train: every deck key).\n";
+    "weft <command> --help lists a command's options (train: every deck key); weft --version the build.\n";
 
 }  // namespace
 
@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const weft::Args&, const weft::MpiEnv&)> commands = {
       {"train", weft::cmd_train},     {"samples", weft::cmd_samples}, {"preprocess", weft::cmd_preprocess},
       {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}, {"tokenize", weft::cmd_tokenize}};
+  if (argc >= 2 && std::string(argv[1]) == "--version") {
+    if (mpi.rank() == 0) std::printf("%s\n", weft::version_text().c_str());
+    return 0;
+  }
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     if (mpi.rank() == 0) std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -21,6 +21,9 @@ int cmd_tokenize(const Args& args, const MpiEnv& mpi);    // weft tokenize --tok
 // ConfigError there (and an empty one elsewhere), so the job exits together with one line.
 Config load_config_collectively(const std::string& deck, const Args& overrides, int world_size_for_checks);
 
+// "weft 0.1.0 (commit …), MPI: …, CUDA …, NCCL …" — what `weft --version` prints.
+std::string version_text();
+
 // A process that Slurm started as one task of several (SLURM_STEP_NUM_TASKS > 1) but that MPI started alone
 // (srun without a working --mpi plugin) would train on its own into the others' folders: a ConfigError saying so.
 void check_not_a_lone_rank(const MpiEnv& mpi);

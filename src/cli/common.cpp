@@ -12,6 +12,7 @@
 #include "config/deck.h"
 #include "config/schema.h"
 #include "config/validate.h"
+#include "ops/device.h"
 #include "train/setup.h"
 
 namespace weft {
@@ -122,6 +123,16 @@ Config load_config_collectively(const std::string& deck, const Args& overrides, 
   if (first != INT_MAX) throw ConfigError(rank == first ? error : "");
   check_same_job(cfg, rank);
   return cfg;
+}
+
+std::string version_text() {
+  char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int len = 0;
+  MPI_Get_library_version(mpi, &len);
+  std::string mpi_line(mpi, static_cast<size_t>(len));
+  mpi_line = mpi_line.substr(0, mpi_line.find_first_of(",\n"));
+  return str("weft ", WEFT_VERSION, " (commit ", WEFT_GIT_HASH, ")\nMPI: ", mpi_line, "\nGPU backend: ",
+             device_support().versions ? device_support().versions() : std::string("not built (CPU only)"));
 }
 
 void check_not_a_lone_rank(const MpiEnv& mpi) {

@@ -3,6 +3,7 @@
 // main() fills this in when weft was built with CUDA; commands that need a GPU call enable() first, so runs on the
 // CPU never create a CUDA context.
 #pragma once
+#include <string>
 #include "dist/process_grid.h"
 
 namespace weft {
@@ -15,6 +16,8 @@ struct DeviceSupport {
   CommFactory comm_factory = nullptr;
   // GEMMs pick the fastest of cuBLASLt's candidate algorithms by timing (train.gemm_autotune); set by enable.
   void (*set_gemm_autotune)(bool on) = nullptr;
+  // "CUDA runtime 13.0 (driver 13.0), cuBLASLt 130000, NCCL 2.28.3" (set by the CUDA backend; null without it).
+  std::string (*versions)() = nullptr;
 };
 
 DeviceSupport& device_support();

@@ -138,3 +138,12 @@ TEST(Cli, ShortRunLowersTheLossAndWritesMetrics) {
   EXPECT_LT(m[5]["loss"].get<double>(), m[0]["loss"].get<double>() - 0.5) << r.out;
   EXPECT_NE(r.out.find("ETA"), std::string::npos);
 }
+
+// weft --version names the version, the commit and the libraries it runs on.
+TEST(Cli, VersionNamesTheBuild) {
+  TempDir dir;
+  const Result r = run_weft(dir, "--version");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* want : {"weft 0.", "(commit ", "MPI: ", "GPU backend: "})
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << " missing from " << r.out;
+}
