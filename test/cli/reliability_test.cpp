@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "cli_util.h"
@@ -222,4 +223,77 @@ TEST(Reliability, ALoneRankOfASlurmStepIsRefused) {
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("SLURM_STEP_NUM_TASKS"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--mpi=pmix"), std::string::npos) << r.err;
+}
+
+namespace {
+
+// SIGKILL to every process whose command line holds `marker` (the ranks first, then their mpirun).
+void kill_nine(const std::string& marker) {
+  std::vector<pid_t> ranks, launchers;
+  const std::string exe = fs::canonical(env("WEFT_BIN")).string();
+  for (const auto& p : fs::directory_iterator("/proc")) {
+    const std::string pid = p.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (slurp((p.path() / "cmdline").string()).find(marker) == std::string::npos) continue;
+    std::error_code ec;
+    (fs::read_symlink(p.path() / "exe", ec).string() == exe ? ranks : launchers).push_back(std::stoi(pid));
+  }
+  for (pid_t r : ranks) ::kill(r, SIGKILL);
+  for (pid_t l : launchers) ::kill(l, SIGKILL);
+}
+
+}  // namespace
+
+// kill -9 at random moments of a 2-rank run that saves every step, 20 times: every resume gives the uninterrupted
+// run's losses bit for bit, and `latest` never names a half-written checkpoint.
+TEST(Reliability, KillNineAtRandomMomentsResumesBitForBit) {
+  TempDir dir;
+  const std::string prefix = byte_dataset(dir);
+  const std::string d = deck(dir, prefix);
+  // 200 steps of the tiny model take about 2 s with a save after each (the 2 newest kept).
+  const std::string steps = " --train.train_iters=200 --checkpoint.save_interval=1 --checkpoint.keep=2";
+  ASSERT_EQ(run_weft(dir, "train " + d + steps + " --log.dir=" + dir.file("ref"), 2).status, 0);
+  const auto ref = train_lines(dir.file("ref/metrics.jsonl"));
+  ASSERT_EQ(ref.size(), 200u);
+  std::mt19937 gen(2026);
+  std::uniform_int_distribution<int> after_ms(300, 2200);
+  int resumed_mid_run = 0;
+  for (int trial = 0; trial < 20; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    // Each trial its own deck path, so that the kill finds this trial's processes only.
+    const std::string trial_deck = dir.write("trial" + std::to_string(trial) + ".ini", slurp(d));
+    const std::string ckpt = dir.file("ckpt" + std::to_string(trial)), log = dir.file("log" + std::to_string(trial));
+    const std::string args = "train " + trial_deck + steps + " --checkpoint.save=" + ckpt;
+    Result killed;
+    std::thread run([&] { killed = run_weft(dir, args + " --log.dir=" + log, 2); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(after_ms(gen)));
+    kill_nine(trial_deck);
+    run.join();
+    std::string resume = " --log.dir=" + log;
+    if (fs::exists(ckpt + "/latest")) {
+      const std::string latest = slurp(ckpt + "/latest");
+      ASSERT_TRUE(fs::exists(ckpt + "/" + latest.substr(0, latest.size() - 1) + "/metadata.json"))
+          << "latest names a half-written checkpoint: " << latest;
+      if (latest != "iter_0000200\n") {
+        resume += " --checkpoint.load=" + ckpt;
+        ++resumed_mid_run;
+      } else {
+        continue;  // killed after the last save: nothing left to resume
+      }
+    } else {
+      resume = " --log.dir=" + log + "-fresh";  // killed before the first save: a fresh start
+    }
+    const Result r = run_weft(dir, args + resume, 2);
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    const std::string used = resume.find("-fresh") == std::string::npos ? log : log + "-fresh";
+    const auto got = train_lines(used + "/metrics.jsonl");
+    ASSERT_EQ(got.size(), 200u);
+    for (size_t i = 0; i < 200; ++i) {
+      EXPECT_EQ(got[i]["iteration"], ref[i]["iteration"]);
+      EXPECT_EQ(got[i]["loss"].get<double>(), ref[i]["loss"].get<double>()) << "iteration " << i + 1;
+      EXPECT_EQ(got[i]["grad_norm"].get<double>(), ref[i]["grad_norm"].get<double>()) << "iteration " << i + 1;
+    }
+  }
+  std::printf("kill -9: %d of 20 trials killed mid-run and resumed from their latest checkpoint\n", resumed_mid_run);
+  EXPECT_GE(resumed_mid_run, 10) << "most kills should land while the run trains";
 }
