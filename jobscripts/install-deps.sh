@@ -4,6 +4,9 @@
 set -euo pipefail
 PKGS=(cmake make g++ pkg-config openmpi-bin libopenmpi-dev libboost-program-options-dev libhdf5-dev
       nlohmann-json3-dev libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev ninja-build)
+# clang and its compiler-rt build the libFuzzer targets (make fuzz).
+command -v clang++ >/dev/null 2>&1 && [ -n "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
+  2>/dev/null)" ] || PKGS+=(clang libclang-rt-dev)
 # node and npm run the transformers.js reference in the tokenizer tests; any install of them will do.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 missing=()

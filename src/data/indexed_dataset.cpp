@@ -87,11 +87,10 @@ IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
              count, " sequences and ", docs, " document entries (", need, " bytes), but the file has ", n);
   count_ = static_cast<int64_t>(count);
   doc_count_ = static_cast<int64_t>(docs);
-  // The arrays sit at 8-byte-unaligned offsets for most counts; copying would double memory for large corpora,
-  // and x86-64 and aarch64 both load unaligned words, so they are read in place.
-  lengths_ = reinterpret_cast<const int32_t*>(p + kHeader);
-  pointers_ = reinterpret_cast<const int64_t*>(p + kHeader + 4 * count);
-  docs_ = reinterpret_cast<const int64_t*>(p + kHeader + 12 * count);
+  // Read in place (copying would double the memory of a large corpus), element by element through memcpy.
+  lengths_ = p + kHeader;
+  pointers_ = p + kHeader + 4 * count;
+  docs_ = p + kHeader + 12 * count;
 
   const int64_t itemsize = static_cast<int64_t>(token_dtype_size(dtype_));
   const int64_t bin_size = static_cast<int64_t>(bin_->size());
@@ -99,8 +98,9 @@ IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
   // leftover means the index does not describe this file (another dtype code than the data's, bytes appended).
   int64_t end = 0;
   for (int64_t i = 0; i < count_; ++i) {
-    const int64_t len = lengths_[i], ptr = pointers_[i];
-    WEFT_CHECK(len >= 0 && ptr >= 0 && ptr % itemsize == 0 && ptr + len * itemsize <= bin_size, idx_path,
+    const int64_t len = element<int32_t>(lengths_, i), ptr = element<int64_t>(pointers_, i);
+    WEFT_CHECK(len >= 0 && ptr >= 0 && ptr % itemsize == 0 && ptr <= bin_size && len <= (bin_size - ptr) / itemsize,
+               idx_path,
                ": sequence ", i, " (pointer ", ptr, ", length ", len, ") lies outside ", bin_path, " (", bin_size,
                " bytes)");
     WEFT_CHECK(ptr == end, idx_path, ": sequence ", i, " starts at byte ", ptr, " of ", bin_path, ", but the sequences "
@@ -110,17 +110,18 @@ IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
   WEFT_CHECK(end == bin_size, bin_path, ": ", bin_size, " bytes, but ", idx_path, " describes ", end, " (", count_,
              " sequences of ", itemsize, "-byte tokens, dtype code ", int(code), "): bytes appended, or a dtype code "
              "that is not the data's");
-  WEFT_CHECK(doc_count_ >= 1 && docs_[0] == 0 && docs_[doc_count_ - 1] == count_, idx_path,
+  WEFT_CHECK(doc_count_ >= 1 && document_index(0) == 0 && document_index(doc_count_ - 1) == count_, idx_path,
              ": document indices must run from 0 to the sequence count ", count_);
   for (int64_t d = 1; d < doc_count_; ++d)
-    WEFT_CHECK(docs_[d] >= docs_[d - 1], idx_path, ": document indices decrease at entry ", d);
+    WEFT_CHECK(document_index(d) >= document_index(d - 1), idx_path, ": document indices decrease at entry ", d);
 }
 
 void IndexedDataset::read(int64_t seq, int64_t offset, int64_t length, int32_t* out) const {
-  WEFT_CHECK(seq >= 0 && seq < count_ && offset >= 0 && length >= 0 && offset + length <= lengths_[seq], prefix_,
+  WEFT_CHECK(seq >= 0 && seq < count_ && offset >= 0 && length >= 0 && offset + length <= sequence_length(seq),
+             prefix_,
              ": read of tokens [", offset, ", ", offset + length, ") of sequence ", seq, " is out of range");
   const size_t itemsize = token_dtype_size(dtype_);
-  const uint8_t* src = bin_->data() + pointers_[seq] + offset * static_cast<int64_t>(itemsize);
+  const uint8_t* src = bin_->data() + element<int64_t>(pointers_, seq) + offset * static_cast<int64_t>(itemsize);
   const std::string& f = bin_->path();
   switch (dtype_) {
     case TokenDType::u8: widen<uint8_t>(src, length, out, f); break;
@@ -229,7 +230,7 @@ void merge_indexed_datasets(const std::vector<std::string>& parts, const std::st
   for (const auto& d : in) {
     WEFT_CHECK(d->dtype() == dtype, d->prefix(), ": dtype differs from the other parts");
     for (int64_t doc = 0; doc < d->num_documents(); ++doc) {
-      for (int64_t s = d->document_indices()[doc]; s < d->document_indices()[doc + 1]; ++s) {
+      for (int64_t s = d->document_index(doc); s < d->document_index(doc + 1); ++s) {
         seq.resize(static_cast<size_t>(d->sequence_length(s)));
         d->read(s, 0, d->sequence_length(s), seq.data());
         out.add_sequence(seq);

@@ -5,6 +5,7 @@
 // sequence of each document, then the total: [0, ..., count]). .bin: the tokens of every sequence, back to back.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,10 +29,9 @@ class IndexedDataset {
   TokenDType dtype() const { return dtype_; }
   int64_t num_sequences() const { return count_; }
   int64_t num_documents() const { return doc_count_ - 1; }
-  int32_t sequence_length(int64_t i) const { return lengths_[i]; }
-  const int32_t* sequence_lengths() const { return lengths_; }
-  // Sequence indices bounding the documents: document d is sequences [doc[d], doc[d+1]).
-  const int64_t* document_indices() const { return docs_; }
+  int32_t sequence_length(int64_t i) const { return element<int32_t>(lengths_, i); }
+  // Sequence indices bounding the documents: document d is sequences [index(d), index(d + 1)).
+  int64_t document_index(int64_t d) const { return element<int64_t>(docs_, d); }
   // Tokens [offset, offset + length) of sequence `seq`, widened to int32.
   void read(int64_t seq, int64_t offset, int64_t length, int32_t* out) const;
 
@@ -40,9 +40,15 @@ class IndexedDataset {
   std::unique_ptr<MappedFile> idx_, bin_;
   TokenDType dtype_ = TokenDType::u16;
   int64_t count_ = 0, doc_count_ = 0;
-  const int32_t* lengths_ = nullptr;
-  const int64_t* pointers_ = nullptr;
-  const int64_t* docs_ = nullptr;
+  // The index's three arrays, read in place: they start at offsets that are not multiples of their element sizes
+  // for most counts (after a 34-byte header), so each element is loaded through memcpy.
+  const uint8_t *lengths_ = nullptr, *pointers_ = nullptr, *docs_ = nullptr;
+  template <typename T>
+  static T element(const uint8_t* array, int64_t i) {
+    T v;
+    std::memcpy(&v, array + i * int64_t(sizeof(T)), sizeof(T));
+    return v;
+  }
 };
 
 // Writes prefix.bin/.idx byte-for-byte as Megatron's IndexedDatasetBuilder does: add sequences, close documents.

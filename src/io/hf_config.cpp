@@ -64,9 +64,15 @@ ModelSpec parse_hf_config(const json& j, const std::string& where) {
               "mixes sliding and full attention layers");
     if (sliding == 0 && family.name != "mistral" && family.name != "mixtral") s.sliding_window = 0;
   }
+  for (const auto& [field, value] : {std::pair{"num_hidden_layers", s.num_layers}, {"hidden_size", s.hidden},
+                                     {"num_attention_heads", s.heads}, {"vocab_size", s.vocab},
+                                     {"max_position_embeddings", s.max_positions}})
+    WEFT_CHECK(value > 0, where, ": '", field, "' must be positive, got ", value);
+  WEFT_CHECK(s.groups >= 0 && s.head_dim >= 0, where, ": num_key_value_heads and head_dim must not be negative");
   s = s.resolved();
-  WEFT_CHECK(s.heads % s.groups == 0 && s.head_dim % 2 == 0, where, ": num_attention_heads ", s.heads,
-             " must be a multiple of num_key_value_heads ", s.groups, " and head_dim even");
+  WEFT_CHECK(s.groups > 0 && s.heads % s.groups == 0 && s.head_dim > 0 && s.head_dim % 2 == 0, where,
+             ": num_attention_heads ", s.heads, " must be a multiple of num_key_value_heads ", s.groups,
+             " and head_dim (", s.head_dim, ") positive and even");
   return s;
 }
 

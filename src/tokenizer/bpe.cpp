@@ -14,6 +14,8 @@ Bpe::Bpe(const nlohmann::json& model, const std::string& where) {
              "' is not supported (weft reads BPE tokenizers)");
   WEFT_CHECK(model.contains("vocab") && model["vocab"].is_object(), where, ": model has no vocab");
   for (auto& [token, id] : model["vocab"].items()) {
+    WEFT_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < (int64_t(1) << 26), where,
+               ": vocab entry '", token, "' has id ", id.dump(), " (expected an integer in [0, 2^26))");
     const int32_t i = id.get<int32_t>();
     vocab_[token] = i;
     if (static_cast<size_t>(i) >= id_to_token_.size()) id_to_token_.resize(i + 1);

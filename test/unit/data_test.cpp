@@ -38,7 +38,7 @@ TEST(IndexedDataset, ReadsAllMegatronFixtures) {
     ASSERT_EQ(d.num_documents(), static_cast<int64_t>(ref["documents"].size())) << name;
     int64_t seq = 0;
     for (size_t doc = 0; doc < ref["documents"].size(); ++doc) {
-      EXPECT_EQ(d.document_indices()[doc], seq) << name << " document " << doc;
+      EXPECT_EQ(d.document_index(doc), seq) << name << " document " << doc;
       for (const auto& sequence : ref["documents"][doc]) {
         EXPECT_EQ(read_sequence(d, seq), sequence.get<std::vector<int32_t>>()) << name << " sequence " << seq;
         ++seq;
