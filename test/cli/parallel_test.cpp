@@ -72,8 +72,10 @@ TEST(ParallelLayouts, CommWaitIsLoggedBesideTheSameLosses) {
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_FALSE(plain[i].contains("comm_wait_ms"));
     const double ms = counted[i].at("comm_wait_ms");
+    // On the CPU the collectives run at once, inside the step: some time, and less than the step's own.
+    const double step_ms = 1e3 * 8 * 32 / counted[i].at("tokens_per_s").get<double>();  // 8 samples of 32 tokens
     EXPECT_GT(ms, 0.0);
-    EXPECT_LT(ms, 60'000.0);
+    EXPECT_LT(ms, step_ms) << "a step of " << step_ms << " ms";
     EXPECT_EQ(counted[i]["loss"], plain[i]["loss"]);
   }
 }
@@ -112,10 +114,17 @@ TEST(ParallelLayouts, Bf16MomentsShardAndResume) {
                                      dir.file("ckpt"), 2);
   ASSERT_EQ(r.status, 0) << r.err;
   expect_resumed_losses(dir.file("full"), dir.file("part"));
-  // The moments' rounding shows in the curve: not the fp32-moment run's losses.
+  // The moments' rounding shows in the curve, and stays small: every later loss differs from the fp32-moment run's,
+  // by less than 1 %.
   ASSERT_EQ(run_weft(dir, "train " + deck(dir, prefix) + " --log.dir=" + dir.file("fp32"), 2).status, 0);
-  EXPECT_NE(train_lines(dir.file("fp32/metrics.jsonl")).back()["loss"],
-            train_lines(dir.file("full/metrics.jsonl")).back()["loss"]);
+  const auto fp32 = train_lines(dir.file("fp32/metrics.jsonl")), bf16 = train_lines(dir.file("full/metrics.jsonl"));
+  ASSERT_EQ(fp32.size(), bf16.size());
+  // (The first update uses the moments before they are stored rounded: the runs part from step 3.)
+  for (size_t i = 2; i < fp32.size(); ++i) {
+    const double a = bf16[i]["loss"], b = fp32[i]["loss"];
+    EXPECT_NE(a, b) << "step " << i + 1;
+    EXPECT_LT(std::abs(a - b), 0.01 * b) << "step " << i + 1;
+  }
 }
 
 TEST(ParallelLayouts, TiedEmbeddingsAcrossPipelineStages) {
