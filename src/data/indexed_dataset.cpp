@@ -1,10 +1,6 @@
-// weft/src/data/indexed_dataset.cpp v2 — reading and writing Megatron .bin/.idx files.
+// weft/src/data/indexed_dataset.cpp v3 — reading and writing Megatron .bin/.idx files.
 #include "data/indexed_dataset.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -31,19 +27,6 @@ void widen(const uint8_t* src, int64_t n, int32_t* out, const std::string& file)
     WEFT_CHECK(d >= 0 && d <= 2147483647.0 && d == std::floor(d), file, ": token value ", d,
                " is not a valid token id");
     out[i] = static_cast<int32_t>(v);
-  }
-}
-
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail(str("cannot write '", path, "': ", std::strerror(errno)));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
   }
 }
 
@@ -138,17 +121,9 @@ void IndexedDataset::read(int64_t seq, int64_t offset, int64_t length, int32_t* 
 // ---------------------------------------------------------------- writer
 
 IndexedDatasetWriter::IndexedDatasetWriter(const std::string& prefix, TokenDType dtype)
-    : prefix_(prefix), dtype_(dtype) {
-  const std::string tmp = prefix_ + ".bin.tmp";
-  bin_fd_ = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (bin_fd_ < 0) fail(str("cannot create '", tmp, "': ", std::strerror(errno)));
-}
+    : prefix_(prefix), dtype_(dtype), bin_(std::make_unique<AtomicFile>(prefix + ".bin")) {}
 
-IndexedDatasetWriter::~IndexedDatasetWriter() {
-  if (bin_fd_ < 0) return;
-  ::close(bin_fd_);
-  std::remove((prefix_ + ".bin.tmp").c_str());
-}
+IndexedDatasetWriter::~IndexedDatasetWriter() = default;
 
 void IndexedDatasetWriter::add_sequence(const std::vector<int32_t>& tokens) {
   const size_t itemsize = token_dtype_size(dtype_);
@@ -180,17 +155,12 @@ void IndexedDatasetWriter::add_sequence(const std::vector<int32_t>& tokens) {
 void IndexedDatasetWriter::end_document() { docs_.push_back(static_cast<int64_t>(lengths_.size())); }
 
 void IndexedDatasetWriter::flush() {
-  write_all(bin_fd_, buffer_.data(), buffer_.size(), prefix_ + ".bin.tmp");
+  bin_->write(buffer_.data(), buffer_.size());
   buffer_.clear();
 }
 
 void IndexedDatasetWriter::finish() {
   flush();
-  if (::fsync(bin_fd_) != 0 || ::close(bin_fd_) != 0) fail(str("cannot close '", prefix_, ".bin.tmp'"));
-  bin_fd_ = -1;
-  const std::string idx_tmp = prefix_ + ".idx.tmp";
-  const int fd = ::open(idx_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail(str("cannot create '", idx_tmp, "': ", std::strerror(errno)));
   std::vector<uint8_t> out(kMagic, kMagic + 9);
   auto put = [&](const void* v, size_t n) {
     const uint8_t* b = static_cast<const uint8_t*>(v);
@@ -209,11 +179,10 @@ void IndexedDatasetWriter::finish() {
     ptr += int64_t(len) * static_cast<int64_t>(token_dtype_size(dtype_));
   }
   put(docs_.data(), docs_.size() * 8);
-  write_all(fd, out.data(), out.size(), idx_tmp);
-  if (::fsync(fd) != 0 || ::close(fd) != 0) fail(str("cannot close '", idx_tmp, "'"));
-  if (std::rename((prefix_ + ".bin.tmp").c_str(), (prefix_ + ".bin").c_str()) != 0 ||
-      std::rename(idx_tmp.c_str(), (prefix_ + ".idx").c_str()) != 0)
-    fail(str("cannot move ", prefix_, ".bin/.idx into place: ", std::strerror(errno)));
+  AtomicFile idx(prefix_ + ".idx");
+  idx.write(out.data(), out.size());
+  bin_->commit();
+  idx.commit();
 }
 
 }  // namespace weft

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "io/atomic_file.h"
 #include "io/mapped_file.h"
 
 namespace weft {
@@ -69,7 +70,7 @@ class IndexedDatasetWriter {
   std::vector<int32_t> lengths_;
   std::vector<int64_t> docs_{0};
   std::vector<uint8_t> buffer_;
-  int bin_fd_ = -1;
+  std::unique_ptr<AtomicFile> bin_;
   void flush();
 };
 

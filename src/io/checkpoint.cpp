@@ -1,4 +1,5 @@
-// weft/src/io/checkpoint.cpp v1 — HDF5 shard files, atomic commit, layout-independent reads.
+// weft/src/io/checkpoint.cpp v2 — HDF5 shard files, atomic commit, layout-independent reads; a failed save leaves
+// nothing behind and says why.
 #include "io/checkpoint.h"
 
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <regex>
 #include <fstream>
 
+#include "io/atomic_file.h"
 #include "ops/ops.h"
 #include "util/error.h"
 
@@ -21,80 +23,101 @@ using nlohmann::json;
 
 namespace {
 
+// The most specific message on HDF5's error stack, shortened to the system's reason where there is one (a write
+// that failed for lack of space says "No space left on device" there). Clears the stack.
+std::string h5_reason() {
+  std::string reason;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD,
+           [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
+             if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
+             return 0;
+           },
+           &reason);
+  H5Eclear2(H5E_DEFAULT);
+  const std::string marker = "error message = '";
+  const size_t at = reason.find(marker);
+  if (at != std::string::npos) reason = reason.substr(at + marker.size(), reason.find('\'', at + marker.size()) -
+                                                                            at - marker.size());
+  return reason.empty() ? "HDF5 gave no reason" : reason;
+}
+
 // H5_CHECK(expr, what...): HDF5 calls return negative ids/statuses on failure.
-#define H5_CHECK(expr, ...)                                                               \
-  ([&]() {                                                                                \
-    auto h5_result_ = (expr);                                                             \
-    if (h5_result_ < 0) ::weft::fail(::weft::str("HDF5: ", __VA_ARGS__, " (", #expr, ")")); \
-    return h5_result_;                                                                    \
+#define H5_CHECK(expr, ...)                                                                     \
+  ([&]() {                                                                                      \
+    auto h5_result_ = (expr);                                                                   \
+    if (h5_result_ < 0) ::weft::fail(::weft::str(__VA_ARGS__, ": ", ::weft::h5_reason())); \
+    return h5_result_;                                                                          \
   }())
 
-struct H5Quiet {
-  H5Quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }  // errors become weft::Error, not stack dumps
-};
-const H5Quiet h5_quiet;
-constexpr const char* kIndex = "__index__";
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  WEFT_CHECK(fd >= 0, "cannot open '", path, "' to flush it: ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  WEFT_CHECK(rc == 0, "cannot flush '", path, "': ", std::strerror(errno));
-}
-
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    WEFT_CHECK(out.good(), "cannot write '", tmp, "'");
+// An HDF5 id that its close function releases when it goes out of scope, on error paths too: an id left open
+// would make the library write (and fail again) at exit.
+class H5Id {
+ public:
+  H5Id(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  H5Id(H5Id&& o) noexcept : id_(std::exchange(o.id_, -1)), close_(o.close_) {}
+  H5Id(const H5Id&) = delete;
+  ~H5Id() {
+    if (id_ >= 0) close_(id_);
   }
-  fsync_path(tmp, false);
-  WEFT_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "': ", std::strerror(errno));
-}
+  operator hid_t() const { return id_; }
+  // Closes now and returns the status (a file's close is where its last writes happen).
+  herr_t close() { return close_(std::exchange(id_, -1)); }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+struct H5Setup {
+  H5Setup() {
+    // No clean-up at exit: every id is closed by its H5Id, and the library's own pass at exit crashes on a file whose
+    // close failed (a full disk), turning one clear error into a segfault.
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors become weft::Error, not stack dumps
+  }
+};
+const H5Setup h5_setup;
+constexpr const char* kIndex = "__index__";
 
 void barrier_or_fail(Comm& world) { world.barrier(); }
 
-void write_attr_i64(hid_t obj, const char* name, const std::vector<int64_t>& v, const std::vector<hsize_t>& dims) {
-  const hid_t space = H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), "dataspace");
-  const hid_t attr = H5_CHECK(H5Acreate2(obj, name, H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT), name);
-  if (!v.empty()) H5_CHECK(H5Awrite(attr, H5T_NATIVE_INT64, v.data()), name);
-  H5Aclose(attr);
-  H5Sclose(space);
+H5Id dataspace(const std::vector<hsize_t>& dims) {
+  return {H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), "HDF5 dataspace"), H5Sclose};
+}
+
+void write_attr_i64(hid_t obj, const char* name, const std::vector<int64_t>& v, const std::vector<hsize_t>& dims,
+                    const std::string& where) {
+  const H5Id space = dataspace(dims);
+  const H5Id attr(H5_CHECK(H5Acreate2(obj, name, H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT), where, ": ",
+                           name), H5Aclose);
+  if (!v.empty()) H5_CHECK(H5Awrite(attr, H5T_NATIVE_INT64, v.data()), where, ": ", name);
 }
 
 std::vector<int64_t> read_attr_i64(hid_t obj, const char* name, const std::string& where) {
-  const hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+  const H5Id attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
   WEFT_CHECK(attr >= 0, where, ": missing attribute '", name, "'");
-  const hid_t space = H5Aget_space(attr);
+  const H5Id space(H5Aget_space(attr), H5Sclose);
   const hssize_t n = H5Sget_simple_extent_npoints(space);
   std::vector<int64_t> v(static_cast<size_t>(std::max<hssize_t>(n, 0)));
   if (n > 0) H5_CHECK(H5Aread(attr, H5T_NATIVE_INT64, v.data()), where);
-  H5Sclose(space);
-  H5Aclose(attr);
   return v;
 }
 
 // The list of tensor keys in a shard file, stored as one newline-separated byte dataset.
 void write_index(hid_t file, const std::string& keys, const std::string& path) {
   const hsize_t n = keys.size();
-  const hid_t space = H5_CHECK(H5Screate_simple(1, &n, nullptr), "dataspace");
-  const hid_t ds = H5_CHECK(H5Dcreate2(file, kIndex, H5T_NATIVE_UINT8, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                            "cannot create the index of ", path);
-  if (n) H5_CHECK(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, keys.data()), "write index");
-  H5Dclose(ds);
-  H5Sclose(space);
+  const H5Id space = dataspace({n});
+  const H5Id ds(H5_CHECK(H5Dcreate2(file, kIndex, H5T_NATIVE_UINT8, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                         "cannot create the index of ", path), H5Dclose);
+  if (n) H5_CHECK(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, keys.data()), "cannot write ", path);
 }
 
 std::vector<std::string> read_index(hid_t file, const std::string& path) {
-  const hid_t ds = H5Dopen2(file, kIndex, H5P_DEFAULT);
+  const H5Id ds(H5Dopen2(file, kIndex, H5P_DEFAULT), H5Dclose);
   WEFT_CHECK(ds >= 0, path, ": no tensor index (not a weft checkpoint shard?)");
-  const hid_t space = H5Dget_space(ds);
+  const H5Id space(H5Dget_space(ds), H5Sclose);
   std::string text(static_cast<size_t>(H5Sget_simple_extent_npoints(space)), '\0');
-  if (!text.empty()) H5_CHECK(H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), "read index");
-  H5Sclose(space);
-  H5Dclose(ds);
+  if (!text.empty()) H5_CHECK(H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), path);
   std::vector<std::string> keys;
   for (size_t b = 0, e; b < text.size(); b = e + 1) {
     e = text.find('\n', b);
@@ -120,71 +143,104 @@ CheckpointWriter::CheckpointWriter(const std::string& dir, int64_t iteration, Co
   tmp_ = (fs::path(dir) / (name_ + ".tmp")).string();
   if (world.rank() == 0) {
     std::error_code ec;
-    fs::remove_all(tmp_, ec);  // the leftover of a save that died before its commit
+    fs::create_directories(dir, ec);
+    // The leftovers of saves that died before their commit, whatever their iteration.
+    static const std::regex abandoned(R"(iter_\d+\.tmp)");
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (std::regex_match(entry.path().filename().string(), abandoned)) fs::remove_all(entry.path(), ec);
     fs::create_directories(tmp_, ec);
     WEFT_CHECK(!ec, "checkpoint.save: cannot create '", tmp_, "': ", ec.message());
   }
   barrier_or_fail(world_);
 }
 
-void CheckpointWriter::write_shard(const std::string& file_name, const std::vector<ShardedTensor>& tensors) {
-  const std::string path = (fs::path(tmp_) / file_name).string();
-  const hid_t file = H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "cannot create ", path);
-  write_attr_i64(file, "weft_checkpoint_format", {kCheckpointFormatVersion}, {1});
-  std::map<std::string, hid_t> groups;
+namespace {
+
+void write_shard_file(const std::string& path, const std::vector<ShardedTensor>& tensors) {
+  H5Id file(H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "cannot create ", path),
+            H5Fclose);
+  write_attr_i64(file, "weft_checkpoint_format", {kCheckpointFormatVersion}, {1}, path);
+  std::map<std::string, H5Id> groups;
   for (const ShardedTensor& t : tensors) {
     const auto slash = t.key.rfind('/');
     const std::string group_name = t.key.substr(0, slash), dataset = t.key.substr(slash + 1);
     if (!groups.count(group_name)) {
-      const hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+      const H5Id lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
       H5Pset_create_intermediate_group(lcpl, 1);
-      groups[group_name] = H5_CHECK(H5Gcreate2(file, group_name.c_str(), lcpl, H5P_DEFAULT, H5P_DEFAULT),
-                                    "cannot create group ", group_name, " in ", path);
-      H5Pclose(lcpl);
+      groups.emplace(group_name, H5Id(H5_CHECK(H5Gcreate2(file, group_name.c_str(), lcpl, H5P_DEFAULT, H5P_DEFAULT),
+                                               "cannot create group ", group_name, " in ", path), H5Gclose));
     }
     // Stored in float32 (float64 for f64 runs): the fp32 master values, whatever the compute dtype.
     const DType store = t.value.dtype() == DType::f64 ? DType::f64 : DType::f32;
     Tensor host = Tensor::empty(t.value.shape(), store);
     cpu_ops().convert(host, t.value.to(Device::cpu));
-    std::vector<hsize_t> dims(t.value.shape().begin(), t.value.shape().end());
-    const hid_t space = H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), "dataspace");
+    const H5Id space = dataspace(std::vector<hsize_t>(t.value.shape().begin(), t.value.shape().end()));
     const hid_t type = store == DType::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
-    const hid_t ds = H5_CHECK(H5Dcreate2(groups[group_name], dataset.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT,
-                                         H5P_DEFAULT), "cannot create ", t.key, " in ", path);
-    if (host.numel() > 0) H5_CHECK(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data_ptr()), "write ", t.key);
+    const std::string where = str(path, ": ", t.key);
+    const H5Id ds(H5_CHECK(H5Dcreate2(groups.at(group_name), dataset.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                      H5P_DEFAULT), "cannot create ", where), H5Dclose);
+    if (host.numel() > 0)
+      H5_CHECK(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data_ptr()), "cannot write ", where);
     write_attr_i64(ds, "global_shape", std::vector<int64_t>(t.global_shape.begin(), t.global_shape.end()),
-                   {t.global_shape.size()});
-    write_attr_i64(ds, "shard_dim", {t.shard_dim}, {1});
+                   {t.global_shape.size()}, where);
+    write_attr_i64(ds, "shard_dim", {t.shard_dim}, {1}, where);
     std::vector<int64_t> blocks;
     for (const ShardBlock& b : t.blocks) blocks.insert(blocks.end(), {b.local_begin, b.global_begin, b.length});
-    write_attr_i64(ds, "blocks", blocks, {t.blocks.size(), 3});
-    H5Dclose(ds);
-    H5Sclose(space);
+    write_attr_i64(ds, "blocks", blocks, {t.blocks.size(), 3}, where);
   }
   std::string keys;
   for (const ShardedTensor& t : tensors) keys += t.key + "\n";
   write_index(file, keys, path);
-  for (auto& [n, g] : groups) H5Gclose(g);
-  H5_CHECK(H5Fclose(file), "cannot close ", path);
+  groups.clear();
+  H5_CHECK(file.close(), "cannot write ", path);
   fsync_path(path, false);
+}
+
+}  // namespace
+
+void CheckpointWriter::write_shard(const std::string& file_name, const std::vector<ShardedTensor>& tensors) {
+  const std::string path = (fs::path(tmp_) / file_name).string();
+  try {
+    int64_t bytes = 0;
+    for (const ShardedTensor& t : tensors) bytes += t.value.numel() * (t.value.dtype() == DType::f64 ? 8 : 4);
+    check_free_space(tmp_, bytes, str("checkpoint.save: ", file_name));
+    write_shard_file(path, tensors);
+  } catch (const Error& e) {
+    abandon(e);
+  }
 }
 
 void CheckpointWriter::commit(const json& metadata) {
   barrier_or_fail(world_);  // every shard is on disk
   if (world_.rank() == 0) {
-    write_text_atomically((fs::path(tmp_) / "metadata.json").string(), metadata.dump(2));
-    fsync_path(tmp_, true);
     const std::string final_path = (fs::path(dir_) / name_).string();
-    std::error_code ec;
-    fs::remove_all(final_path, ec);  // an older save of the same iteration is replaced
-    WEFT_CHECK(std::rename(tmp_.c_str(), final_path.c_str()) == 0, "cannot rename '", tmp_, "' to '", final_path,
-               "': ", std::strerror(errno));
-    fsync_path(dir_, true);
+    try {
+      write_text_atomically((fs::path(tmp_) / "metadata.json").string(), metadata.dump(2));
+      fsync_path(tmp_, true);
+      std::error_code ec;
+      fs::remove_all(final_path, ec);  // an older save of the same iteration is replaced
+      WEFT_CHECK(std::rename(tmp_.c_str(), final_path.c_str()) == 0, "cannot rename '", tmp_, "' to '", final_path,
+                 "': ", std::strerror(errno));
+      fsync_path(dir_, true);
+    } catch (const Error& e) {
+      abandon(e);
+    }
+    // Complete from here: only `latest` may still name the one before.
     write_text_atomically((fs::path(dir_) / "latest").string(), name_ + "\n");
-    fsync_path(dir_, true);
     if (keep_ > 0) remove_older_checkpoints();
   }
   barrier_or_fail(world_);
+}
+
+void CheckpointWriter::abandon(const Error& e) const {
+  // Nothing of this save stays behind; other ranks still writing into it fail too and the job stops.
+  std::error_code ec;
+  fs::remove_all(tmp_, ec);
+  std::ifstream in(fs::path(dir_) / "latest");
+  std::string latest;
+  in >> latest;
+  fail(str(e.what(), "; the save of ", name_, " was abandoned and removed, ",
+           latest.empty() ? str(dir_, " holds no earlier checkpoint") : str(dir_, "/latest still names ", latest)));
 }
 
 void CheckpointWriter::remove_older_checkpoints() const {

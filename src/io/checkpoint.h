@@ -1,4 +1,4 @@
-// weft/src/io/checkpoint.h v1 — weft's native checkpoints: HDF5 shards that load at any tp/pp/dp layout.
+// weft/src/io/checkpoint.h v2 — weft's native checkpoints: HDF5 shards that load at any tp/pp/dp layout.
 //
 //   DIR/latest                        the name of the newest complete checkpoint ("iter_0000100")
 //   DIR/iter_0000100/metadata.json    format version, iteration, consumed samples, layout, model, deck, ...
@@ -6,7 +6,9 @@
 //                                     dimension and the global ranges it holds, so any layout can read it back.
 //
 // A save goes to iter_N.tmp, every file is fsynced, the directory is renamed into place, then `latest` is
-// replaced (itself through a rename): a checkpoint is complete or absent, never half-written.
+// replaced (itself through a rename): a checkpoint is complete or absent, never half-written. A save that fails (a
+// full disk, checked before writing and on every write) removes what it wrote and says that `latest` still names the
+// checkpoint before it.
 #pragma once
 #include <map>
 #include <memory>
@@ -16,6 +18,7 @@
 
 #include "dist/comm.h"
 #include "model/parameter.h"
+#include "util/error.h"
 
 namespace weft {
 
@@ -43,6 +46,7 @@ class CheckpointWriter {
 
  private:
   void remove_older_checkpoints() const;  // checkpoint.keep (rank 0, after `latest` names the new one)
+  [[noreturn]] void abandon(const Error& e) const;  // removes iter_N.tmp and rethrows, naming what `latest` holds
   std::string dir_, name_, tmp_;
   Comm& world_;
   int64_t keep_;

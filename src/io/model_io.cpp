@@ -1,9 +1,10 @@
-// weft/src/io/model_io.cpp v1 — HF and native weights into a (sharded) model; HF export.
+// weft/src/io/model_io.cpp v2 — HF and native weights into a (sharded) model; HF export.
 #include "io/model_io.h"
 
 #include <filesystem>
 #include <fstream>
 
+#include "io/atomic_file.h"
 #include "io/hf_config.h"
 #include "io/hf_weights.h"
 #include "model/model_fields.h"
@@ -60,16 +61,16 @@ void export_hf(GptModel& model, const std::string& dir, DType dtype, size_t shar
   }
   if (!writer) return;
   out.finish();
-  {
-    std::ofstream cfg(fs::path(dir) / "config.json");
-    cfg << hf_config_of(model.spec()).dump(2) << "\n";
-    WEFT_CHECK(cfg.good(), "cannot write ", dir, "/config.json");
-  }
+  write_text_atomically((fs::path(dir) / "config.json").string(), hf_config_of(model.spec()).dump(2) + "\n");
   if (tokenizer_dir.empty()) return;
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                         "generation_config.json"}) {
     const fs::path src = fs::path(tokenizer_dir) / f;
-    if (fs::exists(src)) fs::copy_file(src, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+    if (!fs::exists(src)) continue;
+    std::ifstream in(src, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    WEFT_CHECK(in.good() || in.eof(), "cannot read '", src.string(), "'");
+    write_text_atomically((fs::path(dir) / f).string(), bytes);
   }
 }
 

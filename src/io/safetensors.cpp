@@ -1,11 +1,7 @@
-// weft/src/io/safetensors.cpp v1 — safetensors validation, slicing reads and sharded writes.
+// weft/src/io/safetensors.cpp v2 — safetensors validation, slicing reads and sharded writes.
 #include "io/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/atomic_file.h"
 #include "util/error.h"
 
 namespace weft {
@@ -267,23 +264,9 @@ void SafetensorsWriter::add(const std::string& name, const Shape& shape, const s
 namespace {
 
 void write_file_atomically(const fs::path& path, const std::vector<const std::vector<uint8_t>*>& parts) {
-  const std::string tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  WEFT_CHECK(fd >= 0, "cannot create '", tmp, "': ", std::strerror(errno));
-  for (const auto* part : parts) {
-    size_t done = 0;
-    while (done < part->size()) {
-      const ssize_t w = ::write(fd, part->data() + done, part->size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        ::close(fd);
-        fail(str("cannot write '", tmp, "': ", std::strerror(errno)));
-      }
-      done += static_cast<size_t>(w);
-    }
-  }
-  WEFT_CHECK(::fsync(fd) == 0 && ::close(fd) == 0, "cannot flush '", tmp, "'");
-  WEFT_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "': ", std::strerror(errno));
+  AtomicFile out(path.string());
+  for (const auto* part : parts) out.write(part->data(), part->size());
+  out.commit();
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
-// weft/test/cli/cli_util.h v3 — running the weft executable from tests and reading what it wrote.
+// weft/test/cli/cli_util.h v4 — running the weft executable from tests and reading what it wrote.
 #pragma once
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -102,5 +104,31 @@ inline void expect_resumed_losses(const std::string& full, const std::string& pa
     EXPECT_NEAR(got[i]["loss"].get<double>(), ref[i]["loss"].get<double>(), 1e-5 * ref[i]["loss"].get<double>())
         << what << " step " << i + 1;
 }
+
+// A filesystem of `bytes` (a tmpfs mounted at `path`, which needs root): a disk that fills up. Unmounted when it goes.
+class SmallDisk {
+ public:
+  SmallDisk(const std::string& path, int64_t bytes) : path_(path) {
+    std::filesystem::create_directories(path);
+    mounted_ = std::system(("mount -t tmpfs -o size=" + std::to_string(bytes) + " weft-test " + path +
+                            " 2>/dev/null").c_str()) == 0;
+  }
+  ~SmallDisk() {
+    if (mounted_) std::system(("umount " + path_).c_str());
+  }
+  bool mounted() const { return mounted_; }
+  // Every file left under it, relative to it (directories are not listed).
+  std::vector<std::string> files() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(path_))
+      if (!e.is_directory()) out.push_back(std::filesystem::relative(e.path(), path_).string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
 
 }  // namespace weft::test

@@ -1,7 +1,7 @@
-// weft/test/cli/reliability_test.cpp v1 — failures that used to pass silently now stop with one clear line: a resume
+// weft/test/cli/reliability_test.cpp v2 — failures that used to pass silently now stop with one clear line: a resume
 // that would run backwards, non-finite losses and deck values, ranks with different decks, datasets whose index
-// does not describe their .bin, a lone rank of a Slurm step; metrics.jsonl keeps every run, each iteration once; an
-// export replaces an earlier one; checkpoints rotate; a stop signal saves and exits cleanly.
+// does not describe their .bin, a lone rank of a Slurm step, a full disk; metrics.jsonl keeps every run, each
+// iteration once; an export replaces an earlier one; checkpoints rotate; a stop signal saves and exits cleanly.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -170,6 +170,66 @@ TEST(Reliability, CheckpointKeepRotatesOldCheckpoints) {
   for (const auto& e : fs::directory_iterator(dir.file("ckpt"))) left.push_back(e.path().filename().string());
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"iter_0000008", "iter_0000010", "latest"}));
+}
+
+// A disk that holds one checkpoint but not two: the second save stops the job with the system's reason, removes
+// what it had written, and says that `latest` still names the first, which a resume then loads.
+TEST(Reliability, AFullDiskAbandonsTheSaveAndKeepsTheLastCheckpoint) {
+  TempDir dir;
+  const std::string d = deck(dir, byte_dataset(dir));
+  ASSERT_EQ(run_weft(dir, "train " + d + " --train.train_iters=2 --checkpoint.save=" + dir.file("probe")).status, 0);
+  int64_t one = 0, shard = 0;
+  for (const auto& e : fs::directory_iterator(dir.file("probe/iter_0000002"))) {
+    one += static_cast<int64_t>((e.file_size() + 4095) / 4096 * 4096);  // a tmpfs counts whole pages
+    if (e.path().extension() == ".h5") shard = static_cast<int64_t>(e.file_size());
+  }
+  SmallDisk disk(dir.file("disk"), one + 4096 + shard / 2);  // + `latest`
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root): the full-disk path is not checked";
+  const Result r = run_weft(dir, "train " + d + " --train.train_iters=4 --checkpoint.save_interval=2 "
+                                 "--checkpoint.save=" + dir.file("disk/ck"));
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("latest still names iter_0000002"), std::string::npos) << r.err;
+  EXPECT_EQ(disk.files(), (std::vector<std::string>{"ck/iter_0000002/metadata.json", "ck/iter_0000002/shard_tp0_pp0.h5",
+                                                    "ck/latest"}));
+  const Result resumed = run_weft(dir, "train " + d + " --train.train_iters=4 --checkpoint.load=" + dir.file("disk/ck"));
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(resumed.out.find("iteration      1/4"), std::string::npos) << resumed.out;
+  EXPECT_NE(resumed.out.find("iteration      3/4"), std::string::npos) << resumed.out;
+}
+
+// A disk that fills up in the middle of a write: a checkpoint shard (the disk holds its tensors, which weft checks
+// before writing, but not HDF5's headers around them), an HF export, a tokenized dataset. Each stops with the file
+// and the system's reason, and leaves nothing behind, not even a temporary.
+TEST(Reliability, AWriteThatFillsTheDiskLeavesNoPartialFile) {
+  TempDir dir;
+  const std::string hf = fixture("hf/qwen2");
+  ASSERT_EQ(run_weft(dir, "convert --from " + hf + " --to " + dir.file("probe") + " --format native").status, 0);
+  const int64_t shard = static_cast<int64_t>(fs::file_size(dir.file("probe/iter_0000000/shard_tp0_pp0.h5")));
+  SmallDisk disk(dir.file("disk"), (shard - 8192) / 4096 * 4096);  // HDF5's headers here: more than 8 KiB
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root): the full-disk paths are not checked";
+  Result r = run_weft(dir, "convert --from " + hf + " --to " + dir.file("disk/native") + " --format native");
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot write " + dir.file("disk/native/iter_0000000.tmp/shard_tp0_pp0.h5")), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("holds no earlier checkpoint"), std::string::npos) << r.err;
+  EXPECT_EQ(disk.files(), std::vector<std::string>{});
+  // The rest with a third of the disk left: the export (as large as the shard) and the dataset (461 KB) cannot fit.
+  {
+    std::ofstream filler(dir.file("disk/filler"), std::ios::binary);
+    filler << std::string(static_cast<size_t>(shard / 3 * 2), 'x');
+  }
+  r = run_weft(dir, "convert --from " + hf + " --to " + dir.file("disk/hf") + " --format hf");
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot write '" + dir.file("disk/hf/model.safetensors.tmp") + "': No space left on device"),
+            std::string::npos) << r.err;
+  r = run_weft(dir, "preprocess --input " + source_dir() + "/inputs/corpus/moby-dick.jsonl --tokenizer bytes "
+                    "--output-prefix " + dir.file("disk/moby") + " --append-eod");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("cannot write '" + dir.file("disk/moby.bin.tmp") + "': No space left on device"),
+            std::string::npos) << r.err;
+  EXPECT_EQ(disk.files(), std::vector<std::string>{"filler"});
 }
 
 // SIGTERM (or Slurm's SIGUSR1) to one rank: every rank finishes its step, the job saves and exits 0 saying so, and
