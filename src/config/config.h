@@ -91,6 +91,7 @@ struct LogConfig {
   std::string dir;
   int64_t interval = 1;
   bool comm_wait = false;  // log how long compute waits for the overlapped data-parallel collectives
+  bool tensorboard = false;  // an event file beside metrics.jsonl
 };
 
 struct Config {

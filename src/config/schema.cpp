@@ -201,7 +201,10 @@ po::options_description deck_schema(Config& c) {
       ("log.comm_wait", flag(&l.comm_wait),
        "log comm_wait_ms: per step, how long compute waited for the overlapped data-parallel collectives (gradient "
        "reductions, parameter all-gathers); on GPUs timed on the device with two CUDA events per wait, and the "
-       "host waits for the device at each log line");
+       "host waits for the device at each log line")
+      ("log.tensorboard", flag(&l.tensorboard),
+       "also write a TensorBoard event file into log.dir (tensorboard --logdir DIR): every number of metrics.jsonl as "
+       "train/<key>, the validation loss as validation/loss");
   return d;
 }
 

@@ -235,6 +235,7 @@ void validate_config(const Config& c, int world_size) {
   k.require(t.eval_interval >= 0, "train.eval_interval", "expected a non-negative integer");
   k.require(t.eval_iters >= 0, "train.eval_iters", "expected a non-negative integer");
   k.require(c.log.interval > 0, "log.interval", "expected a positive integer");
+  k.require(!c.log.tensorboard || !c.log.dir.empty(), "log.tensorboard", "the event file goes into log.dir: set it");
   k.require(t.exit_interval >= 0, "train.exit_interval", "expected a non-negative integer");
   k.one_of(t.nan_policy, {"stop", "skip"}, "train.nan_policy");
   k.require(t.nan_skip_limit >= 1, "train.nan_skip_limit", "expected a positive integer");

@@ -1,6 +1,7 @@
-// weft/src/train/metrics.cpp v2 — metrics.jsonl and duration formatting.
+// weft/src/train/metrics.cpp v3 — metrics.jsonl, its TensorBoard twin and duration formatting.
 #include "train/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -9,7 +10,8 @@
 
 namespace weft {
 
-void MetricsLog::open(const std::string& dir, const nlohmann::json& header, int64_t resume_iteration) {
+void MetricsLog::open(const std::string& dir, const nlohmann::json& header, int64_t resume_iteration,
+                      bool tensorboard) {
   if (dir.empty()) return;
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -35,12 +37,19 @@ void MetricsLog::open(const std::string& dir, const nlohmann::json& header, int6
   out_.open(path, std::ios::app);
   WEFT_CHECK(out_.good(), "log.dir: cannot write '", path, "'");
   write({{"run", header}});
+  if (tensorboard) events_.open(dir, std::max<int64_t>(resume_iteration, 0) + 1);
 }
 
 void MetricsLog::write(const nlohmann::json& record) {
   if (!out_.is_open()) return;
   out_ << record.dump() << "\n";
   out_.flush();
+  if (!events_.is_open() || !record.contains("iteration")) return;
+  std::vector<std::pair<std::string, double>> scalars;
+  for (const auto& [key, value] : record.items())
+    if (key != "iteration" && value.is_number())
+      scalars.emplace_back(key == "val_loss" ? "validation/loss" : "train/" + key, value.get<double>());
+  if (!scalars.empty()) events_.scalars(record["iteration"].get<int64_t>(), scalars);
 }
 
 std::string format_duration(double seconds) {

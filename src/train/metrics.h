@@ -1,8 +1,11 @@
-// weft/src/train/metrics.h v2 — what a run reports: one console line per log interval and metrics.jsonl.
+// weft/src/train/metrics.h v3 — what a run reports: one console line per log interval, metrics.jsonl and, with
+// log.tensorboard, a TensorBoard event file beside it.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <fstream>
 #include <string>
+
+#include "train/tensorboard.h"
 
 namespace weft {
 
@@ -12,13 +15,16 @@ namespace weft {
 class MetricsLog {
  public:
   MetricsLog() = default;
-  // Opens the file (dir empty: writes nothing); resume_iteration < 0 for a fresh run. Errors name the file.
-  void open(const std::string& dir, const nlohmann::json& header, int64_t resume_iteration);
-  // Appends one JSON object as a line and flushes, so a killed run keeps every line it logged.
+  // Opens the file (dir empty: writes nothing); resume_iteration < 0 for a fresh run; tensorboard: an event file
+  // too. Errors name the file.
+  void open(const std::string& dir, const nlohmann::json& header, int64_t resume_iteration, bool tensorboard);
+  // Appends one JSON object as a line and flushes, so a killed run keeps every line it logged; the event file gets
+  // its numbers at its iteration, as "train/<key>" ("validation/loss" for val_loss).
   void write(const nlohmann::json& record);
 
  private:
   std::ofstream out_;
+  EventFileWriter events_;
 };
 
 // "1:02:03" for 3723 seconds.

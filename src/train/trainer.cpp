@@ -143,7 +143,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
                    {"resumed_from", cfg.checkpoint.load.empty() ? nlohmann::json(nullptr)
                                                                 : nlohmann::json(cfg.checkpoint.load)},
                    {"start_iteration", start_iteration_}},
-                  cfg.checkpoint.load.empty() ? -1 : start_iteration_);
+                  cfg.checkpoint.load.empty() ? -1 : start_iteration_, cfg.log.tensorboard);
   }
   const BatchOptions bopt = batch_options(cfg, grid.dp_size(), grid.dp_rank());
   train_data_ = build_samples(cfg, 0, train_samples(cfg));

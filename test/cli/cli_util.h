@@ -54,6 +54,24 @@ inline std::string byte_dataset(const TempDir& dir) {
   return prefix;
 }
 
+// A deck of the tiny-llama preset over a byte-level dataset: 10 steps of 4 sequences of 32 tokens, no validation.
+inline std::string tiny_deck(const TempDir& dir, const std::string& prefix) {
+  return dir.write("deck.ini", "include = tiny-llama.ini\n[model]\nvocab_size = 257\n[data]\nprefix = " + prefix +
+                                   "\ntokenizer = bytes\nseq_length = 32\nsplit = 100,0,0\n[train]\n"
+                                   "micro_batch_size = 2\nglobal_batch_size = 4\ntrain_iters = 10\nlr = 3e-3\n"
+                                   "eval_iters = 0\n");
+}
+
+// Runs a shell command in `dir` and captures its exit status and output.
+inline Result run_command(const TempDir& dir, const std::string& cmd) {
+  Result r;
+  const int raw = std::system((cmd + " >" + dir.file("cmd.out") + " 2>" + dir.file("cmd.err")).c_str());
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = slurp(dir.file("cmd.out"));
+  r.err = slurp(dir.file("cmd.err"));
+  return r;
+}
+
 inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::vector<nlohmann::json> out;
   std::ifstream in(path);

@@ -18,22 +18,11 @@ using namespace weft;
 using namespace weft::test;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string deck(const TempDir& dir, const std::string& prefix) {
-  return dir.write("deck.ini", "include = tiny-llama.ini\n[model]\nvocab_size = 257\n[data]\nprefix = " + prefix +
-                                   "\ntokenizer = bytes\nseq_length = 32\nsplit = 100,0,0\n[train]\n"
-                                   "micro_batch_size = 2\nglobal_batch_size = 4\ntrain_iters = 10\nlr = 3e-3\n"
-                                   "eval_iters = 0\n");
-}
-
-}  // namespace
-
 // A resume with train.train_iters at or below the checkpoint's iteration would save the loaded state as an earlier
 // iteration and move `latest` back to it: refused, and nothing is written.
 TEST(Reliability, AResumeNeverRunsBackwards) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   ASSERT_EQ(run_weft(dir, "train " + d + " --checkpoint.save=" + dir.file("ckpt")).status, 0);
   ASSERT_EQ(slurp(dir.file("ckpt/latest")), "iter_0000010\n");
   for (const char* iters : {"5", "10"}) {
@@ -51,7 +40,7 @@ TEST(Reliability, AResumeNeverRunsBackwards) {
 // update or save, naming the parameters; with nan_policy = skip the steps are skipped up to the limit.
 TEST(Reliability, NonFiniteLossesStopOrSkipAndNeverReachACheckpoint) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   const std::string blowup = " --train.lr=1e30 --train.clip_grad=0 --checkpoint.save_interval=1";
   const Result stop = run_weft(dir, "train " + d + blowup + " --checkpoint.save=" + dir.file("stop"), 2);
   EXPECT_EQ(stop.status, 1) << stop.out << stop.err;
@@ -80,7 +69,7 @@ TEST(Reliability, NonFiniteLossesStopOrSkipAndNeverReachACheckpoint) {
 // predecessor logged after the checkpoint it resumes from, so each iteration appears once.
 TEST(Reliability, MetricsAppendAndAResumeLogsEachIterationOnce) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   const std::string log = " --log.dir=" + dir.file("log");
   ASSERT_EQ(run_weft(dir, "train " + d + log + " --train.train_iters=3").status, 0);
   ASSERT_EQ(run_weft(dir, "train " + d + log + " --train.train_iters=3").status, 0);
@@ -109,7 +98,7 @@ TEST(Reliability, MetricsAppendAndAResumeLogsEachIterationOnce) {
 TEST(Reliability, AnIndexThatDoesNotDescribeItsBinIsRefused) {
   TempDir dir;
   const std::string prefix = byte_dataset(dir);
-  const std::string d = deck(dir, prefix);
+  const std::string d = tiny_deck(dir, prefix);
   const std::string bin = slurp(prefix + ".bin"), idx = slurp(prefix + ".idx");
   std::ofstream(prefix + ".bin", std::ios::app) << "junk";
   Result r = run_weft(dir, "train " + d);
@@ -129,7 +118,7 @@ TEST(Reliability, AnIndexThatDoesNotDescribeItsBinIsRefused) {
 // differs from rank 0 is named, with the keys.
 TEST(Reliability, RanksWithDifferentDecksAreNamed) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   const std::string weft = env("WEFT_BIN") + " train " + d;
   const std::string cmd = env("WEFT_MPIEXEC") + " -np 1 " + weft + " --train.train_iters=5 : -np 1 " + weft +
                           " --train.train_iters=7 >" + dir.file("out") + " 2>" + dir.file("err");
@@ -163,7 +152,7 @@ TEST(Reliability, AnExportReplacesAnEarlierOneInTheSameDirectory) {
 // checkpoint.keep: after each save only the newest N checkpoints stay, the latest among them.
 TEST(Reliability, CheckpointKeepRotatesOldCheckpoints) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   ASSERT_EQ(run_weft(dir, "train " + d + " --checkpoint.save=" + dir.file("ckpt") + " --checkpoint.save_interval=2 "
                           "--checkpoint.keep=2").status, 0);
   std::vector<std::string> left;
@@ -174,9 +163,9 @@ TEST(Reliability, CheckpointKeepRotatesOldCheckpoints) {
 
 // A disk that holds one checkpoint but not two: the second save stops the job with the system's reason, removes
 // what it had written, and says that `latest` still names the first, which a resume then loads.
-TEST(Reliability, AFullDiskAbandonsTheSaveAndKeepsTheLastCheckpoint) {
+TEST(FullDisk, ASaveThatDoesNotFitIsAbandonedAndTheLastCheckpointKept) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   ASSERT_EQ(run_weft(dir, "train " + d + " --train.train_iters=2 --checkpoint.save=" + dir.file("probe")).status, 0);
   int64_t one = 0, shard = 0;
   for (const auto& e : fs::directory_iterator(dir.file("probe/iter_0000002"))) {
@@ -201,7 +190,7 @@ TEST(Reliability, AFullDiskAbandonsTheSaveAndKeepsTheLastCheckpoint) {
 // A disk that fills up in the middle of a write: a checkpoint shard (the disk holds its tensors, which weft checks
 // before writing, but not HDF5's headers around them), an HF export, a tokenized dataset. Each stops with the file
 // and the system's reason, and leaves nothing behind, not even a temporary.
-TEST(Reliability, AWriteThatFillsTheDiskLeavesNoPartialFile) {
+TEST(FullDisk, AWriteThatFillsTheDiskLeavesNoPartialFile) {
   TempDir dir;
   const std::string hf = fixture("hf/qwen2");
   ASSERT_EQ(run_weft(dir, "convert --from " + hf + " --to " + dir.file("probe") + " --format native").status, 0);
@@ -236,7 +225,7 @@ TEST(Reliability, AWriteThatFillsTheDiskLeavesNoPartialFile) {
 // a resume goes on from there.
 TEST(Reliability, AStopSignalSavesAndExitsCleanly) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   const std::string args = "train " + d + " --train.train_iters=100000 --log.interval=1 --log.dir=" +
                            dir.file("log") + " --checkpoint.save=" + dir.file("ckpt");
   Result r;
@@ -276,7 +265,7 @@ TEST(Reliability, AStopSignalSavesAndExitsCleanly) {
 // srun without a matching MPI plugin starts every task as a singleton: refused, not trained alone.
 TEST(Reliability, ALoneRankOfASlurmStepIsRefused) {
   TempDir dir;
-  const std::string d = deck(dir, byte_dataset(dir));
+  const std::string d = tiny_deck(dir, byte_dataset(dir));
   ::setenv("SLURM_STEP_NUM_TASKS", "2", 1);
   const Result r = run_weft(dir, "train " + d);
   ::unsetenv("SLURM_STEP_NUM_TASKS");
@@ -309,7 +298,7 @@ void kill_nine(const std::string& marker) {
 TEST(Reliability, KillNineAtRandomMomentsResumesBitForBit) {
   TempDir dir;
   const std::string prefix = byte_dataset(dir);
-  const std::string d = deck(dir, prefix);
+  const std::string d = tiny_deck(dir, prefix);
   // 200 steps of the tiny model take about 2 s with a save after each (the 2 newest kept).
   const std::string steps = " --train.train_iters=200 --checkpoint.save_interval=1 --checkpoint.keep=2";
   ASSERT_EQ(run_weft(dir, "train " + d + steps + " --log.dir=" + dir.file("ref"), 2).status, 0);
