@@ -17,7 +17,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism ?= none
 # The npm peers the tests compare with (never committed): transformers.js and the tokenizer packages; tfrecord and
 # protobufjs, which read the TensorBoard event files.
 TOKREF    := test/reference/tokenizers
-TFEVREF   := test/reference/tfevents
+READREF   := test/reference/readers
 
 all: build
 
@@ -33,7 +33,7 @@ build: deps $(BUILD)/CMakeCache.txt
 test: build references
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-references: $(TOKREF)/node_modules/.package-lock.json $(TFEVREF)/node_modules/.package-lock.json
+references: $(TOKREF)/node_modules/.package-lock.json $(READREF)/node_modules/.package-lock.json
 
 %/node_modules/.package-lock.json: %/package.json %/package-lock.json | deps
 	cd $* && npm ci --no-audit --no-fund --omit=optional --ignore-scripts

@@ -2,7 +2,7 @@
 # weft/jobscripts/install-deps.sh v1 — installs the system packages weft builds against (Debian 12, Ubuntu 24.04).
 # Run as root. Without root it prints the apt line to run and exits 1.
 set -euo pipefail
-PKGS=(cmake make g++ pkg-config openmpi-bin libopenmpi-dev libboost-program-options-dev libhdf5-dev
+PKGS=(cmake make g++ pkg-config openmpi-bin libopenmpi-dev libboost-program-options-dev libhdf5-dev zlib1g-dev
       nlohmann-json3-dev libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev ninja-build)
 # clang and its compiler-rt build the libFuzzer targets (make fuzz).
 command -v clang++ >/dev/null 2>&1 && [ -n "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \

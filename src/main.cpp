@@ -6,6 +6,7 @@
 //   weft convert ...         HuggingFace ↔ native checkpoints (cli/convert.cpp)
 //   weft forward ...         logits and loss of token ids under a checkpoint (cli/forward.cpp)
 //   weft tokenize ...        text ↔ ids with a tokenizer.json (cli/tokenize.cpp)
+//   weft plot RUN...         the curves of runs' metrics.jsonl as a PNG (cli/plot.cpp)
 //
 // Errors: a bad deck or argument prints one line from rank 0 and exits 2 on every rank; any other failure prints
 // one line from the failing rank and aborts the whole MPI job with exit code 1.
@@ -31,6 +32,7 @@ const char* kUsage =
     "  tokenize --tokenizer T [--decode]            text ↔ ids, for checking a tokenizer\n"
     "  convert --from DIR --to DIR --format hf|native   convert checkpoints (any tp: mpirun -np N)\n"
     "  forward --model DIR --input ids.npy --output logits.npy   logits and loss of token ids\n"
+    "  plot RUN... [--output F.png]              draw the loss, lr and throughput curves of runs (log dirs)\n"
     "\n"
     "weft <command> --help lists a command's options (train: every deck key); weft --version the build.\n";
 
@@ -43,7 +45,8 @@ int main(int argc, char** argv) {
 #endif
   const std::map<std::string, int (*)(const weft::Args&, const weft::MpiEnv&)> commands = {
       {"train", weft::cmd_train},     {"samples", weft::cmd_samples}, {"preprocess", weft::cmd_preprocess},
-      {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}, {"tokenize", weft::cmd_tokenize}};
+      {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}, {"tokenize", weft::cmd_tokenize},
+      {"plot", weft::cmd_plot}};
   if (argc >= 2 && std::string(argv[1]) == "--version") {
     if (mpi.rank() == 0) std::printf("%s\n", weft::version_text().c_str());
     return 0;

@@ -329,7 +329,12 @@ void Trainer::train() {
       window_iters = 0;
       window_start = Clock::now();
     }
-    if (cfg_.train.eval_interval > 0 && done % cfg_.train.eval_interval == 0 && done != iters) validate(done);
+    if (cfg_.train.eval_interval > 0 && done % cfg_.train.eval_interval == 0 && done != iters) {
+      // Throughput counts training steps only (as Megatron's interval timer does): the window skips the validation.
+      const auto validation_start = Clock::now();
+      validate(done);
+      window_start += Clock::now() - validation_start;
+    }
     // A stop signal on any rank: every rank finishes this step, the job saves it and exits cleanly.
     Tensor signal = Tensor::from_vector<double>({double(stop_signal())}, {1});
     comms_.world->all_reduce(signal, ReduceOp::max);

@@ -55,7 +55,7 @@ TEST(TensorBoard, EventFilesReadBackWithTfrecordAndProtobufjs) {
   ASSERT_EQ(runs.size(), 2u);
   const std::vector<std::vector<int64_t>> steps = {{1, 2, 3, 4, 5}, {4, 5, 6}};
   for (size_t f = 0; f < files.size(); ++f) {
-    const Result r = run_command(dir, "node " + source_dir() + "/test/reference/tfevents/read_events.js " + files[f]);
+    const Result r = run_command(dir, "node " + source_dir() + "/test/reference/readers/read_events.js " + files[f]);
     ASSERT_EQ(r.status, 0) << r.err;
     std::vector<json> events;
     std::istringstream in(r.out);

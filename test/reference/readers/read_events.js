@@ -1,4 +1,4 @@
-// weft/test/reference/tfevents/read_events.js v1 — reads a TensorBoard event file with peers' code and prints it
+// weft/test/reference/readers/read_events.js v1 — reads a TensorBoard event file with peers' code and prints it
 // as JSON lines: tfrecord's RecordReader frames each record and checks both masked CRC32Cs (fast-crc32c), protobufjs
 // decodes each Event by TensorBoard's event.proto/summary.proto field numbers (declared below, as the .proto files
 // give them). Usage: node read_events.js FILE
