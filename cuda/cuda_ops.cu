@@ -376,6 +376,11 @@ bool enable_cuda_backend(int local_rank) {
   register_ops(Device::cuda, ops);
   device_support().comm_factory = make_nccl_comm;
   device_support().set_gemm_autotune = set_gemm_autotune;
+  device_support().memory_free = [] {
+    size_t free = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return free;
+  };
   return true;
 }
 

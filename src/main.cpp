@@ -2,6 +2,7 @@
 //
 //   weft train DECK          pretrain a Llama-family model from an input deck (cli/train.cpp)
 //   weft samples DECK        print the samples training would consume (cli/samples.cpp)
+//   weft plan DECK           memory per rank and step time, before a run (cli/plan.cpp)
 //   weft preprocess ...      JSONL → Megatron .bin/.idx (cli/preprocess.cpp)
 //   weft convert ...         HuggingFace ↔ native checkpoints (cli/convert.cpp)
 //   weft forward ...         logits and loss of token ids under a checkpoint (cli/forward.cpp)
@@ -28,6 +29,7 @@ const char* kUsage =
     "commands:\n"
     "  train DECK [--section.key=value ...]     train a model (mpirun -np N weft train DECK)\n"
     "  samples DECK --num N --output F.jsonl    write the first N samples training would consume\n"
+    "  plan DECK [--ranks N]                    the memory each rank will need, and the step time\n"
     "  preprocess --input F.jsonl --tokenizer T --output-prefix P   tokenize JSONL into .bin/.idx (--sft: chats)\n"
     "  tokenize --tokenizer T [--decode]            text ↔ ids, for checking a tokenizer\n"
     "  convert --from DIR --to DIR --format hf|native   convert checkpoints (any tp: mpirun -np N)\n"
@@ -46,7 +48,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const weft::Args&, const weft::MpiEnv&)> commands = {
       {"train", weft::cmd_train},     {"samples", weft::cmd_samples}, {"preprocess", weft::cmd_preprocess},
       {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}, {"tokenize", weft::cmd_tokenize},
-      {"plot", weft::cmd_plot}};
+      {"plot", weft::cmd_plot},       {"plan", weft::cmd_plan}};
   if (argc >= 2 && std::string(argv[1]) == "--version") {
     if (mpi.rank() == 0) std::printf("%s\n", weft::version_text().c_str());
     return 0;

@@ -16,6 +16,7 @@ int cmd_preprocess(const Args& args, const MpiEnv& mpi);  // weft preprocess --i
 int cmd_convert(const Args& args, const MpiEnv& mpi);     // weft convert --from DIR --to DIR --format hf|native
 int cmd_forward(const Args& args, const MpiEnv& mpi);     // weft forward --model DIR --input ids.npy ...
 int cmd_tokenize(const Args& args, const MpiEnv& mpi);    // weft tokenize --tokenizer PATH [--decode]
+int cmd_plan(const Args& args, const MpiEnv& mpi);        // weft plan DECK [--ranks N] [--section.key=value ...]
 int cmd_plot(const Args& args, const MpiEnv& mpi);        // weft plot RUN... [--output FILE.png] [--keys K,...]
 
 // Loads and validates a deck (and that its input files exist) on every rank; if any rank fails, the first failing rank's message is raised as a

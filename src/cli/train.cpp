@@ -1,7 +1,11 @@
-// weft/src/cli/train.cpp v2 — `weft train DECK`: build the layout, the model and the data; train.
+// weft/src/cli/train.cpp v3 — `weft train DECK`: build the layout, the model and the data; train.
+#include <cstdio>
+
 #include "cli/cli.h"
 #include "dist/process_grid.h"
+#include "io/atomic_file.h"
 #include "ops/device.h"
+#include "train/memory_plan.h"
 #include "train/setup.h"
 #include "train/stop_signals.h"
 #include "train/trainer.h"
@@ -19,6 +23,14 @@ int cmd_train(const Args& args, const MpiEnv& mpi) {
     require_gpu(cfg.where("train.precision"));
     device_support().set_gemm_autotune(cfg.train.gemm_autotune);
   }
+  // Before anything is allocated: what each rank will hold, and a stop now if it cannot.
+  const MemoryPlan plan = plan_memory(cfg, mpi.size());
+  const double baseline = resident_bytes();
+  if (mpi.rank() == 0)
+    std::printf("weft: %s%s\n", plan.summary().c_str(),
+                plan.gpu ? "" : str(", + ", bytes_text(int64_t(baseline)), " of code and libraries").c_str());
+  check_plan_fits(plan, plan.gpu ? double(device_support().memory_free()) : 0.0, baseline, node_local_size(),
+                  mpi.rank());
   Comms comms = Comms::create(grid, cfg.train.precision == "bf16" ? device_support().comm_factory : make_mpi_comm);
   Trainer trainer(cfg, grid, comms);
   trainer.train();

@@ -1,4 +1,4 @@
-// weft/src/ops/device.h v2 — what the GPU backend adds at run time, without src/ depending on cuda/.
+// weft/src/ops/device.h v3 — what the GPU backend adds at run time, without src/ depending on cuda/.
 //
 // main() fills this in when weft was built with CUDA; commands that need a GPU call enable() first, so runs on the
 // CPU never create a CUDA context.
@@ -18,6 +18,8 @@ struct DeviceSupport {
   void (*set_gemm_autotune)(bool on) = nullptr;
   // "CUDA runtime 13.0 (driver 13.0), cuBLASLt 130000, NCCL 2.28.3" (set by the CUDA backend; null without it).
   std::string (*versions)() = nullptr;
+  // Bytes of the enabled GPU's memory not yet in use (set by enable).
+  size_t (*memory_free)() = nullptr;
 };
 
 DeviceSupport& device_support();
@@ -25,7 +27,8 @@ DeviceSupport& device_support();
 // Enables the GPU backend or fails with one line saying why (`what` names the deck key or flag that asked for it).
 void require_gpu(const std::string& what);
 
-// This process's rank among the ranks on its node.
+// This process's rank among the ranks on its node, and how many ranks its node runs.
 int node_local_rank();
+int node_local_size();
 
 }  // namespace weft

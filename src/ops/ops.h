@@ -49,7 +49,7 @@ class Ops {
   virtual void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
   virtual void zero(Tensor& t) = 0;                               // t = 0
   virtual void synchronize() = 0;                                 // waits for queued work
-  virtual size_t peak_memory() { return 0; }                      // most bytes held at once (device backends)
+  virtual size_t peak_memory() { return 0; }                      // most bytes of tensors held at once
 
   // ---- a side queue: device work that may run beside the work queued after it (GPUs: a second stream of lower
   // priority; the CPU runs everything in order, and these do nothing there)

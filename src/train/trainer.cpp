@@ -13,6 +13,7 @@
 #include "parallel/schedules.h"
 #include "parallel/shared_gradients.h"
 #include "train/checkpointing.h"
+#include "train/memory_plan.h"
 #include "train/setup.h"
 #include "train/stop_signals.h"
 
@@ -319,7 +320,8 @@ void Trainer::train() {
                                {"tflops_per_rank", tflops},
                                {"elapsed_s", elapsed},
                                {"consumed_samples", done * cfg_.train.global_batch_size}};
-        if (ctx_.device == Device::cuda) line["peak_memory_gib"] = peak_gib;
+        line["peak_memory_gib"] = peak_gib;  // tensors (on GPUs the caching allocator's peak): what weft plan predicts
+        if (ctx_.device == Device::cpu) line["peak_rss_gib"] = peak_resident_bytes() / double(1 << 30);
         if (cfg_.log.comm_wait) line["comm_wait_ms"] = wait_ms;
         for (const auto& [name, mean] : window_layer_losses) line[name] = mean;
         metrics_.write(line);

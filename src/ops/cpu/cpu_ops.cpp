@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.cpp v7 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU (also the experts'),
+// weft/src/ops/cpu/cpu_ops.cpp v8 — CPU reference: memory, elementwise, norms, RoPE, SwiGLU (also the experts'),
 // embedding, cross-entropy and AdamW. Attention lives in attention.cpp, GEMM in gemm.cpp, routing in moe.cpp.
 #include "ops/cpu/cpu_ops.h"
 
@@ -28,13 +28,27 @@ struct Stat {
 
 // ---------------------------------------------------------------- memory
 
+// Each block starts with a 64-byte header holding its size, so that the bytes of live tensors (and their peak) are
+// counted as the CUDA allocator counts them: what `weft plan` predicts. (The process's resident memory is more: glibc
+// keeps freed blocks for reuse, a third more than the live tensors at the demo's peak.)
 void* CpuOps::allocate(size_t bytes) {
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  const size_t size = (bytes + 63) / 64 * 64;
+  auto* p = static_cast<char*>(std::aligned_alloc(64, size + 64));
   if (!p) throw std::bad_alloc();
-  return p;
+  std::memcpy(p, &size, sizeof size);
+  const size_t now = in_use_.fetch_add(size) + size;
+  for (size_t peak = peak_.load(); now > peak && !peak_.compare_exchange_weak(peak, now);) {
+  }
+  return p + 64;
 }
 
-void CpuOps::deallocate(void* ptr) { std::free(ptr); }
+void CpuOps::deallocate(void* ptr) {
+  char* p = static_cast<char*>(ptr) - 64;
+  size_t size = 0;
+  std::memcpy(&size, p, sizeof size);
+  in_use_.fetch_sub(size);
+  std::free(p);
+}
 
 void CpuOps::copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   WEFT_CHECK(dst_device == Device::cpu && src_device == Device::cpu, "CPU backend cannot copy device memory");

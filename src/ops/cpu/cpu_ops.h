@@ -1,9 +1,11 @@
-// weft/src/ops/cpu/cpu_ops.h v7 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v8 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
 // per-row statistics, which follow stat_dtype) and int32 index tensors.
 #pragma once
+#include <atomic>
+
 #include "ops/ops.h"
 
 namespace weft {
@@ -12,6 +14,7 @@ class CpuOps final : public Ops {
  public:
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
+  size_t peak_memory() override { return peak_.load(); }
   void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) override;
   void zero(Tensor& t) override;
   void synchronize() override {}
@@ -79,6 +82,8 @@ class CpuOps final : public Ops {
 
   void adamw(Tensor& param, Tensor& value, const Tensor& grad, Tensor& m, Tensor& v,
              const AdamWParams& p) override;
+ private:
+  std::atomic<size_t> in_use_{0}, peak_{0};  // bytes of live tensors, their most at once
 };
 
 // Calls f.template operator()<T>() with T = float or double per the tensor's dtype.
