@@ -1,4 +1,4 @@
-// weft/src/main.cpp v1 — one executable, one subcommand per job: the table of contents of weft.
+// weft/src/main.cpp v2 — one executable, one subcommand per job: the table of contents of weft.
 //
 //   weft train DECK          pretrain a Llama-family model from an input deck (cli/train.cpp)
 //   weft samples DECK        print the samples training would consume (cli/samples.cpp)
@@ -8,6 +8,7 @@
 //   weft forward ...         logits and loss of token ids under a checkpoint (cli/forward.cpp)
 //   weft tokenize ...        text ↔ ids with a tokenizer.json (cli/tokenize.cpp)
 //   weft plot RUN...         the curves of runs' metrics.jsonl as a PNG (cli/plot.cpp)
+//   weft sweep DECK ...      a grid of deck settings, one run each, and their results table (cli/sweep.cpp)
 //
 // Errors: a bad deck or argument prints one line from rank 0 and exits 2 on every rank; any other failure prints
 // one line from the failing rank and aborts the whole MPI job with exit code 1.
@@ -35,12 +36,27 @@ const char* kUsage =
     "  convert --from DIR --to DIR --format hf|native   convert checkpoints (any tp: mpirun -np N)\n"
     "  forward --model DIR --input ids.npy --output logits.npy   logits and loss of token ids\n"
     "  plot RUN... [--output F.png]              draw the loss, lr and throughput curves of runs (log dirs)\n"
+    "  sweep DECK --out DIR --train.lr=A,B ...   run a grid of settings (here or as a Slurm array), one table\n"
     "\n"
     "weft <command> --help lists a command's options (train: every deck key); weft --version the build.\n";
+
+// `weft sweep` launches MPI jobs of its own, so it does not start MPI itself.
+int run_sweep(int argc, char** argv) {
+  try {
+    return weft::cmd_sweep(weft::Args(argv + 2, argv + argc));
+  } catch (const weft::Error& e) {
+    std::fprintf(stderr, "weft: error: %s\n", e.what());
+    return dynamic_cast<const weft::ConfigError*>(&e) ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weft: error: %s\n", e.what());
+    return 1;
+  }
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "sweep") return run_sweep(argc, argv);
   weft::MpiEnv mpi(&argc, &argv);
 #ifdef WEFT_HAVE_CUDA
   weft::install_cuda_support();

@@ -1,4 +1,4 @@
-// weft/src/cli/cli.h v2 — the subcommands; each takes the arguments after its name.
+// weft/src/cli/cli.h v3 — the subcommands; each takes the arguments after its name.
 #pragma once
 #include <string>
 #include <vector>
@@ -18,10 +18,14 @@ int cmd_forward(const Args& args, const MpiEnv& mpi);     // weft forward --mode
 int cmd_tokenize(const Args& args, const MpiEnv& mpi);    // weft tokenize --tokenizer PATH [--decode]
 int cmd_plan(const Args& args, const MpiEnv& mpi);        // weft plan DECK [--ranks N] [--section.key=value ...]
 int cmd_plot(const Args& args, const MpiEnv& mpi);        // weft plot RUN... [--output FILE.png] [--keys K,...]
+// weft sweep DECK --out DIR [--section.key=V1,V2 ...]: one plain process (no MPI) that launches each point's job.
+int cmd_sweep(const Args& args);
 
-// Loads and validates a deck (and that its input files exist) on every rank; if any rank fails, the first failing rank's message is raised as a
-// ConfigError there (and an empty one elsewhere), so the job exits together with one line.
-Config load_config_collectively(const std::string& deck, const Args& overrides, int world_size_for_checks);
+// Loads and validates a deck (and, with check_inputs, that its input files exist) on every rank; if any rank fails,
+// the first failing rank's message is raised as a ConfigError there (and an empty one elsewhere), so the job exits
+// together with one line.
+Config load_config_collectively(const std::string& deck, const Args& overrides, int world_size_for_checks,
+                                bool check_inputs = true);
 
 // "weft 0.1.0 (commit …), MPI: …, CUDA …, NCCL …" — what `weft --version` prints.
 std::string version_text();

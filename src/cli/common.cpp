@@ -105,14 +105,15 @@ bool parse_deck_args(const Args& args, const char* usage, std::string& deck, Arg
   return true;
 }
 
-Config load_config_collectively(const std::string& deck, const Args& overrides, int world_size_for_checks) {
+Config load_config_collectively(const std::string& deck, const Args& overrides, int world_size_for_checks,
+                                bool check_inputs) {
   Config cfg;
   std::string error;
   try {
     cfg = load_config(deck, overrides);
     resolve_model(cfg);
     validate_config(cfg, world_size_for_checks);
-    validate_inputs(cfg);
+    if (check_inputs) validate_inputs(cfg);
   } catch (const ConfigError& e) {
     error = e.what();
   }

@@ -1,4 +1,4 @@
-// weft/src/cli/plan.cpp v1 — `weft plan DECK`: the memory each rank will need and the step time, before any run.
+// weft/src/cli/plan.cpp v2 — `weft plan DECK`: the memory each rank will need and the step time, before any run.
 #include <cstdio>
 
 #include "cli/cli.h"
@@ -21,7 +21,8 @@ int cmd_plan(const Args& args, const MpiEnv& mpi) {
   std::string deck;
   Args overrides;
   if (!parse_deck_args(rest, usage, deck, overrides, mpi)) return 0;
-  const Config cfg = load_config_collectively(deck, overrides, static_cast<int>(ranks));
+  // A plan needs the deck, not its data: the dataset need not exist yet.
+  const Config cfg = load_config_collectively(deck, overrides, static_cast<int>(ranks), false);
   if (mpi.rank() != 0) return 0;
   const MemoryPlan plan = plan_memory(cfg, static_cast<int>(ranks));
   const ModelSpec spec = cfg.model.resolved();

@@ -1,47 +1,15 @@
-// weft/src/cli/plot.cpp v1 — `weft plot RUN...`: the curves of one or several runs' metrics.jsonl as one PNG.
+// weft/src/cli/plot.cpp v2 — `weft plot RUN...`: the curves of one or several runs' metrics.jsonl as one PNG.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "cli/cli.h"
 #include "plot/chart.h"
 #include "plot/png.h"
+#include "plot/run_log.h"
 
 namespace weft {
-namespace fs = std::filesystem;
-
 namespace {
-
-struct RunLog {
-  std::string label;
-  // key → iteration → value; where an iteration repeats (runs appended to one log dir) the last line wins.
-  std::map<std::string, std::map<int64_t, double>> values;
-};
-
-RunLog read_run(const std::string& run) {
-  const fs::path path = fs::is_directory(run) ? fs::path(run) / "metrics.jsonl" : fs::path(run);
-  std::ifstream in(path);
-  if (!in) throw ConfigError(str("weft plot: ", run, ": no ", path.string(), " (a log.dir or its metrics.jsonl)"));
-  RunLog log;
-  log.label = (fs::is_directory(run) ? fs::path(run) : path.parent_path()).lexically_normal().filename().string();
-  if (log.label.empty() || log.label == ".") log.label = fs::absolute(path).parent_path().filename().string();
-  size_t line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.empty()) continue;
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      throw ConfigError(str("weft plot: ", path.string(), ":", line_no, ": not a JSON object"));
-    if (!j.contains("iteration") || !j["iteration"].is_number_integer()) continue;  // a run header
-    const int64_t it = j["iteration"].get<int64_t>();
-    for (const auto& [key, value] : j.items())
-      if (key != "iteration" && value.is_number()) log.values[key][it] = value.get<double>();
-  }
-  return log;
-}
 
 std::vector<std::pair<double, double>> points(const std::map<int64_t, double>& values) {
   std::vector<std::pair<double, double>> out;
@@ -85,7 +53,7 @@ int cmd_plot(const Args& args, const MpiEnv& mpi) {
   if (mpi.rank() != 0) return 0;
 
   std::vector<RunLog> logs;
-  for (const std::string& r : runs) logs.push_back(read_run(r));
+  for (const std::string& r : runs) logs.push_back(read_run_log(r, "weft plot"));
   std::vector<Panel> panels;
   for (const std::string& key : keys) {
     Panel panel{key, {}};

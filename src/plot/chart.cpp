@@ -1,4 +1,4 @@
-// weft/src/plot/chart.cpp v1 — axes, ticks, grid, curves and legend.
+// weft/src/plot/chart.cpp v2 — axes, ticks, grid, curves and legend (wrapped into rows as wide as the chart).
 #include "plot/chart.h"
 
 #include <algorithm>
@@ -10,7 +10,7 @@ namespace weft {
 namespace {
 
 constexpr Rgb kWhite{255, 255, 255}, kInk{40, 40, 40}, kGrid{225, 225, 225};
-constexpr int kLeft = 100, kRight = 24, kTop = 30, kBottom = 36, kLegend = 34, kXLabel = 20;
+constexpr int kLeft = 100, kRight = 24, kTop = 30, kBottom = 36, kLegendRow = 22, kXLabel = 20;
 
 struct Range {
   double lo = std::numeric_limits<double>::infinity(), hi = -std::numeric_limits<double>::infinity();
@@ -29,7 +29,11 @@ std::string tick_label(double v, double step) {
   if (step >= 1 && std::abs(v) < 1e7) std::snprintf(buf, sizeof buf, "%.0f", v);
   else if (step >= 1e-3 && std::abs(v) < 1e7)
     std::snprintf(buf, sizeof buf, "%.*f", static_cast<int>(std::ceil(-std::log10(step) - 1e-9)), v);
-  else std::snprintf(buf, sizeof buf, "%.1e", v);
+  else {
+    // As many mantissa digits as tell ticks `step` apart: 3.20e-02, 3.25e-02.
+    const int digits = static_cast<int>(std::floor(std::log10(std::abs(v))) - std::floor(std::log10(step) + 1e-9));
+    std::snprintf(buf, sizeof buf, "%.*e", std::clamp(digits, 1, 6), v);
+  }
   return buf;
 }
 
@@ -59,33 +63,65 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
 
 Canvas draw_chart(const std::vector<Panel>& panels, const std::vector<std::pair<std::string, Rgb>>& legend,
                   const std::string& x_label, int width, int panel_height) {
-  Canvas c(width, kLegend + int(panels.size()) * panel_height + kXLabel, kWhite);
-  // Legend: a colour swatch and a label per entry, left to right.
-  int lx = kLeft;
-  for (const auto& [label, color] : legend) {
-    c.fill_rect(lx, 12, lx + 24, 18, color);
-    c.text(lx + 30, 8, label, kInk);
-    lx += 30 + Canvas::text_width(label) + 28;
+  // Legend: a colour swatch and a label per entry, left to right, a new row where the next would pass the edge.
+  std::vector<std::pair<int, int>> at;  // each entry's (x, row)
+  int lx = kLeft, rows = 1;
+  for (const auto& entry : legend) {
+    const int w = 30 + Canvas::text_width(entry.first) + 28;
+    if (lx > kLeft && lx + w > width - kRight) {
+      lx = kLeft;
+      ++rows;
+    }
+    at.emplace_back(lx, rows - 1);
+    lx += w;
   }
-  Range xs;
-  for (const Panel& p : panels)
-    for (const Series& s : p.series)
-      for (const auto& [x, y] : s.points) xs.add(x);
-  if (xs.empty()) xs.add(0);
-  const std::vector<double> xt = nice_ticks(xs.lo, xs.hi, 8);
-  const double x_lo = std::min(xs.lo, xt.front()), x_hi = std::max(xs.hi, xt.back());
-
-  for (size_t pi = 0; pi < panels.size(); ++pi) {
-    const Panel& p = panels[pi];
-    const int top = kLegend + int(pi) * panel_height + kTop, bottom = kLegend + int(pi + 1) * panel_height - kBottom;
-    const int left = kLeft, right = width - kRight;
+  const int kLegend = 12 + rows * kLegendRow;
+  Canvas c(width, kLegend + int(panels.size()) * panel_height + kXLabel, kWhite);
+  for (size_t i = 0; i < legend.size(); ++i) {
+    const int y = 8 + at[i].second * kLegendRow;
+    c.fill_rect(at[i].first, y + 4, at[i].first + 24, y + 10, legend[i].second);
+    c.text(at[i].first + 30, y, legend[i].first, kInk);
+  }
+  // Each panel's y range and ticks; the plots start right of the widest y label.
+  struct YAxis {
+    std::vector<double> ticks;
+    double lo, hi;
+  };
+  std::vector<YAxis> y_axes;
+  int left = kLeft;
+  for (const Panel& p : panels) {
     Range ys;
     for (const Series& s : p.series)
       for (const auto& [x, y] : s.points) ys.add(y);
     if (ys.empty()) ys.add(0);
     const double pad = (ys.hi - ys.lo) * 0.05;
-    const std::vector<double> yt = nice_ticks(ys.lo - pad, ys.hi + pad);
-    const double y_lo = std::min(ys.lo - pad, yt.front()), y_hi = std::max(ys.hi + pad, yt.back());
+    YAxis a{nice_ticks(ys.lo - pad, ys.hi + pad), 0, 0};
+    a.lo = std::min(ys.lo - pad, a.ticks.front());
+    a.hi = std::max(ys.hi + pad, a.ticks.back());
+    for (double v : a.ticks) left = std::max(left, Canvas::text_width(tick_label(v, tick_step(a.ticks))) + 16);
+    y_axes.push_back(std::move(a));
+  }
+  const int right = width - kRight;
+  Range xs;
+  for (const Panel& p : panels)
+    for (const Series& s : p.series)
+      for (const auto& [x, y] : s.points) xs.add(x);
+  if (xs.empty()) xs.add(0);
+  // As many x ticks (up to 8) as leave room between their labels.
+  std::vector<double> xt;
+  for (int target = 8; target >= 2; --target) {
+    xt = nice_ticks(xs.lo, xs.hi, target);
+    int widest = 0;
+    for (double v : xt) widest = std::max(widest, Canvas::text_width(tick_label(v, tick_step(xt))));
+    if (int(xt.size()) * (widest + 16) <= right - left) break;
+  }
+  const double x_lo = std::min(xs.lo, xt.front()), x_hi = std::max(xs.hi, xt.back());
+
+  for (size_t pi = 0; pi < panels.size(); ++pi) {
+    const Panel& p = panels[pi];
+    const int top = kLegend + int(pi) * panel_height + kTop, bottom = kLegend + int(pi + 1) * panel_height - kBottom;
+    const std::vector<double>& yt = y_axes[pi].ticks;
+    const double y_lo = y_axes[pi].lo, y_hi = y_axes[pi].hi;
     auto px = [&](double x) { return left + (x - x_lo) / (x_hi - x_lo) * (right - left); };
     auto py = [&](double y) { return bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top); };
 
@@ -100,7 +136,8 @@ Canvas draw_chart(const std::vector<Panel>& panels, const std::vector<std::pair<
       const int x = static_cast<int>(std::lround(px(v)));
       c.fill_rect(x, top, x + 1, bottom, kGrid);
       const std::string label = tick_label(v, tick_step(xt));
-      c.text(x - Canvas::text_width(label) / 2, bottom + 8, label, kInk);
+      c.text(std::min(x - Canvas::text_width(label) / 2, width - 2 - Canvas::text_width(label)), bottom + 8, label,
+             kInk);
     }
     c.fill_rect(left, top, left + 1, bottom + 1, kInk);  // the axes
     c.fill_rect(left, bottom, right, bottom + 1, kInk);
