@@ -1,4 +1,4 @@
-// weft/cuda/attention.cu v3 — GQA attention (causal or full) with sliding windows and document segments.
+// weft/cuda/attention.cu v4 — GQA attention (causal or full) with sliding windows and document segments.
 //
 // Two implementations behind the op: flash attention on tensor cores (cuda/flash_attention.cu) for bf16 and head
 // dims 64 and 128, and simple warp-per-row reference kernels here that handle every other shape.
@@ -173,6 +173,8 @@ using namespace cuda;
 void CudaOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                                 const Tensor& cu_seqlens, const AttentionParams& p) {
   const int64_t tokens = q.size(0);
+  WEFT_CHECK(p.v_head_dim == 0 || p.v_head_dim == p.head_dim, "CUDA attention: values of ", p.v_head_dim,
+             " dims beside queries and keys of ", p.head_dim, " (latent attention) are not in the GPU kernels yet");
   WEFT_CHECK(lse.dtype() == DType::f32 && cu_seqlens.device() == Device::cuda && p.head_dim <= 32 * kMaxDimPerLane,
              "CUDA attention_forward: lse must be f32, cu_seqlens on the GPU, head_dim ≤ 256");
   WEFT_CHECK(p.causal || p.window == 0, "attention: a sliding window needs the causal mask");

@@ -1,4 +1,4 @@
-// weft/cuda/cuda_ops.h v7 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
+// weft/cuda/cuda_ops.h v8 — the CUDA implementation of the op list: bf16 (or f32) storage, fp32 arithmetic.
 //
 // Parameters and activations are bf16; gradients, optimizer state and per-row statistics are fp32. Every kernel
 // has a reference twin in src/ops/cpu, and test/gpu compares the two on random inputs.
@@ -45,6 +45,10 @@ class CudaOps final : public Ops {
                  const Tensor& sin) override;
   void qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& positions,
                  const Tensor& cos, const Tensor& sin) override;
+  void mla_split(Tensor& q_heads, Tensor& k_heads, Tensor& v_heads, const Tensor& q, const Tensor& kv,
+                 const Tensor& k_rope, const Tensor& positions, const Tensor& cos, const Tensor& sin) override;
+  void mla_merge(Tensor& dq, Tensor& dkv, Tensor& dk_rope, const Tensor& dq_heads, const Tensor& dk_heads,
+                 const Tensor& dv_heads, const Tensor& positions, const Tensor& cos, const Tensor& sin) override;
   void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& cu_seqlens, const AttentionParams& p) override;
   void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,

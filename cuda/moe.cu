@@ -1,4 +1,4 @@
-// weft/cuda/moe.cu v1 — the mixture-of-experts ops on the GPU: routing, its statistics and backward, the dispatch
+// weft/cuda/moe.cu v2 — the mixture-of-experts ops on the GPU: routing, its statistics and backward, the dispatch
 // order (a stable CUB radix sort by expert), row permutation, the experts' scaled SwiGLU, and sigmoid.
 //
 // Every kernel has its reference twin in src/ops/cpu/moe.cpp (routing) or cpu_ops.cpp (SwiGLU, sigmoid);
@@ -298,6 +298,8 @@ void CudaOps::sigmoid_backward(Tensor& dx, const Tensor& dy, const Tensor& y) {
 
 void CudaOps::moe_route(Tensor& probs, Tensor& experts, const Tensor& logits, const RouterParams& p) {
   check_routing(logits, experts, "moe_route");
+  WEFT_CHECK(p.num_groups == 0 && p.scaling == 1.0, "moe_route: group-limited routing and weight scaling are not in "
+             "the GPU router kernel yet (the CPU backend has them)");
   const int64_t t = logits.size(0);
   const int n = static_cast<int>(logits.size(1)), k = static_cast<int>(p.topk);
   WEFT_CHECK(probs.dtype() == DType::f32 && probs.numel() == t * k && experts.dtype() == DType::i32 && k <= n,

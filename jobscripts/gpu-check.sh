@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v33 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v34 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
-#                                            moe moe-fixtures
+#                                            moe moe-fixtures deepseek-fixtures
 #                                            parallel scaling dp-sweep reduce reduce-sweep bucket-sweep
 #                                            recompute profile attention-profile attention-clocks ab ab-trees
 #                                            flag-ab (default: build tests bench e2e);
@@ -397,6 +397,21 @@ PY
         tee "$OUT/moe_fixtures.log" && (cd "$OUT/fx" && tar czf "$OUT/moe_fixtures.tgz" . ) &&
         cp -r "$OUT"/fx/* test/fixtures/hf/ && rm -rf "$OUT/fx"
       row "moe fixtures: $(grep -c "loss" "$OUT/moe_fixtures.log") cases" ;;
+    deepseek-fixtures)
+      # The DeepSeek-V2 parity fixtures made by transformers (test/reference/make_deepseek_fixtures.py): a tarball to
+      # bring back, copied into test/fixtures/hf; then weft's HF → native → HF of each, loaded by transformers.
+      rm -rf "$OUT/fx" && mkdir -p "$OUT/fx" && python3 test/reference/make_deepseek_fixtures.py "$OUT/fx" 2>&1 |
+        tee "$OUT/deepseek_fixtures.log" && (cd "$OUT/fx" && tar czf "$OUT/deepseek_fixtures.tgz" . ) &&
+        cp -r "$OUT"/fx/* test/fixtures/hf/ && rm -rf "$OUT/fx"
+      row "deepseek fixtures: $(grep -c "loss" "$OUT/deepseek_fixtures.log") cases"
+      for case in deepseek_v2 deepseek_v2_lite; do
+        rm -rf "$OUT/native" "$OUT/hf"
+        "$BUILD/weft" convert --from "test/fixtures/hf/$case" --to "$OUT/native" --format native >/dev/null &&
+          "$BUILD/weft" convert --from "$OUT/native" --to "$OUT/hf" --format hf >/dev/null &&
+          python3 test/reference/make_deepseek_fixtures.py --check-export "$OUT/hf" "test/fixtures/hf/$case" 2>&1 |
+          tee "$OUT/export-$case.txt"
+        row "export $case: $(tail -1 "$OUT/export-$case.txt")"
+      done ;;
     moe)
       # The MoE issue's two shapes on one GPU, weft and its HF twin (eager, the routers' aux loss on) alternately for
       # MOE_ROUNDS rounds (default 1); MOE_FLAGS go to weft. Then the experts' grouped GEMMs beside one dense GEMM of

@@ -1,4 +1,4 @@
-// weft/src/config/validate.cpp v4 — cross-key checks, each naming the key and where it was set.
+// weft/src/config/validate.cpp v5 — cross-key checks, each naming the key and where it was set.
 #include "config/validate.h"
 
 #include <cmath>
@@ -69,6 +69,41 @@ void validate_experts(const Config& c, const Checker& k) {
             str("must divide model.moe_ffn_hidden_size = ", m.moe_ffn, ", got ", p.tp));
   k.require(m.moe_shared_ffn % p.tp == 0, "parallel.tp",
             str("must divide model.moe_shared_expert_intermediate_size = ", m.moe_shared_ffn, ", got ", p.tp));
+  if (m.moe_num_groups > 0) {
+    k.require(m.num_experts % m.moe_num_groups == 0, "model.moe_router_num_groups",
+              str("must divide model.num_experts = ", m.num_experts, ", got ", m.moe_num_groups));
+    k.require(m.moe_group_topk >= 1 && m.moe_group_topk <= m.moe_num_groups, "model.moe_router_group_topk",
+              str("must lie in 1..model.moe_router_num_groups = ", m.moe_num_groups, ", got ", m.moe_group_topk));
+    k.require(m.moe_topk <= m.moe_group_topk * (m.num_experts / m.moe_num_groups), "model.moe_router_topk",
+              str("must not exceed the experts of moe_router_group_topk groups (",
+                  m.moe_group_topk * (m.num_experts / m.moe_num_groups), "), got ", m.moe_topk));
+  }
+  const bool gpu = c.train.precision == "bf16";
+  k.require(!gpu || (m.moe_num_groups == 0 && m.moe_topk_scaling == 1.0), "model.moe_router_num_groups",
+            "group-limited routing and routing-weight scaling run on the CPU backend only for now (the GPU router "
+            "kernel has neither yet)");
+}
+
+// Multi-head latent attention (DeepSeek-V2): its dims, and the layouts it runs in so far.
+void validate_latent_attention(const Config& c, const Checker& k) {
+  const ModelSpec& m = c.model;
+  if (!m.latent_attention()) return;
+  for (auto [key, value] : {std::pair{"model.qk_nope_head_dim", m.qk_nope_head_dim},
+                            {"model.qk_rope_head_dim", m.qk_rope_head_dim}, {"model.v_head_dim", m.v_head_dim}})
+    k.require(value > 0, key, "latent attention (model.kv_lora_rank > 0) needs it positive");
+  k.require(m.qk_rope_head_dim % 2 == 0, "model.qk_rope_head_dim", "RoPE rotates pairs: must be even");
+  k.require(m.head_dim == 0 || m.head_dim == m.qk_nope_head_dim + m.qk_rope_head_dim, "model.kv_channels",
+            "latent attention's query/key head is qk_nope_head_dim + qk_rope_head_dim: leave it 0");
+  k.require(m.groups == 0 || m.groups == m.heads, "model.num_query_groups",
+            "latent attention gives every head its own key and value: leave it 0");
+  k.require(!m.qkv_bias && m.sliding_window == 0, "model.kv_lora_rank",
+            "latent attention has no QKV bias and no sliding window");
+  k.require(!c.parallel.sequence_parallel, "parallel.sequence_parallel",
+            "not yet with latent attention (model.kv_lora_rank > 0)");
+  k.require(c.parallel.cp == 1, "parallel.cp", "context parallelism is not yet built for latent attention");
+  k.require(c.train.precision == "fp32", "train.precision",
+            "latent attention (model.kv_lora_rank > 0) runs on the CPU backend for now: the GPU attention kernels "
+            "at its head dims are not built yet");
 }
 
 }  // namespace
@@ -124,13 +159,16 @@ void validate_config(const Config& c, int world_size) {
   const int64_t groups = m.groups ? m.groups : m.heads;
   k.require(m.heads % groups == 0, "model.num_query_groups",
             str("must divide model.num_attention_heads = ", m.heads, ", got ", groups));
-  if (m.head_dim == 0)
+  if (m.head_dim == 0 && !m.latent_attention())
     k.require(m.hidden % m.heads == 0, "model.hidden_size",
               str("must be divisible by model.num_attention_heads = ", m.heads, " when model.kv_channels is not set"));
-  const int64_t head_dim = m.head_dim ? m.head_dim : m.hidden / m.heads;
+  const int64_t head_dim = m.latent_attention() ? m.qk_nope_head_dim + m.qk_rope_head_dim
+                           : m.head_dim         ? m.head_dim
+                                                : m.hidden / m.heads;
   k.require(head_dim > 0 && head_dim % 2 == 0, "model.kv_channels", str("head dimension must be even for RoPE, got ",
                                                                         head_dim));
-  k.one_of(m.rope_scaling.type, {"none", "linear", "llama3"}, "model.rope_scaling.type");
+  k.one_of(m.rope_scaling.type, {"none", "linear", "llama3", "yarn"}, "model.rope_scaling.type");
+  validate_latent_attention(c, k);
 
   const ParallelConfig& p = c.parallel;
   k.require(p.tp >= 1, "parallel.tp", "expected an integer >= 1");

@@ -1,4 +1,4 @@
-// weft/src/io/hf_config.cpp v2 — config.json parsing with explicit refusals, and writing: the keys every family
+// weft/src/io/hf_config.cpp v3 — config.json parsing with explicit refusals, and writing: the keys every family
 // shares here and in the model field table, each family's own in its entry of io/hf_families.cpp.
 #include "io/hf_config.h"
 
@@ -48,8 +48,19 @@ ModelSpec parse_hf_config(const json& j, const std::string& where) {
       s.rope_scaling.original_max_position_embeddings =
           json_get<int64_t>(rope, "original_max_position_embeddings", where + " rope scaling");
     }
+  } else if (rope_type == "yarn") {
+    RopeScaling& r = s.rope_scaling;
+    r.type = rope_type;
+    r.factor = json_get<double>(rope, "factor", where + " rope scaling");
+    r.original_max_position_embeddings = json_get<int64_t>(rope, "original_max_position_embeddings",
+                                                           where + " rope scaling");
+    r.beta_fast = json_get_or<double>(rope, "beta_fast", 32.0, where);
+    r.beta_slow = json_get_or<double>(rope, "beta_slow", 1.0, where);
+    r.mscale = json_get_or<double>(rope, "mscale", 1.0, where);
+    r.mscale_all_dim = json_get_or<double>(rope, "mscale_all_dim", 0.0, where);
   } else {
-    refuse_if(rope_type != "default", where, "rope type", "is '" + rope_type + "' (weft has default, linear, llama3)");
+    refuse_if(rope_type != "default", where, "rope type",
+              "is '" + rope_type + "' (weft has default, linear, llama3, yarn)");
   }
   refuse_if(json_get_or<double>(j, "partial_rotary_factor", json_get_or<double>(rope, "partial_rotary_factor", 1.0)) !=
                 1.0,
@@ -99,6 +110,11 @@ json hf_config_of(const ModelSpec& s) {
             {"torch_dtype", "bfloat16"}};
   for (const ModelField& f : model_fields())
     if (f.hf_key) j[f.hf_key] = f.get(s);
+  WEFT_CHECK(family.name == "deepseek_v2" ||
+                 (!s.latent_attention() && s.moe_num_groups == 0 && s.moe_topk_scaling == 1.0 &&
+                  s.first_k_dense_replace == 0 && s.moe_layer_freq == 1 && s.rope_scaling.type != "yarn"),
+             "a ", s.family, " model has no latent attention, YaRN RoPE, group-limited or scaled routing and no "
+             "first_k_dense_replace or moe_layer_freq in HuggingFace's form (family deepseek_v2 has)");
   family.write(s, j);
   if (s.rope_scaling.type == "linear") {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.rope_scaling.factor}};
@@ -108,6 +124,12 @@ json hf_config_of(const ModelSpec& s) {
                          {"low_freq_factor", s.rope_scaling.low_freq_factor},
                          {"high_freq_factor", s.rope_scaling.high_freq_factor},
                          {"original_max_position_embeddings", s.rope_scaling.original_max_position_embeddings}};
+  } else if (s.rope_scaling.type == "yarn") {
+    const RopeScaling& r = s.rope_scaling;
+    j["rope_scaling"] = {{"rope_type", "yarn"}, {"type", "yarn"},   {"factor", r.factor},
+                         {"original_max_position_embeddings", r.original_max_position_embeddings},
+                         {"beta_fast", r.beta_fast},  {"beta_slow", r.beta_slow}, {"mscale", r.mscale},
+                         {"mscale_all_dim", r.mscale_all_dim}};
   }
   return j;
 }

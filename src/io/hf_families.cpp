@@ -1,4 +1,5 @@
-// weft/src/io/hf_families.cpp v1 — llama, mistral, qwen2, mixtral and qwen2_moe as HuggingFace writes them.
+// weft/src/io/hf_families.cpp v2 — llama, mistral, qwen2, mixtral, qwen2_moe and deepseek_v2 as HuggingFace writes
+// them.
 #include "io/hf_families.h"
 
 #include "io/json_read.h"
@@ -14,7 +15,7 @@ void refuse_attention_bias(const json& j, const std::string& where) {
 
 void require_dense(const ModelSpec& s) {
   WEFT_CHECK(!s.has_experts(), "a ", s.family, " model has no experts in HuggingFace's form; an MoE model is family "
-             "mixtral or qwen2_moe");
+             "mixtral, qwen2_moe or deepseek_v2");
 }
 
 void require_qkv_bias(const ModelSpec& s, bool bias) {
@@ -134,6 +135,75 @@ void write_qwen2_moe(const ModelSpec& s, json& j) {
   write_qwen_window(s, j);
 }
 
+// DeepSeek-V2 (and V2-Lite): multi-head latent attention; the first first_k_dense_replace layers dense MLPs of
+// intermediate_size, then (every moe_layer_freq-th layer) n_routed_experts of moe_intermediate_size routed by the top-k
+// of a softmax (greedy, or group_limited_greedy over n_group groups), scaled by routed_scaling_factor, beside
+// n_shared_experts ungated shared experts in one MLP of n_shared_experts·moe_intermediate_size.
+void read_deepseek_v2(const json& j, ModelSpec& s, const std::string& where) {
+  s.ffn = json_get<int64_t>(j, "intermediate_size", where);
+  refuse_attention_bias(j, where);
+  s.q_lora_rank = j.contains("q_lora_rank") && !j["q_lora_rank"].is_null() ? json_get<int64_t>(j, "q_lora_rank", where)
+                                                                             : 0;
+  s.kv_lora_rank = json_get<int64_t>(j, "kv_lora_rank", where);
+  s.qk_nope_head_dim = json_get<int64_t>(j, "qk_nope_head_dim", where);
+  s.qk_rope_head_dim = json_get<int64_t>(j, "qk_rope_head_dim", where);
+  s.v_head_dim = json_get<int64_t>(j, "v_head_dim", where);
+  s.head_dim = 0;  // config.json's head_dim is the rotated dims; weft's query/key head is nope + rope
+  s.groups = 0;
+  refuse_if(json_get_or<std::string>(j, "scoring_func", "softmax", where) != "softmax", where, "scoring_func",
+            "is not softmax");
+  if (!j.contains("n_routed_experts") || j["n_routed_experts"].is_null()) return;
+  s.num_experts = json_get<int64_t>(j, "n_routed_experts", where);
+  s.moe_topk = json_get<int64_t>(j, "num_experts_per_tok", where);
+  s.moe_ffn = json_get<int64_t>(j, "moe_intermediate_size", where);
+  const int64_t shared = j.contains("n_shared_experts") && !j["n_shared_experts"].is_null()
+                             ? json_get<int64_t>(j, "n_shared_experts", where)
+                             : 0;
+  s.moe_shared_ffn = shared * s.moe_ffn;
+  s.moe_pre_softmax = !json_get_or<bool>(j, "norm_topk_prob", false, where);
+  s.moe_topk_scaling = json_get_or<double>(j, "routed_scaling_factor", 1.0, where);
+  s.first_k_dense_replace = json_get_or<int64_t>(j, "first_k_dense_replace", 0, where);
+  s.moe_layer_freq = json_get_or<int64_t>(j, "moe_layer_freq", 1, where);
+  const std::string method = json_get_or<std::string>(j, "topk_method", "greedy", where);
+  refuse_if(method != "greedy" && method != "group_limited_greedy", where, "topk_method",
+            "is '" + method + "' (weft has greedy and group_limited_greedy)");
+  if (method == "group_limited_greedy") {
+    s.moe_num_groups = json_get<int64_t>(j, "n_group", where);
+    s.moe_group_topk = json_get<int64_t>(j, "topk_group", where);
+  }
+}
+
+void write_deepseek_v2(const ModelSpec& s, json& j) {
+  WEFT_CHECK(s.latent_attention() && !s.moe_shared_gate && !s.qkv_bias && s.sliding_window == 0 &&
+                 s.decoder_sparse_step == 1 && s.mlp_only_layers.empty() &&
+                 (!s.has_experts() || s.moe_shared_ffn % s.moe_ffn == 0),
+             "a deepseek_v2 model in HuggingFace's form has latent attention (model.kv_lora_rank > 0), ungated "
+             "shared experts of a multiple of the experts' width, dense layers only by first_k_dense_replace and "
+             "moe_layer_freq, no QKV bias and no sliding window");
+  j["intermediate_size"] = s.ffn;
+  j["attention_bias"] = false;
+  j["q_lora_rank"] = s.q_lora_rank > 0 ? json(s.q_lora_rank) : json(nullptr);
+  j["kv_lora_rank"] = s.kv_lora_rank;
+  j["qk_nope_head_dim"] = s.qk_nope_head_dim;
+  j["qk_rope_head_dim"] = s.qk_rope_head_dim;
+  j["v_head_dim"] = s.v_head_dim;
+  j["head_dim"] = s.qk_rope_head_dim;
+  j["num_key_value_heads"] = s.heads;
+  j["scoring_func"] = "softmax";
+  j["n_routed_experts"] = s.has_experts() ? json(s.num_experts) : json(nullptr);
+  if (!s.has_experts()) return;
+  j["num_experts_per_tok"] = s.moe_topk;
+  j["moe_intermediate_size"] = s.moe_ffn;
+  j["n_shared_experts"] = s.moe_shared_ffn > 0 ? json(s.moe_shared_ffn / s.moe_ffn) : json(nullptr);
+  j["norm_topk_prob"] = !s.moe_pre_softmax;
+  j["routed_scaling_factor"] = s.moe_topk_scaling;
+  j["first_k_dense_replace"] = s.first_k_dense_replace;
+  j["moe_layer_freq"] = s.moe_layer_freq;
+  j["topk_method"] = s.moe_num_groups > 0 ? "group_limited_greedy" : "greedy";
+  j["n_group"] = s.moe_num_groups > 0 ? json(s.moe_num_groups) : json(nullptr);
+  j["topk_group"] = s.moe_num_groups > 0 ? json(s.moe_group_topk) : json(nullptr);
+}
+
 const std::vector<HfFamily>& families() {
   static const std::vector<HfFamily> table = {
       {.name = "llama", .model_type = "llama", .architecture = "LlamaForCausalLM", .read = read_llama,
@@ -147,6 +217,8 @@ const std::vector<HfFamily>& families() {
        .expert_down = "w2"},
       {.name = "qwen2_moe", .model_type = "qwen2_moe", .architecture = "Qwen2MoeForCausalLM", .read = read_qwen2_moe,
        .write = write_qwen2_moe},
+      {.name = "deepseek_v2", .model_type = "deepseek_v2", .architecture = "DeepseekV2ForCausalLM",
+       .read = read_deepseek_v2, .write = write_deepseek_v2, .shared_expert = "shared_experts"},
   };
   return table;
 }

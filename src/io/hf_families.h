@@ -1,4 +1,4 @@
-// weft/src/io/hf_families.h v1 — the model families weft reads and writes in HuggingFace's formats, one table entry
+// weft/src/io/hf_families.h v2 — the model families weft reads and writes in HuggingFace's formats, one table entry
 // each: config.json's model type and architecture, the config keys the family maps itself (the model field table
 // maps the common ones), and the names of its MoE block's tensors. A new family is a new entry.
 #pragma once
@@ -25,6 +25,7 @@ struct HfFamily {
   const char* expert_gate = "gate_proj";
   const char* expert_up = "up_proj";
   const char* expert_down = "down_proj";
+  const char* shared_expert = "shared_expert";  // the shared expert's module under the MoE block
 };
 
 const HfFamily& hf_family(const std::string& name);  // throws an Error naming the known families

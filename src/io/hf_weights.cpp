@@ -1,4 +1,4 @@
-// weft/src/io/hf_weights.cpp v2 — the Megatron ↔ HF name and row map, shard reads, export.
+// weft/src/io/hf_weights.cpp v3 — the Megatron ↔ HF name and row map, shard reads, export.
 #include "io/hf_weights.h"
 
 #include "io/hf_families.h"
@@ -30,24 +30,11 @@ HfNameMap::HfNameMap(const ModelSpec& spec) : spec_(spec) {
     const std::string w = str("decoder.layers.", l, "."), f = str("model.layers.", l, ".");
     add(w + "input_layernorm.weight", f + "input_layernorm.weight", {h}, 0);
     add(w + "pre_mlp_layernorm.weight", f + "post_attention_layernorm.weight", {h}, 0);
-    // Megatron's fused QKV: per query group its q heads, then k, then v.
-    const int64_t q = s.q_per_group() * s.head_dim, d = s.head_dim, per_group = q + 2 * d;
-    for (const char* kind : s.qkv_bias ? std::vector<const char*>{"weight", "bias"} : std::vector<const char*>{"weight"}) {
-      const std::string fused = w + "self_attention.linear_qkv." + kind;
-      const bool weight = std::string(kind) == "weight";
-      for (int64_t g = 0; g < s.groups; ++g) {
-        const std::pair<const char*, int64_t> parts[] = {{"q_proj", q}, {"k_proj", d}, {"v_proj", d}};
-        int64_t at = g * per_group;
-        for (const auto& [proj, rows] : parts) {
-          const std::string hf = f + "self_attn." + proj + "." + kind;
-          const int64_t total = std::string(proj) == "q_proj" ? s.heads * d : s.groups * d;
-          segments_[fused].push_back({at, rows, hf, g * rows});
-          shapes_[hf] = weight ? Shape{total, h} : Shape{total};
-          at += rows;
-        }
-      }
+    if (s.latent_attention()) {
+      add_latent_attention(w + "self_attention.", f + "self_attn.");
+    } else {
+      add_self_attention(w + "self_attention.", f + "self_attn.");
     }
-    add(w + "self_attention.linear_proj.weight", f + "self_attn.o_proj.weight", {h, s.heads * s.head_dim}, 0);
     if (s.mlp_kind(l) == MlpKind::dense) {
       swiglu(w + "mlp", f + "mlp", s.ffn, "gate_proj", "up_proj", "down_proj");
       continue;
@@ -58,9 +45,69 @@ HfNameMap::HfNameMap(const ModelSpec& spec) : spec_(spec) {
       swiglu(str(w, "mlp.experts.local_experts.", e), str(block, ".experts.", e), s.moe_ffn, family.expert_gate,
              family.expert_up, family.expert_down);
     if (s.moe_shared_ffn > 0)
-      swiglu(w + "mlp.shared_experts", block + ".shared_expert", s.moe_shared_ffn, "gate_proj", "up_proj", "down_proj");
+      swiglu(w + "mlp.shared_experts", str(block, ".", family.shared_expert), s.moe_shared_ffn, "gate_proj", "up_proj",
+             "down_proj");
     if (s.moe_shared_gate) add(w + "mlp.shared_experts.gate_weight", block + ".shared_expert_gate.weight", {1, h}, 0);
   }
+}
+
+void HfNameMap::add_self_attention(const std::string& w, const std::string& f) {
+  const ModelSpec& s = spec_;
+  const int64_t h = s.hidden;
+  // Megatron's fused QKV: per query group its q heads, then k, then v.
+  {
+    const int64_t q = s.q_per_group() * s.head_dim, d = s.head_dim, per_group = q + 2 * d;
+    for (const char* kind : s.qkv_bias ? std::vector<const char*>{"weight", "bias"} : std::vector<const char*>{"weight"}) {
+      const std::string fused = w + "linear_qkv." + kind;
+      const bool weight = std::string(kind) == "weight";
+      for (int64_t g = 0; g < s.groups; ++g) {
+        const std::pair<const char*, int64_t> parts[] = {{"q_proj", q}, {"k_proj", d}, {"v_proj", d}};
+        int64_t at = g * per_group;
+        for (const auto& [proj, rows] : parts) {
+          const std::string hf = f + proj + "." + kind;
+          const int64_t total = std::string(proj) == "q_proj" ? s.heads * d : s.groups * d;
+          segments_[fused].push_back({at, rows, hf, g * rows});
+          shapes_[hf] = weight ? Shape{total, h} : Shape{total};
+          at += rows;
+        }
+      }
+    }
+  }
+  add(w + "linear_proj.weight", f + "o_proj.weight", {h, s.heads * s.head_dim}, 0);
+}
+
+void HfNameMap::add_latent_attention(const std::string& w, const std::string& f) {
+  const ModelSpec& s = spec_;
+  const int64_t h = s.hidden, dn = s.qk_nope_head_dim, dr = s.qk_rope_head_dim, d = dn + dr, half = dr / 2;
+  // DeepSeek's weights keep each rotated pair side by side (dims 2i, 2i + 1); weft rotates dims i and i + dr/2, as
+  // the other families do: the rows that make rotated dims are reordered on the way in and back on the way out.
+  auto rotated_rows = [&](const std::string& name, const std::string& hf_name, int64_t row, int64_t hf_row) {
+    for (int64_t i = 0; i < half; ++i) {
+      segments_[name].push_back({row + i, 1, hf_name, hf_row + 2 * i});
+      segments_[name].push_back({row + half + i, 1, hf_name, hf_row + 2 * i + 1});
+    }
+  };
+  std::string q_name = w + "linear_q_proj.weight", q_hf = f + "q_proj.weight";
+  int64_t q_in = h;
+  if (s.q_lora_rank > 0) {
+    add(w + "linear_q_down_proj.weight", f + "q_a_proj.weight", {s.q_lora_rank, h}, 0);
+    add(w + "q_layernorm.weight", f + "q_a_layernorm.weight", {s.q_lora_rank}, 0);
+    q_name = w + "linear_q_up_proj.weight";
+    q_hf = f + "q_b_proj.weight";
+    q_in = s.q_lora_rank;
+  }
+  shapes_[q_hf] = {s.heads * d, q_in};
+  for (int64_t head = 0; head < s.heads; ++head) {
+    segments_[q_name].push_back({head * d, dn, q_hf, head * d});
+    rotated_rows(q_name, q_hf, head * d + dn, head * d + dn);
+  }
+  const std::string kv_down = w + "linear_kv_down_proj.weight", kv_hf = f + "kv_a_proj_with_mqa.weight";
+  shapes_[kv_hf] = {s.kv_lora_rank + dr, h};
+  segments_[kv_down].push_back({0, s.kv_lora_rank, kv_hf, 0});
+  rotated_rows(kv_down, kv_hf, s.kv_lora_rank, s.kv_lora_rank);
+  add(w + "kv_layernorm.weight", f + "kv_a_layernorm.weight", {s.kv_lora_rank}, 0);
+  add(w + "linear_kv_up_proj.weight", f + "kv_b_proj.weight", {s.heads * (dn + s.v_head_dim), s.kv_lora_rank}, 0);
+  add(w + "linear_proj.weight", f + "o_proj.weight", {h, s.heads * s.v_head_dim}, 0);
 }
 
 const std::vector<HfSegment>& HfNameMap::segments(const std::string& name) const {

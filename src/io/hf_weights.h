@@ -1,4 +1,4 @@
-// weft/src/io/hf_weights.h v2 — HuggingFace checkpoints ↔ weft's (Megatron-layout) parameters.
+// weft/src/io/hf_weights.h v3 — HuggingFace checkpoints ↔ weft's (Megatron-layout) parameters.
 //
 // Megatron fuses q/k/v into one matrix interleaved per query group and gate/up into fc1; HF keeps them apart, and
 // names a family's MoE tensors its own way (io/hf_families.h). The name map says, for every row of a weft
@@ -35,6 +35,10 @@ class HfNameMap {
 
  private:
   void add(const std::string& name, const std::string& hf_name, const Shape& hf_shape, int64_t row_begin);
+  // A layer's attention: Megatron's fused QKV against HF's q/k/v_proj, or latent attention against DeepSeek's names
+  // (`w`, `f`: the layer's Megatron and HF attention prefixes).
+  void add_self_attention(const std::string& w, const std::string& f);
+  void add_latent_attention(const std::string& w, const std::string& f);
   ModelSpec spec_;
   std::map<std::string, std::vector<HfSegment>> segments_;
   std::map<std::string, Shape> shapes_;

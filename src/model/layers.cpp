@@ -1,8 +1,9 @@
-// weft/src/model/layers.cpp v7 — RMSNorm, self-attention, SwiGLU MLP, the MLP slot table and the decoder layer.
+// weft/src/model/layers.cpp v8 — RMSNorm, self-attention, SwiGLU MLP, the slot tables and the decoder layer.
 #include "model/layers.h"
 
 #include <cmath>
 
+#include "model/latent_attention.h"
 #include "model/moe.h"
 #include "parallel/context_parallel.h"
 
@@ -14,11 +15,15 @@ std::string layer_name(int64_t layer, const std::string& rest) { return str("dec
 RopeTables RopeTables::build(const ModelSpec& spec, DType dtype, Device device) {
   const std::vector<double> inv = rope_inv_freq(spec);
   const int64_t half = static_cast<int64_t>(inv.size()), n = spec.max_positions;
+  // YaRN scales the rotated dims' magnitude (DeepSeek's cos/sin cache does); 1 for factor 1 or mscale = mscale_all_dim.
+  const RopeScaling& r = spec.rope_scaling;
+  const double mscale =
+      r.type == "yarn" ? yarn_mscale(r.factor, r.mscale) / yarn_mscale(r.factor, r.mscale_all_dim) : 1.0;
   Tensor c = Tensor::empty({n, half}, DType::f64), s = Tensor::empty({n, half}, DType::f64);
   for (int64_t p = 0; p < n; ++p)
     for (int64_t i = 0; i < half; ++i) {
-      c.data<double>()[p * half + i] = std::cos(double(p) * inv[i]);
-      s.data<double>()[p * half + i] = std::sin(double(p) * inv[i]);
+      c.data<double>()[p * half + i] = std::cos(double(p) * inv[i]) * mscale;
+      s.data<double>()[p * half + i] = std::sin(double(p) * inv[i]) * mscale;
     }
   RopeTables t{Tensor::empty({n, half}, dtype), Tensor::empty({n, half}, dtype)};
   cpu_ops().convert(t.cos, c);
@@ -71,7 +76,7 @@ SelfAttention::SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int
   params_.num_kv_heads = spec.groups / ctx.tp_size();
   params_.head_dim = spec.head_dim;
   params_.window = spec.sliding_window;
-  params_.scale = 1.0 / std::sqrt(double(spec.head_dim));
+  params_.scale = spec.softmax_scale();
   params_.deterministic = ctx.deterministic;
 }
 
@@ -184,11 +189,17 @@ std::unique_ptr<LayerSlot> make_mlp(const LayerContext& ctx, const ModelSpec& sp
   return slots.at(spec.mlp_kind(layer))(ctx, spec, layer);
 }
 
+std::unique_ptr<LayerSlot> make_attention(const LayerContext& ctx, const ModelSpec& spec, int64_t layer,
+                                          const RopeTables& rope) {
+  if (spec.latent_attention()) return std::make_unique<LatentAttention>(ctx, spec, layer, rope);
+  return std::make_unique<SelfAttention>(ctx, spec, layer, rope);
+}
+
 // ---------------------------------------------------------------- decoder layer
 
 DecoderLayer::DecoderLayer(const LayerContext& ctx, const ModelSpec& spec, int64_t layer, const RopeTables& rope)
     : input_norm(ctx, layer_name(layer, "input_layernorm.weight"), spec.hidden, spec.norm_eps),
-      attention(std::make_unique<SelfAttention>(ctx, spec, layer, rope)),
+      attention(make_attention(ctx, spec, layer, rope)),
       mlp_norm(ctx, layer_name(layer, "pre_mlp_layernorm.weight"), spec.hidden, spec.norm_eps),
       mlp(make_mlp(ctx, spec, layer)),
       recompute_layer_(ctx.recompute == Recompute::full) {}

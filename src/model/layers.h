@@ -1,4 +1,4 @@
-// weft/src/model/layers.h v4 — the decoder's layers, each with its forward and backward side by side.
+// weft/src/model/layers.h v5 — the decoder's layers, each with its forward and backward side by side.
 //
 // A decoder layer is assembled from two slots chosen by the model spec: attention (self-attention) and MLP (dense
 // SwiGLU, or a mixture of experts in model/moe.h), as Megatron-Core's layer specs do; make_mlp is the table that
@@ -109,6 +109,11 @@ class SwiGluMlp final : public LayerSlot {
  private:
   bool keep_activation_;
 };
+
+// The attention slot of `layer`: GQA self-attention, or latent attention (model/latent_attention.h) when the spec
+// has kv_lora_rank.
+std::unique_ptr<LayerSlot> make_attention(const LayerContext& ctx, const ModelSpec& spec, int64_t layer,
+                                          const RopeTables& rope);
 
 // The MLP slot of `layer`: the dense SwiGLU or a mixture of experts, as spec.mlp_kind(layer) says.
 std::unique_ptr<LayerSlot> make_mlp(const LayerContext& ctx, const ModelSpec& spec, int64_t layer);

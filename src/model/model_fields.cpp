@@ -1,4 +1,4 @@
-// weft/src/model/model_fields.cpp v1 — the table of model fields, and what reads it generically.
+// weft/src/model/model_fields.cpp v2 — the table of model fields, and what reads it generically.
 #include "model/model_fields.h"
 
 #include <sstream>
@@ -18,7 +18,7 @@ constexpr FieldCheck kPositive = FieldCheck::positive, kNonNegative = FieldCheck
 std::vector<ModelField> make_fields() {
   // clang-format off
   return {
-    {.key = "family", .doc = "architecture family: llama|mistral|qwen2|mixtral|qwen2_moe (sets no shapes; presets do)",
+    {.key = "family", .doc = "architecture family: llama|mistral|qwen2|mixtral|qwen2_moe|deepseek_v2 (sets no shapes; presets do)",
      .ref = WEFT_FIELD(family)},
     {.key = "num_layers", .doc = "number of transformer layers" kFromInit, .ref = WEFT_FIELD(num_layers),
      .check = kPositive, .hf_key = "num_hidden_layers", .hf_required = true, .required = true},
@@ -40,7 +40,7 @@ std::vector<ModelField> make_fields() {
      .ref = WEFT_FIELD(max_positions), .check = kPositive, .hf_key = "max_position_embeddings", .hf_required = true,
      .required = true},
     {.key = "rope_theta", .doc = "RoPE base", .ref = WEFT_FIELD(rope_theta), .check = kPositive},
-    {.key = "rope_scaling.type", .doc = "RoPE frequency scaling: none|linear|llama3",
+    {.key = "rope_scaling.type", .doc = "RoPE frequency scaling: none|linear|llama3|yarn",
      .ref = WEFT_FIELD(rope_scaling.type)},
     {.key = "rope_scaling.factor", .doc = "scaling factor (linear, llama3)", .ref = WEFT_FIELD(rope_scaling.factor),
      .check = kPositive},
@@ -48,8 +48,16 @@ std::vector<ModelField> make_fields() {
      .ref = WEFT_FIELD(rope_scaling.low_freq_factor), .check = kPositive},
     {.key = "rope_scaling.high_freq_factor", .doc = "llama3 high-frequency factor",
      .ref = WEFT_FIELD(rope_scaling.high_freq_factor), .check = kPositive},
-    {.key = "rope_scaling.original_max_position_embeddings", .doc = "llama3: context length before scaling",
+    {.key = "rope_scaling.original_max_position_embeddings", .doc = "llama3, yarn: context length before scaling",
      .ref = WEFT_FIELD(rope_scaling.original_max_position_embeddings), .check = kPositive},
+    {.key = "rope_scaling.beta_fast", .doc = "yarn: rotations over the original context above which a frequency is "
+     "kept", .ref = WEFT_FIELD(rope_scaling.beta_fast), .check = kPositive},
+    {.key = "rope_scaling.beta_slow", .doc = "yarn: rotations below which a frequency is interpolated by the factor",
+     .ref = WEFT_FIELD(rope_scaling.beta_slow), .check = kPositive},
+    {.key = "rope_scaling.mscale", .doc = "yarn: cos/sin scale by (0.1·mscale·ln(factor) + 1) / the same of "
+     "mscale_all_dim", .ref = WEFT_FIELD(rope_scaling.mscale), .check = kNonNegative},
+    {.key = "rope_scaling.mscale_all_dim", .doc = "yarn: > 0 scales the softmax by (0.1·mscale_all_dim·ln(factor) + "
+     "1)² (DeepSeek-V2)", .ref = WEFT_FIELD(rope_scaling.mscale_all_dim), .check = kNonNegative},
     {.key = "norm_epsilon", .doc = "RMSNorm epsilon", .ref = WEFT_FIELD(norm_eps), .check = kPositive,
      .hf_key = "rms_norm_eps", .hf_required = true},
     {.key = "qkv_bias", .doc = "bias on the QKV projection (Qwen)", .ref = WEFT_FIELD(qkv_bias)},
@@ -77,6 +85,28 @@ std::vector<ModelField> make_fields() {
      "Qwen-MoE's rule)", .ref = WEFT_FIELD(decoder_sparse_step), .check = kPositive},
     {.key = "mlp_only_layers", .doc = "layers (from 0, comma-separated) that keep a dense MLP in an MoE model",
      .ref = WEFT_FIELD(mlp_only_layers)},
+    {.key = "first_k_dense_replace", .doc = "the first k layers keep a dense MLP (DeepSeek)",
+     .ref = WEFT_FIELD(first_k_dense_replace), .check = kNonNegative},
+    {.key = "moe_layer_freq", .doc = "of the layers after first_k_dense_replace, those whose index is a multiple of "
+     "this are MoE layers (DeepSeek)", .ref = WEFT_FIELD(moe_layer_freq), .check = kPositive},
+    {.key = "moe_router_num_groups", .doc = "experts split into this many groups; a token takes its experts from "
+     "the moe_router_group_topk groups whose best score is highest (DeepSeek-V2's group_limited_greedy; "
+     "--moe-router-num-groups); 0 = no groups", .ref = WEFT_FIELD(moe_num_groups), .check = kNonNegative},
+    {.key = "moe_router_group_topk", .doc = "groups a token's experts may come from (--moe-router-group-topk)",
+     .ref = WEFT_FIELD(moe_group_topk), .check = kNonNegative},
+    {.key = "moe_router_topk_scaling_factor", .doc = "the routing weights times this (DeepSeek's "
+     "routed_scaling_factor; --moe-router-topk-scaling-factor)", .ref = WEFT_FIELD(moe_topk_scaling),
+     .check = kPositive},
+    {.key = "q_lora_rank", .doc = "latent attention: queries through a normed latent of this width; 0 = straight "
+     "from the hidden state (DeepSeek-V2-Lite)", .ref = WEFT_FIELD(q_lora_rank), .check = kNonNegative},
+    {.key = "kv_lora_rank", .doc = "> 0: multi-head latent attention (DeepSeek-V2), keys and values from a normed "
+     "latent of this width", .ref = WEFT_FIELD(kv_lora_rank), .check = kNonNegative},
+    {.key = "qk_nope_head_dim", .doc = "latent attention: query/key dims per head without RoPE",
+     .ref = WEFT_FIELD(qk_nope_head_dim), .check = kNonNegative},
+    {.key = "qk_rope_head_dim", .doc = "latent attention: query/key dims per head with RoPE (the key's shared by all "
+     "heads)", .ref = WEFT_FIELD(qk_rope_head_dim), .check = kNonNegative},
+    {.key = "v_head_dim", .doc = "latent attention: value dims per head", .ref = WEFT_FIELD(v_head_dim),
+     .check = kNonNegative},
   };
   // clang-format on
 }

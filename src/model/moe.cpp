@@ -1,4 +1,4 @@
-// weft/src/model/moe.cpp v1 — the MoE layer's forward and backward.
+// weft/src/model/moe.cpp v2 — the MoE layer's forward and backward.
 #include "model/moe.h"
 
 #include <cmath>
@@ -21,7 +21,11 @@ const std::vector<std::string>& moe_loss_names() {
 MoeLayer::MoeLayer(const LayerContext& ctx, const ModelSpec& spec, int64_t layer)
     : ctx_(&ctx),
       num_experts_(spec.num_experts),
-      route_{.topk = spec.moe_topk, .pre_softmax = spec.moe_pre_softmax},
+      route_{.topk = spec.moe_topk,
+             .pre_softmax = spec.moe_pre_softmax,
+             .num_groups = spec.moe_num_groups,
+             .group_topk = spec.moe_group_topk,
+             .scaling = spec.moe_topk_scaling},
       dispatcher_(ctx.ep, spec.num_experts),
       keep_activation_(ctx.recompute != Recompute::selective) {
   const std::string name = layer_name(layer, "mlp");

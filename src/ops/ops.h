@@ -1,4 +1,4 @@
-// weft/src/ops/ops.h v13 — the op list: every kernel the model, the loss and the optimizer need.
+// weft/src/ops/ops.h v14 — the op list: every kernel the model, the loss and the optimizer need.
 //
 // One interface, two implementations: ops/cpu (plain C++, f32 and f64; the reference) and cuda/ (bf16 storage,
 // fp32 accumulation). Layers reach an implementation only through ops_for(tensor), which picks it by device.
@@ -16,18 +16,22 @@ namespace weft {
 struct AttentionParams {
   int64_t num_heads = 0;     // query heads in q
   int64_t num_kv_heads = 0;  // key/value heads in k, v (GQA: num_heads is a multiple)
-  int64_t head_dim = 0;
+  int64_t head_dim = 0;      // of queries and keys
   int64_t window = 0;        // > 0: query i sees key j only if i - j < window (sliding window); 0: unlimited
   double scale = 1.0;        // softmax scale, usually 1/sqrt(head_dim)
   int64_t max_seqlen = 0;    // longest segment in cu_seqlens (0: unknown; kernels then assume all tokens)
   bool causal = true;        // false: every query sees every key of its segment (no window); context parallelism
                              // needs it for key blocks that lie wholly before the queries
   bool deterministic = false;  // the backward gives the same bits every run (GPU: two passes, no reordered sums)
+  int64_t v_head_dim = 0;      // of values and the output; 0: head_dim (latent attention: 128 against 192)
 };
 
 struct RouterParams {
   int64_t topk = 1;
   bool pre_softmax = false;  // weights = softmax over all experts at the chosen ones; false: softmax of the top-k logits
+  int64_t num_groups = 0;    // > 0: experts in this many equal groups, chosen only from the group_topk groups whose
+  int64_t group_topk = 0;    //   highest logit is highest (DeepSeek-V2's group_limited_greedy)
+  double scaling = 1.0;      // the weights times this (DeepSeek's routed_scaling_factor)
 };
 
 struct AdamWParams {
@@ -100,6 +104,15 @@ class Ops {
   // The backward of qkv_split: dqkv = interleave(dq and dk rotated back, dv); dq and dk stay as they are.
   virtual void qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& positions,
                          const Tensor& cos, const Tensor& sin) = 0;
+  // Latent attention's heads (DeepSeek-V2) from its projections: q [t, H·(dn+dr)] (per head dn plain, then dr
+  // rotated dims), kv [t, H·(dn+dv)] (per head dn key, then dv value dims) and k_rope [t, dr] (the key's rotated dims,
+  // shared by the heads) → q_heads, k_heads [t, H, dn+dr] and v_heads [t, H, dv], the rotated dims turned by RoPE
+  // (cos/sin [positions, dr/2]) at `positions`.
+  virtual void mla_split(Tensor& q_heads, Tensor& k_heads, Tensor& v_heads, const Tensor& q, const Tensor& kv,
+                         const Tensor& k_rope, const Tensor& positions, const Tensor& cos, const Tensor& sin) = 0;
+  // The backward of mla_split: dq, dkv and dk_rope (summed over the heads) overwritten.
+  virtual void mla_merge(Tensor& dq, Tensor& dkv, Tensor& dk_rope, const Tensor& dq_heads, const Tensor& dk_heads,
+                         const Tensor& dv_heads, const Tensor& positions, const Tensor& cos, const Tensor& sin) = 0;
   // Causal softmax(q·kᵀ·scale)·v within each segment [cu_seqlens[s], cu_seqlens[s+1]) of the token axis;
   // out [tokens, heads, head_dim]; lse [heads, tokens] = log Σ exp(scores), fp32, kept for the backward.
   virtual void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -1,4 +1,4 @@
-// weft/src/train/memory_plan.cpp v1 — counting bytes the way the model, the optimizer and the schedule allocate them.
+// weft/src/train/memory_plan.cpp v2 — counting bytes the way the model, the optimizer and the schedule allocate them.
 #include "train/memory_plan.h"
 
 #include <sys/resource.h>
@@ -33,11 +33,44 @@ struct Widths {
   double a, f;
 };
 
+// Elements of a layer's attention parameters on one rank.
+int64_t attention_parameters(const ModelSpec& s, const Layout& l) {
+  const int64_t h = s.hidden, heads = s.heads / l.tp;
+  if (!s.latent_attention()) {
+    const int64_t qkv_rows = (s.heads + 2 * s.groups) * s.head_dim / l.tp;
+    return qkv_rows * h + (s.qkv_bias ? qkv_rows : 0) + heads * s.head_dim * h;
+  }
+  const int64_t q = s.q_lora_rank > 0 ? s.q_lora_rank * (h + 1) + heads * s.head_dim * s.q_lora_rank
+                                      : heads * s.head_dim * h;
+  return q + (s.kv_lora_rank + s.qk_rope_head_dim) * h + s.kv_lora_rank +
+         heads * (s.qk_nope_head_dim + s.v_head_dim) * s.kv_lora_rank + heads * s.v_head_dim * h;
+}
+
+// What the attention slot saves for one micro-batch of T tokens, and the gradients its backward holds at once.
+double attention_saved(const ModelSpec& s, const Layout& l, double T, Widths w) {
+  const double heads = double(s.heads / l.tp), h = double(s.hidden);
+  if (!s.latent_attention()) {
+    const double hq = heads * double(s.head_dim), hkv = double(s.groups / l.tp * s.head_dim);
+    return T * h * w.a + 2 * T * hq * w.a + 2 * T * hkv * w.a + T * heads * w.f;  // input, q, out, k, v, lse
+  }
+  const double qr = double(s.q_lora_rank), kr = double(s.kv_lora_rank), d = double(s.head_dim),
+               dv = double(s.v_head_dim);
+  return T * (h + 2 * qr + 2 * kr + heads * (2 * d + 2 * dv)) * w.a + T * (heads + 2) * w.f;
+}
+double attention_backward_transient(const ModelSpec& s, const Layout& l, double T, Widths w) {
+  const double heads = double(s.heads / l.tp), h = double(s.hidden);
+  if (!s.latent_attention()) {
+    const double hq = heads * double(s.head_dim), hkv = double(s.groups / l.tp * s.head_dim);
+    return T * (2 * hq + 2 * hkv + (hq + 2 * hkv) + h) * w.a;  // dout, dq, dk, dv, dmixed, dx
+  }
+  const double d = double(s.head_dim), dv = double(s.v_head_dim), dn = double(s.qk_nope_head_dim);
+  // dout, dq/dk/dv of the heads, dq, dkv, the latents' gradients, dx
+  return T * (heads * (2 * dv + 3 * d + dn + dv) + 2 * double(s.kv_lora_rank + s.q_lora_rank) + h) * w.a;
+}
+
 // Elements of a decoder layer's parameters on one rank: {dense, expert}.
 std::pair<int64_t, int64_t> layer_parameters(const ModelSpec& s, int64_t layer, const Layout& l) {
-  const int64_t qkv_rows = (s.heads + 2 * s.groups) * s.head_dim / l.tp;
-  int64_t dense = 2 * s.hidden + qkv_rows * s.hidden + (s.qkv_bias ? qkv_rows : 0) +
-                  s.heads * s.head_dim / l.tp * s.hidden;
+  int64_t dense = 2 * s.hidden + attention_parameters(s, l);
   int64_t expert = 0;
   if (s.mlp_kind(layer) == MlpKind::dense) {
     dense += 3 * s.hidden * s.ffn / l.tp;
@@ -53,9 +86,8 @@ std::pair<int64_t, int64_t> layer_parameters(const ModelSpec& s, int64_t layer, 
 double layer_activations(const ModelSpec& s, int64_t layer, const Layout& l, double T, Mode mode, Widths w) {
   const double Tsp = l.sp ? T / l.tp : T, h = double(s.hidden);
   if (mode == kFull) return Tsp * h * w.a;  // the layer's input alone
-  const double hq = double(s.heads / l.tp * s.head_dim), hkv = double(s.groups / l.tp * s.head_dim);
-  double bytes = 2 * Tsp * h * w.a + 2 * Tsp * w.f;                              // input, mid, rstd1, rstd2
-  bytes += T * h * w.a + 2 * T * hq * w.a + 2 * T * hkv * w.a + T * double(s.heads / l.tp) * w.f;  // attention
+  double bytes = 2 * Tsp * h * w.a + 2 * Tsp * w.f;  // input, mid, rstd1, rstd2
+  bytes += attention_saved(s, l, T, w);
   const bool keep_act = mode == kNone;
   if (s.mlp_kind(layer) == MlpKind::dense) {
     const double f = double(s.ffn / l.tp);
@@ -72,8 +104,7 @@ double layer_activations(const ModelSpec& s, int64_t layer, const Layout& l, dou
 // two slots' gradient temporaries; a full recomputation first rebuilds everything the layer saves.
 double layer_backward_transient(const ModelSpec& s, int64_t layer, const Layout& l, double T, Mode mode, Widths w) {
   const double Tsp = l.sp ? T / l.tp : T, h = double(s.hidden);
-  const double hq = double(s.heads / l.tp * s.head_dim), hkv = double(s.groups / l.tp * s.head_dim);
-  const double attention = T * (2 * hq + 2 * hkv + (hq + 2 * hkv) + h) * w.a;  // dout, dq, dk, dv, dmixed, dx
+  const double attention = attention_backward_transient(s, l, T, w);
   double rows = T, f = double(s.ffn / l.tp);
   if (s.mlp_kind(layer) == MlpKind::moe) rows = T * double(s.moe_topk), f = double(s.moe_ffn / l.tp);
   const double mlp = rows * (f + 2 * f + h) * w.a + (mode == kSelective ? rows * f * w.a : 0);  // dact, dfc1, dx

@@ -58,7 +58,9 @@ TEST(Decks, EveryDeckValidatesAndFitsItsLayout) {
     resolve_model(cfg);
     ASSERT_NO_THROW(validate_config(cfg, ranks));
     const MemoryPlan plan = plan_memory(cfg, ranks);
-    if (plan.gpu) EXPECT_LE(plan.peak() / double(1 << 30), kGpuPlanLimitGiB) << plan.summary();
+    if (plan.gpu) {
+      EXPECT_LE(plan.peak() / double(1 << 30), kGpuPlanLimitGiB) << plan.summary();
+    }
   }
 }
 
@@ -69,7 +71,9 @@ TEST(Decks, ExampleDecksCoverEveryFamilyAndMode) {
     for (const char* mode : {"-pretrain-4nodes", "-continue", "-sft"})
       EXPECT_TRUE(fs::exists(dir + family + mode + ".ini")) << mode;
     // Mixtral 8x7B's 47B parameters with their gradients and Adam state need about 750 GB: more than one node.
-    if (std::string(family) != "mixtral-8x7b") EXPECT_TRUE(fs::exists(dir + family + "-pretrain-1node.ini"));
+    if (std::string(family) != "mixtral-8x7b") {
+      EXPECT_TRUE(fs::exists(dir + family + "-pretrain-1node.ini"));
+    }
     Config sft = load_config(dir + family + "-sft.ini", {});
     EXPECT_TRUE(sft.data.sft);
     EXPECT_EQ(sft.model_init.rfind("hf:", 0), 0u);

@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/attention.cpp v2 — CPU reference attention: QKV layout changes and exact softmax attention.
+// weft/src/ops/cpu/attention.cpp v3 — CPU reference attention: QKV layout changes and exact softmax attention.
 //
 // The forward keeps only out and the log-sum-exp per (head, query), like flash attention, and the backward
 // recomputes the probabilities from them; so the CPU and CUDA implementations share one interface and one set
@@ -110,8 +110,9 @@ void CpuOps::qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const T
 void CpuOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                                const Tensor& cu_seqlens, const AttentionParams& p) {
   const int64_t tokens = q.size(0), H = p.num_heads, Hk = p.num_kv_heads, D = p.head_dim;
-  WEFT_CHECK(q.numel() == tokens * H * D && k.numel() == tokens * Hk * D && v.shape() == k.shape() &&
-                 out.shape() == q.shape() && lse.numel() == H * tokens && H % Hk == 0,
+  const int64_t Dv = p.v_head_dim ? p.v_head_dim : D;
+  WEFT_CHECK(q.numel() == tokens * H * D && k.numel() == tokens * Hk * D && v.numel() == tokens * Hk * Dv &&
+                 out.numel() == tokens * H * Dv && lse.numel() == H * tokens && H % Hk == 0,
              "attention_forward: bad shapes q ", q.describe(), " k ", k.describe(), " out ", out.describe(), " lse ",
              lse.describe());
   check_mask(p);
@@ -120,7 +121,7 @@ void CpuOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const 
   dispatch_float(q, [&]<typename T>() {
     const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>();
     T* op = out.data<T>();
-    std::vector<double> score, acc(D);
+    std::vector<double> score, acc(Dv);
     for (const Segment& s : segs)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t hk = h / rep;
@@ -141,10 +142,10 @@ void CpuOps::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const 
           for (int64_t j = j0; j <= j1; ++j) {
             const double e = std::exp(score[j - j0] - mx);
             sum += e;
-            const T* vj = vp + (j * Hk + hk) * D;
-            for (int64_t d = 0; d < D; ++d) acc[d] += e * double(vj[d]);
+            const T* vj = vp + (j * Hk + hk) * Dv;
+            for (int64_t d = 0; d < Dv; ++d) acc[d] += e * double(vj[d]);
           }
-          for (int64_t d = 0; d < D; ++d) op[(i * H + h) * D + d] = T(acc[d] / sum);
+          for (int64_t d = 0; d < Dv; ++d) op[(i * H + h) * Dv + d] = T(acc[d] / sum);
           set_stat(lse, h * tokens + i, mx + std::log(sum));
         }
       }
@@ -155,6 +156,7 @@ void CpuOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor
                                 const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                                 const Tensor& cu_seqlens, const AttentionParams& p) {
   const int64_t tokens = q.size(0), H = p.num_heads, Hk = p.num_kv_heads, D = p.head_dim;
+  const int64_t Dv = p.v_head_dim ? p.v_head_dim : D;
   WEFT_CHECK(dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape() &&
                  dout.shape() == out.shape(),
              "attention_backward: gradient shapes do not match their tensors");
@@ -174,29 +176,27 @@ void CpuOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor
         for (int64_t i = s.begin; i < s.end; ++i) {
           const int64_t j0 = first_key(i, s.begin, p.window), j1 = last_key(i, s.end, p.causal);
           const T* qi = qp + (i * H + h) * D;
-          const T* gi = gp + (i * H + h) * D;
-          const T* oi = op + (i * H + h) * D;
+          const T* gi = gp + (i * H + h) * Dv;
+          const T* oi = op + (i * H + h) * Dv;
           const double l = get_stat(lse, h * tokens + i);
           double delta = 0;  // Σ_d dout·out = Σ_j P_ij dP_ij
-          for (int64_t d = 0; d < D; ++d) delta += double(gi[d]) * double(oi[d]);
+          for (int64_t d = 0; d < Dv; ++d) delta += double(gi[d]) * double(oi[d]);
           std::fill(dqi.begin(), dqi.end(), 0.0);
           for (int64_t j = j0; j <= j1; ++j) {
             const T* kj = kp + (j * Hk + hk) * D;
-            const T* vj = vp + (j * Hk + hk) * D;
+            const T* vj = vp + (j * Hk + hk) * Dv;
             double dot = 0, dp = 0;
-            for (int64_t d = 0; d < D; ++d) {
-              dot += double(qi[d]) * double(kj[d]);
-              dp += double(gi[d]) * double(vj[d]);
-            }
+            for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * double(kj[d]);
+            for (int64_t d = 0; d < Dv; ++d) dp += double(gi[d]) * double(vj[d]);
             const double prob = std::exp(dot * p.scale - l);
             const double ds = prob * (dp - delta) * p.scale;
             T* dkj = dkp + (j * Hk + hk) * D;
-            T* dvj = dvp + (j * Hk + hk) * D;
+            T* dvj = dvp + (j * Hk + hk) * Dv;
             for (int64_t d = 0; d < D; ++d) {
               dqi[d] += ds * double(kj[d]);
               dkj[d] += T(ds * double(qi[d]));
-              dvj[d] += T(prob * double(gi[d]));
             }
+            for (int64_t d = 0; d < Dv; ++d) dvj[d] += T(prob * double(gi[d]));
           }
           for (int64_t d = 0; d < D; ++d) dqp[(i * H + h) * D + d] = T(dqi[d]);
         }

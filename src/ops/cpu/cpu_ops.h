@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/cpu_ops.h v8 — the CPU reference implementation of the op list (f32 and f64).
+// weft/src/ops/cpu/cpu_ops.h v9 — the CPU reference implementation of the op list (f32 and f64).
 //
 // Plain loops, written to be read and trusted; gemm is blocked so that small models train at a useful speed.
 // Every op accepts f32 or f64 floating tensors (all floating operands of one call share a dtype, except the
@@ -43,6 +43,10 @@ class CpuOps final : public Ops {
                  const Tensor& sin) override;
   void qkv_merge(Tensor& dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& positions,
                  const Tensor& cos, const Tensor& sin) override;
+  void mla_split(Tensor& q_heads, Tensor& k_heads, Tensor& v_heads, const Tensor& q, const Tensor& kv,
+                 const Tensor& k_rope, const Tensor& positions, const Tensor& cos, const Tensor& sin) override;
+  void mla_merge(Tensor& dq, Tensor& dkv, Tensor& dk_rope, const Tensor& dq_heads, const Tensor& dk_heads,
+                 const Tensor& dv_heads, const Tensor& positions, const Tensor& cos, const Tensor& sin) override;
   void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& cu_seqlens, const AttentionParams& p) override;
   void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,

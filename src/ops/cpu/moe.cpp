@@ -1,4 +1,4 @@
-// weft/src/ops/cpu/moe.cpp v1 — CPU reference of the mixture-of-experts ops: routing, its statistics and backward,
+// weft/src/ops/cpu/moe.cpp v2 — CPU reference of the mixture-of-experts ops: routing, its statistics and backward,
 // the dispatch order, permutation, and the per-group GEMMs' defaults for every backend.
 #include <algorithm>
 #include <cmath>
@@ -19,13 +19,26 @@ double softmax(const T* l, int64_t n, std::vector<double>& s) {
   return m + std::log(sum);
 }
 
-// The k experts of highest logit, ties to the lower index.
+// The k experts of highest logit, ties to the lower index; with groups, only from the p.group_topk groups whose
+// highest logit is highest (ties to the lower group).
 template <typename T>
-void top_k(const T* l, int64_t n, int64_t k, std::vector<int32_t>& order) {
+void top_k(const T* l, int64_t n, const RouterParams& p, std::vector<int32_t>& order) {
+  std::vector<double> v(l, l + n);
+  if (p.num_groups > 0) {
+    const int64_t size = n / p.num_groups;
+    std::vector<int32_t> groups(static_cast<size_t>(p.num_groups));
+    std::vector<double> best(static_cast<size_t>(p.num_groups));
+    for (int64_t g = 0; g < p.num_groups; ++g) best[g] = *std::max_element(v.begin() + g * size, v.begin() + (g + 1) * size);
+    std::iota(groups.begin(), groups.end(), 0);
+    std::partial_sort(groups.begin(), groups.begin() + p.group_topk, groups.end(),
+                      [&](int32_t a, int32_t b) { return best[a] > best[b] || (best[a] == best[b] && a < b); });
+    for (int64_t j = p.group_topk; j < p.num_groups; ++j)
+      std::fill(v.begin() + groups[j] * size, v.begin() + (groups[j] + 1) * size, -INFINITY);
+  }
   order.resize(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  std::partial_sort(order.begin(), order.begin() + p.topk, order.end(),
+                    [&](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
 }
 
 void check_pairs(const Tensor& pairs, int64_t tokens, const char* op) {
@@ -37,14 +50,16 @@ void check_pairs(const Tensor& pairs, int64_t tokens, const char* op) {
 
 void CpuOps::moe_route(Tensor& probs, Tensor& experts, const Tensor& logits, const RouterParams& p) {
   const int64_t t = logits.size(0), n = logits.size(1), k = p.topk;
-  WEFT_CHECK(k >= 1 && k <= n && probs.numel() == t * k && experts.numel() == t * k, "moe_route: logits ",
-             logits.describe(), ", probs ", probs.describe(), ", experts ", experts.describe(), ", top-", k);
+  WEFT_CHECK(k >= 1 && k <= n && probs.numel() == t * k && experts.numel() == t * k &&
+                 (p.num_groups == 0 || (n % p.num_groups == 0 && k <= p.group_topk * (n / p.num_groups))),
+             "moe_route: logits ", logits.describe(), ", probs ", probs.describe(), ", experts ", experts.describe(),
+             ", top-", k, " of ", p.group_topk, " of ", p.num_groups, " groups");
   dispatch_float(logits, [&]<typename T>() {
     std::vector<double> s(static_cast<size_t>(n));
     std::vector<int32_t> order;
     for (int64_t i = 0; i < t; ++i) {
       const T* l = logits.data<T>() + i * n;
-      top_k(l, n, k, order);
+      top_k(l, n, p, order);
       if (p.pre_softmax) softmax(l, n, s);
       double top_sum = 0;
       const double top_max = double(l[order[0]]);
@@ -52,7 +67,7 @@ void CpuOps::moe_route(Tensor& probs, Tensor& experts, const Tensor& logits, con
       for (int64_t j = 0; j < k; ++j) {
         experts.data<int32_t>()[i * k + j] = order[j];
         probs.data<T>()[i * k + j] = static_cast<T>(
-            p.pre_softmax ? s[order[j]] : std::exp(double(l[order[j]]) - top_max) / top_sum);
+            p.scaling * (p.pre_softmax ? s[order[j]] : std::exp(double(l[order[j]]) - top_max) / top_sum));
       }
     }
   });
@@ -97,8 +112,9 @@ void CpuOps::moe_route_backward(Tensor& dlogits, const Tensor& dprobs, const Ten
       const T* pr = probs.data<T>() + i * k;
       // g: the gradient with respect to softmax(l) of every term that reads it.
       for (int64_t e = 0; e < n; ++e) g[e] = aux_weight.defined() ? double(aux_weight.data<T>()[e]) : 0.0;
+      // The weights are p.scaling times the probabilities: dp·scaling reaches them, and pr/scaling are they.
       if (p.pre_softmax)
-        for (int64_t j = 0; j < k; ++j) g[ex[j]] += double(dp[j]);
+        for (int64_t j = 0; j < k; ++j) g[ex[j]] += double(dp[j]) * p.scaling;
       double sg = 0;
       for (int64_t e = 0; e < n; ++e) sg += s[e] * g[e];
       T* dl = dlogits.data<T>() + i * n;
@@ -106,7 +122,8 @@ void CpuOps::moe_route_backward(Tensor& dlogits, const Tensor& dprobs, const Ten
       if (!p.pre_softmax) {  // the softmax over the top-k logits alone
         double pd = 0;
         for (int64_t j = 0; j < k; ++j) pd += double(pr[j]) * double(dp[j]);
-        for (int64_t j = 0; j < k; ++j) dl[ex[j]] += static_cast<T>(double(pr[j]) * (double(dp[j]) - pd));
+        for (int64_t j = 0; j < k; ++j)
+          dl[ex[j]] += static_cast<T>(double(pr[j]) / p.scaling * (double(dp[j]) * p.scaling - pd));
       }
     }
   });
