@@ -98,9 +98,6 @@ void validate_latent_attention(const Config& c, const Checker& k) {
             "latent attention gives every head its own key and value: leave it 0");
   k.require(!m.qkv_bias && m.sliding_window == 0, "model.kv_lora_rank",
             "latent attention has no QKV bias and no sliding window");
-  k.require(!c.parallel.sequence_parallel, "parallel.sequence_parallel",
-            "not yet with latent attention (model.kv_lora_rank > 0)");
-  k.require(c.parallel.cp == 1, "parallel.cp", "context parallelism is not yet built for latent attention");
   k.require(c.train.precision == "fp32", "train.precision",
             "latent attention (model.kv_lora_rank > 0) runs on the CPU backend for now: the GPU attention kernels "
             "at its head dims are not built yet");

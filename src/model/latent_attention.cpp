@@ -39,12 +39,15 @@ LatentAttention::LatentAttention(const LayerContext& ctx, const ModelSpec& spec,
       rope_dim_(spec.qk_rope_head_dim),
       ctx_(&ctx),
       rope_(&rope) {
+  // The latents' norms see the whole sequence on every rank, their gradients already summed: never reduced over tp.
+  kv_norm.weight.sequence_parallel = false;
   const int64_t d = spec.qk_nope_head_dim + spec.qk_rope_head_dim;
   if (spec.q_lora_rank > 0) {
     q_down = duplicated(ctx, layer_name(layer, "self_attention.linear_q_down_proj.weight"), spec.q_lora_rank,
                         spec.hidden, spec.init_std);
     q_norm = std::make_unique<RMSNorm>(ctx, layer_name(layer, "self_attention.q_layernorm.weight"), spec.q_lora_rank,
                                        kLatentNormEps);
+    q_norm->weight.sequence_parallel = false;
     q_up = std::make_unique<ColumnParallelLinear>(ctx, layer_name(layer, "self_attention.linear_q_up_proj"),
                                                   spec.q_lora_rank, spec.heads * d, head_blocks(spec, ctx, d), false,
                                                   spec.init_std);
@@ -65,21 +68,22 @@ Tensor LatentAttention::forward(const Tensor& x, const Tensor& residual, const B
   Saved& s = *owned;
   saved = std::move(owned);
   Ops& ops = ops_for(x);
-  const int64_t t = x.size(0), heads = params_.num_heads;
-  s.input = x;
+  // Under sequence parallelism every rank runs the down projections on the whole gathered sequence.
+  s.input = gather_sequence(x, *ctx_);
+  const int64_t t = s.input.size(0), heads = params_.num_heads;
   Tensor q;
   if (q_norm) {
     s.q_latent = Tensor::empty({t, q_down.value.size(0)}, x.dtype(), x.device());
-    ops.gemm(s.q_latent, x, false, q_down.value, true, 1.0, 0.0);
+    ops.gemm(s.q_latent, s.input, false, q_down.value, true, 1.0, 0.0);
     s.q_normed = q_norm->forward(s.q_latent, s.q_rstd);
     q = q_up->forward_local(s.q_normed);
   } else {
-    q = q_up->forward_local(x);
+    q = q_up->forward_local(s.input);
   }
   s.kv_latent = Tensor::empty({t, kv_rank_}, x.dtype(), x.device());
   Tensor k_rope = Tensor::empty({t, rope_dim_}, x.dtype(), x.device());
-  ops.gemm(s.kv_latent, x, false, kv_down.value.rows(0, kv_rank_), true, 1.0, 0.0);
-  ops.gemm(k_rope, x, false, kv_down.value.rows(kv_rank_, kv_rank_ + rope_dim_), true, 1.0, 0.0);
+  ops.gemm(s.kv_latent, s.input, false, kv_down.value.rows(0, kv_rank_), true, 1.0, 0.0);
+  ops.gemm(k_rope, s.input, false, kv_down.value.rows(kv_rank_, kv_rank_ + rope_dim_), true, 1.0, 0.0);
   s.kv_normed = kv_norm.forward(s.kv_latent, s.kv_rstd);
   const Tensor kv = kv_up.forward_local(s.kv_normed);
 
@@ -145,7 +149,10 @@ Tensor LatentAttention::backward(const Tensor& dy, const Batch& batch, SlotSaved
     tp.all_reduce(dx_q);
     ops.add(dx, dx_q, 1.0);
   }
-  return dx;
+  if (!ctx_->sequence_parallel || tp.size() == 1) return dx;
+  // dx is whole and the same on every rank: each keeps the rows of its part of the sequence.
+  const int64_t local = t / tp.size();
+  return dx.rows(tp.rank() * local, (tp.rank() + 1) * local).clone();
 }
 
 std::vector<Parameter*> LatentAttention::parameters() {

@@ -4,8 +4,10 @@
 // column-parallel linear_kv_up_proj to each head's qk_nope_head_dim key and v_head_dim value dims); the key's
 // qk_rope_head_dim rotated dims come from the same down projection, one for all heads. Queries come from a latent of
 // q_lora_rank dims (linear_q_down_proj, q_layernorm, linear_q_up_proj) or straight from the hidden state
-// (linear_q_proj). The down projections and their norms are whole on every tensor-parallel rank, fed the gradients
-// summed over the ranks' heads, so their gradients agree on every rank. Names follow Megatron-Core's MLA.
+// (linear_q_proj). The down projections and their norms are whole on every tensor-parallel rank and run on the whole
+// sequence (gathered first under sequence parallelism), fed the gradients summed over the ranks' heads, so their
+// gradients agree on every rank. Context parallelism is the ring attention's, as for GQA. Names follow Megatron-Core's
+// MLA.
 #pragma once
 #include "model/layers.h"
 
