@@ -62,6 +62,8 @@ struct TrainConfig {
 struct MoeConfig {
   double aux_loss_coeff = 0;           // load-balancing loss (Switch/GShard form) per MoE layer
   double z_loss_coeff = 0;             // router z-loss per MoE layer
+  double device_balance_loss_coeff = 0;  // DeepSeek-V2's device-level balance loss over the expert groups
+  double comm_balance_loss_coeff = 0;    // and its communication balance loss
   double expert_capacity_factor = 0;   // 0: dropless; > 0: each expert takes at most this · tokens·topk/experts
   std::string token_drop_policy = "probs";  // probs | position: which tokens an expert past capacity keeps
   bool pad_expert_input_to_capacity = false;  // every expert's input padded to its capacity

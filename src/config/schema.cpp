@@ -147,6 +147,12 @@ po::options_description deck_schema(Config& c) {
        "load-balancing loss per MoE layer, Switch/GShard form as Megatron computes it (--moe-aux-loss-coeff); "
        "0 = off (still logged)")
       ("moe.z_loss_coeff", real(&e.z_loss_coeff), "router z-loss per MoE layer (--moe-z-loss-coeff); 0 = off")
+      ("moe.device_balance_loss_coeff", real(&e.device_balance_loss_coeff),
+       "DeepSeek-V2's device-level balance loss per MoE layer, its devices the router's expert groups "
+       "(model.moe_router_num_groups); 0 = off (still logged with groups)")
+      ("moe.comm_balance_loss_coeff", real(&e.comm_balance_loss_coeff),
+       "DeepSeek-V2's communication balance loss per MoE layer over the expert groups; 0 = off (still logged "
+       "with groups)")
       ("moe.expert_capacity_factor", real(&e.expert_capacity_factor),
        "0 = dropless (every routed token reaches its experts); > 0: an expert takes at most "
        "ceil(tokens·topk/experts·factor) tokens per micro-batch and rank, the rest are dropped "

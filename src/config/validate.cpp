@@ -43,6 +43,8 @@ void validate_experts(const Config& c, const Checker& k) {
                 "expert tensor parallelism with etp = tp = ", p.tp, "); other expert tensor-parallel sizes are not "
                 "supported: leave it 0 or set it to parallel.tp"));
   for (auto [key, value] : {std::pair{"moe.aux_loss_coeff", e.aux_loss_coeff}, {"moe.z_loss_coeff", e.z_loss_coeff},
+                            {"moe.device_balance_loss_coeff", e.device_balance_loss_coeff},
+                            {"moe.comm_balance_loss_coeff", e.comm_balance_loss_coeff},
                             {"moe.expert_capacity_factor", e.expert_capacity_factor}})
     k.require(std::isfinite(value) && value >= 0, key, str("expected a finite number >= 0, got ", value));
   k.one_of(e.token_drop_policy, {"probs", "position"}, "moe.token_drop_policy");
@@ -69,6 +71,9 @@ void validate_experts(const Config& c, const Checker& k) {
             str("must divide model.moe_ffn_hidden_size = ", m.moe_ffn, ", got ", p.tp));
   k.require(m.moe_shared_ffn % p.tp == 0, "parallel.tp",
             str("must divide model.moe_shared_expert_intermediate_size = ", m.moe_shared_ffn, ", got ", p.tp));
+  k.require((e.device_balance_loss_coeff == 0 && e.comm_balance_loss_coeff == 0) || m.moe_num_groups > 0,
+            "moe.device_balance_loss_coeff", "the device and communication balance losses are over the router's "
+            "expert groups: they need model.moe_router_num_groups > 0");
   if (m.moe_num_groups > 0) {
     k.require(m.num_experts % m.moe_num_groups == 0, "model.moe_router_num_groups",
               str("must divide model.num_experts = ", m.num_experts, ", got ", m.moe_num_groups));

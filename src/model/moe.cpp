@@ -1,6 +1,7 @@
 // weft/src/model/moe.cpp v2 — the MoE layer's forward and backward.
 #include "model/moe.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -13,9 +14,33 @@ Tensor empty_like_rows(int64_t rows, int64_t cols, const Tensor& like, DType dty
 
 }  // namespace
 
-const std::vector<std::string>& moe_loss_names() {
-  static const std::vector<std::string> names = {"load_balancing_loss", "z_loss"};
+std::vector<std::string> moe_loss_names(const ModelSpec& spec) {
+  std::vector<std::string> names = {"load_balancing_loss", "z_loss"};
+  if (spec.moe_num_groups > 0) names.insert(names.end(), {"device_balance_loss", "comm_balance_loss"});
   return names;
+}
+
+GroupBalance group_balance(const std::vector<double>& score_sum, const std::vector<double>& counts,
+                           const std::vector<double>& reached, int64_t topk, int64_t group_topk, double tokens) {
+  const int64_t E = static_cast<int64_t>(score_sum.size()), D = static_cast<int64_t>(reached.size()), n = E / D;
+  GroupBalance b;
+  b.device_weight.assign(static_cast<size_t>(E), 0.0);
+  b.comm_weight.assign(static_cast<size_t>(E), 0.0);
+  for (int64_t g = 0; g < D; ++g) {
+    double f_mean = 0, p = 0;
+    for (int64_t e = g * n; e < (g + 1) * n; ++e) {
+      f_mean += double(E) / (double(topk) * tokens) * counts[e] / double(n);
+      p += score_sum[e] / tokens;
+    }
+    const double f_comm = double(D) / (double(group_topk) * tokens) * reached[g];
+    b.device += f_mean * p;
+    b.comm += f_comm * p;
+    for (int64_t e = g * n; e < (g + 1) * n; ++e) {
+      b.device_weight[e] = f_mean / tokens;
+      b.comm_weight[e] = f_comm / tokens;
+    }
+  }
+  return b;
 }
 
 MoeLayer::MoeLayer(const LayerContext& ctx, const ModelSpec& spec, int64_t layer)
@@ -72,16 +97,43 @@ void MoeLayer::route_losses(Saved& s, LayerLosses& losses) const {
   const double norm = double(E) / (k * tokens * tokens);
   double aux = 0;
   for (int64_t e = 0; e < E; ++e) aux += host[e] * global.data<double>()[e];
-  losses.add(moe_loss_names()[0], norm * aux);
-  losses.add(moe_loss_names()[1], host[2 * E] / tokens);
+  losses.add("load_balancing_loss", norm * aux);
+  losses.add("z_loss", host[2 * E] / tokens);
+  std::vector<double> w(static_cast<size_t>(E), 0.0);  // ∂(the scaled balance losses)/∂Σ_t softmax(logits_t)
+  for (int64_t e = 0; e < E; ++e) w[e] = c.moe.aux_loss_coeff * norm * global.data<double>()[e];
+  if (route_.num_groups > 0)
+    group_losses(s, {host.begin(), host.begin() + E}, global.to_doubles(), tokens, losses, w);
   const double scale = losses.backward_scale;
-  if (c.moe.aux_loss_coeff > 0) {
-    std::vector<double> w(static_cast<size_t>(E));
-    for (int64_t e = 0; e < E; ++e) w[e] = c.moe.aux_loss_coeff * norm * global.data<double>()[e] * scale;
+  if (std::any_of(w.begin(), w.end(), [](double v) { return v != 0; })) {
+    for (double& v : w) v *= scale;
     s.aux_weight = Tensor::empty({E}, sd, s.logits.device());
     write_into(s.aux_weight, Tensor::from_vector(w, {E}));
   }
   s.z_scale = c.moe.z_loss_coeff / tokens * scale;
+}
+
+void MoeLayer::group_losses(const Saved& s, const std::vector<double>& score_sum, const std::vector<double>& counts,
+                            double tokens, LayerLosses& losses, std::vector<double>& weight) const {
+  const LayerContext& c = *ctx_;
+  // The tokens that reach each group, summed over the context-parallel ranks as the counts are.
+  const int64_t D = route_.num_groups, size = num_experts_ / D, k = route_.topk;
+  const std::vector<double> chosen = s.experts.to_doubles();
+  std::vector<double> reached(static_cast<size_t>(D), 0.0);
+  for (size_t t = 0; t < chosen.size() / size_t(k); ++t) {
+    std::vector<bool> hit(static_cast<size_t>(D), false);
+    for (int64_t j = 0; j < k; ++j) hit[static_cast<size_t>(int64_t(chosen[t * k + j]) / size)] = true;
+    for (int64_t g = 0; g < D; ++g) reached[g] += hit[g];
+  }
+  if (c.cp && c.cp->size() > 1) {
+    Tensor r = Tensor::from_vector(reached, {D});
+    c.cp->all_reduce(r);
+    reached = r.to_doubles();
+  }
+  const GroupBalance b = group_balance(score_sum, counts, reached, k, route_.group_topk, tokens);
+  losses.add("device_balance_loss", b.device);
+  losses.add("comm_balance_loss", b.comm);
+  for (int64_t e = 0; e < num_experts_; ++e)
+    weight[e] += c.moe.device_balance_coeff * b.device_weight[e] + c.moe.comm_balance_coeff * b.comm_weight[e];
 }
 
 Tensor MoeLayer::forward(const Tensor& x, const Tensor& residual, const Batch&, LayerLosses& losses,

@@ -1,4 +1,4 @@
-// weft/src/model/moe.h v1 — the mixture-of-experts MLP slot: router, token dispatch, experts, shared expert.
+// weft/src/model/moe.h v2 — the mixture-of-experts MLP slot: router, token dispatch, experts, shared expert.
 //
 // Megatron-Core's split (moe/router.py, token_dispatcher.py, experts.py): the router maps each token to its top-k
 // experts and weights (model.moe_router_pre_softmax picks Qwen-MoE's or Mixtral's form), the dispatcher
@@ -11,7 +11,9 @@
 // way and computes its slice of every expert; the partial outputs are summed over tp as a row-parallel linear's are.
 // The router's load-balancing loss (Switch/GShard form as Megatron computes it: E/(k·T²)·Σ_e tokens_e·Σ_t p_te,
 // token counts summed over the context-parallel ranks) and z-loss (mean logsumexp², ST-MoE) are logged through
-// LayerLosses and, with their coefficients (moe.aux_loss_coeff, moe.z_loss_coeff), added to the objective.
+// LayerLosses and, with their coefficients (moe.aux_loss_coeff, moe.z_loss_coeff), added to the objective; with
+// expert groups so are DeepSeek-V2's device- and communication-balance losses (moe.device_balance_loss_coeff,
+// moe.comm_balance_loss_coeff).
 #pragma once
 #include <memory>
 #include <vector>
@@ -21,9 +23,21 @@
 
 namespace weft {
 
-// The losses an MoE layer adds to LayerLosses (Megatron's names): the load-balancing loss and the z-loss, without
-// their coefficients.
-const std::vector<std::string>& moe_loss_names();
+// The losses an MoE layer of `spec` adds to LayerLosses, without their coefficients: the load-balancing loss and the
+// z-loss (Megatron's names) and, when the router has expert groups, DeepSeek-V2's device- and communication-balance
+// losses.
+std::vector<std::string> moe_loss_names(const ModelSpec& spec);
+
+// DeepSeek-V2's balance losses over D expert groups (its devices) for T tokens, each routed to k experts of at most M
+// groups: with f_e = E/(k·T)·count_e and P_g = Σ_{e in g} score_sum_e / T, device = Σ_g mean_{e in g}(f_e)·P_g and
+// comm = Σ_g D/(M·T)·reached_g·P_g (reached_g: tokens with an expert in g). The weights are each loss's derivative by
+// score_sum_e.
+struct GroupBalance {
+  double device = 0, comm = 0;
+  std::vector<double> device_weight, comm_weight;
+};
+GroupBalance group_balance(const std::vector<double>& score_sum, const std::vector<double>& counts,
+                           const std::vector<double>& reached, int64_t topk, int64_t group_topk, double tokens);
 
 class MoeLayer final : public LayerSlot {
  public:
@@ -53,6 +67,9 @@ class MoeLayer final : public LayerSlot {
   void shared_forward(Saved& s, Tensor& y) const;
   void shared_backward(Saved& s, const Tensor& dy, Tensor& dx);
   std::vector<Tensor> expert_weights(bool fc1) const;
+  // DeepSeek's group losses: adds their values to `losses` and their gradients by Σ_t softmax to `weight`.
+  void group_losses(const Saved& s, const std::vector<double>& score_sum, const std::vector<double>& counts,
+                    double tokens, LayerLosses& losses, std::vector<double>& weight) const;
   const LayerContext* ctx_;
   int64_t num_experts_;
   RouterParams route_;

@@ -22,6 +22,7 @@ enum class Recompute { none, selective, full };
 // How MoE layers train (the deck's [moe] keys).
 struct MoeOptions {
   double aux_loss_coeff = 0, z_loss_coeff = 0;
+  double device_balance_coeff = 0, comm_balance_coeff = 0;  // DeepSeek-V2's, over the router's expert groups
   double capacity_factor = 0;     // 0: dropless
   bool drop_by_position = false;  // past capacity keep the first tokens; false: the most probable
   bool pad_to_capacity = false;   // every expert's rows padded to its capacity

@@ -74,6 +74,8 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   ctx_.ep = comms_.expert_parallel();
   ctx_.moe = {.aux_loss_coeff = cfg.moe.aux_loss_coeff,
               .z_loss_coeff = cfg.moe.z_loss_coeff,
+              .device_balance_coeff = cfg.moe.device_balance_loss_coeff,
+              .comm_balance_coeff = cfg.moe.comm_balance_loss_coeff,
               .capacity_factor = cfg.moe.expert_capacity_factor,
               .drop_by_position = cfg.moe.token_drop_policy == "position",
               .pad_to_capacity = cfg.moe.pad_expert_input_to_capacity};
@@ -89,7 +91,7 @@ Trainer::Trainer(const Config& cfg, const ProcessGrid& grid, Comms& comms)
   schedule_.sequence_parallel = ctx_.sequence_parallel;
   schedule_.tp_size = grid.tp_size();
   schedule_.cp = comms_.cp.get();
-  if (spec_.has_experts()) schedule_.layer_loss_names = moe_loss_names();
+  if (spec_.has_experts()) schedule_.layer_loss_names = moe_loss_names(spec_);
   if (cfg.checkpoint.load.empty()) load_initial_weights(cfg, spec_, params_);  // before the optimizer copies masters
   std::vector<GroupSpec> groups = {{ParamGroup::dense, comms_.dp_cp.get(), comms_.mp.get()}};
   if (spec_.has_experts())

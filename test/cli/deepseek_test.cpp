@@ -13,6 +13,8 @@ using namespace weft::test;
 namespace {
 
 const std::vector<std::string> kKeys = {"loss", "grad_norm", "load_balancing_loss", "z_loss"};
+const std::vector<std::string> kGroupKeys = {"loss",   "grad_norm", "load_balancing_loss", "z_loss",
+                                             "device_balance_loss", "comm_balance_loss"};
 
 // The tiny-deepseek-v2 preset (query latent, YaRN, a dense first layer, grouped and scaled routing, shared experts)
 // at 4 layers; `extra` adds [model] keys.
@@ -22,9 +24,11 @@ const std::vector<std::string> kKeys = {"loss", "grad_norm", "load_balancing_los
 // 7 of the V2-Lite form spread 3e-5 at step 6 over every layout, tp 4 and one rank included, its losses and routing
 // unchanged). The seeds here keep every step's norm within 2e-8 across the layouts.
 std::string deck(const TempDir& dir, const std::string& prefix, const std::string& extra = "", int seed = 7) {
+  // With expert groups, DeepSeek's device and communication balance losses join the objective.
+  const std::string group_losses = extra.empty() ? "device_balance_loss_coeff = 0.02\ncomm_balance_loss_coeff = 0.01\n" : "";
   return dir.write(str("deepseek", std::hash<std::string>{}(extra), ".ini"),
                    "include = tiny-deepseek-v2.ini\n[model]\nnum_layers = 4\n" + extra +
-                       "[moe]\naux_loss_coeff = 0.05\nz_loss_coeff = 0.01\n"
+                       "[moe]\naux_loss_coeff = 0.05\nz_loss_coeff = 0.01\n" + group_losses +
                        "[data]\nprefix = " + prefix + "\ntokenizer = bytes\nseq_length = 32\nsplit = 100,0,0\n"
                        "[train]\nmicro_batch_size = 2\nglobal_batch_size = 8\ntrain_iters = 10\nlr = 3e-3\n"
                        "lr_warmup_iters = 2\nlr_decay_style = cosine\nmin_lr = 3e-4\neval_iters = 0\nseed = " +
@@ -45,19 +49,19 @@ TEST(DeepseekLayouts, ParallelLayoutsGiveTheSingleRankRun) {
   const std::string d = deck(dir, prefix);
   const auto ref = single_rank(dir, d, "single");
   ASSERT_EQ(ref.size(), 10u);
-  expect_same_run(dir, d, "--parallel.tp=2", 2, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.ep=2", 2, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.ep=4", 4, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.tp=2 --parallel.ep=2", 4, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.pp=2", 2, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.pp=2 --parallel.vpp=2 --parallel.ep=2", 4, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.ep=2 --parallel.distributed_optimizer=true", 2, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.tp=2 --train.recompute=full", 2, ref, kKeys);
-  expect_same_run(dir, d, "--train.recompute=selective", 1, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.tp=2 --parallel.sequence_parallel=true", 2, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.tp=2 --parallel.sequence_parallel=true --parallel.ep=2", 4, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.cp=2", 2, ref, kKeys);
-  expect_same_run(dir, d, "--parallel.cp=2 --parallel.ep=2", 2, ref, kKeys);
+  expect_same_run(dir, d, "--parallel.tp=2", 2, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.ep=2", 2, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.ep=4", 4, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.tp=2 --parallel.ep=2", 4, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.pp=2", 2, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.pp=2 --parallel.vpp=2 --parallel.ep=2", 4, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.ep=2 --parallel.distributed_optimizer=true", 2, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.tp=2 --train.recompute=full", 2, ref, kGroupKeys);
+  expect_same_run(dir, d, "--train.recompute=selective", 1, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.tp=2 --parallel.sequence_parallel=true", 2, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.tp=2 --parallel.sequence_parallel=true --parallel.ep=2", 4, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.cp=2", 2, ref, kGroupKeys);
+  expect_same_run(dir, d, "--parallel.cp=2 --parallel.ep=2", 2, ref, kGroupKeys);
   // DeepSeek-V2-Lite's form: queries straight from the hidden state, greedy routing, plain RoPE.
   const std::string lite =
       deck(dir, prefix, "q_lora_rank = 0\nmoe_router_num_groups = 0\nrope_scaling.type = none\n", 8);

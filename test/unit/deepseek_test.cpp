@@ -13,6 +13,7 @@
 #include "data/batch.h"
 #include "model/gpt_model.h"
 #include "model/latent_attention.h"
+#include "model/moe.h"
 #include "ops/ops.h"
 #include "test_util.h"
 
@@ -208,10 +209,12 @@ Batch deepseek_batch(std::mt19937& gen, int64_t vocab) {
   return b;
 }
 
-// Σ_t scale_t·loss_t + aux·Σ load_balancing_loss, and every parameter's gradient against central differences.
+// Σ_t scale_t·loss_t + the coefficients times the routers' losses, and every parameter's gradient against central
+// differences.
 void check_deepseek_gradients(const ModelSpec& spec, uint64_t seed) {
   auto tp = each_rank_alone("tp");
-  const MoeOptions moe{.aux_loss_coeff = 0.3};
+  const MoeOptions moe{.aux_loss_coeff = 0.3, .z_loss_coeff = 0.05, .device_balance_coeff = 0.4,
+                       .comm_balance_coeff = 0.2};
   LayerContext ctx{.tp = tp.get(), .dtype = DType::f64, .device = Device::cpu, .seed = seed, .moe = moe};
   GptModel model(spec, ctx, StageLayout::whole(spec));
   std::mt19937 gen(static_cast<uint32_t>(seed));
@@ -219,7 +222,11 @@ void check_deepseek_gradients(const ModelSpec& spec, uint64_t seed) {
   const Tensor scale = random_tensor({12}, DType::f64, gen);
   auto objective = [&](ModelSaved& s) {
     const Tensor losses = model.loss(model.forward_layers(model.embed(batch), batch, s), batch, s);
-    double total = moe.aux_loss_coeff * s.losses.sums.at("load_balancing_loss");
+    double total = moe.aux_loss_coeff * s.losses.sums.at("load_balancing_loss") +
+                   moe.z_loss_coeff * s.losses.sums.at("z_loss");
+    if (spec.moe_num_groups > 0)
+      total += moe.device_balance_coeff * s.losses.sums.at("device_balance_loss") +
+               moe.comm_balance_coeff * s.losses.sums.at("comm_balance_loss");
     for (int64_t t = 0; t < 12; ++t) total += scale.data<double>()[t] * losses.data<double>()[t];
     return total;
   };
@@ -250,3 +257,20 @@ void check_deepseek_gradients(const ModelSpec& spec, uint64_t seed) {
 TEST(DeepseekGradients, V2StyleQueryLatentYarnGroupsSharedExperts) { check_deepseek_gradients(deepseek_spec(true), 41); }
 
 TEST(DeepseekGradients, V2LiteStyleQueriesFromTheHiddenState) { check_deepseek_gradients(deepseek_spec(false), 42); }
+
+// DeepSeek-V2's device- and communication-balance losses, worked out by hand: 4 experts in 2 groups, 3 tokens, top-2
+// from at most 1 group each.
+TEST(DeepseekBalance, DeviceAndCommunicationLossesFollowThePaper) {
+  const std::vector<double> score_sum = {0.9, 0.6, 0.3, 1.2}, counts = {2, 2, 0, 2}, reached = {2, 1};
+  const GroupBalance b = group_balance(score_sum, counts, reached, 2, 1, 3.0);
+  // f_e = 4/(2·3)·count_e = {4/3, 4/3, 0, 4/3}; group means {4/3, 2/3}; P_g = {1.5/3, 1.5/3}.
+  EXPECT_NEAR(b.device, 4.0 / 3 * 0.5 + 2.0 / 3 * 0.5, 1e-15);
+  // f''_g = 2/(1·3)·reached_g = {4/3, 2/3}.
+  EXPECT_NEAR(b.comm, 4.0 / 3 * 0.5 + 2.0 / 3 * 0.5, 1e-15);
+  EXPECT_NEAR(b.device_weight[1], 4.0 / 3 / 3, 1e-15);
+  EXPECT_NEAR(b.comm_weight[3], 2.0 / 3 / 3, 1e-15);
+  // Perfect balance gives 1: 2 tokens, each with its 2 experts in its own group, probability spread evenly.
+  const GroupBalance even = group_balance({0.5, 0.5, 0.5, 0.5}, {1, 1, 1, 1}, {1, 1}, 2, 1, 2.0);
+  EXPECT_NEAR(even.device, 1.0, 1e-15);
+  EXPECT_NEAR(even.comm, 1.0, 1e-15);
+}
