@@ -237,6 +237,13 @@ void Trainer::stop_on_non_finite(int64_t iteration, const StepOutcome& step) {
            "gradients", ranks.empty() ? " on no rank (the loss alone)" : ranks));
 }
 
+double Trainer::validation_loss(int64_t run) {
+  if (!valid_batches_)
+    throw ConfigError(grid_.rank() != 0 ? "" : str(cfg_.deck_path, ": no validation data: train.eval_iters = ",
+                                                   cfg_.train.eval_iters, ", data.split = ", cfg_.data.split));
+  return evaluate(run);
+}
+
 double Trainer::evaluate(int64_t run) {
   double total = 0;
   for (int64_t i = 0; i < cfg_.train.eval_iters; ++i) {

@@ -1,4 +1,4 @@
-// weft/src/train/trainer.h v1 — the training loop: micro-batches, gradient reduction, clipping, AdamW, logging,
+// weft/src/train/trainer.h v2 — the training loop: micro-batches, gradient reduction, clipping, AdamW, logging,
 // validation.
 #pragma once
 #include <memory>
@@ -20,6 +20,9 @@ class Trainer {
   // Runs from the start (or the resumed iteration) to train.train_iters, validating every train.eval_interval
   // steps, saving every checkpoint.save_interval steps and at the end, stopping early at train.exit_interval.
   void train();
+  // The loss of the run-th validation (the samples training's run-th validation reads) under the current weights; the
+  // same on every rank. A ConfigError when the deck has no validation (train.eval_iters or the split's share is 0).
+  double validation_loss(int64_t run);
 
  private:
   // One optimizer step's outcome, the same on every rank.

@@ -1,0 +1,203 @@
+// weft/src/cli/eval.cpp v1 — `weft eval`: how good a model is, without training it.
+//
+//   weft eval DECK --model DIR            the validation loss and perplexity on the deck's validation samples, as
+//                                         training's validation computes them (the deck's layout under mpirun)
+//   weft eval --model DIR --task F.jsonl  multiple-choice accuracy by log-likelihood (tensor-parallel over the ranks)
+//
+// Multiple choice follows lm-evaluation-harness: each choice is scored by the summed log-probability of its tokens
+// after the context (the context's trailing spaces moved to the choice, the choice's tokens being those the whole
+// text has beyond the context's); acc takes the best score, acc_norm the best score per byte of the choice.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "cli/model_loading.h"
+#include "dist/process_grid.h"
+#include "io/atomic_file.h"
+#include "ops/device.h"
+#include "tokenizer/tokenizer.h"
+#include "train/setup.h"
+#include "train/trainer.h"
+
+namespace weft {
+namespace {
+
+const char* kUsage =
+    "weft eval DECK --model DIR [--validation-run R (from 0)] [--output F.json] [--section.key=value ...]\n"
+    "       weft eval --model DIR --task F.jsonl --tokenizer PATH|bytes [--output F.json]";
+
+struct Choice {
+  std::vector<int32_t> context, continuation;
+  size_t chars = 0;  // of the choice's text (Unicode code points): acc_norm's length
+};
+
+// lm-evaluation-harness's pair encoding: trailing spaces of the context go to the continuation, whose tokens are
+// those of the whole text beyond the context's.
+Choice encode_pair(const Tokenizer& tok, std::string context, std::string continuation) {
+  size_t chars = 0;
+  for (unsigned char b : continuation) chars += (b & 0xC0) != 0x80;
+  const size_t end = context.find_last_not_of(' ');
+  const size_t spaces = end == std::string::npos ? context.size() : context.size() - end - 1;
+  continuation = context.substr(context.size() - spaces) + continuation;
+  context.resize(context.size() - spaces);
+  Choice c;
+  c.chars = chars;
+  c.context = tok.encode(context);
+  const std::vector<int32_t> whole = tok.encode(context + continuation);
+  const size_t n = std::min(c.context.size(), whole.size());
+  c.continuation.assign(whole.begin() + static_cast<std::ptrdiff_t>(n), whole.end());
+  return c;
+}
+
+// Σ log p(continuation | context) of each choice, the choices run as segments of one batch.
+std::vector<double> log_likelihoods(LoadedModel& m, const std::vector<Choice>& choices, const std::string& where) {
+  const ModelSpec& spec = m.model->spec();
+  std::vector<int32_t> tokens, labels, positions, cu = {0};
+  std::vector<float> mask;
+  for (const Choice& c : choices) {
+    std::vector<int32_t> ids = c.context;
+    ids.insert(ids.end(), c.continuation.begin(), c.continuation.end());
+    WEFT_CHECK(!c.continuation.empty(), where, ": a choice has no tokens of its own after the context");
+    WEFT_CHECK(ids.size() >= 2 && int64_t(ids.size()) - 1 <= spec.max_positions, where, ": ", ids.size(),
+               " tokens do not fit max_position_embeddings ", spec.max_positions);
+    for (size_t i = 0; i + 1 < ids.size(); ++i) {
+      WEFT_CHECK(ids[i] >= 0 && ids[i] < spec.vocab && ids[i + 1] < spec.vocab, where, ": token id outside the "
+                 "model's vocabulary (", spec.vocab, "): is --tokenizer the model's?");
+      tokens.push_back(ids[i]);
+      labels.push_back(ids[i + 1]);
+      positions.push_back(static_cast<int32_t>(i));
+      mask.push_back(i + 1 >= c.context.size() ? 1.f : 0.f);  // predicting a continuation token
+    }
+    cu.push_back(static_cast<int32_t>(tokens.size()));
+  }
+  const int64_t t = static_cast<int64_t>(tokens.size());
+  Batch b;
+  b.rows = static_cast<int64_t>(choices.size());
+  b.seq = 0;
+  b.tokens = Tensor::from_vector(tokens, {t});
+  b.labels = Tensor::from_vector(labels, {t});
+  b.loss_mask = Tensor::from_vector(mask, {t});
+  b.positions = Tensor::from_vector(positions, {t});
+  b.cu_seqlens = Tensor::from_vector(cu, {int64_t(cu.size())});
+  for (size_t i = 1; i < cu.size(); ++i) b.max_seqlen = std::max<int64_t>(b.max_seqlen, cu[i] - cu[i - 1]);
+  ModelSaved saved;
+  const std::vector<double> loss = m.model->loss(m.model->forward_layers(m.model->embed(b), b, saved), b, saved)
+                                       .to_doubles();
+  std::vector<double> ll(choices.size(), 0.0);
+  for (size_t c = 0; c < choices.size(); ++c)
+    for (int32_t i = cu[c]; i < cu[c + 1]; ++i) ll[c] -= double(mask[i]) * loss[i];
+  return ll;
+}
+
+int eval_task(const std::string& model_dir, const std::string& task, const std::string& tokenizer,
+              const std::string& output, const MpiEnv& mpi) {
+  if (tokenizer.empty()) throw ConfigError(str("weft eval: --task needs --tokenizer (the model's tokenizer.json, or "
+                                               "bytes); usage: ", kUsage));
+  std::ifstream in(task);
+  if (!in) throw ConfigError(str("weft eval: cannot open the task file '", task, "'"));
+  const std::unique_ptr<Tokenizer> tok = load_tokenizer(tokenizer);
+  LoadedModel m = load_model(WeightSource::parse(model_dir), mpi.size(), mpi.rank());
+  int64_t items = 0, correct = 0, correct_norm = 0, line_no = 0;
+  nlohmann::json per_item = nlohmann::json::array();
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = str(task, ":", line_no);
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    WEFT_CHECK(!j.is_discarded() && j.is_object() && j.contains("context") && j["context"].is_string() &&
+                   j.contains("choices") && j["choices"].is_array() && j["choices"].size() >= 2 &&
+                   j.contains("answer") && j["answer"].is_number_integer(),
+               where, ": expected {\"context\": text, \"choices\": [two or more texts], \"answer\": index}");
+    const int64_t answer = j["answer"].get<int64_t>();
+    WEFT_CHECK(answer >= 0 && answer < int64_t(j["choices"].size()), where, ": answer ", answer, " is not a choice");
+    std::vector<Choice> choices;
+    for (const auto& c : j["choices"]) {
+      WEFT_CHECK(c.is_string(), where, ": a choice is not text");
+      choices.push_back(encode_pair(*tok, j["context"].get<std::string>(), c.get<std::string>()));
+    }
+    const std::vector<double> ll = log_likelihoods(m, choices, where);
+    size_t best = 0, best_norm = 0;
+    for (size_t c = 1; c < ll.size(); ++c) {
+      if (ll[c] > ll[best]) best = c;
+      if (ll[c] / double(choices[c].chars) > ll[best_norm] / double(choices[best_norm].chars)) best_norm = c;
+    }
+    ++items;
+    correct += int64_t(best) == answer;
+    correct_norm += int64_t(best_norm) == answer;
+    per_item.push_back({{"log_likelihoods", ll}, {"prediction", best}, {"prediction_norm", best_norm},
+                        {"answer", answer}});
+  }
+  WEFT_CHECK(items > 0, task, ": no items");
+  const double acc = double(correct) / double(items), acc_norm = double(correct_norm) / double(items);
+  if (mpi.rank() != 0) return 0;
+  std::printf("weft eval: %s: %lld items, acc %.4f, acc_norm %.4f\n", task.c_str(), (long long)items, acc, acc_norm);
+  if (!output.empty())
+    write_text_atomically(output, nlohmann::json({{"task", task}, {"model", model_dir}, {"items", items},
+                                                  {"acc", acc}, {"acc_norm", acc_norm}, {"per_item", per_item}})
+                                          .dump(1) + "\n");
+  return 0;
+}
+
+int eval_deck(const std::string& deck, const std::string& model_dir, Args overrides, int64_t run,
+              const std::string& output, const MpiEnv& mpi) {
+  const WeightSource src = WeightSource::parse(model_dir);
+  overrides.push_back(str("--model.init=", src.kind == WeightSource::hf ? "hf:" : "native:", src.dir));
+  // Evaluation writes nothing and resumes nothing.
+  for (const char* key : {"--log.dir=", "--checkpoint.save=", "--checkpoint.load=", "--log.tensorboard=false"})
+    overrides.push_back(key);
+  const Config cfg = load_config_collectively(deck, overrides, mpi.size());
+  const ProcessGrid grid(mpi.size(), mpi.rank(), parallel_sizes(cfg));
+  if (cfg.train.precision == "bf16") require_gpu(cfg.where("train.precision"));
+  Comms comms = Comms::create(grid, cfg.train.precision == "bf16" ? device_support().comm_factory : make_mpi_comm);
+  Trainer trainer(cfg, grid, comms);
+  const double loss = trainer.validation_loss(run);
+  if (mpi.rank() != 0) return 0;
+  const int64_t samples = cfg.train.eval_iters * cfg.train.global_batch_size;
+  std::printf("weft eval: %s on %s: validation run %lld, %lld samples of %lld tokens: loss %.6f, perplexity %.4f\n",
+              model_dir.c_str(), deck.c_str(), (long long)run, (long long)samples, (long long)cfg.data.seq_length,
+              loss, std::exp(loss));
+  if (!output.empty())
+    write_text_atomically(output, nlohmann::json({{"deck", deck}, {"model", model_dir}, {"validation_run", run},
+                                                  {"samples", samples}, {"seq_length", cfg.data.seq_length},
+                                                  {"loss", loss}, {"perplexity", std::exp(loss)}})
+                                          .dump(1) + "\n");
+  return 0;
+}
+
+}  // namespace
+
+int cmd_eval(const Args& args, const MpiEnv& mpi) {
+  std::string deck, model_dir, task, tokenizer, output;
+  int64_t run = 0;
+  Args overrides;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() {
+      if (i + 1 >= args.size()) throw ConfigError(str("weft eval: ", a, " needs a value"));
+      return args[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      if (mpi.rank() == 0) std::printf("usage: %s\n", kUsage);
+      return 0;
+    }
+    if (a == "--model") model_dir = value();
+    else if (a == "--task") task = value();
+    else if (a == "--tokenizer") tokenizer = value();
+    else if (a == "--output") output = value();
+    else if (a == "--validation-run") {
+      const std::string v = value();
+      run = v == "0" ? 0 : parse_count("weft eval: --validation-run", v);
+    }
+    else if (a.rfind("--", 0) == 0 && a.find('.') != std::string::npos) overrides.push_back(a);
+    else if (a.rfind("--", 0) == 0) throw ConfigError(str("weft eval: unknown option '", a, "'; usage: ", kUsage));
+    else if (deck.empty()) deck = a;
+    else throw ConfigError(str("weft eval: a second deck '", a, "'; usage: ", kUsage));
+  }
+  if (model_dir.empty() || deck.empty() == task.empty()) throw ConfigError(str("usage: ", kUsage));
+  if (!task.empty()) return eval_task(model_dir, task, tokenizer, output, mpi);
+  return eval_deck(deck, model_dir, overrides, run, output, mpi);
+}
+
+}  // namespace weft
