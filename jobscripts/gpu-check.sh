@@ -3,7 +3,7 @@
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
-#                                            moe moe-fixtures deepseek-fixtures
+#                                            moe moe-fixtures deepseek-fixtures eval-fixtures
 #                                            parallel scaling dp-sweep reduce reduce-sweep bucket-sweep
 #                                            recompute profile attention-profile attention-clocks ab ab-trees
 #                                            flag-ab (default: build tests bench e2e);
@@ -412,6 +412,12 @@ PY
           tee "$OUT/export-$case.txt"
         row "export $case: $(tail -1 "$OUT/export-$case.txt")"
       done ;;
+    eval-fixtures)
+      # transformers' multiple-choice log-likelihoods for `weft eval --task` (test/reference/make_eval_fixtures.py).
+      python3 test/reference/make_eval_fixtures.py 2>&1 | tee "$OUT/eval_fixtures.log"
+      cp test/fixtures/hf/llama2/task.jsonl test/fixtures/hf/llama2/task_reference.json \
+        test/fixtures/hf/llama2/generate_reference.json "$OUT/" 2>/dev/null
+      row "$(tail -1 "$OUT/eval_fixtures.log")" ;;
     moe)
       # The MoE issue's two shapes on one GPU, weft and its HF twin (eager, the routers' aux loss on) alternately for
       # MOE_ROUNDS rounds (default 1); MOE_FLAGS go to weft. Then the experts' grouped GEMMs beside one dense GEMM of

@@ -7,6 +7,7 @@
 //   weft convert ...         HuggingFace ↔ native checkpoints (cli/convert.cpp)
 //   weft forward ...         logits and loss of token ids under a checkpoint (cli/forward.cpp)
 //   weft eval ...            validation loss and perplexity, multiple-choice accuracy (cli/eval.cpp)
+//   weft generate ...        continue prompts, greedy or sampled (cli/generate.cpp)
 //   weft tokenize ...        text ↔ ids with a tokenizer.json (cli/tokenize.cpp)
 //   weft plot RUN...         the curves of runs' metrics.jsonl as a PNG (cli/plot.cpp)
 //   weft sweep DECK ...      a grid of deck settings, one run each, and their results table (cli/sweep.cpp)
@@ -37,6 +38,7 @@ const char* kUsage =
     "  convert --from DIR --to DIR --format hf|native   convert checkpoints (any tp: mpirun -np N)\n"
     "  forward --model DIR --input ids.npy --output logits.npy   logits and loss of token ids\n"
     "  eval DECK --model DIR | eval --model DIR --task F.jsonl --tokenizer T   loss/perplexity, choice accuracy\n"
+    "  generate --model DIR --prompt-ids ids.npy | --prompt TEXT --tokenizer T   continue prompts\n"
     "  plot RUN... [--output F.png]              draw the loss, lr and throughput curves of runs (log dirs)\n"
     "  sweep DECK --out DIR --train.lr=A,B ...   run a grid of settings (here or as a Slurm array), one table\n"
     "\n"
@@ -66,7 +68,8 @@ int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const weft::Args&, const weft::MpiEnv&)> commands = {
       {"train", weft::cmd_train},     {"samples", weft::cmd_samples}, {"preprocess", weft::cmd_preprocess},
       {"convert", weft::cmd_convert}, {"forward", weft::cmd_forward}, {"tokenize", weft::cmd_tokenize},
-      {"plot", weft::cmd_plot},       {"plan", weft::cmd_plan},         {"eval", weft::cmd_eval}};
+      {"plot", weft::cmd_plot},       {"plan", weft::cmd_plan},         {"eval", weft::cmd_eval},
+      {"generate", weft::cmd_generate}};
   if (argc >= 2 && std::string(argv[1]) == "--version") {
     if (mpi.rank() == 0) std::printf("%s\n", weft::version_text().c_str());
     return 0;

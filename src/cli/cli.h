@@ -18,7 +18,8 @@ int cmd_forward(const Args& args, const MpiEnv& mpi);     // weft forward --mode
 int cmd_tokenize(const Args& args, const MpiEnv& mpi);    // weft tokenize --tokenizer PATH [--decode]
 int cmd_plan(const Args& args, const MpiEnv& mpi);        // weft plan DECK [--ranks N] [--section.key=value ...]
 int cmd_plot(const Args& args, const MpiEnv& mpi);
-int cmd_eval(const Args& args, const MpiEnv& mpi);        // weft eval DECK --model DIR | --model DIR --task F        // weft plot RUN... [--output FILE.png] [--keys K,...]
+int cmd_eval(const Args& args, const MpiEnv& mpi);
+int cmd_generate(const Args& args, const MpiEnv& mpi);    // weft generate --model DIR --prompt-ids F | --prompt T        // weft eval DECK --model DIR | --model DIR --task F        // weft plot RUN... [--output FILE.png] [--keys K,...]
 // weft sweep DECK --out DIR [--section.key=V1,V2 ...]: one plain process (no MPI) that launches each point's job.
 int cmd_sweep(const Args& args);
 

@@ -1,0 +1,236 @@
+// weft/src/cli/generate.cpp v1 — `weft generate`: continue prompts with a model, greedy or sampled.
+//
+// This is the reference path: every step runs the whole of each unfinished sequence again (no KV cache yet; the
+// CPU backend in fp32, tensor-parallel over the ranks), and every rank draws the same token from the same logits.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "cli/model_loading.h"
+#include "generate/sampling.h"
+#include "io/atomic_file.h"
+#include "io/npy.h"
+#include "ops/ops.h"
+#include "tokenizer/tokenizer.h"
+
+namespace weft {
+namespace {
+
+const char* kUsage =
+    "weft generate --model DIR (--prompt-ids ids.npy | --prompt TEXT | --prompts F.jsonl) [--tokenizer T]\n"
+    "              [--max-new-tokens N] [--output F] [--temperature T] [--top-k K] [--top-p P]\n"
+    "              [--repetition-penalty R] [--seed S] [--eos ID ...] [--stop TEXT ...]";
+
+// The full-vocabulary logits at the last token of each sequence, on every rank.
+std::vector<std::vector<double>> last_logits(LoadedModel& m, const std::vector<std::vector<int32_t>>& seqs) {
+  const ModelSpec& spec = m.model->spec();
+  std::vector<int32_t> tokens, positions, cu = {0};
+  for (const auto& s : seqs) {
+    WEFT_CHECK(int64_t(s.size()) <= spec.max_positions, "weft generate: ", s.size(),
+               " tokens exceed the model's max_position_embeddings ", spec.max_positions);
+    for (size_t i = 0; i < s.size(); ++i) {
+      tokens.push_back(s[i]);
+      positions.push_back(static_cast<int32_t>(i));
+    }
+    cu.push_back(static_cast<int32_t>(tokens.size()));
+  }
+  const int64_t t = static_cast<int64_t>(tokens.size());
+  Batch b;
+  b.rows = static_cast<int64_t>(seqs.size());
+  b.tokens = Tensor::from_vector(tokens, {t});
+  b.labels = Tensor::zeros({t}, DType::i32);
+  b.loss_mask = Tensor::zeros({t}, DType::f32);
+  b.positions = Tensor::from_vector(positions, {t});
+  b.cu_seqlens = Tensor::from_vector(cu, {int64_t(cu.size())});
+  for (size_t i = 1; i < cu.size(); ++i) b.max_seqlen = std::max<int64_t>(b.max_seqlen, cu[i] - cu[i - 1]);
+  ModelSaved saved;
+  m.model->loss(m.model->forward_layers(m.model->embed(b), b, saved), b, saved);
+  // Each rank's vocabulary shard of the last rows, gathered: [tp, rows, local] → rows × vocab.
+  Tensor local = Tensor::empty(saved.logits.shape(), DType::f32);
+  cpu_ops().convert(local, saved.logits.to(Device::cpu));
+  const int64_t cols = local.size(1), rows = b.rows;
+  Tensor last = Tensor::empty({rows * cols}, DType::f32);
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy(local.data<float>() + (cu[r + 1] - 1) * cols, local.data<float>() + cu[r + 1] * cols,
+              last.data<float>() + r * cols);
+  Comm& tp = *m.comms.tp;
+  Tensor all = Tensor::empty({tp.size() * rows * cols}, DType::f32);
+  tp.all_gather(all, last);
+  std::vector<std::vector<double>> out(static_cast<size_t>(rows), std::vector<double>(size_t(spec.vocab)));
+  for (int rank = 0; rank < tp.size(); ++rank) {
+    const VocabShard shard = VocabShard::of(spec.vocab, spec.padded_vocab(tp.size()), rank, tp.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < shard.valid; ++c)
+        out[r][shard.start + c] = all.data<float>()[(rank * rows + r) * cols + c];
+  }
+  return out;
+}
+
+// generation_config.json's eos_token_id (a number or a list), where the model directory has one.
+std::vector<int32_t> model_eos(const std::string& dir) {
+  std::ifstream in(std::filesystem::path(dir) / "generation_config.json");
+  if (!in) return {};
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.contains("eos_token_id")) return {};
+  std::vector<int32_t> ids;
+  for (const auto& v : j["eos_token_id"].is_array() ? j["eos_token_id"] : nlohmann::json::array({j["eos_token_id"]}))
+    if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
+  return ids;
+}
+
+}  // namespace
+
+int cmd_generate(const Args& args, const MpiEnv& mpi) {
+  std::string model_dir, prompt_ids, prompt, prompts, tokenizer, output;
+  int64_t max_new = 32;
+  uint64_t seed = 0;
+  SamplingOptions o;
+  std::vector<int32_t> eos;
+  std::vector<std::string> stops;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() {
+      if (i + 1 >= args.size()) throw ConfigError(str("weft generate: ", a, " needs a value"));
+      return args[++i];
+    };
+    auto number = [&](const std::string& text) {
+      size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != text.size() || !std::isfinite(v))
+        throw ConfigError(str("weft generate: ", a, " expects a number, got '", text, "'"));
+      return v;
+    };
+    if (a == "--help" || a == "-h") {
+      if (mpi.rank() == 0) std::printf("usage: %s\n", kUsage);
+      return 0;
+    }
+    if (a == "--model") model_dir = value();
+    else if (a == "--prompt-ids") prompt_ids = value();
+    else if (a == "--prompt") prompt = value();
+    else if (a == "--prompts") prompts = value();
+    else if (a == "--tokenizer") tokenizer = value();
+    else if (a == "--output") output = value();
+    else if (a == "--max-new-tokens") max_new = parse_count("weft generate: --max-new-tokens", value());
+    else if (a == "--temperature") o.temperature = number(value());
+    else if (a == "--top-k") o.top_k = parse_count("weft generate: --top-k", value());
+    else if (a == "--top-p") o.top_p = number(value());
+    else if (a == "--repetition-penalty") o.repetition_penalty = number(value());
+    else if (a == "--seed") seed = static_cast<uint64_t>(number(value()));
+    else if (a == "--eos") eos.push_back(static_cast<int32_t>(number(value())));
+    else if (a == "--stop") stops.push_back(value());
+    else throw ConfigError(str("weft generate: unknown argument '", a, "'; usage: ", kUsage));
+  }
+  if (model_dir.empty() || (!prompt_ids.empty()) + (!prompt.empty()) + (!prompts.empty()) != 1)
+    throw ConfigError(str("usage: ", kUsage));
+  WEFT_CHECK(o.temperature >= 0 && o.top_p > 0 && o.top_p <= 1 && o.repetition_penalty > 0,
+             "weft generate: --temperature must be >= 0, --top-p in (0, 1], --repetition-penalty > 0");
+  if (prompt_ids.empty() && tokenizer.empty())
+    throw ConfigError("weft generate: text prompts need --tokenizer (the model's tokenizer.json, or bytes)");
+
+  const WeightSource src = WeightSource::parse(model_dir);
+  LoadedModel m = load_model(src, mpi.size(), mpi.rank());
+  const ModelSpec& spec = m.model->spec();
+  const std::unique_ptr<Tokenizer> tok = tokenizer.empty() ? nullptr : load_tokenizer(tokenizer);
+  if (eos.empty() && src.kind == WeightSource::hf) eos = model_eos(src.dir);
+  if (eos.empty() && tok) eos = {tok->eod()};
+
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<std::string> texts;
+  if (!prompt_ids.empty()) {
+    const Tensor raw = read_npy(prompt_ids);
+    WEFT_CHECK(raw.ndim() == 2 && raw.size(1) > 0 && (raw.dtype() == DType::i32 || raw.dtype() == DType::i64),
+               prompt_ids, ": expected integer token ids of shape [batch, length], got ", raw.describe());
+    const std::vector<double> v = raw.to_doubles();
+    for (int64_t r = 0; r < raw.size(0); ++r) seqs.emplace_back(v.begin() + r * raw.size(1), v.begin() + (r + 1) * raw.size(1));
+  } else if (!prompt.empty()) {
+    texts = {prompt};
+  } else {
+    std::ifstream in(prompts);
+    if (!in) throw ConfigError(str("weft generate: cannot open '", prompts, "'"));
+    int line_no = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      WEFT_CHECK(!j.is_discarded() && j.contains("prompt") && j["prompt"].is_string(), prompts, ":", line_no,
+                 ": expected {\"prompt\": text}");
+      texts.push_back(j["prompt"].get<std::string>());
+    }
+  }
+  for (const std::string& t : texts) seqs.push_back(tok->encode(t));
+  for (const auto& s : seqs)
+    for (int32_t id : s)
+      WEFT_CHECK(id >= 0 && id < spec.vocab, "weft generate: prompt token ", id, " is outside the vocabulary (",
+                 spec.vocab, ")");
+
+  const size_t n = seqs.size();
+  std::vector<size_t> prompt_len(n);
+  for (size_t i = 0; i < n; ++i) prompt_len[i] = seqs[i].size();
+  std::vector<bool> done(n, false);
+  std::mt19937_64 gen(seed);
+  const bool stream = !prompt.empty() && mpi.rank() == 0;
+  for (int64_t step = 0; step < max_new; ++step) {
+    std::vector<size_t> live;
+    std::vector<std::vector<int32_t>> batch;
+    for (size_t i = 0; i < n; ++i)
+      if (!done[i]) {
+        live.push_back(i);
+        batch.push_back(seqs[i]);
+      }
+    if (live.empty()) break;
+    const auto logits = last_logits(m, batch);
+    for (size_t j = 0; j < live.size(); ++j) {
+      std::vector<int32_t>& s = seqs[live[j]];
+      const int32_t next = next_token(logits[j], s, o, gen);
+      s.push_back(next);
+      if (std::find(eos.begin(), eos.end(), next) != eos.end()) done[live[j]] = true;
+      if (tok && !stops.empty()) {
+        const std::string text = tok->decode({s.begin() + prompt_len[live[j]], s.end()});
+        for (const std::string& stop : stops)
+          if (text.find(stop) != std::string::npos) done[live[j]] = true;
+      }
+      if (stream && !done[live[j]]) {
+        std::fputs(tok->decode({next}).c_str(), stdout);
+        std::fflush(stdout);
+      }
+    }
+  }
+  if (stream) std::printf("\n");
+  if (mpi.rank() != 0) return 0;
+
+  if (!prompt_ids.empty()) {
+    // [batch, prompt + new], a sequence that ended early padded with its end id (HF pads with pad = eos).
+    size_t width = 0;
+    for (const auto& s : seqs) width = std::max(width, s.size());
+    std::vector<int64_t> flat;
+    for (const auto& s : seqs)
+      for (size_t i = 0; i < width; ++i) flat.push_back(i < s.size() ? s[i] : s.back());
+    const Tensor out = Tensor::from_vector(flat, {int64_t(n), int64_t(width)});
+    if (!output.empty()) write_npy(output, out);
+    std::printf("weft generate: %zu sequences, %zu tokens each%s\n", n, width,
+                output.empty() ? "" : str(", written to ", output).c_str());
+    return 0;
+  }
+  if (!prompts.empty()) {
+    std::string lines;
+    for (size_t i = 0; i < n; ++i) {
+      std::string completion = tok->decode({seqs[i].begin() + prompt_len[i], seqs[i].end()});
+      for (const std::string& stop : stops)
+        if (const size_t at = completion.find(stop); at != std::string::npos) completion.resize(at);
+      lines += nlohmann::json({{"prompt", texts[i]}, {"completion", completion}}).dump() + "\n";
+    }
+    if (output.empty()) std::fputs(lines.c_str(), stdout);
+    else write_text_atomically(output, lines);
+  }
+  return 0;
+}
+
+}  // namespace weft

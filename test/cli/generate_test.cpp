@@ -1,0 +1,76 @@
+// weft/test/cli/generate_test.cpp v1 — `weft generate` on the CPU: greedy tokens are the argmax of the model's own
+// logits at every step (read back with `weft forward`, itself tested against transformers), the same at tp 2;
+// sampling repeats with its seed; generation stops at an end id.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "cli_util.h"
+#include "io/npy.h"
+
+using namespace weft;
+using namespace weft::test;
+
+TEST(Generate, GreedyTokensAreTheArgmaxOfTheModelsLogits) {
+  TempDir dir;
+  const std::string model = fixture("hf/llama2");
+  std::vector<int64_t> prompt;
+  for (int i = 0; i < 2 * 7; ++i) prompt.push_back((i * 53 + 17) % 512);
+  write_npy(dir.file("prompt.npy"), Tensor::from_vector(prompt, {2, 7}));
+  Result r = run_weft(dir, "generate --model " + model + " --prompt-ids " + dir.file("prompt.npy") +
+                               " --max-new-tokens 8 --eos 100000 --output " + dir.file("out.npy"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Tensor out = read_npy(dir.file("out.npy"));
+  ASSERT_EQ(out.shape(), (Shape{2, 15}));
+  r = run_weft(dir, "forward --model " + model + " --input " + dir.file("out.npy") + " --output " +
+                        dir.file("logits.npy"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Tensor logits = read_npy(dir.file("logits.npy"));
+  const int64_t vocab = logits.size(2);
+  for (int64_t row = 0; row < 2; ++row) {
+    for (int64_t i = 0; i < 7; ++i) EXPECT_EQ(out.data<int64_t>()[row * 15 + i], prompt[row * 7 + i]);
+    for (int64_t i = 7; i < 15; ++i) {
+      const float* l = logits.data<float>() + (row * 15 + i - 1) * vocab;
+      const int64_t argmax = std::max_element(l, l + vocab) - l;
+      EXPECT_EQ(out.data<int64_t>()[row * 15 + i], argmax) << "row " << row << " position " << i;
+    }
+  }
+  // Tensor-parallel over two ranks: the same tokens.
+  r = run_weft(dir, "generate --model " + model + " --prompt-ids " + dir.file("prompt.npy") +
+                        " --max-new-tokens 8 --eos 100000 --output " + dir.file("out_tp.npy"), 2);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_npy(dir.file("out_tp.npy")).to_doubles(), out.to_doubles());
+}
+
+TEST(Generate, SamplingRepeatsWithItsSeedAndStopsAtTheEndId) {
+  TempDir dir;
+  const std::string model = fixture("hf/llama2");
+  std::vector<int64_t> prompt = {5, 6, 7, 8, 9, 10};
+  write_npy(dir.file("prompt.npy"), Tensor::from_vector(prompt, {1, 6}));
+  auto sample = [&](const std::string& seed, const std::string& out) {
+    const Result r = run_weft(dir, "generate --model " + model + " --prompt-ids " + dir.file("prompt.npy") +
+                                       " --max-new-tokens 12 --temperature 1.0 --top-k 40 --top-p 0.9 --seed " + seed +
+                                       " --eos 100000 --output " + dir.file(out));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return read_npy(dir.file(out)).to_doubles();
+  };
+  const auto a = sample("11", "a.npy"), b = sample("11", "b.npy"), c = sample("12", "c.npy");
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  // The greedy continuation's first new token that it has not made before, as the end id: generation stops there.
+  Result r = run_weft(dir, "generate --model " + model + " --prompt-ids " + dir.file("prompt.npy") +
+                               " --max-new-tokens 6 --eos 100000 --output " + dir.file("g.npy"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto greedy = read_npy(dir.file("g.npy")).to_doubles();
+  size_t at = 8;
+  while (at > 6 && std::find(greedy.begin() + 6, greedy.begin() + static_cast<std::ptrdiff_t>(at), greedy[at]) !=
+                       greedy.begin() + static_cast<std::ptrdiff_t>(at))
+    --at;
+  const int64_t end = static_cast<int64_t>(greedy[at]);
+  r = run_weft(dir, "generate --model " + model + " --prompt-ids " + dir.file("prompt.npy") +
+                        " --max-new-tokens 6 --eos " + std::to_string(end) + " --output " + dir.file("e.npy"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto stopped = read_npy(dir.file("e.npy")).to_doubles();
+  ASSERT_EQ(stopped.size(), at + 1) << "the prompt, then the new tokens up to the end id";
+  for (size_t i = 0; i <= at; ++i) EXPECT_EQ(stopped[i], greedy[i]);
+}
