@@ -234,4 +234,9 @@ void CudaOps::attention_merge(Tensor& out, Tensor& lse, const Tensor& part_out, 
   CUDA_CHECK_LAUNCH();
 }
 
+void CudaOps::attention_with_cache(Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                   const AttentionParams&) {
+  fail("attention over a KV cache is not on the GPU yet: weft generate runs on the CPU backend");
+}
+
 }  // namespace weft

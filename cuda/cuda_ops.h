@@ -49,6 +49,8 @@ class CudaOps final : public Ops {
                  const Tensor& k_rope, const Tensor& positions, const Tensor& cos, const Tensor& sin) override;
   void mla_merge(Tensor& dq, Tensor& dkv, Tensor& dk_rope, const Tensor& dq_heads, const Tensor& dk_heads,
                  const Tensor& dv_heads, const Tensor& positions, const Tensor& cos, const Tensor& sin) override;
+  void attention_with_cache(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_cu,
+                            const Tensor& k_cu, const AttentionParams& p) override;
   void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& cu_seqlens, const AttentionParams& p) override;
   void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,

@@ -1,7 +1,9 @@
 // weft/src/cli/generate.cpp v1 — `weft generate`: continue prompts with a model, greedy or sampled.
 //
-// This is the reference path: every step runs the whole of each unfinished sequence again (no KV cache yet; the
-// CPU backend in fp32, tensor-parallel over the ranks), and every rank draws the same token from the same logits.
+// The CPU backend in fp32, tensor-parallel over the ranks: the prompts run once (prefill), then each step runs only
+// the sequences' newest tokens against a cache of their keys and values (--no-cache: every step reruns the whole
+// sequences, the reference the cache is tested against; latent attention keeps no cache yet). Every rank draws the
+// same token from the same logits.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include "generate/sampling.h"
 #include "io/atomic_file.h"
 #include "io/npy.h"
+#include "model/layers.h"
 #include "ops/ops.h"
 #include "tokenizer/tokenizer.h"
 
@@ -22,43 +25,50 @@ namespace {
 const char* kUsage =
     "weft generate --model DIR (--prompt-ids ids.npy | --prompt TEXT | --prompts F.jsonl) [--tokenizer T]\n"
     "              [--max-new-tokens N] [--output F] [--temperature T] [--top-k K] [--top-p P]\n"
-    "              [--repetition-penalty R] [--seed S] [--eos ID ...] [--stop TEXT ...]";
+    "              [--repetition-penalty R] [--seed S] [--eos ID ...] [--stop TEXT ...] [--no-cache]\n"
+    "              [--scores F.npy (the logit of each chosen token)]";
 
-// The full-vocabulary logits at the last token of each sequence, on every rank.
-std::vector<std::vector<double>> last_logits(LoadedModel& m, const std::vector<std::vector<int32_t>>& seqs) {
+// The full-vocabulary logits after the last token of each of `seqs`, on every rank. With a cache, only each
+// sequence's tokens from new_from[i] on run (the cache holds the earlier ones' keys and values, and takes these).
+std::vector<std::vector<double>> last_logits(LoadedModel& m, const std::vector<std::vector<int32_t>>& seqs,
+                                             const std::vector<size_t>& new_from, KvCache* cache) {
   const ModelSpec& spec = m.model->spec();
   std::vector<int32_t> tokens, positions, cu = {0};
-  for (const auto& s : seqs) {
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto& s = seqs[i];
     WEFT_CHECK(int64_t(s.size()) <= spec.max_positions, "weft generate: ", s.size(),
                " tokens exceed the model's max_position_embeddings ", spec.max_positions);
-    for (size_t i = 0; i < s.size(); ++i) {
-      tokens.push_back(s[i]);
-      positions.push_back(static_cast<int32_t>(i));
+    for (size_t p = cache ? new_from[i] : 0; p < s.size(); ++p) {
+      tokens.push_back(s[p]);
+      positions.push_back(static_cast<int32_t>(p));
     }
     cu.push_back(static_cast<int32_t>(tokens.size()));
   }
-  const int64_t t = static_cast<int64_t>(tokens.size());
+  const int64_t t = static_cast<int64_t>(tokens.size()), rows = static_cast<int64_t>(seqs.size());
   Batch b;
-  b.rows = static_cast<int64_t>(seqs.size());
+  b.rows = rows;
   b.tokens = Tensor::from_vector(tokens, {t});
   b.labels = Tensor::zeros({t}, DType::i32);
   b.loss_mask = Tensor::zeros({t}, DType::f32);
   b.positions = Tensor::from_vector(positions, {t});
   b.cu_seqlens = Tensor::from_vector(cu, {int64_t(cu.size())});
   for (size_t i = 1; i < cu.size(); ++i) b.max_seqlen = std::max<int64_t>(b.max_seqlen, cu[i] - cu[i - 1]);
+  b.cache = cache;
   ModelSaved saved;
-  m.model->loss(m.model->forward_layers(m.model->embed(b), b, saved), b, saved);
-  // Each rank's vocabulary shard of the last rows, gathered: [tp, rows, local] → rows × vocab.
-  Tensor local = Tensor::empty(saved.logits.shape(), DType::f32);
-  cpu_ops().convert(local, saved.logits.to(Device::cpu));
-  const int64_t cols = local.size(1), rows = b.rows;
-  Tensor last = Tensor::empty({rows * cols}, DType::f32);
-  for (int64_t r = 0; r < rows; ++r)
-    std::copy(local.data<float>() + (cu[r + 1] - 1) * cols, local.data<float>() + cu[r + 1] * cols,
-              last.data<float>() + r * cols);
+  const Tensor hidden = m.model->forward_layers(m.model->embed(b), b, saved);
+  Tensor last = Tensor::empty({rows, hidden.size(1)}, hidden.dtype(), hidden.device());
+  for (int64_t r = 0; r < rows; ++r) {
+    Tensor row = last.rows(r, r + 1);
+    write_into(row, hidden.rows(cu[r + 1] - 1, cu[r + 1]));
+  }
+  // Each rank's vocabulary shard of those rows, gathered: [tp, rows, local] → rows × vocab.
+  const Tensor shard_logits = m.model->logits(last);
+  Tensor local = Tensor::empty(shard_logits.shape(), DType::f32);
+  cpu_ops().convert(local, shard_logits.to(Device::cpu));
+  const int64_t cols = local.size(1);
   Comm& tp = *m.comms.tp;
   Tensor all = Tensor::empty({tp.size() * rows * cols}, DType::f32);
-  tp.all_gather(all, last);
+  tp.all_gather(all, local.reshape({rows * cols}));
   std::vector<std::vector<double>> out(static_cast<size_t>(rows), std::vector<double>(size_t(spec.vocab)));
   for (int rank = 0; rank < tp.size(); ++rank) {
     const VocabShard shard = VocabShard::of(spec.vocab, spec.padded_vocab(tp.size()), rank, tp.size());
@@ -84,7 +94,8 @@ std::vector<int32_t> model_eos(const std::string& dir) {
 }  // namespace
 
 int cmd_generate(const Args& args, const MpiEnv& mpi) {
-  std::string model_dir, prompt_ids, prompt, prompts, tokenizer, output;
+  std::string model_dir, prompt_ids, prompt, prompts, tokenizer, output, scores_file;
+  bool use_cache = true;
   int64_t max_new = 32;
   uint64_t seed = 0;
   SamplingOptions o;
@@ -126,6 +137,8 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
     else if (a == "--seed") seed = static_cast<uint64_t>(number(value()));
     else if (a == "--eos") eos.push_back(static_cast<int32_t>(number(value())));
     else if (a == "--stop") stops.push_back(value());
+    else if (a == "--no-cache") use_cache = false;
+    else if (a == "--scores") scores_file = value();
     else throw ConfigError(str("weft generate: unknown argument '", a, "'; usage: ", kUsage));
   }
   if (model_dir.empty() || (!prompt_ids.empty()) + (!prompt.empty()) + (!prompts.empty()) != 1)
@@ -175,21 +188,29 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
   std::vector<size_t> prompt_len(n);
   for (size_t i = 0; i < n; ++i) prompt_len[i] = seqs[i].size();
   std::vector<bool> done(n, false);
+  std::vector<std::vector<double>> scores(n);
   std::mt19937_64 gen(seed);
+  KvCache cache;
+  KvCache* kv = use_cache && !spec.latent_attention() ? &cache : nullptr;
+  std::vector<size_t> cached(n, 0);  // tokens of each sequence whose keys and values the cache holds
   const bool stream = !prompt.empty() && mpi.rank() == 0;
   for (int64_t step = 0; step < max_new; ++step) {
-    std::vector<size_t> live;
+    std::vector<size_t> live, from;
     std::vector<std::vector<int32_t>> batch;
     for (size_t i = 0; i < n; ++i)
       if (!done[i]) {
         live.push_back(i);
         batch.push_back(seqs[i]);
+        from.push_back(cached[i]);
       }
     if (live.empty()) break;
-    const auto logits = last_logits(m, batch);
+    if (kv) kv->sequence_of_segment.assign(live.begin(), live.end());
+    const auto logits = last_logits(m, batch, from, kv);
     for (size_t j = 0; j < live.size(); ++j) {
       std::vector<int32_t>& s = seqs[live[j]];
+      cached[live[j]] = s.size();
       const int32_t next = next_token(logits[j], s, o, gen);
+      scores[live[j]].push_back(logits[j][static_cast<size_t>(next)]);
       s.push_back(next);
       if (std::find(eos.begin(), eos.end(), next) != eos.end()) done[live[j]] = true;
       if (tok && !stops.empty()) {
@@ -205,6 +226,12 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
   }
   if (stream) std::printf("\n");
   if (mpi.rank() != 0) return 0;
+  if (!scores_file.empty()) {
+    std::vector<double> flat;
+    for (const auto& row : scores)
+      for (int64_t k = 0; k < max_new; ++k) flat.push_back(k < int64_t(row.size()) ? row[k] : NAN);
+    write_npy(scores_file, Tensor::from_vector(flat, {int64_t(n), max_new}));
+  }
 
   if (!prompt_ids.empty()) {
     // [batch, prompt + new], a sequence that ended early padded with its end id (HF pads with pad = eos).
@@ -225,7 +252,9 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
       std::string completion = tok->decode({seqs[i].begin() + prompt_len[i], seqs[i].end()});
       for (const std::string& stop : stops)
         if (const size_t at = completion.find(stop); at != std::string::npos) completion.resize(at);
-      lines += nlohmann::json({{"prompt", texts[i]}, {"completion", completion}}).dump() + "\n";
+      // Bytes that are not UTF-8 (a sequence cut mid-character) become U+FFFD, as HF's decode writes them.
+      lines += nlohmann::json({{"prompt", texts[i]}, {"completion", completion}})
+                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
     if (output.empty()) std::fputs(lines.c_str(), stdout);
     else write_text_atomically(output, lines);

@@ -1,10 +1,12 @@
-// weft/src/data/batch.h v1 — one micro-batch as the model consumes it.
+// weft/src/data/batch.h v2 — one micro-batch as the model consumes it.
 #pragma once
 #include <cstdint>
 
 #include "tensor/tensor.h"
 
 namespace weft {
+
+struct KvCache;  // model/layers.h
 
 // rows samples of seq tokens, flattened to tokens = rows·seq. Attention never crosses a boundary in cu_seqlens
 // (row ends always are boundaries; packed documents add more).
@@ -18,6 +20,7 @@ struct Batch {
   int64_t max_seqlen = 0;  // the longest segment (kernels size their grids by it)
   int cp = 1;  // > 1: this rank's part of a context-parallel split (parallel/context_parallel.h): tokens are
                // [early chunk of each row | late chunk of each row] and cu_seqlens bounds the chunks of one half
+  KvCache* cache = nullptr;  // generation: each segment holds only its sequence's new tokens, the rest are cached
 
   int64_t tokens_count() const { return rows * seq; }
   // The same batch with every tensor on `device`.

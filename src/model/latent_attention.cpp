@@ -67,6 +67,7 @@ Tensor LatentAttention::forward(const Tensor& x, const Tensor& residual, const B
   auto owned = std::make_unique<Saved>();
   Saved& s = *owned;
   saved = std::move(owned);
+  WEFT_CHECK(!batch.cache, "latent attention keeps no KV cache yet: generation recomputes each step (--no-cache)");
   Ops& ops = ops_for(x);
   // Under sequence parallelism every rank runs the down projections on the whole gathered sequence.
   s.input = gather_sequence(x, *ctx_);

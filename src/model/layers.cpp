@@ -71,7 +71,8 @@ SelfAttention::SelfAttention(const LayerContext& ctx, const ModelSpec& spec, int
       proj(ctx, layer_name(layer, "self_attention.linear_proj"), spec.heads * spec.head_dim, spec.hidden,
            spec.init_std / std::sqrt(2.0 * double(spec.num_layers))),
       rope_(&rope),
-      cp_(ctx.cp) {
+      cp_(ctx.cp),
+      layer_(layer) {
   params_.num_heads = spec.heads / ctx.tp_size();
   params_.num_kv_heads = spec.groups / ctx.tp_size();
   params_.head_dim = spec.head_dim;
@@ -91,6 +92,7 @@ Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Bat
   auto owned = std::make_unique<Saved>();
   Saved& s = *owned;
   saved = std::move(owned);
+  if (batch.cache) return forward_cached(x, residual, batch, s);
   Ops& ops = ops_for(x);
   const Tensor mixed = qkv.forward(x, s.qkv_input);
   const int64_t t = mixed.size(0), d = params_.head_dim;
@@ -101,6 +103,47 @@ Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Bat
   s.out = Tensor::empty(s.q.shape(), x.dtype(), x.device());
   s.lse = Tensor::empty({params_.num_heads, t}, stat_dtype(x.dtype()), x.device());
   context_parallel_attention_forward(cp_, s.out, s.lse, s.q, s.k, s.v, batch, with_seqlen(batch));
+  Tensor unused;
+  return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused, residual);
+}
+
+Tensor SelfAttention::forward_cached(const Tensor& x, const Tensor& residual, const Batch& batch, Saved& s) {
+  Ops& ops = ops_for(x);
+  const Tensor mixed = qkv.forward(x, s.qkv_input);
+  const int64_t t = mixed.size(0), d = params_.head_dim, hk = params_.num_kv_heads;
+  s.q = Tensor::empty({t, params_.num_heads, d}, x.dtype(), x.device());
+  Tensor kk = Tensor::empty({t, hk, d}, x.dtype(), x.device()), vv = Tensor::empty({t, hk, d}, x.dtype(), x.device());
+  ops.qkv_split(s.q, kk, vv, mixed, batch.positions, rope_->cos, rope_->sin);
+  // Each segment's new keys and values appended to its sequence's, then all of them side by side.
+  auto& cached = batch.cache->layers[layer_];
+  const std::vector<double> cu = batch.cu_seqlens.to_doubles();
+  std::vector<int32_t> k_cu = {0};
+  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
+    const size_t id = static_cast<size_t>(batch.cache->sequence_of_segment.at(seg));
+    if (cached.size() <= id) cached.resize(id + 1);
+    for (auto [store, fresh] : {std::pair{&cached[id].first, &kk}, {&cached[id].second, &vv}}) {
+      const int64_t old = store->defined() ? store->size(0) : 0, add = int64_t(cu[seg + 1] - cu[seg]);
+      Tensor grown = Tensor::empty({old + add, hk, d}, x.dtype(), x.device());
+      if (old > 0) {
+        Tensor head = grown.rows(0, old);
+        write_into(head, *store);
+      }
+      Tensor tail = grown.rows(old, old + add);
+      write_into(tail, fresh->rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
+      *store = grown;
+    }
+    k_cu.push_back(k_cu.back() + static_cast<int32_t>(cached[id].first.size(0)));
+  }
+  Tensor keys = Tensor::empty({k_cu.back(), hk, d}, x.dtype(), x.device()), values = keys.clone();
+  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
+    const auto& [ck, cv] = cached[static_cast<size_t>(batch.cache->sequence_of_segment[seg])];
+    Tensor kd = keys.rows(k_cu[seg], k_cu[seg + 1]), vd = values.rows(k_cu[seg], k_cu[seg + 1]);
+    write_into(kd, ck);
+    write_into(vd, cv);
+  }
+  s.out = Tensor::empty(s.q.shape(), x.dtype(), x.device());
+  ops.attention_with_cache(s.out, s.q, keys, values, batch.cu_seqlens,
+                           Tensor::from_vector(k_cu, {int64_t(k_cu.size())}), params_);
   Tensor unused;
   return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused, residual);
 }

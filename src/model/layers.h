@@ -34,6 +34,14 @@ struct LayerLosses {
   void add(const std::string& name, double value) { sums[name] += value; }
 };
 
+// Generation's keys and values so far: a batch with a cache holds only each sequence's new tokens, one segment per
+// sequence, and the attention slots append their keys and values here and attend over all of them (no backward).
+struct KvCache {
+  std::vector<int64_t> sequence_of_segment;  // the cached sequence each segment of the batch continues
+  // layer → per sequence: keys and values [length, kv heads, head dim]
+  std::map<int64_t, std::vector<std::pair<Tensor, Tensor>>> layers;
+};
+
 // What a slot keeps between its forward and backward; each slot derives its own.
 struct SlotSaved {
   virtual ~SlotSaved() = default;
@@ -83,9 +91,12 @@ class SelfAttention final : public LayerSlot {
 
  private:
   AttentionParams with_seqlen(const Batch& batch) const;
+  // forward over the batch's new tokens and the keys and values batch.cache holds, which it extends.
+  Tensor forward_cached(const Tensor& x, const Tensor& residual, const Batch& batch, Saved& s);
   AttentionParams params_;
   const RopeTables* rope_;
   Comm* cp_;  // context-parallel group (null: none)
+  int64_t layer_;
 };
 
 // SwiGLU MLP: fc1 = [gate; up] (column-parallel, each rank its slice of both), silu(gate)·up, fc2 (row-parallel)

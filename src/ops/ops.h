@@ -121,6 +121,11 @@ class Ops {
   virtual void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
                                   const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                                   const Tensor& cu_seqlens, const AttentionParams& p) = 0;
+  // Generation's attention over cached keys: queries [tq, H, D] in segments q_cu and keys, values [tk, Hk, D] in
+  // segments k_cu (as many); the n queries of a segment are the last n of its m keys' tokens, so its i-th query sees
+  // the segment's keys 0..m−n+i. out [tq, H, v dims] (overwritten); no statistics are kept (no backward).
+  virtual void attention_with_cache(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& q_cu, const Tensor& k_cu, const AttentionParams& p) = 0;
   // Folds a second attention result over other keys into (out, lse), as if both key sets had been one:
   // lse' = log(e^lse + e^part_lse), out' = out·e^(lse − lse') + part_out·e^(part_lse − lse').
   virtual void attention_merge(Tensor& out, Tensor& lse, const Tensor& part_out, const Tensor& part_lse) = 0;

@@ -204,6 +204,47 @@ void CpuOps::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor
   });
 }
 
+void CpuOps::attention_with_cache(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_cu,
+                                  const Tensor& k_cu, const AttentionParams& p) {
+  const int64_t H = p.num_heads, Hk = p.num_kv_heads, D = p.head_dim, Dv = p.v_head_dim ? p.v_head_dim : D;
+  const auto qs = segments_of(q_cu, q.size(0)), ks = segments_of(k_cu, k.size(0));
+  WEFT_CHECK(qs.size() == ks.size() && q.numel() == q.size(0) * H * D && k.numel() == k.size(0) * Hk * D &&
+                 v.numel() == k.size(0) * Hk * Dv && out.numel() == q.size(0) * H * Dv && H % Hk == 0,
+             "attention_with_cache: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(), ", out ",
+             out.describe(), " in ", qs.size(), " and ", ks.size(), " segments");
+  const int64_t rep = H / Hk;
+  dispatch_float(q, [&]<typename T>() {
+    std::vector<double> score, acc(static_cast<size_t>(Dv));
+    for (size_t s = 0; s < qs.size(); ++s) {
+      const int64_t n = qs[s].end - qs[s].begin, m = ks[s].end - ks[s].begin;
+      WEFT_CHECK(n <= m, "attention_with_cache: segment ", s, " has ", n, " queries but ", m, " keys");
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t h = 0; h < H; ++h) {
+          const T* qi = q.data<T>() + ((qs[s].begin + i) * H + h) * D;
+          const int64_t last = m - n + i, first = p.window > 0 ? std::max<int64_t>(0, last - p.window + 1) : 0;
+          score.assign(static_cast<size_t>(last - first + 1), 0.0);
+          double mx = -INFINITY;
+          for (int64_t j = first; j <= last; ++j) {
+            const T* kj = k.data<T>() + ((ks[s].begin + j) * Hk + h / rep) * D;
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * double(kj[d]);
+            mx = std::max(mx, score[j - first] = dot * p.scale);
+          }
+          double sum = 0;
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (int64_t j = first; j <= last; ++j) {
+            const double e = std::exp(score[j - first] - mx);
+            sum += e;
+            const T* vj = v.data<T>() + ((ks[s].begin + j) * Hk + h / rep) * Dv;
+            for (int64_t d = 0; d < Dv; ++d) acc[d] += e * double(vj[d]);
+          }
+          T* o = out.data<T>() + ((qs[s].begin + i) * H + h) * Dv;
+          for (int64_t d = 0; d < Dv; ++d) o[d] = T(acc[d] / sum);
+        }
+    }
+  });
+}
+
 void CpuOps::attention_merge(Tensor& out, Tensor& lse, const Tensor& part_out, const Tensor& part_lse) {
   WEFT_CHECK(part_out.shape() == out.shape() && part_lse.shape() == lse.shape() && out.ndim() == 3 &&
                  lse.numel() == out.size(0) * out.size(1),
