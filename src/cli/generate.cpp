@@ -2,8 +2,8 @@
 //
 // The CPU backend in fp32, tensor-parallel over the ranks: the prompts run once (prefill), then each step runs only
 // the sequences' newest tokens against a cache of their keys and values (--no-cache: every step reruns the whole
-// sequences, the reference the cache is tested against; latent attention keeps no cache yet). Every rank draws the
-// same token from the same logits.
+// sequences, the reference the cache is tested against; latent attention caches its normed latent and unrotated key
+// dims, as DeepSeek-V2 does). Every rank draws the same token from the same logits.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -191,7 +191,7 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
   std::vector<std::vector<double>> scores(n);
   std::mt19937_64 gen(seed);
   KvCache cache;
-  KvCache* kv = use_cache && !spec.latent_attention() ? &cache : nullptr;
+  KvCache* kv = use_cache ? &cache : nullptr;
   std::vector<size_t> cached(n, 0);  // tokens of each sequence whose keys and values the cache holds
   const bool stream = !prompt.empty() && mpi.rank() == 0;
   for (int64_t step = 0; step < max_new; ++step) {

@@ -37,6 +37,7 @@ LatentAttention::LatentAttention(const LayerContext& ctx, const ModelSpec& spec,
            spec.init_std / std::sqrt(2.0 * double(spec.num_layers))),
       kv_rank_(spec.kv_lora_rank),
       rope_dim_(spec.qk_rope_head_dim),
+      layer_(layer),
       ctx_(&ctx),
       rope_(&rope) {
   // The latents' norms see the whole sequence on every rank, their gradients already summed: never reduced over tp.
@@ -67,7 +68,6 @@ Tensor LatentAttention::forward(const Tensor& x, const Tensor& residual, const B
   auto owned = std::make_unique<Saved>();
   Saved& s = *owned;
   saved = std::move(owned);
-  WEFT_CHECK(!batch.cache, "latent attention keeps no KV cache yet: generation recomputes each step (--no-cache)");
   Ops& ops = ops_for(x);
   // Under sequence parallelism every rank runs the down projections on the whole gathered sequence.
   s.input = gather_sequence(x, *ctx_);
@@ -87,6 +87,7 @@ Tensor LatentAttention::forward(const Tensor& x, const Tensor& residual, const B
   ops.gemm(k_rope, s.input, false, kv_down.value.rows(kv_rank_, kv_rank_ + rope_dim_), true, 1.0, 0.0);
   s.kv_normed = kv_norm.forward(s.kv_latent, s.kv_rstd);
   const Tensor kv = kv_up.forward_local(s.kv_normed);
+  if (batch.cache) return forward_cached(q, kv, k_rope, residual, batch, s);
 
   s.q_heads = Tensor::empty({t, heads, params_.head_dim}, x.dtype(), x.device());
   s.k_heads = Tensor::empty({t, heads, params_.head_dim}, x.dtype(), x.device());
@@ -99,6 +100,50 @@ Tensor LatentAttention::forward(const Tensor& x, const Tensor& residual, const B
   context_parallel_attention_forward(ctx_->cp, s.out, s.lse, s.q_heads, s.k_heads, s.v_heads, batch, p);
   Tensor unused;
   return proj.forward(s.out.reshape({t, heads * params_.v_head_dim}), unused, residual);
+}
+
+Tensor LatentAttention::forward_cached(const Tensor& q, const Tensor& kv, const Tensor& k_rope, const Tensor& residual,
+                                       const Batch& batch, Saved& s) {
+  Ops& ops = ops_for(q);
+  const int64_t t = q.size(0), heads = params_.num_heads, d = params_.head_dim, dv = params_.v_head_dim;
+  s.q_heads = Tensor::empty({t, heads, d}, q.dtype(), q.device());
+  Tensor k_new = Tensor::empty({t, heads, d}, q.dtype(), q.device()), v_new = Tensor::empty({t, heads, dv}, q.dtype(), q.device());
+  ops.mla_split(s.q_heads, k_new, v_new, q, kv, k_rope, batch.positions, rope_->cos, rope_->sin);
+  // The cache per sequence: the normed latents and the unrotated key dims of its tokens so far.
+  auto& cached = batch.cache->layers[layer_];
+  const std::vector<double> cu = batch.cu_seqlens.to_doubles();
+  std::vector<int32_t> k_cu = {0};
+  std::vector<int32_t> positions;
+  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
+    const size_t id = static_cast<size_t>(batch.cache->sequence_of_segment.at(seg));
+    if (cached.size() <= id) cached.resize(id + 1);
+    append_rows(cached[id].first, s.kv_normed.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
+    append_rows(cached[id].second, k_rope.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
+    const int64_t len = cached[id].first.size(0);
+    for (int64_t p = 0; p < len; ++p) positions.push_back(static_cast<int32_t>(p));
+    k_cu.push_back(k_cu.back() + static_cast<int32_t>(len));
+  }
+  const int64_t total = k_cu.back();
+  Tensor latents = Tensor::empty({total, kv_rank_}, q.dtype(), q.device());
+  Tensor ropes = Tensor::empty({total, rope_dim_}, q.dtype(), q.device());
+  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
+    const auto& [latent, rope] = cached[static_cast<size_t>(batch.cache->sequence_of_segment[seg])];
+    Tensor ld = latents.rows(k_cu[seg], k_cu[seg + 1]), rd = ropes.rows(k_cu[seg], k_cu[seg + 1]);
+    write_into(ld, latent);
+    write_into(rd, rope);
+  }
+  // Every cached token's keys and values (their queries are not used).
+  const Tensor kv_all = kv_up.forward_local(latents);
+  Tensor unused_q = Tensor::empty({total, heads, d}, q.dtype(), q.device());
+  s.k_heads = Tensor::empty({total, heads, d}, q.dtype(), q.device());
+  s.v_heads = Tensor::empty({total, heads, dv}, q.dtype(), q.device());
+  ops.mla_split(unused_q, s.k_heads, s.v_heads, Tensor::zeros({total, heads * d}, q.dtype(), q.device()), kv_all, ropes,
+                Tensor::from_vector(positions, {total}), rope_->cos, rope_->sin);
+  s.out = Tensor::empty({t, heads, dv}, q.dtype(), q.device());
+  ops.attention_with_cache(s.out, s.q_heads, s.k_heads, s.v_heads, batch.cu_seqlens,
+                           Tensor::from_vector(k_cu, {int64_t(k_cu.size())}), params_);
+  Tensor unused;
+  return proj.forward(s.out.reshape({t, heads * dv}), unused, residual);
 }
 
 Tensor LatentAttention::backward(const Tensor& dy, const Batch& batch, SlotSaved& saved) {

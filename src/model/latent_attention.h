@@ -32,8 +32,12 @@ class LatentAttention final : public LayerSlot {
   RowParallelLinear proj;
 
  private:
+  // Generation: the new tokens' queries against every cached token's keys and values, rebuilt from the cache, which
+  // keeps the normed latent and the unrotated key dims (as DeepSeek-V2's cache does) and takes the new tokens'.
+  Tensor forward_cached(const Tensor& q, const Tensor& kv, const Tensor& k_rope, const Tensor& residual,
+                        const Batch& batch, Saved& s);
   AttentionParams params_;
-  int64_t kv_rank_, rope_dim_;
+  int64_t kv_rank_, rope_dim_, layer_;
   const LayerContext* ctx_;
   const RopeTables* rope_;
 };

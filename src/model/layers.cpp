@@ -107,6 +107,20 @@ Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Bat
   return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused, residual);
 }
 
+void append_rows(Tensor& store, const Tensor& fresh) {
+  const int64_t old = store.defined() ? store.size(0) : 0;
+  Shape shape = fresh.shape();
+  shape[0] += old;
+  Tensor grown = Tensor::empty(shape, fresh.dtype(), fresh.device());
+  if (old > 0) {
+    Tensor head = grown.rows(0, old);
+    write_into(head, store);
+  }
+  Tensor tail = grown.rows(old, shape[0]);
+  write_into(tail, fresh);
+  store = grown;
+}
+
 Tensor SelfAttention::forward_cached(const Tensor& x, const Tensor& residual, const Batch& batch, Saved& s) {
   Ops& ops = ops_for(x);
   const Tensor mixed = qkv.forward(x, s.qkv_input);
@@ -121,17 +135,8 @@ Tensor SelfAttention::forward_cached(const Tensor& x, const Tensor& residual, co
   for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
     const size_t id = static_cast<size_t>(batch.cache->sequence_of_segment.at(seg));
     if (cached.size() <= id) cached.resize(id + 1);
-    for (auto [store, fresh] : {std::pair{&cached[id].first, &kk}, {&cached[id].second, &vv}}) {
-      const int64_t old = store->defined() ? store->size(0) : 0, add = int64_t(cu[seg + 1] - cu[seg]);
-      Tensor grown = Tensor::empty({old + add, hk, d}, x.dtype(), x.device());
-      if (old > 0) {
-        Tensor head = grown.rows(0, old);
-        write_into(head, *store);
-      }
-      Tensor tail = grown.rows(old, old + add);
-      write_into(tail, fresh->rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
-      *store = grown;
-    }
+    append_rows(cached[id].first, kk.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
+    append_rows(cached[id].second, vv.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
     k_cu.push_back(k_cu.back() + static_cast<int32_t>(cached[id].first.size(0)));
   }
   Tensor keys = Tensor::empty({k_cu.back(), hk, d}, x.dtype(), x.device()), values = keys.clone();

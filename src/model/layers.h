@@ -42,6 +42,9 @@ struct KvCache {
   std::map<int64_t, std::vector<std::pair<Tensor, Tensor>>> layers;
 };
 
+// Appends `fresh`'s rows to `store` (rows of the same shape; an undefined store starts empty).
+void append_rows(Tensor& store, const Tensor& fresh);
+
 // What a slot keeps between its forward and backward; each slot derives its own.
 struct SlotSaved {
   virtual ~SlotSaved() = default;

@@ -77,18 +77,25 @@ TEST(Generate, SamplingRepeatsWithItsSeedAndStopsAtTheEndId) {
 }
 
 // Prompts of different lengths, decoded from the KV cache and by recomputing every sequence each step: the same
-// tokens, and each chosen token's logit within 1e-6 (relative) — dense, sliding-window, biased and MoE models, and
-// tensor-parallel.
+// tokens, and each chosen token's logit within 1e-6 (relative) — dense, sliding-window, biased, MoE and latent-
+// attention models, and tensor-parallel.
 TEST(Generate, KvCacheDecodeEqualsRecomputing) {
   TempDir dir;
   const std::string prompts = dir.write("prompts.jsonl", "{\"prompt\": \"Call me Ishmael. Some years ago\"}\n"
                                                          "{\"prompt\": \"The whale\"}\n"
                                                          "{\"prompt\": \"It is not down in any map; true places never are.\"}\n");
-  for (const char* model : {"llama2", "mistral", "qwen2", "mixtral"})
+  // A DeepSeek-style model (latent attention, whose cache keeps the normed latent) trained two steps here.
+  const std::string deepseek = dir.write("deepseek.ini", "include = tiny-deepseek-v2.ini\n[data]\nprefix = " +
+                                                             byte_dataset(dir) + "\ntokenizer = bytes\nseq_length = 32\n"
+                                                             "split = 100,0,0\n[train]\nglobal_batch_size = 2\n"
+                                                             "train_iters = 2\nlr = 3e-3\neval_iters = 0\n");
+  ASSERT_EQ(run_weft(dir, "train " + deepseek + " --checkpoint.save=" + dir.file("deepseek_ckpt")).status, 0);
+  for (const std::string model : {fixture("hf/llama2"), fixture("hf/mistral"), fixture("hf/qwen2"),
+                                  fixture("hf/mixtral"), dir.file("deepseek_ckpt")})
     for (int np : {1, 2}) {
-      SCOPED_TRACE(std::string(model) + " np " + std::to_string(np));
+      SCOPED_TRACE(model + " np " + std::to_string(np));
       auto run = [&](const std::string& extra, const std::string& name) {
-        const Result r = run_weft(dir, "generate --model " + fixture(str("hf/", model)) + " --prompts " + prompts +
+        const Result r = run_weft(dir, "generate --model " + model + " --prompts " + prompts +
                                            " --tokenizer bytes --max-new-tokens 12 --eos 100000 --output " +
                                            dir.file(name + ".jsonl") + " --scores " + dir.file(name + ".npy") + " " +
                                            extra, np);
