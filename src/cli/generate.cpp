@@ -17,6 +17,7 @@
 #include "io/npy.h"
 #include "model/layers.h"
 #include "ops/ops.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
 namespace weft {
@@ -26,7 +27,9 @@ const char* kUsage =
     "weft generate --model DIR (--prompt-ids ids.npy | --prompt TEXT | --prompts F.jsonl) [--tokenizer T]\n"
     "              [--max-new-tokens N] [--output F] [--temperature T] [--top-k K] [--top-p P]\n"
     "              [--repetition-penalty R] [--seed S] [--eos ID ...] [--stop TEXT ...] [--no-cache]\n"
-    "              [--scores F.npy (the logit of each chosen token)]";
+    "              [--scores F.npy (the logit of each chosen token)]\n"
+    "              [--chat-template llama2|llama3|mistral|qwen|deepseek (prompts as chats; --prompts lines may hold "
+    "\"messages\")]";
 
 // The full-vocabulary logits after the last token of each of `seqs`, on every rank. With a cache, only each
 // sequence's tokens from new_from[i] on run (the cache holds the earlier ones' keys and values, and takes these).
@@ -94,7 +97,7 @@ std::vector<int32_t> model_eos(const std::string& dir) {
 }  // namespace
 
 int cmd_generate(const Args& args, const MpiEnv& mpi) {
-  std::string model_dir, prompt_ids, prompt, prompts, tokenizer, output, scores_file;
+  std::string model_dir, prompt_ids, prompt, prompts, tokenizer, output, scores_file, chat_template;
   bool use_cache = true;
   int64_t max_new = 32;
   uint64_t seed = 0;
@@ -138,6 +141,7 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
     else if (a == "--eos") eos.push_back(static_cast<int32_t>(number(value())));
     else if (a == "--stop") stops.push_back(value());
     else if (a == "--no-cache") use_cache = false;
+    else if (a == "--chat-template") chat_template = value();
     else if (a == "--scores") scores_file = value();
     else throw ConfigError(str("weft generate: unknown argument '", a, "'; usage: ", kUsage));
   }
@@ -156,7 +160,7 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
   if (eos.empty() && tok) eos = {tok->eod()};
 
   std::vector<std::vector<int32_t>> seqs;
-  std::vector<std::string> texts;
+  std::vector<nlohmann::json> texts;  // each text prompt as given: a string, or a chat record
   if (!prompt_ids.empty()) {
     const Tensor raw = read_npy(prompt_ids);
     WEFT_CHECK(raw.ndim() == 2 && raw.size(1) > 0 && (raw.dtype() == DType::i32 || raw.dtype() == DType::i64),
@@ -164,7 +168,7 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
     const std::vector<double> v = raw.to_doubles();
     for (int64_t r = 0; r < raw.size(0); ++r) seqs.emplace_back(v.begin() + r * raw.size(1), v.begin() + (r + 1) * raw.size(1));
   } else if (!prompt.empty()) {
-    texts = {prompt};
+    texts = {nlohmann::json(prompt)};
   } else {
     std::ifstream in(prompts);
     if (!in) throw ConfigError(str("weft generate: cannot open '", prompts, "'"));
@@ -173,12 +177,26 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
       ++line_no;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      WEFT_CHECK(!j.is_discarded() && j.contains("prompt") && j["prompt"].is_string(), prompts, ":", line_no,
-                 ": expected {\"prompt\": text}");
-      texts.push_back(j["prompt"].get<std::string>());
+      const bool chat = !chat_template.empty() && j.is_object() && (j.contains("messages") || j.contains("instruction"));
+      WEFT_CHECK(!j.is_discarded() && (chat || (j.contains("prompt") && j["prompt"].is_string())), prompts, ":",
+                 line_no, chat_template.empty() ? ": expected {\"prompt\": text}"
+                                                : ": expected {\"prompt\": text} or {\"messages\": [...]}");
+      texts.push_back(chat ? j : j["prompt"]);
     }
   }
-  for (const std::string& t : texts) seqs.push_back(tok->encode(t));
+  if (chat_template.empty()) {
+    for (const nlohmann::json& t : texts) seqs.push_back(tok->encode(t.get<std::string>()));
+  } else {
+    // Chats rendered by the family's template, ending with what opens the assistant's reply.
+    const auto* hf = dynamic_cast<const HfTokenizer*>(tok.get());
+    WEFT_CHECK(hf, "weft generate: --chat-template needs a tokenizer.json (its special tokens), not '", tokenizer, "'");
+    const ChatTemplate t = chat_template_named(chat_template);
+    for (const nlohmann::json& p : texts) {
+      const nlohmann::json record = p.is_string() ? nlohmann::json{{"messages", {{{"role", "user"}, {"content", p}}}}}
+                                                  : p;
+      seqs.push_back(apply_chat_template(*hf, t, chat_messages(record, true), true).ids);
+    }
+  }
   for (const auto& s : seqs)
     for (int32_t id : s)
       WEFT_CHECK(id >= 0 && id < spec.vocab, "weft generate: prompt token ", id, " is outside the vocabulary (",
@@ -253,7 +271,7 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
       for (const std::string& stop : stops)
         if (const size_t at = completion.find(stop); at != std::string::npos) completion.resize(at);
       // Bytes that are not UTF-8 (a sequence cut mid-character) become U+FFFD, as HF's decode writes them.
-      lines += nlohmann::json({{"prompt", texts[i]}, {"completion", completion}})
+      lines += nlohmann::json({{"prompt", texts[i]}, {"prompt_tokens", prompt_len[i]}, {"completion", completion}})
                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
     if (output.empty()) std::fputs(lines.c_str(), stdout);

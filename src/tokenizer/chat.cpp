@@ -1,4 +1,4 @@
-// weft/src/tokenizer/chat.cpp v1 — the five chat formats, as the families' HF chat templates render them.
+// weft/src/tokenizer/chat.cpp v2 — the five chat formats, as the families' HF chat templates render them.
 #include "tokenizer/chat.h"
 
 #include "util/error.h"
@@ -32,7 +32,7 @@ class Builder {
   TokenizedChat out_;
 };
 
-void check_roles(const std::vector<ChatMessage>& m) {
+void check_roles(const std::vector<ChatMessage>& m, bool for_generation) {
   WEFT_CHECK(!m.empty(), "chat has no messages");
   bool assistant = false;
   for (const auto& x : m) {
@@ -40,7 +40,8 @@ void check_roles(const std::vector<ChatMessage>& m) {
                "' is not system, user or assistant");
     assistant |= x.role == "assistant";
   }
-  WEFT_CHECK(assistant, "chat has no assistant message to learn from");
+  WEFT_CHECK(assistant || for_generation, "chat has no assistant message to learn from");
+  WEFT_CHECK(!for_generation || m.back().role == "user", "a chat to continue must end with a user message");
 }
 
 }  // namespace
@@ -54,7 +55,7 @@ ChatTemplate chat_template_named(const std::string& name) {
   fail(str("chat template '", name, "' is not known (llama2, llama3, mistral, qwen, deepseek)"));
 }
 
-std::vector<ChatMessage> chat_messages(const json& r) {
+std::vector<ChatMessage> chat_messages(const json& r, bool for_generation) {
   WEFT_CHECK(r.is_object(), "record is not a JSON object");
   std::vector<ChatMessage> m;
   auto text_of = [&](const char* key) -> std::string {
@@ -75,17 +76,18 @@ std::vector<ChatMessage> chat_messages(const json& r) {
     if (r.contains("input") && r["input"].is_string() && !r["input"].get<std::string>().empty())
       prompt += "\n" + r["input"].get<std::string>();
     const char* answer = r.contains("output") ? "output" : "response";
-    WEFT_CHECK(r.contains(answer), "record has an instruction but no 'output' or 'response'");
+    WEFT_CHECK(r.contains(answer) || for_generation, "record has an instruction but no 'output' or 'response'");
     m.push_back({"user", prompt});
-    m.push_back({"assistant", text_of(answer)});
+    if (!for_generation) m.push_back({"assistant", text_of(answer)});
   } else {
     fail("record has neither 'messages' nor 'instruction'/'query'");
   }
-  check_roles(m);
+  check_roles(m, for_generation);
   return m;
 }
 
-TokenizedChat apply_chat_template(const HfTokenizer& tok, ChatTemplate t, const std::vector<ChatMessage>& messages) {
+TokenizedChat apply_chat_template(const HfTokenizer& tok, ChatTemplate t, const std::vector<ChatMessage>& messages,
+                                  bool add_generation_prompt) {
   Builder b(tok);
   std::string system;
   size_t first = 0;
@@ -125,6 +127,12 @@ TokenizedChat apply_chat_template(const HfTokenizer& tok, ChatTemplate t, const 
         b.text(strip(m.content), train);
         b.token("<|eot_id|>", train);
       }
+      if (add_generation_prompt) {
+        b.token("<|start_header_id|>", false);
+        b.text("assistant", false);
+        b.token("<|end_header_id|>", false);
+        b.text("\n\n", false);
+      }
       break;
     case ChatTemplate::qwen:
       // <|im_start|>role\ncontent<|im_end|>\n, with Qwen2's default system prompt when none is given
@@ -142,6 +150,10 @@ TokenizedChat apply_chat_template(const HfTokenizer& tok, ChatTemplate t, const 
         b.token("<|im_end|>", train);
         b.text("\n", false);
       }
+      if (add_generation_prompt) {
+        b.token("<|im_start|>", false);
+        b.text("assistant\n", false);
+      }
       break;
     case ChatTemplate::deepseek:
       // <｜begin▁of▁sentence｜>system<｜User｜>user<｜Assistant｜>reply<｜end▁of▁sentence｜>
@@ -158,6 +170,7 @@ TokenizedChat apply_chat_template(const HfTokenizer& tok, ChatTemplate t, const 
           b.token("<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", true);
         }
       }
+      if (add_generation_prompt) b.token("<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>", false);
       break;
   }
   return b.done();

