@@ -1,17 +1,20 @@
-// weft/src/cli/tokenize.cpp v1 — `weft tokenize`: text → ids or ids → text, for checking a tokenizer by hand.
+// weft/src/cli/tokenize.cpp v2 — `weft tokenize`: text → ids or ids → text, for checking a tokenizer by hand.
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "cli/cli.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/hf_tokenizer.h"
 
 namespace weft {
 
 int cmd_tokenize(const Args& args, const MpiEnv& mpi) {
-  const char* usage = "weft tokenize --tokenizer PATH [--decode] [--specials] [--text TEXT]   (else lines of stdin)";
-  std::string path, text;
-  bool decode = false, specials = false, have_text = false;
+  const char* usage = "weft tokenize --tokenizer PATH [--decode] [--specials] [--text TEXT]   (else lines of stdin)\n"
+                      "       weft tokenize --tokenizer PATH --chat F.json --chat-template NAME [--add-generation-prompt]";
+  std::string path, text, chat, chat_template;
+  bool decode = false, specials = false, have_text = false, generation_prompt = false;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() {
       if (i + 1 >= args.size()) throw ConfigError(str("weft tokenize: ", args[i], " needs a value"));
@@ -21,9 +24,13 @@ int cmd_tokenize(const Args& args, const MpiEnv& mpi) {
     else if (args[i] == "--text") text = value(), have_text = true;
     else if (args[i] == "--decode") decode = true;
     else if (args[i] == "--specials") specials = true;
+    else if (args[i] == "--chat") chat = value();
+    else if (args[i] == "--chat-template") chat_template = value();
+    else if (args[i] == "--add-generation-prompt") generation_prompt = true;
     else if (args[i] == "--help" || args[i] == "-h") {
       std::printf("usage: %s\n  text → space-separated ids; with --decode, ids → text; --specials adds the "
-                  "post-processor's BOS/EOS\n", usage);
+                  "post-processor's BOS/EOS; --chat renders a chat ({\"messages\": [...]} or a list of messages) with a "
+                  "family's template and prints the text, then the ids\n", usage);
       return 0;
     } else throw ConfigError(str("weft tokenize: unknown argument '", args[i], "'; usage: ", usage));
   }
@@ -31,6 +38,22 @@ int cmd_tokenize(const Args& args, const MpiEnv& mpi) {
   if (mpi.rank() != 0) return 0;
   const auto tok = load_tokenizer(path);
   const auto* hf = dynamic_cast<const HfTokenizer*>(tok.get());
+  if (!chat.empty()) {
+    if (chat_template.empty() || !hf)
+      throw ConfigError(str("weft tokenize: --chat needs --chat-template NAME and a tokenizer.json; usage: ", usage));
+    std::ifstream in(chat);
+    if (!in) throw ConfigError(str("weft tokenize: cannot open '", chat, "'"));
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded()) throw ConfigError(str("weft tokenize: ", chat, " is not JSON"));
+    if (j.is_array()) j = {{"messages", j}};
+    const std::vector<ChatMessage> messages = chat_messages(j, generation_prompt);
+    const std::vector<int32_t> ids =
+        apply_chat_template(*hf, chat_template_named(chat_template), messages, generation_prompt).ids;
+    std::cout << tok->decode(ids) << "\n";
+    for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+    std::cout << "\n";
+    return 0;
+  }
   auto run = [&](const std::string& line) {
     if (decode) {
       std::istringstream in(line);

@@ -142,6 +142,15 @@ TEST(Generate, ChatPromptsAreRenderedWithTheGenerationPrompt) {
   const auto lines = read_jsonl(dir.file("out.jsonl"));
   ASSERT_EQ(lines.size(), lengths.size());
   for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["prompt_tokens"], lengths[i]) << i;
+  // weft tokenize --chat prints the rendered text and the ids.
+  const auto& first = ref[1];
+  ASSERT_TRUE(first["add_generation_prompt"].get<bool>());
+  r = run_weft(dir, "tokenize --tokenizer " + tokenizer + " --chat " + dir.write("chat.json", first["messages"].dump()) +
+                        " --chat-template llama3 --add-generation-prompt");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string ids;
+  for (const auto& id : first["ids"]) ids += str(ids.empty() ? "" : " ", id.get<int>());
+  EXPECT_EQ(r.out, first["text"].get<std::string>() + "\n" + ids + "\n");
   // A chat must end with the user's turn.
   const std::string bad = dir.write("bad.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, "
                                                  "{\"role\": \"assistant\", \"content\": \"b\"}]}\n");
