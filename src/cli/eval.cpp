@@ -3,17 +3,22 @@
 //   weft eval DECK --model DIR            the validation loss and perplexity on the deck's validation samples, as
 //                                         training's validation computes them (the deck's layout under mpirun)
 //   weft eval --model DIR --task F.jsonl  multiple-choice accuracy by log-likelihood (tensor-parallel over the ranks)
+//   weft eval --model DIR --data PREFIX   token-level loss and perplexity over a dataset's tokens in order (or
+//        | --jsonl F --tokenizer T        JSONL texts tokenized here, each ended by the end-of-document id): windows
+//                                         of --seq-length + 1 tokens, as Megatron's unshuffled samples are
 //
 // Multiple choice follows lm-evaluation-harness: each choice is scored by the summed log-probability of its tokens
 // after the context (the context's trailing spaces moved to the choice, the choice's tokens being those the whole
 // text has beyond the context's); acc takes the best score, acc_norm the best score per byte of the choice.
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
 #include "cli/model_loading.h"
+#include "data/indexed_dataset.h"
 #include "dist/process_grid.h"
 #include "io/atomic_file.h"
 #include "ops/device.h"
@@ -26,7 +31,9 @@ namespace {
 
 const char* kUsage =
     "weft eval DECK --model DIR [--validation-run R (from 0)] [--output F.json] [--section.key=value ...]\n"
-    "       weft eval --model DIR --task F.jsonl --tokenizer PATH|bytes [--output F.json]";
+    "       weft eval --model DIR --task F.jsonl --tokenizer PATH|bytes [--output F.json]\n"
+    "       weft eval --model DIR (--data PREFIX | --jsonl F --tokenizer T) --seq-length N [--max-samples K] "
+    "[--output F.json]";
 
 struct Choice {
   std::vector<int32_t> context, continuation;
@@ -140,6 +147,91 @@ int eval_task(const std::string& model_dir, const std::string& task, const std::
   return 0;
 }
 
+// The token stream of a Megatron dataset (its documents in order) or of JSONL texts ("text", each ended by EOD).
+std::vector<int32_t> token_stream(const std::string& data, const std::string& jsonl, const std::string& tokenizer,
+                                  size_t want) {
+  std::vector<int32_t> out;
+  if (!data.empty()) {
+    const IndexedDataset ds(data);
+    for (int64_t i = 0; i < ds.num_sequences() && out.size() < want; ++i) {
+      std::vector<int32_t> seq(static_cast<size_t>(ds.sequence_length(i)));
+      ds.read(i, 0, ds.sequence_length(i), seq.data());
+      out.insert(out.end(), seq.begin(), seq.end());
+    }
+    return out;
+  }
+  if (tokenizer.empty()) throw ConfigError(str("weft eval: --jsonl needs --tokenizer; usage: ", kUsage));
+  const std::unique_ptr<Tokenizer> tok = load_tokenizer(tokenizer);
+  std::ifstream in(jsonl);
+  if (!in) throw ConfigError(str("weft eval: cannot open '", jsonl, "'"));
+  int line_no = 0;
+  for (std::string line; out.size() < want && std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    WEFT_CHECK(!j.is_discarded() && j.contains("text") && j["text"].is_string(), jsonl, ":", line_no,
+               ": expected {\"text\": ...}");
+    for (int32_t id : tok->encode(j["text"].get<std::string>())) out.push_back(id);
+    out.push_back(tok->eod());
+  }
+  return out;
+}
+
+int eval_data(const std::string& model_dir, const std::string& data, const std::string& jsonl,
+              const std::string& tokenizer, int64_t seq, int64_t max_samples, const std::string& output,
+              const MpiEnv& mpi) {
+  if (seq <= 0) throw ConfigError(str("weft eval: --data and --jsonl need --seq-length; usage: ", kUsage));
+  LoadedModel m = load_model(WeightSource::parse(model_dir), mpi.size(), mpi.rank());
+  const ModelSpec& spec = m.model->spec();
+  WEFT_CHECK(seq <= spec.max_positions, "weft eval: --seq-length ", seq, " exceeds max_position_embeddings ",
+             spec.max_positions);
+  const size_t limit = max_samples > 0 ? size_t(max_samples * seq + 1) : std::numeric_limits<size_t>::max();
+  const std::vector<int32_t> stream = token_stream(data, jsonl, tokenizer, limit);
+  const int64_t samples = std::min<int64_t>((int64_t(stream.size()) - 1) / seq, max_samples > 0 ? max_samples : INT64_MAX);
+  WEFT_CHECK(samples > 0, "weft eval: fewer than ", seq + 1, " tokens in ", data.empty() ? jsonl : data);
+  // Sample i: tokens [i·seq, (i + 1)·seq + 1), its first seq tokens the input, the last seq the labels.
+  constexpr int64_t kRowsPerBatch = 8;
+  double total = 0;
+  for (int64_t first = 0; first < samples; first += kRowsPerBatch) {
+    const int64_t rows = std::min(kRowsPerBatch, samples - first), t = rows * seq;
+    std::vector<int32_t> tokens(static_cast<size_t>(t)), labels(static_cast<size_t>(t)),
+        positions(static_cast<size_t>(t)), cu = {0};
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < seq; ++i) {
+        const size_t at = size_t((first + r) * seq + i);
+        WEFT_CHECK(stream[at] >= 0 && stream[at] < spec.vocab && stream[at + 1] < spec.vocab, "weft eval: token id ",
+                   stream[at], " is outside the model's vocabulary (", spec.vocab, ")");
+        tokens[size_t(r * seq + i)] = stream[at];
+        labels[size_t(r * seq + i)] = stream[at + 1];
+        positions[size_t(r * seq + i)] = static_cast<int32_t>(i);
+      }
+      cu.push_back(static_cast<int32_t>((r + 1) * seq));
+    }
+    Batch b;
+    b.rows = rows;
+    b.seq = seq;
+    b.tokens = Tensor::from_vector(tokens, {t});
+    b.labels = Tensor::from_vector(labels, {t});
+    b.loss_mask = Tensor::from_vector(std::vector<float>(size_t(t), 1.f), {t});
+    b.positions = Tensor::from_vector(positions, {t});
+    b.cu_seqlens = Tensor::from_vector(cu, {rows + 1});
+    b.max_seqlen = seq;
+    ModelSaved saved;
+    for (double l : m.model->loss(m.model->forward_layers(m.model->embed(b), b, saved), b, saved).to_doubles())
+      total += l;
+  }
+  const double loss = total / double(samples * seq);
+  if (mpi.rank() != 0) return 0;
+  std::printf("weft eval: %s on %s: %lld samples of %lld tokens: loss %.6f, perplexity %.4f\n", model_dir.c_str(),
+              (data.empty() ? jsonl : data).c_str(), (long long)samples, (long long)seq, loss, std::exp(loss));
+  if (!output.empty())
+    write_text_atomically(output, nlohmann::json({{"data", data.empty() ? jsonl : data}, {"model", model_dir},
+                                                  {"samples", samples}, {"seq_length", seq}, {"loss", loss},
+                                                  {"perplexity", std::exp(loss)}})
+                                          .dump(1) + "\n");
+  return 0;
+}
+
 int eval_deck(const std::string& deck, const std::string& model_dir, Args overrides, int64_t run,
               const std::string& output, const MpiEnv& mpi) {
   const WeightSource src = WeightSource::parse(model_dir);
@@ -169,8 +261,8 @@ int eval_deck(const std::string& deck, const std::string& model_dir, Args overri
 }  // namespace
 
 int cmd_eval(const Args& args, const MpiEnv& mpi) {
-  std::string deck, model_dir, task, tokenizer, output;
-  int64_t run = 0;
+  std::string deck, model_dir, task, tokenizer, output, data, jsonl;
+  int64_t run = 0, seq = 0, max_samples = 0;
   Args overrides;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -186,6 +278,10 @@ int cmd_eval(const Args& args, const MpiEnv& mpi) {
     else if (a == "--task") task = value();
     else if (a == "--tokenizer") tokenizer = value();
     else if (a == "--output") output = value();
+    else if (a == "--data") data = value();
+    else if (a == "--jsonl") jsonl = value();
+    else if (a == "--seq-length") seq = parse_count("weft eval: --seq-length", value());
+    else if (a == "--max-samples") max_samples = parse_count("weft eval: --max-samples", value());
     else if (a == "--validation-run") {
       const std::string v = value();
       run = v == "0" ? 0 : parse_count("weft eval: --validation-run", v);
@@ -195,8 +291,10 @@ int cmd_eval(const Args& args, const MpiEnv& mpi) {
     else if (deck.empty()) deck = a;
     else throw ConfigError(str("weft eval: a second deck '", a, "'; usage: ", kUsage));
   }
-  if (model_dir.empty() || deck.empty() == task.empty()) throw ConfigError(str("usage: ", kUsage));
+  const int modes = !deck.empty() + !task.empty() + !data.empty() + !jsonl.empty();
+  if (model_dir.empty() || modes != 1) throw ConfigError(str("usage: ", kUsage));
   if (!task.empty()) return eval_task(model_dir, task, tokenizer, output, mpi);
+  if (!data.empty() || !jsonl.empty()) return eval_data(model_dir, data, jsonl, tokenizer, seq, max_samples, output, mpi);
   return eval_deck(deck, model_dir, overrides, run, output, mpi);
 }
 

@@ -126,3 +126,37 @@ TEST(Eval, MultipleChoiceScoresByLogLikelihood) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("bad.jsonl:2: expected {\"context\""), std::string::npos) << r.err;
 }
+
+// --data and --jsonl: the loss over windows of seq + 1 tokens of the token stream, the mean of `weft forward`'s
+// per-token losses on the same windows, from a Megatron dataset and from the JSONL it was made of.
+TEST(Eval, DatasetLossIsTheMeanOverWindowsOfTheTokenStream) {
+  TempDir dir;
+  const std::string prefix = byte_dataset(dir), jsonl = source_dir() + "/inputs/corpus/moby-dick.jsonl";
+  const std::string model = fixture("hf/llama2");
+  Result r = run_weft(dir, "eval --model " + model + " --data " + prefix + " --seq-length 32 --max-samples 20 --output " +
+                               dir.file("data.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run_weft(dir, "eval --model " + model + " --jsonl " + jsonl + " --tokenizer bytes --seq-length 32 --max-samples 20 "
+                    "--output " + dir.file("jsonl.json"), 2);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto a = nlohmann::json::parse(slurp(dir.file("data.json"))), b = nlohmann::json::parse(slurp(dir.file("jsonl.json")));
+  EXPECT_EQ(a["samples"], 20);
+  EXPECT_NEAR(a["loss"].get<double>(), b["loss"].get<double>(), 1e-6 * a["loss"].get<double>());
+  // The same windows through weft forward: rows of 33 tokens overlapping by one, the last position of each unscored.
+  std::vector<int64_t> stream;
+  std::ifstream in(jsonl);
+  for (std::string line; std::getline(in, line) && stream.size() < 20 * 32 + 1;) {
+    for (unsigned char c : nlohmann::json::parse(line)["text"].get<std::string>()) stream.push_back(c);
+    stream.push_back(256);
+  }
+  std::vector<int64_t> rows;
+  for (int i = 0; i < 20; ++i) rows.insert(rows.end(), stream.begin() + i * 32, stream.begin() + i * 32 + 33);
+  write_npy(dir.file("windows.npy"), Tensor::from_vector(rows, {20, 33}));
+  r = run_weft(dir, "forward --model " + model + " --input " + dir.file("windows.npy"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const double forward_loss = std::stod(r.out.substr(r.out.find("next-token loss ") + 16));
+  EXPECT_NEAR(a["loss"].get<double>(), forward_loss, 1e-6 * forward_loss);
+  // A window longer than the model's positions is refused.
+  r = run_weft(dir, "eval --model " + model + " --data " + prefix + " --seq-length 300");
+  EXPECT_NE(r.status, 0);
+}
