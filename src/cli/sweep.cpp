@@ -156,10 +156,10 @@ void print_dry_run(const Sweep& s) {
 }
 
 std::vector<size_t> unfinished(const Sweep& s) {
-  std::vector<size_t> todo;
+  std::vector<size_t> pending;
   for (size_t i = 0; i < s.points.size(); ++i)
-    if (point_status(s, i) != 0) todo.push_back(i);
-  return todo;
+    if (point_status(s, i) != 0) pending.push_back(i);
+  return pending;
 }
 
 int collect(const Sweep& s) {
@@ -178,12 +178,12 @@ int run_here(const Sweep& s, const std::string& launcher) {
     }
   if (launch.empty() || !has_ranks)
     throw ConfigError(str("weft sweep: --launcher '", launcher, "' must name {ranks}, e.g. 'mpiexec -n {ranks}'"));
-  const std::vector<size_t> todo = unfinished(s);
+  const std::vector<size_t> pending = unfinished(s);
   std::printf("weft sweep: %zu point%s in %s, %zu to run\n", s.points.size(), s.points.size() == 1 ? "" : "s",
-              s.dir.c_str(), todo.size());
+              s.dir.c_str(), pending.size());
   std::fflush(stdout);
-  for (size_t n = 0; n < todo.size(); ++n) {
-    const size_t i = todo[n];
+  for (size_t n = 0; n < pending.size(); ++n) {
+    const size_t i = pending[n];
     const std::string dir = s.point_dir(i), out = dir + "/weft.out";
     std::vector<std::string> argv = launch;
     for (const std::string& a : s.train_args(i)) argv.push_back(a);
@@ -218,13 +218,13 @@ int submit_to_slurm(const Sweep& s, const std::string& sbatch_args) {
   const std::string script = s.dir + "/sweep.sbatch";
   write_text_atomically(script, slurm_array_script(s));
   fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
-  const std::vector<size_t> todo = unfinished(s);
-  if (todo.empty()) {
+  const std::vector<size_t> pending = unfinished(s);
+  if (pending.empty()) {
     std::printf("weft sweep: every point in %s has finished\n", s.dir.c_str());
     return collect(s);
   }
   std::string array;
-  for (size_t i : todo) array += str(array.empty() ? "" : ",", i);
+  for (size_t i : pending) array += str(array.empty() ? "" : ",", i);
   std::vector<std::string> points_job = {"sbatch", "--parsable", str("--array=", array)};
   for (const std::string& w : words(sbatch_args)) points_job.push_back(w);
   points_job.push_back(script);
@@ -237,7 +237,7 @@ int submit_to_slurm(const Sweep& s, const std::string& sbatch_args) {
   const std::string collector = submit(collect_job);
   std::printf("weft sweep: %zu point%s of %s submitted as job array %s (%s); job %s writes %s/results.md when they "
               "end\n",
-              todo.size(), todo.size() == 1 ? "" : "s", s.dir.c_str(), job.c_str(), script.c_str(), collector.c_str(),
+              pending.size(), pending.size() == 1 ? "" : "s", s.dir.c_str(), job.c_str(), script.c_str(), collector.c_str(),
               s.dir.c_str());
   return 0;
 }

@@ -110,38 +110,17 @@ Tensor LatentAttention::forward_cached(const Tensor& q, const Tensor& kv, const 
   Tensor k_new = Tensor::empty({t, heads, d}, q.dtype(), q.device()), v_new = Tensor::empty({t, heads, dv}, q.dtype(), q.device());
   ops.mla_split(s.q_heads, k_new, v_new, q, kv, k_rope, batch.positions, rope_->cos, rope_->sin);
   // The cache per sequence: the normed latents and the unrotated key dims of its tokens so far.
-  auto& cached = batch.cache->layers[layer_];
-  const std::vector<double> cu = batch.cu_seqlens.to_doubles();
-  std::vector<int32_t> k_cu = {0};
-  std::vector<int32_t> positions;
-  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
-    const size_t id = static_cast<size_t>(batch.cache->sequence_of_segment.at(seg));
-    if (cached.size() <= id) cached.resize(id + 1);
-    append_rows(cached[id].first, s.kv_normed.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
-    append_rows(cached[id].second, k_rope.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
-    const int64_t len = cached[id].first.size(0);
-    for (int64_t p = 0; p < len; ++p) positions.push_back(static_cast<int32_t>(p));
-    k_cu.push_back(k_cu.back() + static_cast<int32_t>(len));
-  }
-  const int64_t total = k_cu.back();
-  Tensor latents = Tensor::empty({total, kv_rank_}, q.dtype(), q.device());
-  Tensor ropes = Tensor::empty({total, rope_dim_}, q.dtype(), q.device());
-  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
-    const auto& [latent, rope] = cached[static_cast<size_t>(batch.cache->sequence_of_segment[seg])];
-    Tensor ld = latents.rows(k_cu[seg], k_cu[seg + 1]), rd = ropes.rows(k_cu[seg], k_cu[seg + 1]);
-    write_into(ld, latent);
-    write_into(rd, rope);
-  }
+  const CachedRows cached = extend_cache(*batch.cache, layer_, batch, s.kv_normed, k_rope);
+  const int64_t total = cached.first.size(0);
   // Every cached token's keys and values (their queries are not used).
-  const Tensor kv_all = kv_up.forward_local(latents);
+  const Tensor kv_all = kv_up.forward_local(cached.first);
   Tensor unused_q = Tensor::empty({total, heads, d}, q.dtype(), q.device());
   s.k_heads = Tensor::empty({total, heads, d}, q.dtype(), q.device());
   s.v_heads = Tensor::empty({total, heads, dv}, q.dtype(), q.device());
-  ops.mla_split(unused_q, s.k_heads, s.v_heads, Tensor::zeros({total, heads * d}, q.dtype(), q.device()), kv_all, ropes,
-                Tensor::from_vector(positions, {total}), rope_->cos, rope_->sin);
+  ops.mla_split(unused_q, s.k_heads, s.v_heads, Tensor::zeros({total, heads * d}, q.dtype(), q.device()), kv_all,
+                cached.second, cached.positions, rope_->cos, rope_->sin);
   s.out = Tensor::empty({t, heads, dv}, q.dtype(), q.device());
-  ops.attention_with_cache(s.out, s.q_heads, s.k_heads, s.v_heads, batch.cu_seqlens,
-                           Tensor::from_vector(k_cu, {int64_t(k_cu.size())}), params_);
+  ops.attention_with_cache(s.out, s.q_heads, s.k_heads, s.v_heads, batch.cu_seqlens, cached.cu, params_);
   Tensor unused;
   return proj.forward(s.out.reshape({t, heads * dv}), unused, residual);
 }

@@ -107,6 +107,9 @@ Tensor SelfAttention::forward(const Tensor& x, const Tensor& residual, const Bat
   return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused, residual);
 }
 
+namespace {
+
+// Appends `fresh`'s rows to `store` (rows of the same shape; an undefined store starts empty).
 void append_rows(Tensor& store, const Tensor& fresh) {
   const int64_t old = store.defined() ? store.size(0) : 0;
   Shape shape = fresh.shape();
@@ -121,6 +124,41 @@ void append_rows(Tensor& store, const Tensor& fresh) {
   store = grown;
 }
 
+// All rows of the sequences `ids` in `stores`, one after another (rows bounded by `cu`).
+Tensor side_by_side(const std::vector<std::pair<Tensor, Tensor>>& stores, const std::vector<int64_t>& ids,
+                    const std::vector<int32_t>& cu, bool second) {
+  const Tensor& like = second ? stores[size_t(ids[0])].second : stores[size_t(ids[0])].first;
+  Shape shape = like.shape();
+  shape[0] = cu.back();
+  Tensor all = Tensor::empty(shape, like.dtype(), like.device());
+  for (size_t seg = 0; seg < ids.size(); ++seg) {
+    Tensor dst = all.rows(cu[seg], cu[seg + 1]);
+    write_into(dst, second ? stores[size_t(ids[seg])].second : stores[size_t(ids[seg])].first);
+  }
+  return all;
+}
+
+}  // namespace
+
+CachedRows extend_cache(KvCache& cache, int64_t layer, const Batch& batch, const Tensor& first, const Tensor& second) {
+  auto& stores = cache.layers[layer];
+  const std::vector<double> cu = batch.cu_seqlens.to_doubles();
+  const std::vector<int64_t>& ids = cache.sequence_of_segment;
+  WEFT_CHECK(ids.size() + 1 == cu.size(), "KV cache: ", cu.size() - 1, " segments for ", ids.size(), " sequences");
+  std::vector<int32_t> k_cu = {0}, positions;
+  for (size_t seg = 0; seg < ids.size(); ++seg) {
+    const size_t id = static_cast<size_t>(ids[seg]);
+    if (stores.size() <= id) stores.resize(id + 1);
+    append_rows(stores[id].first, first.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
+    append_rows(stores[id].second, second.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
+    const int32_t len = static_cast<int32_t>(stores[id].first.size(0));
+    for (int32_t p = 0; p < len; ++p) positions.push_back(p);
+    k_cu.push_back(k_cu.back() + len);
+  }
+  return {side_by_side(stores, ids, k_cu, false), side_by_side(stores, ids, k_cu, true),
+          Tensor::from_vector(k_cu, {int64_t(k_cu.size())}), Tensor::from_vector(positions, {k_cu.back()})};
+}
+
 Tensor SelfAttention::forward_cached(const Tensor& x, const Tensor& residual, const Batch& batch, Saved& s) {
   Ops& ops = ops_for(x);
   const Tensor mixed = qkv.forward(x, s.qkv_input);
@@ -129,26 +167,9 @@ Tensor SelfAttention::forward_cached(const Tensor& x, const Tensor& residual, co
   Tensor kk = Tensor::empty({t, hk, d}, x.dtype(), x.device()), vv = Tensor::empty({t, hk, d}, x.dtype(), x.device());
   ops.qkv_split(s.q, kk, vv, mixed, batch.positions, rope_->cos, rope_->sin);
   // Each segment's new keys and values appended to its sequence's, then all of them side by side.
-  auto& cached = batch.cache->layers[layer_];
-  const std::vector<double> cu = batch.cu_seqlens.to_doubles();
-  std::vector<int32_t> k_cu = {0};
-  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
-    const size_t id = static_cast<size_t>(batch.cache->sequence_of_segment.at(seg));
-    if (cached.size() <= id) cached.resize(id + 1);
-    append_rows(cached[id].first, kk.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
-    append_rows(cached[id].second, vv.rows(int64_t(cu[seg]), int64_t(cu[seg + 1])));
-    k_cu.push_back(k_cu.back() + static_cast<int32_t>(cached[id].first.size(0)));
-  }
-  Tensor keys = Tensor::empty({k_cu.back(), hk, d}, x.dtype(), x.device()), values = keys.clone();
-  for (size_t seg = 0; seg + 1 < cu.size(); ++seg) {
-    const auto& [ck, cv] = cached[static_cast<size_t>(batch.cache->sequence_of_segment[seg])];
-    Tensor kd = keys.rows(k_cu[seg], k_cu[seg + 1]), vd = values.rows(k_cu[seg], k_cu[seg + 1]);
-    write_into(kd, ck);
-    write_into(vd, cv);
-  }
+  const CachedRows cached = extend_cache(*batch.cache, layer_, batch, kk, vv);
   s.out = Tensor::empty(s.q.shape(), x.dtype(), x.device());
-  ops.attention_with_cache(s.out, s.q, keys, values, batch.cu_seqlens,
-                           Tensor::from_vector(k_cu, {int64_t(k_cu.size())}), params_);
+  ops.attention_with_cache(s.out, s.q, cached.first, cached.second, batch.cu_seqlens, cached.cu, params_);
   Tensor unused;
   return proj.forward(s.out.reshape({t, params_.num_heads * d}), unused, residual);
 }

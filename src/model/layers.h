@@ -42,8 +42,15 @@ struct KvCache {
   std::map<int64_t, std::vector<std::pair<Tensor, Tensor>>> layers;
 };
 
-// Appends `fresh`'s rows to `store` (rows of the same shape; an undefined store starts empty).
-void append_rows(Tensor& store, const Tensor& fresh);
+// What a batch's sequences hold in a layer's cache once its new rows are in: two per-token tensors (keys and values,
+// or latent attention's latents and rotated dims) of every cached token, sequence after sequence, with the sequences'
+// bounds (i32 [segments + 1]) and each token's position in its sequence.
+struct CachedRows {
+  Tensor first, second, cu, positions;
+};
+// Appends each segment's rows of `first` and `second` (the batch's new tokens) to its sequence's entries in `layer`'s
+// cache and returns all of those sequences' rows.
+CachedRows extend_cache(KvCache& cache, int64_t layer, const Batch& batch, const Tensor& first, const Tensor& second);
 
 // What a slot keeps between its forward and backward; each slot derives its own.
 struct SlotSaved {

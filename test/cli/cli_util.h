@@ -1,8 +1,9 @@
-// weft/test/cli/cli_util.h v4 — running the weft executable from tests and reading what it wrote.
+// weft/test/cli/cli_util.h v5 — running the weft executable from tests and reading what it wrote.
 #pragma once
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -70,6 +71,24 @@ inline Result run_command(const TempDir& dir, const std::string& cmd) {
   r.out = slurp(dir.file("cmd.out"));
   r.err = slurp(dir.file("cmd.err"));
   return r;
+}
+
+// max |a − b| / max |b| over two tensors of the same size (logits against a reference).
+inline double relative_max_error(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_doubles(), y = b.to_doubles();
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    diff = std::max(diff, std::abs(x[i] - y[i]));
+    scale = std::max(scale, std::abs(y[i]));
+  }
+  return diff / scale;
+}
+
+// "weft forward: ... mean next-token loss X" → X (or the value printed after another name); NaN if absent.
+inline double printed_loss(const std::string& out, const std::string& name = "next-token loss") {
+  const auto at = out.find(name + " ");
+  EXPECT_NE(at, std::string::npos) << name << " in " << out;
+  return at == std::string::npos ? NAN : std::stod(out.substr(at + name.size() + 1));
 }
 
 inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {

@@ -154,7 +154,7 @@ TEST(Eval, DatasetLossIsTheMeanOverWindowsOfTheTokenStream) {
   write_npy(dir.file("windows.npy"), Tensor::from_vector(rows, {20, 33}));
   r = run_weft(dir, "forward --model " + model + " --input " + dir.file("windows.npy"));
   ASSERT_EQ(r.status, 0) << r.err;
-  const double forward_loss = std::stod(r.out.substr(r.out.find("next-token loss ") + 16));
+  const double forward_loss = printed_loss(r.out);
   EXPECT_NEAR(a["loss"].get<double>(), forward_loss, 1e-6 * forward_loss);
   // A window longer than the model's positions is refused.
   r = run_weft(dir, "eval --model " + model + " --data " + prefix + " --seq-length 300");

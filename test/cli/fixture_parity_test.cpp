@@ -18,21 +18,6 @@ namespace {
 
 std::string hf(const std::string& c) { return fixture("hf/" + c); }
 
-double max_relative_error(const Tensor& a, const Tensor& b) {
-  const auto x = a.to_doubles(), y = b.to_doubles();
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    diff = std::max(diff, std::abs(x[i] - y[i]));
-    scale = std::max(scale, std::abs(y[i]));
-  }
-  return diff / scale;
-}
-
-double printed_loss(const std::string& out) {
-  const auto at = out.find("next-token loss ");
-  return at == std::string::npos ? NAN : std::stod(out.substr(at + 16));
-}
-
 }  // namespace
 
 TEST(TransformersFixtures, DeepseekV2LogitsLossAndRoundTrip) {
@@ -46,7 +31,7 @@ TEST(TransformersFixtures, DeepseekV2LogitsLossAndRoundTrip) {
         const Result r = run_weft(dir, "forward --model " + hf(c) + " --input " + hf(c) + "/input_ids.npy --output " +
                                            dir.file("logits.npy") + extra, np);
         ASSERT_EQ(r.status, 0) << c << r.err;
-        EXPECT_LE(max_relative_error(read_npy(dir.file("logits.npy")), read_npy(hf(c) + "/logits.npy")), 1e-4)
+        EXPECT_LE(relative_max_error(read_npy(dir.file("logits.npy")), read_npy(hf(c) + "/logits.npy")), 1e-4)
             << c << " np " << np << extra;
         EXPECT_NEAR(printed_loss(r.out), loss, 1e-5) << c << " np " << np << extra;
       }

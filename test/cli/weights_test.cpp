@@ -25,30 +25,12 @@ double reference_loss(const std::string& c) {
   return nlohmann::json::parse(slurp(hf(c) + "/reference.json"))["loss"].get<double>();
 }
 
-// "weft forward: ... mean next-token loss X" → X (or the value printed after another name)
-double printed_loss(const std::string& out, const std::string& name = "next-token loss") {
-  const auto at = out.find(name + " ");
-  EXPECT_NE(at, std::string::npos) << name << " in " << out;
-  return at == std::string::npos ? NAN : std::stod(out.substr(at + name.size() + 1));
-}
-
 // The mean over the MoE layers of a per-layer list in reference.json.
 double reference_mean(const std::string& c, const char* key) {
   const auto list = nlohmann::json::parse(slurp(hf(c) + "/reference.json"))[key];
   double sum = 0;
   for (const auto& v : list) sum += v.get<double>();
   return sum / double(list.size());
-}
-
-// max |a − b| / max |b|
-double relative_max_error(const Tensor& a, const Tensor& b) {
-  const auto x = a.to_doubles(), y = b.to_doubles();
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    diff = std::max(diff, std::abs(x[i] - y[i]));
-    scale = std::max(scale, std::abs(y[i]));
-  }
-  return diff / scale;
 }
 
 }  // namespace
