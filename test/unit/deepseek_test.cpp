@@ -15,10 +15,11 @@
 #include "model/latent_attention.h"
 #include "model/moe.h"
 #include "ops/ops.h"
+#include "layer_loss_gradients.h"
 #include "test_util.h"
 
 using namespace weft;
-using weft::test::each_rank_alone;
+using weft::test::check_layer_loss_gradients;
 using weft::test::expect_gradient;
 using weft::test::random_tensor;
 
@@ -192,63 +193,14 @@ ModelSpec deepseek_spec(bool q_latent) {
   return s.resolved();
 }
 
-Batch deepseek_batch(std::mt19937& gen, int64_t vocab) {
-  Batch b;
-  b.rows = 2;
-  b.seq = 6;
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
-  std::vector<int32_t> tokens(12), labels(12);
-  for (auto& t : tokens) t = id(gen);
-  for (auto& t : labels) t = id(gen);
-  b.tokens = Tensor::from_vector(tokens, {12});
-  b.labels = Tensor::from_vector(labels, {12});
-  b.loss_mask = Tensor::from_vector<float>(std::vector<float>(12, 1.f), {12});
-  b.positions = Tensor::from_vector<int32_t>({0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5}, {12});
-  b.cu_seqlens = Tensor::from_vector<int32_t>({0, 6, 12}, {3});
-  b.max_seqlen = 6;
-  return b;
-}
-
-// Σ_t scale_t·loss_t + the coefficients times the routers' losses, and every parameter's gradient against central
-// differences.
+// Every parameter's gradient with all four router losses in the objective (layer_loss_gradients.h); every layer
+// has latent attention.
 void check_deepseek_gradients(const ModelSpec& spec, uint64_t seed) {
-  auto tp = each_rank_alone("tp");
   const MoeOptions moe{.aux_loss_coeff = 0.3, .z_loss_coeff = 0.05, .device_balance_coeff = 0.4,
                        .comm_balance_coeff = 0.2};
-  LayerContext ctx{.tp = tp.get(), .dtype = DType::f64, .device = Device::cpu, .seed = seed, .moe = moe};
-  GptModel model(spec, ctx, StageLayout::whole(spec));
-  std::mt19937 gen(static_cast<uint32_t>(seed));
-  const Batch batch = deepseek_batch(gen, spec.vocab);
-  const Tensor scale = random_tensor({12}, DType::f64, gen);
-  auto objective = [&](ModelSaved& s) {
-    const Tensor losses = model.loss(model.forward_layers(model.embed(batch), batch, s), batch, s);
-    double total = moe.aux_loss_coeff * s.losses.sums.at("load_balancing_loss") +
-                   moe.z_loss_coeff * s.losses.sums.at("z_loss");
-    if (spec.moe_num_groups > 0)
-      total += moe.device_balance_coeff * s.losses.sums.at("device_balance_loss") +
-               moe.comm_balance_coeff * s.losses.sums.at("comm_balance_loss");
-    for (int64_t t = 0; t < 12; ++t) total += scale.data<double>()[t] * losses.data<double>()[t];
-    return total;
-  };
-  auto loss = [&] {
-    ModelSaved s;
-    return objective(s);
-  };
-  ModelSaved s;
-  objective(s);
-  Tensor dx = model.loss_backward(batch, s, scale);
-  dx = model.backward_layers(dx, batch, s);
-  model.embed_backward(dx, batch);
   int latent = 0;
-  for (Parameter* p : model.parameters()) {
-    latent += p->name.find("linear_kv_down_proj") != std::string::npos;
-    Tensor value = p->value, grad = p->grad;
-    if (p->name.find("word_embeddings") != std::string::npos || p->name.find("output_layer") != std::string::npos) {
-      value = value.rows(0, spec.vocab);
-      grad = grad.rows(0, spec.vocab);
-    }
-    expect_gradient(value, loss, grad, p->name, gen, 12);
-  }
+  for (const auto& [name, group] : check_layer_loss_gradients(spec, moe, seed))
+    latent += name.find("linear_kv_down_proj") != std::string::npos;
   EXPECT_EQ(latent, spec.num_layers);
 }
 

@@ -1,4 +1,4 @@
-// weft/test/unit/moe_test.cpp v1 — the mixture-of-experts ops against their definitions, and MoE models' gradients
+// weft/test/unit/moe_test.cpp v2 — the mixture-of-experts ops against their definitions, and MoE models' gradients
 // (router, experts, shared expert, load-balancing and z-losses, capacity dropping) against finite differences.
 #include <gtest/gtest.h>
 
@@ -12,12 +12,15 @@
 #include "model/moe.h"
 #include "ops/ops.h"
 #include "parallel/expert_dispatch.h"
+#include "layer_loss_gradients.h"
 #include "test_util.h"
 
 using namespace weft;
+using weft::test::check_layer_loss_gradients;
 using weft::test::each_rank_alone;
 using weft::test::expect_gradient;
 using weft::test::random_tensor;
+using weft::test::two_sequence_batch;
 
 namespace {
 
@@ -230,58 +233,11 @@ ModelSpec moe_spec(bool qwen) {
   return s;
 }
 
-Batch moe_batch(std::mt19937& gen, int64_t vocab) {
-  Batch b;
-  b.rows = 2;
-  b.seq = 6;
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
-  std::vector<int32_t> tokens(12), labels(12);
-  for (auto& t : tokens) t = id(gen);
-  for (auto& t : labels) t = id(gen);
-  b.tokens = Tensor::from_vector(tokens, {12});
-  b.labels = Tensor::from_vector(labels, {12});
-  b.loss_mask = Tensor::from_vector<float>(std::vector<float>(12, 1.f), {12});
-  b.positions = Tensor::from_vector<int32_t>({0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5}, {12});
-  b.cu_seqlens = Tensor::from_vector<int32_t>({0, 6, 12}, {3});
-  b.max_seqlen = 6;
-  return b;
-}
-
-// The objective Σ_t scale_t·loss_t + aux·Σ_layers load_balancing_loss + z·Σ_layers z_loss, and its gradients
-// through the model's backward against central differences.
+// Every parameter's gradient with the routers' losses in the objective (layer_loss_gradients.h); every expert of
+// every MoE layer is there, in the expert group.
 void check_moe_gradients(const ModelSpec& spec, const MoeOptions& moe, uint64_t seed) {
-  auto tp = each_rank_alone("tp");
-  LayerContext ctx{.tp = tp.get(), .dtype = DType::f64, .device = Device::cpu, .seed = seed, .moe = moe};
-  GptModel model(spec, ctx, StageLayout::whole(spec));
-  std::mt19937 gen(static_cast<uint32_t>(seed));
-  const Batch batch = moe_batch(gen, spec.vocab);
-  const Tensor scale = random_tensor({12}, DType::f64, gen);
-  auto objective = [&](ModelSaved& s) {
-    const Tensor losses = model.loss(model.forward_layers(model.embed(batch), batch, s), batch, s);
-    double total = moe.aux_loss_coeff * s.losses.sums.at("load_balancing_loss") +
-                   moe.z_loss_coeff * s.losses.sums.at("z_loss");
-    for (int64_t t = 0; t < 12; ++t) total += scale.data<double>()[t] * losses.data<double>()[t];
-    return total;
-  };
-  auto loss = [&] {
-    ModelSaved s;
-    return objective(s);
-  };
-  ModelSaved s;
-  objective(s);
-  Tensor dx = model.loss_backward(batch, s, scale);
-  dx = model.backward_layers(dx, batch, s);
-  model.embed_backward(dx, batch);
   int experts_seen = 0;
-  for (Parameter* p : model.parameters()) {
-    experts_seen += p->group == ParamGroup::expert;
-    Tensor value = p->value, grad = p->grad;
-    if (p->name.find("word_embeddings") != std::string::npos || p->name.find("output_layer") != std::string::npos) {
-      value = value.rows(0, spec.vocab);
-      grad = grad.rows(0, spec.vocab);
-    }
-    expect_gradient(value, loss, grad, p->name, gen, 12);
-  }
+  for (const auto& [name, group] : check_layer_loss_gradients(spec, moe, seed)) experts_seen += group == ParamGroup::expert;
   EXPECT_EQ(experts_seen, 2 * spec.num_experts * spec.moe_layers());
 }
 
@@ -308,7 +264,7 @@ TEST(MoeGradients, RecomputationGivesTheSameBits) {
   const ModelSpec spec = moe_spec(true);
   auto tp = each_rank_alone("tp");
   std::mt19937 gen(7);
-  const Batch batch = moe_batch(gen, spec.vocab);
+  const Batch batch = two_sequence_batch(gen, spec.vocab);
   const Tensor scale = random_tensor({12}, DType::f64, gen);
   std::map<Recompute, std::vector<std::vector<double>>> grads;
   std::map<Recompute, double> aux;
