@@ -28,8 +28,8 @@ const char* kUsage =
     "              [--max-new-tokens N] [--output F] [--temperature T] [--top-k K] [--top-p P]\n"
     "              [--repetition-penalty R] [--seed S] [--eos ID ...] [--stop TEXT ...] [--no-cache]\n"
     "              [--scores F.npy (the logit of each chosen token)]\n"
-    "              [--chat-template llama2|llama3|mistral|qwen|deepseek (prompts as chats; --prompts lines may hold "
-    "\"messages\")]";
+    "              [--chat (prompts as chats in the model's own template; --prompts lines may hold \"messages\") |\n"
+    "               --chat-template model|llama2|llama3|mistral|qwen|deepseek]";
 
 // The full-vocabulary logits after the last token of each of `seqs`, on every rank. With a cache, only each
 // sequence's tokens from new_from[i] on run (the cache holds the earlier ones' keys and values, and takes these).
@@ -142,6 +142,7 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
     else if (a == "--stop") stops.push_back(value());
     else if (a == "--no-cache") use_cache = false;
     else if (a == "--chat-template") chat_template = value();
+    else if (a == "--chat") chat_template = "model";
     else if (a == "--scores") scores_file = value();
     else throw ConfigError(str("weft generate: unknown argument '", a, "'; usage: ", kUsage));
   }
@@ -189,8 +190,9 @@ int cmd_generate(const Args& args, const MpiEnv& mpi) {
   } else {
     // Chats rendered by the family's template, ending with what opens the assistant's reply.
     const auto* hf = dynamic_cast<const HfTokenizer*>(tok.get());
-    WEFT_CHECK(hf, "weft generate: --chat-template needs a tokenizer.json (its special tokens), not '", tokenizer, "'");
-    const ChatTemplate t = chat_template_named(chat_template);
+    WEFT_CHECK(hf, "weft generate: --chat needs a tokenizer.json (its template and special tokens), not '", tokenizer,
+               "'");
+    const ChatFormat t = chat_format(chat_template, tokenizer);
     for (const nlohmann::json& p : texts) {
       const nlohmann::json record = p.is_string() ? nlohmann::json{{"messages", {{{"role", "user"}, {"content", p}}}}}
                                                   : p;

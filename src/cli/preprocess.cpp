@@ -32,7 +32,7 @@ struct Counts {
 Options parse(const Args& args, bool* help) {
   const char* usage =
       "weft preprocess --input F.jsonl --tokenizer PATH|bytes --output-prefix P [--json-key text] [--append-eod]\n"
-      "                [--no-specials] [--sft --chat-template llama2|llama3|mistral|qwen|deepseek]\n"
+      "                [--no-specials] [--sft --chat-template model|llama2|llama3|mistral|qwen|deepseek]\n"
       "                [--bad-records fail|skip]";
   Options o;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -60,7 +60,7 @@ Options parse(const Args& args, bool* help) {
   if (o.bad_records != "skip" && o.bad_records != "fail")
     throw ConfigError("weft preprocess: --bad-records expects skip or fail");
   if (o.sft && o.chat_template.empty()) throw ConfigError("weft preprocess: --sft needs --chat-template");
-  if (o.sft) chat_template_named(o.chat_template);  // rejects unknown names up front
+  if (o.sft && o.chat_template != "model") chat_template_named(o.chat_template);  // rejects unknown names up front
   return o;
 }
 
@@ -77,7 +77,7 @@ int cmd_preprocess(const Args& args, const MpiEnv& mpi) {
   const auto tokenizer = load_tokenizer(o.tokenizer);
   const auto* hf = dynamic_cast<const HfTokenizer*>(tokenizer.get());
   WEFT_CHECK(!o.sft || hf, "weft preprocess --sft needs a tokenizer.json (chat templates use its special tokens)");
-  const ChatTemplate chat = o.sft ? chat_template_named(o.chat_template) : ChatTemplate::qwen;
+  const ChatFormat chat = o.sft ? chat_format(o.chat_template, o.tokenizer) : ChatFormat{};
 
   const MappedFile file(o.input);
   const char* data = reinterpret_cast<const char*>(file.data());

@@ -12,7 +12,7 @@ namespace weft {
 
 int cmd_tokenize(const Args& args, const MpiEnv& mpi) {
   const char* usage = "weft tokenize --tokenizer PATH [--decode] [--specials] [--text TEXT]   (else lines of stdin)\n"
-                      "       weft tokenize --tokenizer PATH --chat F.json --chat-template NAME [--add-generation-prompt]";
+                      "       weft tokenize --tokenizer PATH --chat F.json [--chat-template NAME] [--add-generation-prompt]";
   std::string path, text, chat, chat_template;
   bool decode = false, specials = false, have_text = false, generation_prompt = false;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -29,8 +29,9 @@ int cmd_tokenize(const Args& args, const MpiEnv& mpi) {
     else if (args[i] == "--add-generation-prompt") generation_prompt = true;
     else if (args[i] == "--help" || args[i] == "-h") {
       std::printf("usage: %s\n  text → space-separated ids; with --decode, ids → text; --specials adds the "
-                  "post-processor's BOS/EOS; --chat renders a chat ({\"messages\": [...]} or a list of messages) with a "
-                  "family's template and prints the text, then the ids\n", usage);
+                  "post-processor's BOS/EOS; --chat renders a chat ({\"messages\": [...]} or a list of messages) with the "
+                  "model's own template (or the built-in --chat-template llama2|llama3|mistral|qwen|deepseek) and "
+                  "prints the text, then the ids\n", usage);
       return 0;
     } else throw ConfigError(str("weft tokenize: unknown argument '", args[i], "'; usage: ", usage));
   }
@@ -39,17 +40,16 @@ int cmd_tokenize(const Args& args, const MpiEnv& mpi) {
   const auto tok = load_tokenizer(path);
   const auto* hf = dynamic_cast<const HfTokenizer*>(tok.get());
   if (!chat.empty()) {
-    if (chat_template.empty() || !hf)
-      throw ConfigError(str("weft tokenize: --chat needs --chat-template NAME and a tokenizer.json; usage: ", usage));
+    if (!hf) throw ConfigError(str("weft tokenize: --chat needs a tokenizer.json; usage: ", usage));
     std::ifstream in(chat);
     if (!in) throw ConfigError(str("weft tokenize: cannot open '", chat, "'"));
     nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
     if (j.is_discarded()) throw ConfigError(str("weft tokenize: ", chat, " is not JSON"));
     if (j.is_array()) j = {{"messages", j}};
     const std::vector<ChatMessage> messages = chat_messages(j, generation_prompt);
-    const std::vector<int32_t> ids =
-        apply_chat_template(*hf, chat_template_named(chat_template), messages, generation_prompt).ids;
-    std::cout << tok->decode(ids) << "\n";
+    const ChatFormat format = chat_format(chat_template.empty() ? "model" : chat_template, path);
+    const std::vector<int32_t> ids = apply_chat_template(*hf, format, messages, generation_prompt).ids;
+    std::cout << (format.model ? render_chat(*format.model, messages, generation_prompt) : tok->decode(ids)) << "\n";
     for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
     std::cout << "\n";
     return 0;

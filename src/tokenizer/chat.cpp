@@ -1,5 +1,10 @@
-// weft/src/tokenizer/chat.cpp v2 — the five chat formats, as the families' HF chat templates render them.
+// weft/src/tokenizer/chat.cpp v3 — the five chat formats, as the families' HF chat templates render them, and models'
+// own Jinja templates.
 #include "tokenizer/chat.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "util/error.h"
 
@@ -173,6 +178,108 @@ TokenizedChat apply_chat_template(const HfTokenizer& tok, ChatTemplate t, const 
       if (add_generation_prompt) b.token("<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>", false);
       break;
   }
+  return b.done();
+}
+
+namespace {
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+// A tokenizer_config.json token entry: a string, or an AddedToken object {"content": ...}; empty when absent.
+std::string token_text(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  return "";
+}
+
+}  // namespace
+
+ModelChatTemplate load_model_chat_template(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  const fs::path config = dir / "tokenizer_config.json", jinja_file = dir / "chat_template.jinja";
+  ModelChatTemplate t;
+  t.special_tokens = nlohmann::ordered_json::object();
+  std::string source, origin;
+  if (fs::exists(config)) {
+    const json c = json::parse(read_text(config), nullptr, false);
+    WEFT_CHECK(!c.is_discarded() && c.is_object(), config.string(), ": not a JSON object");
+    for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"})
+      if (c.contains(key) && !token_text(c[key]).empty()) t.special_tokens[key] = token_text(c[key]);
+    if (c.contains("additional_special_tokens") && c["additional_special_tokens"].is_array()) {
+      auto& extra = t.special_tokens["additional_special_tokens"] = nlohmann::ordered_json::array();
+      for (const auto& x : c["additional_special_tokens"]) extra.push_back(token_text(x));
+    }
+    const json& ct = c.contains("chat_template") ? c["chat_template"] : json();
+    if (ct.is_string()) {
+      source = ct.get<std::string>(), origin = config.string() + "'s chat_template";
+    } else if (ct.is_array()) {
+      for (const auto& entry : ct)
+        if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template"))
+          source = entry["template"].get<std::string>(), origin = config.string() + "'s chat_template 'default'";
+      WEFT_CHECK(!source.empty(), config.string(), ": chat_template is a list without an entry named 'default'");
+    }
+  }
+  if (source.empty() && fs::exists(jinja_file)) source = read_text(jinja_file), origin = jinja_file.string();
+  WEFT_CHECK(!source.empty(), "no chat template beside the tokenizer: neither ", config.string(),
+             " has a chat_template nor does ", jinja_file.string(), " exist (name a built-in one instead: llama2, "
+             "llama3, mistral, qwen, deepseek)");
+  t.jinja = std::make_unique<JinjaTemplate>(source, origin);
+  return t;
+}
+
+std::string render_chat(const ModelChatTemplate& t, const std::vector<ChatMessage>& messages,
+                        bool add_generation_prompt) {
+  nlohmann::ordered_json context = nlohmann::ordered_json::object();
+  auto& list = context["messages"] = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
+  context["tools"] = nullptr;
+  context["documents"] = nullptr;
+  context["add_generation_prompt"] = add_generation_prompt;
+  for (const auto& [k, v] : t.special_tokens.items()) context[k] = v;
+  return t.jinja->render(context);
+}
+
+ChatFormat chat_format(const std::string& name, const std::string& tokenizer_path) {
+  ChatFormat f;
+  if (name == "model") f.model = std::make_shared<ModelChatTemplate>(load_model_chat_template(tokenizer_path));
+  else f.table = chat_template_named(name);
+  return f;
+}
+
+TokenizedChat apply_chat_template(const HfTokenizer& tok, const ChatFormat& format,
+                                  const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  if (!format.model) return apply_chat_template(tok, format.table, messages, add_generation_prompt);
+  const ModelChatTemplate& t = *format.model;
+  const std::string text = render_chat(t, messages, add_generation_prompt);
+  Builder b(tok);
+  if (add_generation_prompt) {  // a prompt to continue: one text, as transformers encodes it
+    b.text(text, false);
+    return b.done();
+  }
+  // Each reply spans from where the prompt before it ends (rendered with the generation prompt) to where the chat
+  // up to and with it ends; both renderings must be prefixes of the whole chat's.
+  size_t done = 0;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].role != "assistant") continue;
+    const std::vector<ChatMessage> before(messages.begin(), messages.begin() + static_cast<ptrdiff_t>(i));
+    const std::vector<ChatMessage> with(messages.begin(), messages.begin() + static_cast<ptrdiff_t>(i) + 1);
+    const std::string prompt = render_chat(t, before, true), upto = render_chat(t, with, false);
+    WEFT_CHECK(upto.compare(0, prompt.size(), prompt) == 0 && text.compare(0, upto.size(), upto) == 0 &&
+                   prompt.size() >= done,
+               "the model's chat template renders the chat before message ", i + 1, " differently once later messages "
+               "follow, so that reply's tokens cannot be told apart; use a built-in template (llama2, llama3, "
+               "mistral, qwen, deepseek)");
+    b.text(text.substr(done, prompt.size() - done), false);
+    b.text(text.substr(prompt.size(), upto.size() - prompt.size()), true);
+    done = upto.size();
+  }
+  b.text(text.substr(done), false);
   return b.done();
 }
 

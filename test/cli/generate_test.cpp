@@ -114,8 +114,9 @@ TEST(Generate, KvCacheDecodeEqualsRecomputing) {
     }
 }
 
-// --chat-template renders each prompt as the family's chat with the generation prompt (the rendering itself is tested
-// against transformers.js in tokenizer_test.cpp): a model of Llama 3's vocabulary, made here, continues the chats.
+// --chat renders each prompt with the model's own template and the generation prompt (the rendering itself is tested
+// against transformers.js in jinja_test.cpp): a model of Llama 3's vocabulary, made here, continues the chats; the
+// built-in table --chat-template llama3 gives the same prompts, as the package's template renders them.
 TEST(Generate, ChatPromptsAreRenderedWithTheGenerationPrompt) {
   TempDir dir;
   const std::string tokenizer =
@@ -131,22 +132,24 @@ TEST(Generate, ChatPromptsAreRenderedWithTheGenerationPrompt) {
   std::string prompts;
   std::vector<size_t> lengths;
   for (const auto& c : ref)
-    if (c["add_generation_prompt"]) {
+    if (c["add_generation_prompt"] && c["messages"].back()["role"] == "user") {
       prompts += nlohmann::json({{"messages", c["messages"]}}).dump() + "\n";
       lengths.push_back(c["ids"].size());
     }
-  r = run_weft(dir, "generate --model " + dir.file("ckpt") + " --prompts " + dir.write("p.jsonl", prompts) +
-                        " --tokenizer " + tokenizer + " --chat-template llama3 --max-new-tokens 3 --output " +
-                        dir.file("out.jsonl"));
-  ASSERT_EQ(r.status, 0) << r.err;
-  const auto lines = read_jsonl(dir.file("out.jsonl"));
-  ASSERT_EQ(lines.size(), lengths.size());
-  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["prompt_tokens"], lengths[i]) << i;
-  // weft tokenize --chat prints the rendered text and the ids.
+  for (const char* chat : {"--chat", "--chat-template llama3"}) {
+    r = run_weft(dir, "generate --model " + dir.file("ckpt") + " --prompts " + dir.write("p.jsonl", prompts) +
+                          " --tokenizer " + tokenizer + " " + chat + " --max-new-tokens 3 --output " +
+                          dir.file("out.jsonl"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto lines = read_jsonl(dir.file("out.jsonl"));
+    ASSERT_EQ(lines.size(), lengths.size());
+    for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["prompt_tokens"], lengths[i]) << chat << " " << i;
+  }
+  // weft tokenize --chat prints the text the model's template renders, and the ids.
   const auto& first = ref[1];
   ASSERT_TRUE(first["add_generation_prompt"].get<bool>());
   r = run_weft(dir, "tokenize --tokenizer " + tokenizer + " --chat " + dir.write("chat.json", first["messages"].dump()) +
-                        " --chat-template llama3 --add-generation-prompt");
+                        " --add-generation-prompt");
   ASSERT_EQ(r.status, 0) << r.err;
   std::string ids;
   for (const auto& id : first["ids"]) ids += str(ids.empty() ? "" : " ", id.get<int>());

@@ -119,3 +119,28 @@ TEST(Preprocess, SftChatsTrainWithLossOnRepliesOnly) {
   EXPECT_GT(trained, 0);
   EXPECT_LT(trained, total / 2);
 }
+
+// --chat-template model renders each chat with the tokenizer's own template (beside its tokenizer.json): the same
+// output for any rank count; a chat that template cannot mask turn by turn stops the run naming its line.
+TEST(Preprocess, SftWithTheModelsOwnTemplate) {
+  ASSERT_TRUE(fs::exists(tokenizer("qwen2_5")));
+  TempDir dir;
+  const std::string corpus = sft_corpus(dir, false);
+  for (int np : {1, 3}) {
+    const Result r = run_weft(dir, str("preprocess --sft --chat-template model --input ", corpus, " --tokenizer ",
+                                       tokenizer("qwen2_5"), " --output-prefix ", dir.file(str("own", np))), np);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("120 documents"), std::string::npos) << r.out;
+  }
+  for (const char* f : {".bin", ".idx", "_loss_mask.bin", "_loss_mask.idx"})
+    EXPECT_EQ(bytes_of(dir.file(str("own1", f))), bytes_of(dir.file(str("own3", f)))) << f;
+  const std::string two_turns = dir.write(
+      "two.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": "
+                   "\"b\"}, {\"role\": \"user\", \"content\": \"c\"}, {\"role\": \"assistant\", \"content\": \"d\"}]}\n");
+  const Result r = run_weft(dir, str("preprocess --sft --chat-template model --input ", two_turns, " --tokenizer ",
+                                     tokenizer("qwen3"), " --output-prefix ", dir.file("qwen3")));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find(two_turns + ":1: the model's chat template renders the chat before message 2 differently"),
+            std::string::npos)
+      << r.err;
+}
