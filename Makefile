@@ -52,7 +52,7 @@ bench: build
 # committed corpus (new inputs go to a scratch copy); a crash stops with the input that caused it.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := deck safetensors idx tokenizer record metadata
+FUZZ_TARGETS := deck safetensors idx tokenizer record metadata jinja
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_CUDA=OFF \
 	  -DWEFT_FUZZ=ON -DWEFT_TESTS=OFF -DWEFT_BENCH=OFF $(CMAKE_ARGS)

@@ -268,7 +268,7 @@ Value attribute(const Value& v, const std::string& path) {
     const size_t dot = path.find('.', pos);
     const std::string key = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
     const bool digits = !key.empty() && std::all_of(key.begin(), key.end(), ::isdigit);
-    cur = item(cur, digits && cur.json.is_array() ? Value{std::stoll(key), false} : Value{key, false});
+    cur = item(cur, digits && cur.json.is_array() ? Value{parse_digits(key), false} : Value{key, false});
     if (dot == std::string::npos) break;
     pos = dot + 1;
   }
@@ -310,7 +310,7 @@ Value select(const Value& v, const Args& a, const std::string& tname, int line, 
     attr = a[0].json.get<std::string>(), next = 1;
   }
   std::string test;
-  if (a.size() > next) test = a[next].json.get<std::string>();
+  if (a.size() > next) test = to_str(a[next]);
   const Args test_args(a.begin() + std::min(a.size(), next + 1), a.end());
   if (!test.empty() && !is_test(test)) template_error(tname, line, str("the test '", test, "' is not supported"));
   Json out = Json::array();
@@ -331,7 +331,8 @@ const std::map<std::string, Filter>& filters() {
     f["tojson"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string& t, int l) {
       if (v.undefined) template_error(t, l, "tojson of an undefined value");
       const Value* indent = arg(a, 0, kw, "indent");
-      return Value{to_json_text(v.json, indent && indent->json.is_number() ? indent->json.get<int>() : -1), false};
+      const int64_t spaces = indent && !indent->json.is_null() ? integer(*indent, t, l, "tojson's indent") : -1;
+      return Value{to_json_text(v.json, static_cast<int>(std::clamp<int64_t>(spaces, -1, 64))), false};
     };
     f["length"] = [](const Value& v, const Args&, const Kwargs&, const std::string& t, int l) {
       if (v.json.is_string()) return Value{static_cast<int64_t>(code_points(v.json.get<std::string>()).size()), false};
@@ -361,6 +362,7 @@ const std::map<std::string, Filter>& filters() {
       for (const Value& x : elements(v, t, l, "join")) {
         out += (first ? "" : sep ? to_str(*sep) : "") + to_str(attr ? attribute(x, to_str(*attr)) : x);
         first = false;
+        check_size(out, t, l);
       }
       return Value{out, false};
     };
@@ -387,7 +389,10 @@ const std::map<std::string, Filter>& filters() {
     f["replace"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string& t, int l) {
       if (a.size() < 2) template_error(t, l, "replace needs the old and the new text");
       const Value* count = arg(a, 2, kw, "count");
-      return Value{replace_all(to_str(v), to_str(a[0]), to_str(a[1]), count ? count->json.get<int64_t>() : -1), false};
+      Value out{replace_all(to_str(v), to_str(a[0]), to_str(a[1]), count ? integer(*count, t, l, "replace's count") : -1),
+                false};
+      check_size(out.json.get_ref<const std::string&>(), t, l);
+      return out;
     };
     f["reverse"] = [](const Value& v, const Args&, const Kwargs&, const std::string& t, int l) {
       auto xs = elements(v, t, l, "reverse");
@@ -397,8 +402,13 @@ const std::map<std::string, Filter>& filters() {
       for (const auto& x : xs) s += x.json.get<std::string>();
       return Value{s, false};
     };
-    f["int"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string&, int) {
-      if (v.json.is_number()) return Value{static_cast<int64_t>(v.json.get<double>()), false};
+    f["int"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string& t, int l) {
+      if (v.json.is_number_integer()) return v;
+      if (v.json.is_number()) {
+        const double d = v.json.get<double>();
+        if (!(std::fabs(d) < 9.2e18)) template_error(t, l, str("int of ", to_str(v), " is out of range"));
+        return Value{static_cast<int64_t>(d), false};
+      }
       try {
         return Value{static_cast<int64_t>(std::stoll(to_str(v))), false};
       } catch (const std::exception&) {
@@ -416,8 +426,10 @@ const std::map<std::string, Filter>& filters() {
       }
     };
     f["abs"] = [](const Value& v, const Args&, const Kwargs&, const std::string& t, int l) {
-      if (v.json.is_number_float()) return Value{std::fabs(number(v, t, l)), false};
-      return Value{std::llabs(v.json.get<int64_t>()), false};
+      if (!v.json.is_number_integer()) return Value{std::fabs(number(v, t, l)), false};
+      const int64_t i = v.json.get<int64_t>();
+      if (i == INT64_MIN) template_error(t, l, "abs of the smallest integer is out of range");
+      return Value{std::llabs(i), false};
     };
     f["round"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string& t, int l) {
       const Value* p = arg(a, 0, kw, "precision");
@@ -451,8 +463,12 @@ const std::map<std::string, Filter>& filters() {
       Json total = start ? start->json : Json(0);
       for (const Value& x : elements(v, t, l, "sum")) {
         const Value y = attr ? attribute(x, to_str(*attr)) : x;
-        if (total.is_number_integer() && y.json.is_number_integer()) total = total.get<int64_t>() + y.json.get<int64_t>();
-        else total = number({total, false}, t, l) + number(y, t, l);
+        int64_t sum = 0;
+        if (total.is_number_integer() && y.json.is_number_integer() &&
+            !__builtin_add_overflow(total.get<int64_t>(), y.json.get<int64_t>(), &sum))
+          total = sum;
+        else
+          total = number({total, false}, t, l) + number(y, t, l);
       }
       return Value{total, false};
     };
@@ -466,18 +482,21 @@ const std::map<std::string, Filter>& filters() {
       if (xs.empty()) return Value::undef();
       return *std::max_element(xs.begin(), xs.end(), [](const Value& x, const Value& y) { return compare_values(x, y) < 0; });
     };
-    f["indent"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string&, int) {
+    f["indent"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string& t, int l) {
       const Value* width = arg(a, 0, kw, "width");
       const Value* first = arg(a, 1, kw, "first");
       const Value* blank = arg(a, 2, kw, "blank");
-      const std::string pad = width && width->json.is_string() ? width->json.get<std::string>()
-                                                               : std::string(width ? width->json.get<size_t>() : 4, ' ');
+      const int64_t spaces = width && !width->json.is_string() ? integer(*width, t, l, "indent's width") : 4;
+      const std::string pad = width && width->json.is_string()
+                                  ? width->json.get<std::string>()
+                                  : std::string(static_cast<size_t>(std::clamp<int64_t>(spaces, 0, 1024)), ' ');
       std::string out;
       const Value newline{"\n", false};
       const auto lines = split(to_str(v), &newline, -1);
       for (size_t i = 0; i < lines.size(); ++i) {
         const bool pad_it = (i > 0 || (first && truthy(*first))) && (!lines[i].empty() || (blank && truthy(*blank)));
         out += (i ? "\n" : "") + (pad_it ? pad : "") + lines[i];
+        check_size(out, t, l);
       }
       return Value{out, false};
     };
@@ -578,6 +597,29 @@ std::vector<std::string> code_points(const std::string& s) {
   return out;
 }
 
+void check_size(const std::string& s, const std::string& tname, int line) {
+  if (static_cast<int64_t>(s.size()) > kMaxStringBytes)
+    template_error(tname, line, str("a string longer than ", kMaxStringBytes, " bytes"));
+}
+
+void check_size(const Json& list, const std::string& tname, int line) {
+  if (static_cast<int64_t>(list.size()) > kMaxListItems)
+    template_error(tname, line, str("a list of more than ", kMaxListItems, " items"));
+}
+
+int64_t integer(const Value& v, const std::string& tname, int line, const char* what) {
+  if (v.undefined || !v.json.is_number_integer())
+    template_error(tname, line, str(what, " must be an integer, not ", to_str(v)));
+  return v.json.get<int64_t>();
+}
+
+int64_t parse_digits(const std::string& digits) {
+  int64_t v = 0;
+  for (const char c : digits)
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, c - '0', &v)) return INT64_MAX;
+  return v;
+}
+
 bool truthy(const Value& v) {
   if (v.undefined) return false;
   switch (v.json.type()) {
@@ -663,6 +705,7 @@ Value call_method(const Value& v, const std::string& name, const std::vector<Val
       need(1);
       const Json prefixes = a[0].json.is_array() ? a[0].json : Json::array({a[0].json});
       for (const auto& p : prefixes) {
+        if (!p.is_string()) template_error(tname, line, str(name, "() needs strings"));
         const std::string x = p.get<std::string>();
         if (x.size() <= s.size() && (name == "startswith" ? s.compare(0, x.size(), x) == 0
                                                           : s.compare(s.size() - x.size(), x.size(), x) == 0))
@@ -671,9 +714,12 @@ Value call_method(const Value& v, const std::string& name, const std::vector<Val
       return {false, false};
     }
     if (name == "split") {
+      if (a0 && !a0->json.is_string() && !a0->json.is_null()) template_error(tname, line, "split() needs a string");
+      if (a0 && a0->json.is_string() && a0->json.get_ref<const std::string&>().empty())
+        template_error(tname, line, "split() with an empty separator");
       const Value* maxsplit = a.size() > 1 ? &a[1] : nullptr;
       Json out = Json::array();
-      for (auto& p : split(s, a0, maxsplit ? maxsplit->json.get<int64_t>() : -1)) out.push_back(p);
+      for (auto& p : split(s, a0, maxsplit ? integer(*maxsplit, tname, line, "split's maxsplit") : -1)) out.push_back(p);
       return {out, false};
     }
     if (name == "splitlines") {
@@ -686,7 +732,10 @@ Value call_method(const Value& v, const std::string& name, const std::vector<Val
     }
     if (name == "replace") {
       need(2);
-      return {replace_all(s, to_str(a[0]), to_str(a[1]), a.size() > 2 ? a[2].json.get<int64_t>() : -1), false};
+      Value out{replace_all(s, to_str(a[0]), to_str(a[1]), a.size() > 2 ? integer(a[2], tname, line, "replace's count") : -1),
+                false};
+      check_size(out.json.get_ref<const std::string&>(), tname, line);
+      return out;
     }
     if (name == "find" || name == "count") {
       need(1);
@@ -703,7 +752,10 @@ Value call_method(const Value& v, const std::string& name, const std::vector<Val
       need(1);
       std::string out;
       bool first = true;
-      for (const auto& x : a[0].json) out += (first ? "" : s) + to_str({x, false}), first = false;
+      for (const auto& x : a[0].json) {
+        out += (first ? "" : s) + to_str({x, false}), first = false;
+        check_size(out, tname, line);
+      }
       return {out, false};
     }
     if (name == "isdigit" || name == "isalpha" || name == "isspace") {

@@ -126,8 +126,11 @@ std::vector<Token> lex_expression(const std::string& s, const std::string& tname
       }
       std::string digits = s.substr(i, j - i);
       std::erase(digits, '_');
-      out.push_back({Token::Kind::number, digits,
-                     is_float ? Json(std::stod(digits)) : Json(static_cast<int64_t>(std::stoll(digits)))});
+      int64_t value = 0;
+      for (const char d : digits)
+        if (!is_float && (__builtin_mul_overflow(value, 10, &value) || __builtin_add_overflow(value, d - '0', &value)))
+          template_error(tname, line, str("the integer ", digits, " does not fit 64 bits"));
+      out.push_back({Token::Kind::number, digits, is_float ? Json(std::strtod(digits.c_str(), nullptr)) : Json(value)});
       i = j;
     } else if (c == '\'' || c == '"') {
       std::string v;
@@ -189,6 +192,7 @@ class ExprParser {
 
   // expr: or_expr [if or_expr [else expr]]
   ExprPtr expression(bool allow_ternary = true) {
+    Nesting guard(depth_, *this);
     ExprPtr e = or_expr();
     if (allow_ternary && take_name("if")) {
       ExprPtr cond = or_expr();
@@ -230,6 +234,7 @@ class ExprParser {
     return e;
   }
   ExprPtr not_expr() {
+    Nesting guard(depth_, *this);
     if (take_name("not")) return make(Expr::Kind::unary, "not", not_expr());
     return compare();
   }
@@ -276,6 +281,7 @@ class ExprParser {
   }
   // A sign applies before the filters that follow: -3 | abs is abs(-3), as in jinja2.
   ExprPtr unary(bool with_filters = true) {
+    Nesting guard(depth_, *this);
     ExprPtr e;
     if (take_op("-")) e = make(Expr::Kind::unary, "-", unary(false));
     else if (take_op("+")) e = make(Expr::Kind::unary, "+", unary(false));
@@ -407,10 +413,20 @@ class ExprParser {
     error(str("expected a value but found ", describe()));
   }
 
+  // Counts recursion into nested expressions; too deep is an error, not a stack overflow.
+  struct Nesting {
+    Nesting(int& depth, const ExprParser& p) : depth_(depth) {
+      if (++depth_ > kMaxNesting) p.error(str("expressions nested deeper than ", kMaxNesting));
+    }
+    ~Nesting() { --depth_; }
+    int& depth_;
+  };
+
   std::vector<Token> toks_;
   size_t pos_ = 0;
   const std::string& tname_;
   int line_;
+  int depth_ = 0;
 };
 
 // Builds the statement tree from the segments.
@@ -439,6 +455,12 @@ class Parser {
 
   // Nodes up to one of the tags in `stops` (returned in `stop`); the whole template when `stops` is empty.
   Body body(const std::vector<std::string>& stops, std::string& stop) {
+    if (++depth_ > kMaxNesting)
+      template_error(name_, pos_ ? segs_[pos_ - 1].line : 1, str("blocks nested deeper than ", kMaxNesting));
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
     Body out;
     while (pos_ < segs_.size()) {
       const Segment& s = segs_[pos_++];
@@ -562,6 +584,7 @@ class Parser {
   std::vector<Segment> segs_;
   size_t pos_ = 0;
   const std::string& name_;
+  int depth_ = 0;
 };
 
 }  // namespace

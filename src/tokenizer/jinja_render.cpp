@@ -42,9 +42,16 @@ class Renderer {
   }
 
   Flow render(const Node& n, std::string& out) {
+    if (++steps_ > kMaxSteps) error(n.line, str("the template runs more than ", kMaxSteps, " statements"));
     switch (n.kind) {
-      case Node::Kind::text: out += n.text; return Flow::normal;
-      case Node::Kind::output: out += to_str(eval(*n.expr)); return Flow::normal;
+      case Node::Kind::text:
+        out += n.text;
+        check_size(out, name_, n.line);
+        return Flow::normal;
+      case Node::Kind::output:
+        out += to_str(eval(*n.expr));
+        check_size(out, name_, n.line);
+        return Flow::normal;
       case Node::Kind::generation: return render(n.body, out);
       case Node::Kind::break_: return Flow::break_;
       case Node::Kind::continue_: return Flow::continue_;
@@ -93,6 +100,7 @@ class Renderer {
     }
     const int64_t len = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < len; ++i) {
+      if (++steps_ > kMaxSteps) error(n.line, str("the template runs more than ", kMaxSteps, " statements"));
       Json loop = {{"index", i + 1}, {"index0", i}, {"first", i == 0}, {"last", i == len - 1}, {"length", len},
                    {"revindex", len - i}, {"revindex0", len - i - 1}};
       if (i > 0) loop["previtem"] = items[static_cast<size_t>(i - 1)].json;
@@ -151,6 +159,7 @@ class Renderer {
   }
 
   Value eval(const Expr& e) {
+    if (++steps_ > kMaxSteps) error(e.line, str("the template runs more than ", kMaxSteps, " statements"));
     switch (e.kind) {
       case Expr::Kind::literal: return {e.value, false};
       case Expr::Kind::name: {
@@ -160,7 +169,7 @@ class Renderer {
       case Expr::Kind::attr: {
         const Value v = subject(e);
         const bool digits = std::all_of(e.text.begin(), e.text.end(), ::isdigit);
-        return item(v, digits ? Value{std::stoll(e.text), false} : Value{e.text, false});
+        return item(v, digits ? Value{parse_digits(e.text), false} : Value{e.text, false});
       }
       case Expr::Kind::index: {
         const Value v = subject(e);
@@ -185,7 +194,8 @@ class Renderer {
         if (e.text == "not") return {!truthy(v), false};
         if (!v.json.is_number()) error(e.line, str("unary ", e.text, " needs a number"));
         if (e.text == "+") return v;
-        return v.json.is_number_float() ? Value{-v.json.get<double>(), false} : Value{-v.json.get<int64_t>(), false};
+        if (v.json.is_number_integer() && v.json.get<int64_t>() != INT64_MIN) return {-v.json.get<int64_t>(), false};
+        return {-v.json.get<double>(), false};
       }
       case Expr::Kind::binary: return binary(e);
       case Expr::Kind::ternary:
@@ -228,8 +238,9 @@ class Renderer {
       if (!b.json.is_number_integer()) error(e.line, "slice bounds must be integers");
       return b.json.get<int64_t>();
     };
-    const int64_t step = bound(e.args[3], 1);
+    int64_t step = bound(e.args[3], 1);
     if (step == 0) error(e.line, "slice step cannot be zero");
+    step = std::clamp<int64_t>(step, -n - 1, n + 1);  // a longer stride takes the same one item
     // Python's clamping of slice bounds.
     auto clamp = [&](int64_t i) {
       if (i < 0) i += n;
@@ -267,12 +278,17 @@ class Renderer {
     }
     if (f == "range") {
       if (args.empty() || args.size() > 3) error(e.line, "range() takes 1 to 3 integers");
-      const int64_t a = args.size() > 1 ? args[0].json.get<int64_t>() : 0;
-      const int64_t b = args.size() > 1 ? args[1].json.get<int64_t>() : args[0].json.get<int64_t>();
-      const int64_t step = args.size() > 2 ? args[2].json.get<int64_t>() : 1;
+      const int64_t a = args.size() > 1 ? integer(args[0], name_, e.line, "range()'s start") : 0;
+      const int64_t b = integer(args[args.size() > 1 ? 1 : 0], name_, e.line, "range()'s stop");
+      const int64_t step = args.size() > 2 ? integer(args[2], name_, e.line, "range()'s step") : 1;
       if (step == 0) error(e.line, "range() step cannot be zero");
       Json out = Json::array();
-      for (int64_t i = a; step > 0 ? i < b : i > b; i += step) out.push_back(i);
+      for (int64_t i = a; step > 0 ? i < b : i > b;) {
+        if (static_cast<int64_t>(out.size()) == kMaxListItems)
+          error(e.line, str("a list of more than ", kMaxListItems, " items"));
+        out.push_back(i);
+        if (__builtin_add_overflow(i, step, &i)) break;
+      }
       return {out, false};
     }
     if (f == "strftime_now") {
@@ -300,10 +316,12 @@ class Renderer {
         error(line, str("macro ", m.text, " has no parameter '", k, "'"));
       scope[k] = v;
     }
+    if (++call_depth_ > kMaxCallDepth) error(line, str("macro calls nested deeper than ", kMaxCallDepth));
     scopes_.push_back(std::move(scope));
     std::string out;
     render(m.body, out);
     scopes_.pop_back();
+    --call_depth_;
     return {out, false};
   }
 
@@ -313,7 +331,11 @@ class Renderer {
     if (op == "and") return truthy(a) ? eval(*e.args[1]) : a;
     if (op == "or") return truthy(a) ? a : eval(*e.args[1]);
     const Value b = eval(*e.args[1]);
-    if (op == "~") return {to_str(a) + to_str(b), false};
+    if (op == "~") {
+      Value out{to_str(a) + to_str(b), false};
+      check_size(out.json.get_ref<const std::string&>(), name_, e.line);
+      return out;
+    }
     if (op == "==") return {equal(a, b), false};
     if (op == "!=") return {!equal(a, b), false};
     if (op == "in" || op == "not in") {
@@ -327,16 +349,25 @@ class Renderer {
     const Json& x = a.json;
     const Json& y = b.json;
     if (op == "+") {
-      if (x.is_string() && y.is_string()) return {x.get<std::string>() + y.get<std::string>(), false};
+      if (x.is_string() && y.is_string()) {
+        Value out{x.get<std::string>() + y.get<std::string>(), false};
+        check_size(out.json.get_ref<const std::string&>(), name_, e.line);
+        return out;
+      }
       if (x.is_array() && y.is_array()) {
         Json out = x;
         out.insert(out.end(), y.begin(), y.end());
+        check_size(out, name_, e.line);
         return {out, false};
       }
     }
     if (op == "*" && x.is_string() && y.is_number_integer()) {
+      const std::string& unit = x.get_ref<const std::string&>();
+      const int64_t times = std::max<int64_t>(0, y.get<int64_t>());
+      if (!unit.empty() && times > kMaxStringBytes / static_cast<int64_t>(unit.size()))
+        error(e.line, str("a string longer than ", kMaxStringBytes, " bytes"));
       std::string out;
-      for (int64_t i = 0; i < y.get<int64_t>(); ++i) out += x.get<std::string>();
+      for (int64_t i = 0; i < times; ++i) out += unit;
       return {out, false};
     }
     if (op == "<" || op == ">" || op == "<=" || op == ">=") {
@@ -351,14 +382,29 @@ class Renderer {
     const double p = x.get<double>(), q = y.get<double>();
     if ((op == "/" || op == "//" || op == "%") && q == 0) error(e.line, "division by zero");
     if (op == "/") return {p / q, false};
-    if (ints) {
+    if (ints) {  // Python's integers, in 64 bits: an overflow is an error rather than a wrong number
       const int64_t i = x.get<int64_t>(), j = y.get<int64_t>();
-      if (op == "+") return {i + j, false};
-      if (op == "-") return {i - j, false};
-      if (op == "*") return {i * j, false};
-      if (op == "//") return {static_cast<int64_t>(std::floor(static_cast<double>(i) / static_cast<double>(j))), false};
-      if (op == "%") return {((i % j) + j) % j, false};
-      if (op == "**" && j >= 0) return {static_cast<int64_t>(std::llround(std::pow(p, q))), false};
+      int64_t r = 0;
+      auto exact = [&](bool overflow) -> Value {
+        if (overflow) error(e.line, str("integer overflow in ", i, " ", op, " ", j));
+        return {r, false};
+      };
+      if (op == "+") return exact(__builtin_add_overflow(i, j, &r));
+      if (op == "-") return exact(__builtin_sub_overflow(i, j, &r));
+      if (op == "*") return exact(__builtin_mul_overflow(i, j, &r));
+      if (op == "//" || op == "%") {
+        if (j == -1) return exact(op == "//" ? __builtin_sub_overflow(int64_t{0}, i, &r) : (r = 0, false));
+        r = i / j - ((i % j != 0) && ((i < 0) != (j < 0)));  // floor division
+        return op == "//" ? Value{r, false} : Value{i - r * j, false};
+      }
+      if (op == "**" && j >= 0) {
+        if (i == 0 || i == 1) return {j == 0 ? int64_t{1} : i, false};
+        if (i == -1) return {j % 2 ? int64_t{-1} : int64_t{1}, false};
+        r = 1;
+        for (int64_t k = 0; k < j; ++k)  // |i| >= 2 overflows within 63 steps
+          if (__builtin_mul_overflow(r, i, &r)) return exact(true);
+        return {r, false};
+      }
     }
     if (op == "+") return {p + q, false};
     if (op == "-") return {p - q, false};
@@ -371,6 +417,8 @@ class Renderer {
   const std::string& name_;
   std::vector<std::unordered_map<std::string, Value>> scopes_;
   std::unordered_map<std::string, const Node*> macros_;
+  int call_depth_ = 0;
+  int64_t steps_ = 0;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // weft/src/tokenizer/jinja_syntax.h v1 — the parsed form of a Jinja template and the values it computes with, shared
 // by the parser (jinja_parse.cpp), the renderer (jinja_render.cpp) and the built-in filters (jinja_builtins.cpp).
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -103,5 +104,21 @@ Value call_method(const Value& v, const std::string& name, const std::vector<Val
 Value item(const Value& v, const Value& key);
 // The code points of UTF-8 `s`, each as its own UTF-8 string (Python indexes and measures strings so).
 std::vector<std::string> code_points(const std::string& s);
+// An integer argument: `what` names it in the error when `v` is not an integer.
+int64_t integer(const Value& v, const std::string& tname, int line, const char* what);
+// Decimal digits as an int64, saturating (an index that large is past any list anyway).
+int64_t parse_digits(const std::string& digits);
+
+// Bounds that keep a hostile template from exhausting memory, time or the stack: items a list may hold, bytes a
+// string (the output too) may hold, statements and expressions one rendering may run, nesting of blocks and
+// expressions, depth of macro calls.
+constexpr int64_t kMaxListItems = int64_t{1} << 20;
+constexpr int64_t kMaxStringBytes = int64_t{1} << 22;
+constexpr int64_t kMaxSteps = int64_t{1} << 20;
+constexpr int kMaxNesting = 200;
+constexpr int kMaxCallDepth = 64;
+// Errors when a string or list built by the template passes the bounds above.
+void check_size(const std::string& s, const std::string& tname, int line);
+void check_size(const Json& list, const std::string& tname, int line);
 
 }  // namespace weft::jinja

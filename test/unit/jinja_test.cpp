@@ -190,3 +190,38 @@ TEST(ChatTemplates, ModelTemplateSources) {
   EXPECT_EQ(render_chat(load_model_chat_template(dir.file("")), chat, false), "a</s>");
   EXPECT_THROW(chat_format("chatml2", dir.file("")), Error);
 }
+
+// A template from a downloaded model is untrusted: what would exhaust memory or the stack, or overflow 64-bit
+// integers, is one error.
+TEST(Jinja, HostileTemplatesFailCleanly) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{% for i in range(10000000000) %}{% endfor %}", "a list of more than 1048576 items"},
+      {"{{ 'ab' * 10000000 }}", "a string longer than 4194304 bytes"},
+      {"{{ 'abcdefgh' | join('0123456789') | join('0123456789') | join('0123456789') | join('0123456789') "
+       "| join('0123456789') | join('0123456789') | join('0123456789') }}",
+       "a string longer than 4194304 bytes"},
+      {"{% set ns = namespace(s='ab', l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+       "a list of more than 1048576 items"},
+      {"{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{% endfor %}{% endfor %}"
+       "{% endfor %}",
+       "the template runs more than 1048576 statements"},
+      {"{{ " + std::string(300, '(') + "1" + std::string(300, ')') + " }}", "expressions nested deeper than 200"},
+      {[] {
+         std::string s;
+         for (int i = 0; i < 300; ++i) s += "{% if true %}";
+         return s;
+       }(),
+       "blocks nested deeper than 200"},
+      {"{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "macro calls nested deeper than 64"},
+      {"{{ 9223372036854775807 + 1 }}", "integer overflow in 9223372036854775807 + 1"},
+      {"{{ 3 ** 64 }}", "integer overflow"},
+      {"{{ 99999999999999999999 }}", "the integer 99999999999999999999 does not fit 64 bits"},
+      {"{{ range('a') }}", "range()'s stop must be an integer, not a"},
+  };
+  for (const auto& [source, message] : cases) {
+    const std::string e = error_of(source);
+    EXPECT_NE(e.find(message), std::string::npos) << source.substr(0, 60) << "\ngave: " << e;
+  }
+  EXPECT_EQ(render("{{ (-9223372036854775807 - 1) // -1 if false else -7 // 2 }} {{ -7 % 3 }} {{ (-1) ** 1000001 }}"),
+            "-4 2 -1");
+}
