@@ -61,40 +61,30 @@ Choice encode_pair(const Tokenizer& tok, std::string context, std::string contin
 // Σ log p(continuation | context) of each choice, the choices run as segments of one batch.
 std::vector<double> log_likelihoods(LoadedModel& m, const std::vector<Choice>& choices, const std::string& where) {
   const ModelSpec& spec = m.model->spec();
-  std::vector<int32_t> tokens, labels, positions, cu = {0};
-  std::vector<float> mask;
+  std::vector<Sequence> seqs;
   for (const Choice& c : choices) {
     std::vector<int32_t> ids = c.context;
     ids.insert(ids.end(), c.continuation.begin(), c.continuation.end());
     WEFT_CHECK(!c.continuation.empty(), where, ": a choice has no tokens of its own after the context");
     WEFT_CHECK(ids.size() >= 2 && int64_t(ids.size()) - 1 <= spec.max_positions, where, ": ", ids.size(),
                " tokens do not fit max_position_embeddings ", spec.max_positions);
+    Sequence& s = seqs.emplace_back();
     for (size_t i = 0; i + 1 < ids.size(); ++i) {
       WEFT_CHECK(ids[i] >= 0 && ids[i] < spec.vocab && ids[i + 1] < spec.vocab, where, ": token id outside the "
                  "model's vocabulary (", spec.vocab, "): is --tokenizer the model's?");
-      tokens.push_back(ids[i]);
-      labels.push_back(ids[i + 1]);
-      positions.push_back(static_cast<int32_t>(i));
-      mask.push_back(i + 1 >= c.context.size() ? 1.f : 0.f);  // predicting a continuation token
+      s.tokens.push_back(ids[i]);
+      s.labels.push_back(ids[i + 1]);
+      s.loss_mask.push_back(i + 1 >= c.context.size() ? 1.f : 0.f);  // predicting a continuation token
     }
-    cu.push_back(static_cast<int32_t>(tokens.size()));
   }
-  const int64_t t = static_cast<int64_t>(tokens.size());
-  Batch b;
-  b.rows = static_cast<int64_t>(choices.size());
-  b.seq = 0;
-  b.tokens = Tensor::from_vector(tokens, {t});
-  b.labels = Tensor::from_vector(labels, {t});
-  b.loss_mask = Tensor::from_vector(mask, {t});
-  b.positions = Tensor::from_vector(positions, {t});
-  b.cu_seqlens = Tensor::from_vector(cu, {int64_t(cu.size())});
-  for (size_t i = 1; i < cu.size(); ++i) b.max_seqlen = std::max<int64_t>(b.max_seqlen, cu[i] - cu[i - 1]);
+  const Batch b = sequences_batch(seqs);
   ModelSaved saved;
   const std::vector<double> loss = m.model->loss(m.model->forward_layers(m.model->embed(b), b, saved), b, saved)
                                        .to_doubles();
   std::vector<double> ll(choices.size(), 0.0);
+  size_t at = 0;
   for (size_t c = 0; c < choices.size(); ++c)
-    for (int32_t i = cu[c]; i < cu[c + 1]; ++i) ll[c] -= double(mask[i]) * loss[i];
+    for (const float weight : seqs[c].loss_mask) ll[c] -= double(weight) * loss[at++];
   return ll;
 }
 
@@ -193,29 +183,18 @@ int eval_data(const std::string& model_dir, const std::string& data, const std::
   constexpr int64_t kRowsPerBatch = 8;
   double total = 0;
   for (int64_t first = 0; first < samples; first += kRowsPerBatch) {
-    const int64_t rows = std::min(kRowsPerBatch, samples - first), t = rows * seq;
-    std::vector<int32_t> tokens(static_cast<size_t>(t)), labels(static_cast<size_t>(t)),
-        positions(static_cast<size_t>(t)), cu = {0};
-    for (int64_t r = 0; r < rows; ++r) {
+    const int64_t rows = std::min(kRowsPerBatch, samples - first);
+    std::vector<Sequence> seqs(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r)
       for (int64_t i = 0; i < seq; ++i) {
         const size_t at = size_t((first + r) * seq + i);
         WEFT_CHECK(stream[at] >= 0 && stream[at] < spec.vocab && stream[at + 1] < spec.vocab, "weft eval: token id ",
                    stream[at], " is outside the model's vocabulary (", spec.vocab, ")");
-        tokens[size_t(r * seq + i)] = stream[at];
-        labels[size_t(r * seq + i)] = stream[at + 1];
-        positions[size_t(r * seq + i)] = static_cast<int32_t>(i);
+        seqs[size_t(r)].tokens.push_back(stream[at]);
+        seqs[size_t(r)].labels.push_back(stream[at + 1]);
+        seqs[size_t(r)].loss_mask.push_back(1.f);
       }
-      cu.push_back(static_cast<int32_t>((r + 1) * seq));
-    }
-    Batch b;
-    b.rows = rows;
-    b.seq = seq;
-    b.tokens = Tensor::from_vector(tokens, {t});
-    b.labels = Tensor::from_vector(labels, {t});
-    b.loss_mask = Tensor::from_vector(std::vector<float>(size_t(t), 1.f), {t});
-    b.positions = Tensor::from_vector(positions, {t});
-    b.cu_seqlens = Tensor::from_vector(cu, {rows + 1});
-    b.max_seqlen = seq;
+    const Batch b = sequences_batch(seqs);
     ModelSaved saved;
     for (double l : m.model->loss(m.model->forward_layers(m.model->embed(b), b, saved), b, saved).to_doubles())
       total += l;

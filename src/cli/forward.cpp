@@ -35,28 +35,18 @@ int cmd_forward(const Args& args, const MpiEnv& mpi) {
              ": expected integer token ids of shape [batch, seq], got ", raw.describe());
   const int64_t rows = raw.size(0), seq = raw.size(1), t = rows * seq;
   WEFT_CHECK(seq <= spec.max_positions, input, ": ", seq, " tokens exceed max_position_embeddings ", spec.max_positions);
-  Batch b;
-  b.rows = rows;
-  b.seq = seq;
-  b.tokens = Tensor::empty({t}, DType::i32);
-  cpu_ops().convert(b.tokens, raw.reshape({t}));
-  b.labels = Tensor::zeros({t}, DType::i32);
-  b.loss_mask = Tensor::zeros({t}, DType::f32);
-  b.positions = Tensor::empty({t}, DType::i32);
-  b.cu_seqlens = Tensor::empty({rows + 1}, DType::i32);
+  const std::vector<double> ids = raw.to_doubles();
+  std::vector<Sequence> seqs(static_cast<size_t>(rows));
   for (int64_t i = 0; i < t; ++i) {
-    const int32_t id = b.tokens.data<int32_t>()[i];
+    const int64_t id = static_cast<int64_t>(ids[static_cast<size_t>(i)]);
     WEFT_CHECK(id >= 0 && id < spec.vocab, input, ": token id ", id, " at position ", i, " is outside the vocabulary (",
                spec.vocab, ")");
-    b.positions.data<int32_t>()[i] = static_cast<int32_t>(i % seq);
-    if (i % seq != seq - 1) {  // every position but the last predicts the next token
-      b.labels.data<int32_t>()[i] = b.tokens.data<int32_t>()[i + 1];
-      b.loss_mask.data<float>()[i] = 1.f;
-    }
+    Sequence& s = seqs[static_cast<size_t>(i / seq)];
+    s.tokens.push_back(static_cast<int32_t>(id));
+    if (i % seq) s.labels.push_back(static_cast<int32_t>(id)), s.loss_mask.push_back(1.f);  // predicted by the one before
   }
-  for (int64_t r = 0; r <= rows; ++r) b.cu_seqlens.data<int32_t>()[r] = static_cast<int32_t>(r * seq);
-  b.max_seqlen = seq;
-
+  for (Sequence& s : seqs) s.labels.push_back(0), s.loss_mask.push_back(0.f);  // the last token predicts nothing
+  const Batch b = sequences_batch(seqs);
   ModelSaved saved;
   const Tensor hidden = m.model->forward_layers(m.model->embed(b), b, saved);
   const Tensor losses = m.model->loss(hidden, b, saved);
@@ -68,22 +58,8 @@ int cmd_forward(const Args& args, const MpiEnv& mpi) {
   }
 
   if (!output.empty()) {
-    // Gather the vocabulary shards: [tp, t, local] → [t, vocab] on rank 0.
-    Comm& tp = *m.comms.tp;
-    const Tensor local = saved.logits.to(Device::cpu);
-    const int64_t cols = local.size(1);
-    Tensor all = Tensor::empty({tp.size() * t * cols}, DType::f32);
-    tp.all_gather(all, local.reshape({t * cols}));
-    if (mpi.rank() == 0) {
-      Tensor logits = Tensor::empty({rows, seq, spec.vocab}, DType::f32);
-      for (int r = 0; r < tp.size(); ++r) {
-        const VocabShard shard = VocabShard::of(spec.vocab, spec.padded_vocab(tp.size()), r, tp.size());
-        for (int64_t i = 0; i < t; ++i)
-          for (int64_t c = 0; c < shard.valid; ++c)
-            logits.data<float>()[i * spec.vocab + shard.start + c] = all.data<float>()[(r * t + i) * cols + c];
-      }
-      write_npy(output, logits);
-    }
+    const Tensor logits = gather_vocab(m, saved.logits);
+    if (mpi.rank() == 0) write_npy(output, logits.reshape({rows, seq, spec.vocab}));
   }
   // An MoE model's routers: their losses' mean over the MoE layers (Megatron's form, without coefficients).
   std::string router;

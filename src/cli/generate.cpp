@@ -36,49 +36,30 @@ const char* kUsage =
 std::vector<std::vector<double>> last_logits(LoadedModel& m, const std::vector<std::vector<int32_t>>& seqs,
                                              const std::vector<size_t>& new_from, KvCache* cache) {
   const ModelSpec& spec = m.model->spec();
-  std::vector<int32_t> tokens, positions, cu = {0};
+  std::vector<Sequence> batch;
   for (size_t i = 0; i < seqs.size(); ++i) {
     const auto& s = seqs[i];
     WEFT_CHECK(int64_t(s.size()) <= spec.max_positions, "weft generate: ", s.size(),
                " tokens exceed the model's max_position_embeddings ", spec.max_positions);
-    for (size_t p = cache ? new_from[i] : 0; p < s.size(); ++p) {
-      tokens.push_back(s[p]);
-      positions.push_back(static_cast<int32_t>(p));
-    }
-    cu.push_back(static_cast<int32_t>(tokens.size()));
+    const size_t from = cache ? new_from[i] : 0;
+    batch.push_back({.tokens = {s.begin() + static_cast<ptrdiff_t>(from), s.end()},
+                     .first_position = static_cast<int32_t>(from)});
   }
-  const int64_t t = static_cast<int64_t>(tokens.size()), rows = static_cast<int64_t>(seqs.size());
-  Batch b;
-  b.rows = rows;
-  b.tokens = Tensor::from_vector(tokens, {t});
-  b.labels = Tensor::zeros({t}, DType::i32);
-  b.loss_mask = Tensor::zeros({t}, DType::f32);
-  b.positions = Tensor::from_vector(positions, {t});
-  b.cu_seqlens = Tensor::from_vector(cu, {int64_t(cu.size())});
-  for (size_t i = 1; i < cu.size(); ++i) b.max_seqlen = std::max<int64_t>(b.max_seqlen, cu[i] - cu[i - 1]);
+  const int64_t rows = static_cast<int64_t>(seqs.size());
+  Batch b = sequences_batch(batch);
   b.cache = cache;
   ModelSaved saved;
   const Tensor hidden = m.model->forward_layers(m.model->embed(b), b, saved);
   Tensor last = Tensor::empty({rows, hidden.size(1)}, hidden.dtype(), hidden.device());
+  const int32_t* cu = b.cu_seqlens.data<int32_t>();
   for (int64_t r = 0; r < rows; ++r) {
     Tensor row = last.rows(r, r + 1);
     write_into(row, hidden.rows(cu[r + 1] - 1, cu[r + 1]));
   }
-  // Each rank's vocabulary shard of those rows, gathered: [tp, rows, local] → rows × vocab.
-  const Tensor shard_logits = m.model->logits(last);
-  Tensor local = Tensor::empty(shard_logits.shape(), DType::f32);
-  cpu_ops().convert(local, shard_logits.to(Device::cpu));
-  const int64_t cols = local.size(1);
-  Comm& tp = *m.comms.tp;
-  Tensor all = Tensor::empty({tp.size() * rows * cols}, DType::f32);
-  tp.all_gather(all, local.reshape({rows * cols}));
-  std::vector<std::vector<double>> out(static_cast<size_t>(rows), std::vector<double>(size_t(spec.vocab)));
-  for (int rank = 0; rank < tp.size(); ++rank) {
-    const VocabShard shard = VocabShard::of(spec.vocab, spec.padded_vocab(tp.size()), rank, tp.size());
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < shard.valid; ++c)
-        out[r][shard.start + c] = all.data<float>()[(rank * rows + r) * cols + c];
-  }
+  const Tensor logits = gather_vocab(m, m.model->logits(last));
+  std::vector<std::vector<double>> out;
+  const std::vector<double> all = logits.to_doubles();
+  for (int64_t r = 0; r < rows; ++r) out.emplace_back(all.begin() + r * spec.vocab, all.begin() + (r + 1) * spec.vocab);
   return out;
 }
 

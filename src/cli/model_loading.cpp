@@ -1,5 +1,8 @@
-// weft/src/cli/model_loading.cpp v2 — model + weights for the inference-side subcommands.
+// weft/src/cli/model_loading.cpp v3 — model + weights for the inference-side subcommands, and their logits gathered.
 #include "cli/model_loading.h"
+
+#include "ops/ops.h"
+#include "parallel/tensor_parallel.h"
 
 namespace weft {
 
@@ -26,6 +29,24 @@ LoadedModel load_model(const WeightSource& src, int world_size, int rank, int ep
     load_native_weights(m.model->parameters(), r);
   }
   return m;
+}
+
+Tensor gather_vocab(const LoadedModel& m, const Tensor& shard_logits) {
+  const ModelSpec& spec = m.model->spec();
+  Tensor local = Tensor::empty(shard_logits.shape(), DType::f32);
+  cpu_ops().convert(local, shard_logits.to(Device::cpu));
+  const int64_t rows = local.size(0), cols = local.size(1);
+  Comm& tp = *m.comms.tp;
+  Tensor all = Tensor::empty({tp.size() * rows * cols}, DType::f32);
+  tp.all_gather(all, local.reshape({rows * cols}));
+  Tensor out = Tensor::empty({rows, spec.vocab}, DType::f32);
+  for (int rank = 0; rank < tp.size(); ++rank) {  // [tp, rows, local] → [rows, vocab]
+    const VocabShard shard = VocabShard::of(spec.vocab, spec.padded_vocab(tp.size()), rank, tp.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < shard.valid; ++c)
+        out.data<float>()[r * spec.vocab + shard.start + c] = all.data<float>()[(rank * rows + r) * cols + c];
+  }
+  return out;
 }
 
 }  // namespace weft

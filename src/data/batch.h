@@ -1,6 +1,7 @@
-// weft/src/data/batch.h v2 — one micro-batch as the model consumes it.
+// weft/src/data/batch.h v3 — one micro-batch as the model consumes it, and a batch of whole sequences side by side.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -34,5 +35,16 @@ struct Batch {
     return b;
   }
 };
+
+// One sequence of a batch that forward, eval and generate run: its input ids, the label and loss weight of each
+// (both empty: no loss), and the position of its first token (a KV cache's next position when decoding).
+struct Sequence {
+  std::vector<int32_t> tokens, labels;
+  std::vector<float> loss_mask;
+  int32_t first_position = 0;
+};
+
+// The sequences as the segments of one batch (a row each; seq is their common length, 0 when they differ).
+Batch sequences_batch(const std::vector<Sequence>& seqs);
 
 }  // namespace weft
