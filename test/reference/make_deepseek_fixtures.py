@@ -27,13 +27,12 @@ import os
 import sys
 
 import numpy as np
-import safetensors.torch
 import torch
 import transformers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_hf_fixtures import COMMON, load_fp32, make_config  # noqa: E402
-from make_moe_fixtures import hub_layout  # noqa: E402
+from make_moe_fixtures import save_in_hub_layout  # noqa: E402
 
 MIN_MARGIN = 1e-4
 
@@ -116,19 +115,7 @@ def make_case(name, spec, gen):
                     p.copy_(1.0 + 0.1 * torch.randn_like(p))
                 elif pname.endswith("mlp.gate.weight"):
                     p.copy_(0.4 * torch.randn_like(p))  # decisive routing: clear gaps between the experts' scores
-        model.to(torch.bfloat16).save_pretrained(path)
-        files = [f for f in os.listdir(path) if f.endswith(".safetensors")]
-        state = {}
-        for f in files:
-            state.update(safetensors.torch.load_file(os.path.join(path, f)))
-        saved_names = sorted(state)
-        hub = hub_layout(state, spec["model_type"])
-        if hub.keys() != state.keys():  # rewrite in the hub's per-expert layout; transformers must load it the same
-            for f in files:
-                os.remove(os.path.join(path, f))
-            if os.path.exists(os.path.join(path, "model.safetensors.index.json")):
-                os.remove(os.path.join(path, "model.safetensors.index.json"))
-            safetensors.torch.save_file(hub, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+        saved_names = save_in_hub_layout(model, path, spec["model_type"])
         ref = load_fp32(path).eval()
         scale_set = set_softmax_scale(ref)
         made = model.to(torch.float32).eval()

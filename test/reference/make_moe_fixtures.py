@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""weft/test/reference/make_moe_fixtures.py v1 — HuggingFace reference outputs for weft's mixture-of-experts parity tests.
+"""weft/test/reference/make_moe_fixtures.py v2 — HuggingFace reference outputs for weft's mixture-of-experts parity tests.
 
 Run where transformers and torch are installed (the GPU machine; it computes on the CPU in float32):
     python3 test/reference/make_moe_fixtures.py [OUT_DIR]        (default: test/fixtures/hf)
@@ -72,6 +72,24 @@ def hub_layout(state, model_type):
     return out
 
 
+def save_in_hub_layout(model, path, model_type):
+    """Saves `model` in bfloat16 with transformers, then rewrites the files in the hub's per-expert layout where
+    transformers' own names differ (transformers must load both the same). Returns the names transformers saved."""
+    model.to(torch.bfloat16).save_pretrained(path)
+    files = [f for f in os.listdir(path) if f.endswith(".safetensors")]
+    state = {}
+    for f in files:
+        state.update(safetensors.torch.load_file(os.path.join(path, f)))
+    hub = hub_layout(state, model_type)
+    if hub.keys() != state.keys():
+        for f in files:
+            os.remove(os.path.join(path, f))
+        if os.path.exists(os.path.join(path, "model.safetensors.index.json")):
+            os.remove(os.path.join(path, "model.safetensors.index.json"))
+        safetensors.torch.save_file(hub, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    return sorted(state)
+
+
 def megatron_router_losses(router_logits, top_k):
     """Per MoE layer: Megatron-Core's switch load-balancing loss (coefficient 1) and z-loss over all tokens."""
     aux, z = [], []
@@ -111,19 +129,7 @@ def make_case(name, spec, gen):
                     p.copy_(0.05 * torch.randn_like(p))
                 elif pname.endswith(".gate.weight") or "shared_expert_gate" in pname:
                     p.copy_(0.3 * torch.randn_like(p))  # decisive routing: clear gaps between the experts' scores
-        model.to(torch.bfloat16).save_pretrained(path)
-        files = [f for f in os.listdir(path) if f.endswith(".safetensors")]
-        state = {}
-        for f in files:
-            state.update(safetensors.torch.load_file(os.path.join(path, f)))
-        saved_names = sorted(state)
-        hub = hub_layout(state, spec["model_type"])
-        if hub.keys() != state.keys():  # rewrite in the hub's per-expert layout; transformers must load it the same
-            for f in files:
-                os.remove(os.path.join(path, f))
-            if os.path.exists(os.path.join(path, "model.safetensors.index.json")):
-                os.remove(os.path.join(path, "model.safetensors.index.json"))
-            safetensors.torch.save_file(hub, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+        saved_names = save_in_hub_layout(model, path, spec["model_type"])
         ref = load_fp32(path).eval()
         with torch.no_grad():
             out = ref(input_ids=ids, labels=ids, output_router_logits=True)
