@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# weft/jobscripts/gpu-check.sh v34 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
+# weft/jobscripts/gpu-check.sh v35 — on a GPU machine: build for Hopper, run the GPU tests and benchmarks beside
 # their PyTorch twins, print a short table last.
 #
 #   jobscripts/gpu-check.sh [stage ...]     stages: build tests bench e2e e2e-ratio e2e-compile tokenizer export
-#                                            moe moe-fixtures deepseek-fixtures eval-fixtures
+#                                            moe moe-fixtures deepseek-fixtures eval-fixtures chat-templates
 #                                            parallel scaling dp-sweep reduce reduce-sweep bucket-sweep
 #                                            recompute profile attention-profile attention-clocks ab ab-trees
 #                                            flag-ab (default: build tests bench e2e);
 #                                            parallel, scaling, dp-sweep and the reduce stages need 2 GPUs
 # Logs and JSON go to $OUT (default /tmp/weft-gpu-check). What the GPU machine lacks travels in .carry/: PCRE2
-# (libpcre2-dev unpacked, .carry/pcre2) and Boost.Program_options' sources (.carry/boost_po).
+# (libpcre2-dev unpacked, .carry/pcre2), Boost.Program_options' sources (.carry/boost_po) and the npm tokenizer
+# packages' tokenizer_config.json files (.carry/chat_configs/FAMILY.json, for chat-templates).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -418,6 +419,12 @@ PY
       cp test/fixtures/hf/llama2/task.jsonl test/fixtures/hf/llama2/task_reference.json \
         test/fixtures/hf/llama2/generate_reference.json "$OUT/" 2>/dev/null
       row "$(tail -1 "$OUT/eval_fixtures.log")" ;;
+    chat-templates)
+      # transformers' own rendering of the chat fixture with each package's template (test/reference/check_chat_templates.py).
+      python3 test/reference/check_chat_templates.py .carry/chat_configs test/fixtures/tokenizer/chat_reference.json 2>&1 |
+        tee "$OUT/chat_templates.log"
+      row "chat templates: $(grep -c " of " "$OUT/chat_templates.log") families, $(awk '$4 != $6' "$OUT/chat_templates.log" |
+        grep -c " of ") differing" ;;
     moe)
       # The MoE issue's two shapes on one GPU, weft and its HF twin (eager, the routers' aux loss on) alternately for
       # MOE_ROUNDS rounds (default 1); MOE_FLAGS go to weft. Then the experts' grouped GEMMs beside one dense GEMM of
