@@ -39,6 +39,14 @@ CONTEXT = {
              {"role": "user", "content": "bye"}],
     "x": 0,
     "words": ["b", "a", "c", "a"],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                                "parameters": {"type": "object", "properties": {
+                                                    "city": {"type": "string", "description": "Its name"}},
+                                                    "required": ["city"]}}}],
+    "calls": [{"role": "user", "content": "Weather in Hanoi?"},
+              {"role": "assistant", "content": None, "tool_calls": [
+                  {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Hanoi"}}}]},
+              {"role": "tool", "content": "31 °C"}],
 }
 
 TEMPLATES = [
@@ -100,6 +108,15 @@ TEMPLATES = [
     "{% if x == 1 %}one{% elif x == 0 %}zero{% else %}other{% endif %}{% if y %}y{% elif not y %}noty{% endif %}",
     "{{ msgs[0].missing }}|{{ msgs[0].missing is defined }}|{{ msgs[5] is defined }}|{{ msgs[-1].content }}|"
     "{{ msgs[0]['role'] }}|{{ d.a.1 }}|{{ (none_var.x is defined) if none_var is defined else 'nv' }}",
+    "{%- for tool in tools %}\n{{- tool | tojson(indent=4) }}\n{{- '\\n' if not loop.last }}\n{%- endfor %}",
+    "{%- for m in calls %}\n    {%- if m.tool_calls is defined and m.tool_calls %}\n"
+    "        {%- for call in m.tool_calls %}\n            {%- set f = call.function %}\n"
+    "            {{- '<tool_call>' ~ {'name': f.name, 'arguments': f.arguments} | tojson ~ '</tool_call>' }}\n"
+    "        {%- endfor %}\n    {%- elif m.content is none %}\n        {{- 'none' }}\n    {%- else %}\n"
+    "        {{- m.role + ': ' + m.content + '\\n' }}\n    {%- endif %}\n{%- endfor %}",
+    "{%- set names = tools | map(attribute='function') | map(attribute='name') | list %}{{ names | join(', ') }}|"
+    "{{ tools[0].function.parameters.required | tojson }}|{{ calls | selectattr('role', 'equalto', 'tool') | "
+    "map(attribute='content') | first }}|{{ (calls | last).content | length }}",
     "{{ raise_exception('bad role') }}",
     "{{ nothing.attr }}",
     "{{ 'a' + 1 }}",
