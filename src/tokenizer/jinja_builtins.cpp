@@ -75,9 +75,32 @@ std::string py_repr(const Json& j) {
   }
 }
 
-void json_string(std::string& out, const std::string& s) {
+// Python's json.dumps for one string: ensure_ascii writes every non-ASCII code point as \uXXXX (a surrogate pair
+// above U+FFFF).
+void json_string(std::string& out, const std::string& s, bool ensure_ascii) {
   out += '"';
-  for (const unsigned char c : s) {
+  auto escape = [&](unsigned cp) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+    out += buf;
+  };
+  for (const std::string& cp : code_points(s)) {
+    const unsigned char c = static_cast<unsigned char>(cp[0]);
+    if (cp.size() > 1) {
+      if (!ensure_ascii) {
+        out += cp;
+        continue;
+      }
+      unsigned v = c & (cp.size() == 2 ? 0x1f : cp.size() == 3 ? 0x0f : 0x07);
+      for (size_t i = 1; i < cp.size(); ++i) v = (v << 6) | (static_cast<unsigned char>(cp[i]) & 0x3f);
+      if (v > 0xffff) {
+        escape(0xd800 + ((v - 0x10000) >> 10));
+        escape(0xdc00 + ((v - 0x10000) & 0x3ff));
+      } else {
+        escape(v);
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -87,29 +110,31 @@ void json_string(std::string& out, const std::string& s) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
+        if (c < 0x20 || (ensure_ascii && c >= 0x7f)) escape(c);
+        else out += static_cast<char>(c);
     }
   }
   out += '"';
 }
 
-void json_text(std::string& out, const Json& j, int indent, int depth) {
-  const bool pretty = indent >= 0;
+// json.dumps's options, as transformers' tojson filter passes them.
+struct JsonStyle {
+  int indent = -1;  // < 0: one line
+  bool ensure_ascii = false, sort_keys = false;
+  std::string item_separator = ", ", key_separator = ": ";
+};
+
+void json_text(std::string& out, const Json& j, const JsonStyle& style, int depth) {
+  const bool pretty = style.indent >= 0;
   auto newline = [&](int d) {
     if (!pretty) return;
     out += '\n';
-    out.append(static_cast<size_t>(indent * d), ' ');
+    out.append(static_cast<size_t>(style.indent * d), ' ');
   };
   switch (j.type()) {
     case Json::value_t::null: out += "null"; break;
     case Json::value_t::boolean: out += j.get<bool>() ? "true" : "false"; break;
-    case Json::value_t::string: json_string(out, j.get<std::string>()); break;
+    case Json::value_t::string: json_string(out, j.get<std::string>(), style.ensure_ascii); break;
     case Json::value_t::number_float: {
       const double d = j.get<double>();
       out += std::isnan(d) ? "NaN" : std::isinf(d) ? (d > 0 ? "Infinity" : "-Infinity") : py_float(d);
@@ -122,9 +147,9 @@ void json_text(std::string& out, const Json& j, int indent, int depth) {
       }
       out += '[';
       for (size_t i = 0; i < j.size(); ++i) {
-        if (i) out += pretty ? "," : ", ";
+        if (i) out += style.item_separator;
         newline(depth + 1);
-        json_text(out, j[i], indent, depth + 1);
+        json_text(out, j[i], style, depth + 1);
       }
       newline(depth);
       out += ']';
@@ -134,15 +159,16 @@ void json_text(std::string& out, const Json& j, int indent, int depth) {
         out += "{}";
         break;
       }
+      std::vector<std::pair<std::string, const Json*>> items;
+      for (const auto& [k, v] : j.items()) items.emplace_back(k, &v);
+      if (style.sort_keys) std::stable_sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.first < b.first; });
       out += '{';
-      bool first = true;
-      for (const auto& [k, v] : j.items()) {
-        if (!first) out += pretty ? "," : ", ";
-        first = false;
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (i) out += style.item_separator;
         newline(depth + 1);
-        json_string(out, k);
-        out += ": ";
-        json_text(out, v, indent, depth + 1);
+        json_string(out, items[i].first, style.ensure_ascii);
+        out += style.key_separator;
+        json_text(out, *items[i].second, style, depth + 1);
       }
       newline(depth);
       out += '}';
@@ -328,11 +354,28 @@ const std::map<std::string, Filter>& filters() {
     f["trim"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string&, int) {
       return Value{strip_chars(to_str(v), arg(a, 0, kw, "chars"), true, true), false};
     };
+    // transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False): json.dumps.
     f["tojson"] = [](const Value& v, const Args& a, const Kwargs& kw, const std::string& t, int l) {
       if (v.undefined) template_error(t, l, "tojson of an undefined value");
-      const Value* indent = arg(a, 0, kw, "indent");
-      const int64_t spaces = indent && !indent->json.is_null() ? integer(*indent, t, l, "tojson's indent") : -1;
-      return Value{to_json_text(v.json, static_cast<int>(std::clamp<int64_t>(spaces, -1, 64))), false};
+      JsonStyle style;
+      const Value* ascii = arg(a, 0, kw, "ensure_ascii");
+      const Value* indent = arg(a, 1, kw, "indent");
+      const Value* separators = arg(a, 2, kw, "separators");
+      const Value* sort = arg(a, 3, kw, "sort_keys");
+      style.ensure_ascii = ascii && truthy(*ascii);
+      style.sort_keys = sort && truthy(*sort);
+      if (indent && !indent->json.is_null())
+        style.indent = static_cast<int>(std::clamp<int64_t>(integer(*indent, t, l, "tojson's indent"), 0, 64));
+      if (style.indent >= 0) style.item_separator = ",";
+      if (separators && !separators->json.is_null()) {
+        const Json& sep = separators->json;
+        if (!sep.is_array() || sep.size() != 2 || !sep[0].is_string() || !sep[1].is_string())
+          template_error(t, l, "tojson's separators must be two strings");
+        style.item_separator = sep[0].get<std::string>(), style.key_separator = sep[1].get<std::string>();
+      }
+      std::string out;
+      json_text(out, v.json, style, 0);
+      return Value{out, false};
     };
     f["length"] = [](const Value& v, const Args&, const Kwargs&, const std::string& t, int l) {
       if (v.json.is_string()) return Value{static_cast<int64_t>(code_points(v.json.get<std::string>()).size()), false};
@@ -644,12 +687,6 @@ std::string to_str(const Value& v) {
     case Json::value_t::number_unsigned: return v.json.dump();
     default: return py_repr(v.json);
   }
-}
-
-std::string to_json_text(const Json& v, int indent) {
-  std::string out;
-  json_text(out, v, indent, 0);
-  return out;
 }
 
 bool equal(const Value& a, const Value& b) {

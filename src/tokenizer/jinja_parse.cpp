@@ -46,10 +46,12 @@ std::vector<Segment> segment(const std::string& src, const std::string& name) {
                 "", line + count_lines(text)};
     size_t inner = open + 2;
     if (inner < src.size() && (src[inner] == '-' || src[inner] == '+')) tag.left = src[inner++];
-    // The closing delimiter, skipping quoted strings inside expressions.
+    // The closing delimiter, skipping quoted strings and bracketed parts of expressions (a dict literal's "}}" does not
+    // close a {{ tag, as jinja2's lexer balances brackets too).
     const char* close = type == '{' ? "}}" : type == '%' ? "%}" : "#}";
     size_t end = inner;
     char quote = 0;
+    int depth = 0;
     for (; end + 1 < src.size(); ++end) {
       const char c = src[end];
       if (type != '#' && quote) {
@@ -57,8 +59,12 @@ std::vector<Segment> segment(const std::string& src, const std::string& name) {
         else if (c == quote) quote = 0;
       } else if (type != '#' && (c == '\'' || c == '"')) {
         quote = c;
-      } else if (c == close[0] && src[end + 1] == close[1]) {
+      } else if (depth == 0 && c == close[0] && src[end + 1] == close[1]) {
         break;
+      } else if (type != '#' && (c == '(' || c == '[' || c == '{')) {
+        ++depth;
+      } else if (type != '#' && depth > 0 && (c == ')' || c == ']' || c == '}')) {
+        --depth;
       }
     }
     if (end + 1 >= src.size()) template_error(name, tag.line, str("'", src.substr(open, 2), "' is never closed"));

@@ -84,8 +84,6 @@ Body parse_template(const std::string& source, const std::string& name);
 bool truthy(const Value& v);
 // Python's str() of a value (None, True, 1.5, ['a', 1], {'k': 'v'}; undefined prints as nothing).
 std::string to_str(const Value& v);
-// Python's json.dumps(v, ensure_ascii=False, indent=indent) (indent < 0: one line with ", " and ": ").
-std::string to_json_text(const Json& v, int indent);
 // Python's == on values.
 bool equal(const Value& a, const Value& b);
 // Whether `name` is a filter / test the renderer knows.

@@ -117,6 +117,9 @@ TEMPLATES = [
     "{%- set names = tools | map(attribute='function') | map(attribute='name') | list %}{{ names | join(', ') }}|"
     "{{ tools[0].function.parameters.required | tojson }}|{{ calls | selectattr('role', 'equalto', 'tool') | "
     "map(attribute='content') | first }}|{{ (calls | last).content | length }}",
+    "{{ d | tojson(sort_keys=true) }}|{{ 'é 😀 \\ \"' | tojson(ensure_ascii=true) }}|"
+    "{{ d | tojson(separators=(',', ':')) }}|{{ d | tojson(indent=2, sort_keys=true) }}|{{ ['é'] | tojson(true) }}|"
+    "{{ {'z': 1, 'a': {'y': 2, 'b': 3}} | tojson(false, none, none, true) }}",
     "{{ raise_exception('bad role') }}",
     "{{ nothing.attr }}",
     "{{ 'a' + 1 }}",

@@ -66,7 +66,7 @@ TEST(Jinja, RendersEachConstructAsJinja2Does) {
     }
     ++rendered;
   }
-  EXPECT_EQ(rendered, 30);
+  EXPECT_EQ(rendered, 31);
   EXPECT_EQ(refused, 4);
 }
 
