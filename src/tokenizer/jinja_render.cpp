@@ -1,4 +1,4 @@
-// weft/src/tokenizer/jinja_render.cpp v1 — renders a parsed template: scopes (a for body and a macro get their own,
+// weft/src/tokenizer/jinja_render.cpp v2 — renders a parsed template: scopes (a for body and a macro get their own,
 // so `set` inside a loop does not leak out, as in jinja2; namespaces carry values out), expressions with Python's
 // operators, loops with jinja2's `loop` object, and the global functions chat templates call.
 #include <cmath>
@@ -66,33 +66,24 @@ class Renderer {
     return Flow::normal;
   }
 
-  // Binds the loop variables of `n` to one item (tuple targets unpack it).
-  void bind(const Node& n, const Value& x, std::unordered_map<std::string, Value>& scope) {
+  // Binds `n`'s targets (a loop's variables, a set's names) to `v` in `scope`; several targets unpack a list.
+  void unpack(const Node& n, const Value& v, std::unordered_map<std::string, Value>& scope, const char* what) {
     if (n.targets.size() == 1) {
-      scope[n.targets[0]] = x;
+      scope[n.targets[0]] = v;
       return;
     }
-    if (!x.json.is_array() || x.json.size() != n.targets.size())
-      error(n.line, str("cannot unpack ", to_str(x), " into ", n.targets.size(), " loop variables"));
-    for (size_t i = 0; i < n.targets.size(); ++i) scope[n.targets[i]] = {x.json[i], false};
+    if (!v.json.is_array() || v.json.size() != n.targets.size())
+      error(n.line, str("cannot unpack ", to_str(v), " into ", n.targets.size(), " ", what));
+    for (size_t i = 0; i < n.targets.size(); ++i) scope[n.targets[i]] = {v.json[i], false};
   }
 
   void render_for(const Node& n, std::string& out) {
-    const Value seq = eval(*n.expr);
-    std::vector<Value> items;
-    if (seq.json.is_array())
-      for (const auto& x : seq.json) items.push_back({x, false});
-    else if (seq.json.is_object())
-      for (const auto& [k, x] : seq.json.items()) items.push_back({k, false});
-    else if (seq.json.is_string())
-      for (const auto& c : code_points(seq.json.get<std::string>())) items.push_back({c, false});
-    else if (!seq.undefined)
-      error(n.line, str("cannot loop over ", to_str(seq), ": not a list, dict or string"));
+    std::vector<Value> items = elements(eval(*n.expr), name_, n.line, "a for loop");
     if (n.cond) {  // the loop's `if` filters before `loop` counts
       std::vector<Value> kept;
       for (const Value& x : items) {
         scopes_.emplace_back();
-        bind(n, x, scopes_.back());
+        unpack(n, x, scopes_.back(), "loop variables");
         if (truthy(eval(*n.cond))) kept.push_back(x);
         scopes_.pop_back();
       }
@@ -107,7 +98,7 @@ class Renderer {
       if (i + 1 < len) loop["nextitem"] = items[static_cast<size_t>(i + 1)].json;
       scopes_.emplace_back();
       scopes_.back()["loop"] = {loop, false};
-      bind(n, items[static_cast<size_t>(i)], scopes_.back());
+      unpack(n, items[static_cast<size_t>(i)], scopes_.back(), "loop variables");
       const Flow f = render(n.body, out);
       scopes_.pop_back();
       if (f == Flow::break_) break;
@@ -131,14 +122,7 @@ class Renderer {
       target->json[n.attr] = v.json;
       return;
     }
-    auto& scope = scopes_.back();
-    if (n.targets.size() == 1) {
-      scope[n.targets[0]] = v;
-      return;
-    }
-    if (!v.json.is_array() || v.json.size() != n.targets.size())
-      error(n.line, str("cannot unpack ", to_str(v), " into ", n.targets.size(), " variables"));
-    for (size_t i = 0; i < n.targets.size(); ++i) scope[n.targets[i]] = {v.json[i], false};
+    unpack(n, v, scopes_.back(), "variables");
   }
 
   // A short text of an expression for errors ("message.content").

@@ -1,5 +1,6 @@
-// weft/src/tokenizer/jinja_syntax.h v1 — the parsed form of a Jinja template and the values it computes with, shared
-// by the parser (jinja_parse.cpp), the renderer (jinja_render.cpp) and the built-in filters (jinja_builtins.cpp).
+// weft/src/tokenizer/jinja_syntax.h v2 — the parsed form of a Jinja template and the values it computes with, shared
+// by the parser (jinja_parse.cpp), the renderer (jinja_render.cpp), Python's view of values (jinja_values.cpp) and
+// the built-in filters (jinja_builtins.cpp).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -86,6 +87,20 @@ bool truthy(const Value& v);
 std::string to_str(const Value& v);
 // Python's == on values.
 bool equal(const Value& a, const Value& b);
+// "none", "bool", "string", "list", "dict", "int", "float" or "undefined", for errors.
+const char* type_name(const Value& v);
+// The items a loop or filter iterates: a list's elements, a dict's keys, a string's code points; undefined gives
+// none; anything else is an error naming `what`.
+std::vector<Value> elements(const Value& v, const std::string& tname, int line, const char* what);
+
+// json.dumps's options, as transformers' tojson filter passes them.
+struct JsonStyle {
+  int indent = -1;  // < 0: one line
+  bool ensure_ascii = false, sort_keys = false;
+  std::string item_separator = ", ", key_separator = ": ";
+};
+// Python's json.dumps(v) with those options.
+std::string to_json_text(const Json& v, const JsonStyle& style);
 // Whether `name` is a filter / test the renderer knows.
 bool is_filter(const std::string& name);
 bool is_test(const std::string& name);
